@@ -1,0 +1,410 @@
+//! Validation and compilation: a [`MeshConfig`] becomes an [`Engine`], or an error naming the field.
+//!
+//! This is the one validator: the filter runs it in `on_configure`, the plugin runs it natively
+//! before rendering anything.
+
+use crate::config::{
+    DirectResponse, HeaderMatch, LoadError, MeshConfig, RouteConfig, Target, API_VERSION, KIND,
+};
+use crate::cors::CorsPolicy;
+use crate::engine::Engine;
+use crate::headers::HeaderOps;
+use crate::router::{
+    Action, HeaderCond, HeaderTest, LocalBody, PathMatch, RedirectSpec, Route, Router, VirtualHost,
+};
+use crate::upstream::{istio_cluster, service_fqdn};
+use regex::bytes::Regex;
+
+/// A config that cannot be used. `path` names the field, `reason` says what to change.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The document could not be read into the schema.
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    /// The document is well-formed but wrong.
+    #[error("{path}: {reason}")]
+    Invalid {
+        /// Field path, e.g. `hosts[0].routes[2].match.regex`.
+        path: String,
+        /// What is wrong and how to fix it.
+        reason: String,
+    },
+}
+
+impl ConfigError {
+    /// The field path the error is about (`.` for the whole document).
+    pub fn path(&self) -> &str {
+        match self {
+            ConfigError::Load(LoadError::Shape { path, .. }) => path,
+            ConfigError::Invalid { path, .. } => path,
+        }
+    }
+}
+
+fn invalid(path: impl Into<String>, reason: impl ToString) -> ConfigError {
+    ConfigError::Invalid {
+        path: path.into(),
+        reason: reason.to_string(),
+    }
+}
+
+/// Parses JSON and compiles it: what the filter does in `on_configure`.
+pub fn compile_json(text: &str) -> Result<Engine, ConfigError> {
+    compile(&MeshConfig::from_json(text)?)
+}
+
+/// Validates and compiles a config.
+pub fn compile(cfg: &MeshConfig) -> Result<Engine, ConfigError> {
+    if cfg.api_version != API_VERSION {
+        return Err(invalid(
+            "apiVersion",
+            format!("expected `{API_VERSION}`, got `{}`", cfg.api_version),
+        ));
+    }
+    if cfg.kind != KIND {
+        return Err(invalid(
+            "kind",
+            format!("expected `{KIND}`, got `{}`", cfg.kind),
+        ));
+    }
+    if !is_dns_label(&cfg.namespace) {
+        return Err(invalid(
+            "namespace",
+            format!(
+                "`{}` is not a Kubernetes namespace name (lower-case letters, digits, `-`)",
+                cfg.namespace
+            ),
+        ));
+    }
+    if cfg.cluster_domain.is_empty() || !cfg.cluster_domain.split('.').all(is_dns_label) {
+        return Err(invalid(
+            "clusterDomain",
+            format!(
+                "`{}` is not a DNS domain such as `cluster.local`",
+                cfg.cluster_domain
+            ),
+        ));
+    }
+    if cfg.hosts.is_empty() {
+        return Err(invalid(
+            "hosts",
+            "at least one host is needed (use domains: [\"*\"] for every host)",
+        ));
+    }
+    let mut router = Router::default();
+    for (hi, host) in cfg.hosts.iter().enumerate() {
+        let hp = format!("hosts[{hi}]");
+        if host.domains.is_empty() {
+            return Err(invalid(format!("{hp}.domains"), "list at least one domain"));
+        }
+        for (di, d) in host.domains.iter().enumerate() {
+            router
+                .table
+                .insert(d, hi)
+                .map_err(|e| invalid(format!("{hp}.domains[{di}]"), e))?;
+        }
+        if host.routes.is_empty() {
+            return Err(invalid(format!("{hp}.routes"), "list at least one route"));
+        }
+        let host_req = HeaderOps::compile(&host.request_headers)
+            .map_err(|e| invalid(format!("{hp}.requestHeaders"), e))?;
+        let host_resp = HeaderOps::compile(&host.response_headers)
+            .map_err(|e| invalid(format!("{hp}.responseHeaders"), e))?;
+        if let Some(c) = &host.cors {
+            // Check the host policy on its own too, so its errors name the host's field.
+            CorsPolicy::compile(None, Some(c), false)
+                .map_err(|e| invalid(format!("{hp}.cors"), e))?;
+        }
+        let mut routes = Vec::with_capacity(host.routes.len());
+        for (ri, r) in host.routes.iter().enumerate() {
+            let rp = format!("{hp}.routes[{ri}]");
+            routes.push(compile_route(
+                cfg,
+                host.cors.as_ref(),
+                r,
+                &rp,
+                [host_req.clone(), host_resp.clone()],
+            )?);
+        }
+        let name = host
+            .name
+            .clone()
+            .or_else(|| host.domains.first().cloned())
+            .unwrap_or_default();
+        router.hosts.push(VirtualHost { name, routes });
+    }
+    let not_found = match &cfg.not_found {
+        Some(d) => local_body(d, "notFound")?,
+        None => LocalBody {
+            status: 404,
+            body: br#"{"error":"not_found","message":"no route for this host and path"}"#.to_vec(),
+            content_type: Some("application/json".to_owned()),
+        },
+    };
+    Ok(Engine::new(router, not_found))
+}
+
+fn compile_route(
+    cfg: &MeshConfig,
+    host_cors: Option<&crate::config::CorsConfig>,
+    r: &RouteConfig,
+    rp: &str,
+    [host_req, host_resp]: [HeaderOps; 2],
+) -> Result<Route, ConfigError> {
+    let m = &r.matches;
+    let path = match (&m.prefix, &m.path, &m.regex) {
+        (None, None, None) => PathMatch::Prefix("/".to_owned()),
+        (Some(p), None, None) => PathMatch::Prefix(abs_path(p, &format!("{rp}.match.prefix"))?),
+        (None, Some(p), None) => PathMatch::Exact(abs_path(p, &format!("{rp}.match.path"))?),
+        (None, None, Some(re)) => PathMatch::Regex(full_regex(re, &format!("{rp}.match.regex"))?),
+        _ => {
+            return Err(invalid(
+                format!("{rp}.match"),
+                "give only one of prefix, path and regex",
+            ))
+        }
+    };
+    for (i, meth) in m.methods.iter().enumerate() {
+        if meth.is_empty()
+            || !meth
+                .bytes()
+                .all(|b| b.is_ascii_uppercase() || b == b'-' || b == b'_')
+        {
+            return Err(invalid(
+                format!("{rp}.match.methods[{i}]"),
+                format!("`{meth}` is not an HTTP method; write it upper-case, like GET"),
+            ));
+        }
+    }
+    let headers = m
+        .headers
+        .iter()
+        .enumerate()
+        .map(|(i, h)| header_cond(h, &format!("{rp}.match.headers[{i}]")))
+        .collect::<Result<Vec<_>, _>>()?;
+    let actions = [
+        r.to.is_some(),
+        r.direct_response.is_some(),
+        r.redirect.is_some(),
+    ];
+    if actions.iter().filter(|a| **a).count() != 1 {
+        return Err(invalid(
+            rp.to_owned(),
+            "give exactly one action: to, directResponse or redirect",
+        ));
+    }
+    let action = if let Some(t) = &r.to {
+        forward(cfg, t, &format!("{rp}.to"))?
+    } else if let Some(d) = &r.direct_response {
+        Action::Direct(local_body(d, &format!("{rp}.directResponse"))?)
+    } else if let Some(rd) = &r.redirect {
+        let p = format!("{rp}.redirect");
+        let status = rd.status.unwrap_or(301);
+        if ![301, 302, 303, 307, 308].contains(&status) {
+            return Err(invalid(
+                format!("{p}.status"),
+                format!("{status} is not a redirect status; use 301, 302, 303, 307 or 308"),
+            ));
+        }
+        if let Some(s) = &rd.scheme {
+            if s != "http" && s != "https" {
+                return Err(invalid(
+                    format!("{p}.scheme"),
+                    format!("`{s}` must be http or https"),
+                ));
+            }
+        }
+        if let Some(h) = &rd.host {
+            check_host(h, &format!("{p}.host"))?;
+        }
+        if let Some(x) = &rd.path {
+            abs_path(x, &format!("{p}.path"))?;
+        }
+        if let Some(x) = &rd.prefix_rewrite {
+            abs_path(x, &format!("{p}.prefixRewrite"))?;
+            if !matches!(path, PathMatch::Prefix(_)) || rd.path.is_some() {
+                return Err(invalid(
+                    format!("{p}.prefixRewrite"),
+                    "needs a prefix match and no redirect.path",
+                ));
+            }
+        }
+        Action::Redirect(RedirectSpec {
+            scheme: rd.scheme.clone(),
+            host: rd.host.clone(),
+            port: rd.port,
+            path: rd.path.clone(),
+            prefix_rewrite: rd.prefix_rewrite.clone(),
+            status,
+            strip_query: rd.strip_query,
+        })
+    } else {
+        return Err(invalid(
+            rp.to_owned(),
+            "give exactly one action: to, directResponse or redirect",
+        ));
+    };
+    let cors = CorsPolicy::compile(r.cors.as_ref(), host_cors, r.grpc_web)
+        .map_err(|e| invalid(format!("{rp}.cors"), e))?;
+    let req = HeaderOps::compile(&r.request_headers)
+        .map_err(|e| invalid(format!("{rp}.requestHeaders"), e))?;
+    let resp = HeaderOps::compile(&r.response_headers)
+        .map_err(|e| invalid(format!("{rp}.responseHeaders"), e))?;
+    Ok(Route {
+        name: r.name.clone().unwrap_or_default(),
+        path,
+        methods: m.methods.clone(),
+        headers,
+        action,
+        cors,
+        request_ops: [host_req, req],
+        response_ops: [host_resp, resp],
+    })
+}
+
+fn forward(cfg: &MeshConfig, t: &Target, p: &str) -> Result<Action, ConfigError> {
+    let cluster = match (&t.service, t.port, &t.cluster) {
+        (Some(svc), Some(port), None) => {
+            if svc.is_empty() || !svc.trim_end_matches('.').split('.').all(is_dns_label) {
+                return Err(invalid(
+                    format!("{p}.service"),
+                    format!("`{svc}` is not a service name like `server` or `server.namespace`"),
+                ));
+            }
+            if port == 0 {
+                return Err(invalid(format!("{p}.port"), "port must be 1-65535"));
+            }
+            istio_cluster(
+                &service_fqdn(svc, &cfg.namespace, &cfg.cluster_domain),
+                port,
+            )
+        }
+        (None, None, Some(c)) => {
+            if c.is_empty() || c.bytes().any(|b| b.is_ascii_control() || b == b' ') {
+                return Err(invalid(
+                    format!("{p}.cluster"),
+                    "cluster name must be non-empty, without spaces or control characters",
+                ));
+            }
+            c.clone()
+        }
+        (Some(_), None, None) => {
+            return Err(invalid(
+                format!("{p}.port"),
+                "a service target needs its port, e.g. port: 8080",
+            ))
+        }
+        _ => {
+            return Err(invalid(
+                p.to_owned(),
+                "give either service and port, or cluster",
+            ))
+        }
+    };
+    if let Some(x) = &t.prefix_rewrite {
+        abs_path(x, &format!("{p}.prefixRewrite"))?;
+    }
+    if let Some(h) = &t.host_rewrite {
+        check_host(h, &format!("{p}.hostRewrite"))?;
+    }
+    Ok(Action::Forward {
+        cluster,
+        prefix_rewrite: t.prefix_rewrite.clone(),
+        host_rewrite: t.host_rewrite.clone(),
+    })
+}
+
+fn header_cond(h: &HeaderMatch, p: &str) -> Result<HeaderCond, ConfigError> {
+    if h.name.is_empty()
+        || !h
+            .name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+    {
+        return Err(invalid(
+            format!("{p}.name"),
+            format!("`{}` is not a header name", h.name),
+        ));
+    }
+    let test = match (&h.exact, &h.prefix, &h.regex, h.present) {
+        (Some(v), None, None, None) => HeaderTest::Exact(v.as_bytes().to_vec()),
+        (None, Some(v), None, None) => HeaderTest::Prefix(v.as_bytes().to_vec()),
+        (None, None, Some(r), None) => HeaderTest::Regex(full_regex(r, &format!("{p}.regex"))?),
+        (None, None, None, Some(b)) => HeaderTest::Present(b),
+        _ => {
+            return Err(invalid(
+                p.to_owned(),
+                "give exactly one of exact, prefix, regex or present",
+            ))
+        }
+    };
+    Ok(HeaderCond {
+        name: h.name.to_ascii_lowercase(),
+        test,
+        invert: h.invert,
+    })
+}
+
+fn local_body(d: &DirectResponse, p: &str) -> Result<LocalBody, ConfigError> {
+    if !(200..=599).contains(&d.status) {
+        return Err(invalid(
+            format!("{p}.status"),
+            format!("{} is not an HTTP status from 200 to 599", d.status),
+        ));
+    }
+    if let Some(ct) = &d.content_type {
+        if ct.bytes().any(|b| b.is_ascii_control()) {
+            return Err(invalid(
+                format!("{p}.contentType"),
+                "contains control characters",
+            ));
+        }
+    }
+    let content_type = match (&d.content_type, d.body.is_empty()) {
+        (Some(ct), _) => Some(ct.clone()),
+        (None, false) => Some("text/plain".to_owned()),
+        (None, true) => None,
+    };
+    Ok(LocalBody {
+        status: d.status,
+        body: d.body.as_bytes().to_vec(),
+        content_type,
+    })
+}
+
+fn abs_path(p: &str, field: &str) -> Result<String, ConfigError> {
+    if !p.starts_with('/') || p.bytes().any(|b| b.is_ascii_control() || b == b' ') {
+        return Err(invalid(
+            field.to_owned(),
+            format!("`{p}` must start with `/` and have no spaces or control characters"),
+        ));
+    }
+    Ok(p.to_owned())
+}
+
+fn full_regex(re: &str, field: &str) -> Result<Regex, ConfigError> {
+    regex::bytes::RegexBuilder::new(&format!("^(?:{re})$"))
+        .size_limit(1 << 20)
+        .build()
+        .map_err(|e| invalid(field.to_owned(), format!("invalid regular expression: {e}")))
+}
+
+fn check_host(h: &str, field: &str) -> Result<(), ConfigError> {
+    let mut t = crate::host::HostTable::default();
+    if h.contains('*') {
+        return Err(invalid(
+            field.to_owned(),
+            format!("`{h}` must be a plain host name, without `*`"),
+        ));
+    }
+    t.insert(h, 0).map_err(|e| invalid(field.to_owned(), e))
+}
+
+fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}

@@ -1,0 +1,325 @@
+//! The versioned config document (`kubectl-mesh/v1alpha1`, kind `MeshConfig`): its serde schema and loaders.
+//!
+//! The document is what people write (YAML) and what the filter receives inside Envoy (JSON).
+//! Loading only checks the shape; [`crate::compile`] checks meaning and builds the fast form.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// The only `apiVersion` this build understands.
+pub const API_VERSION: &str = "kubectl-mesh/v1alpha1";
+/// The only `kind` this build understands.
+pub const KIND: &str = "MeshConfig";
+
+/// Why a document could not be loaded. Messages name the field and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The text is not valid JSON/YAML, or a field has the wrong type or name.
+    #[error("{path}: {message}")]
+    Shape {
+        /// Dotted path of the offending field (`hosts[0].routes[1].to.port`), or `.` for the root.
+        path: String,
+        /// What the parser said.
+        message: String,
+    },
+}
+
+/// The whole document.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MeshConfig {
+    /// Must be [`API_VERSION`].
+    pub api_version: String,
+    /// Must be [`KIND`].
+    pub kind: String,
+    /// Namespace that short service names (`server`) resolve in. Default `default`.
+    #[serde(default = "default_namespace")]
+    pub namespace: String,
+    /// Kubernetes cluster domain used to build service FQDNs. Default `cluster.local`.
+    #[serde(default = "default_cluster_domain")]
+    pub cluster_domain: String,
+    /// Virtual hosts, matched by the request's Host/`:authority`.
+    #[serde(default)]
+    pub hosts: Vec<HostConfig>,
+    /// What to answer when no host or no route matches. Default: 404 with a JSON body.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_found: Option<DirectResponse>,
+}
+
+fn default_namespace() -> String {
+    "default".to_owned()
+}
+fn default_cluster_domain() -> String {
+    "cluster.local".to_owned()
+}
+
+/// One virtual host: a set of domains and the routes tried in order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HostConfig {
+    /// Optional name used in logs and metrics. Defaults to the first domain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// `api.example.com` (exact), `*.example.com` (any subdomain) or `*` (catch-all).
+    pub domains: Vec<String>,
+    /// CORS policy for every route of this host (a route may override it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cors: Option<CorsConfig>,
+    /// Request header changes for every route of this host (applied before the route's).
+    #[serde(default, skip_serializing_if = "HeaderRules::is_empty")]
+    pub request_headers: HeaderRules,
+    /// Response header changes for every route of this host (applied before the route's).
+    #[serde(default, skip_serializing_if = "HeaderRules::is_empty")]
+    pub response_headers: HeaderRules,
+    /// Routes, first match wins.
+    pub routes: Vec<RouteConfig>,
+}
+
+/// One route: conditions and exactly one action (`to`, `directResponse` or `redirect`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RouteConfig {
+    /// Optional name used in logs and the `${route}` variable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Conditions; an absent `match` matches every request.
+    #[serde(default, rename = "match")]
+    pub matches: RouteMatch,
+    /// Marks a gRPC-Web route: CORS gains the headers a gRPC-Web client sends and reads.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub grpc_web: bool,
+    /// CORS policy overriding the host's, field by field (as Envoy merges route and host policies).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cors: Option<CorsConfig>,
+    /// Request header changes for this route (after the host's).
+    #[serde(default, skip_serializing_if = "HeaderRules::is_empty")]
+    pub request_headers: HeaderRules,
+    /// Response header changes for this route (after the host's).
+    #[serde(default, skip_serializing_if = "HeaderRules::is_empty")]
+    pub response_headers: HeaderRules,
+    /// Send the request to an upstream service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<Target>,
+    /// Answer directly, without an upstream.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub direct_response: Option<DirectResponse>,
+    /// Answer with a redirect.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redirect: Option<Redirect>,
+}
+
+/// Route conditions; all that are given must hold.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RouteMatch {
+    /// Path prefix (`/api/`); compared on the path without its query string.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+    /// Exact path, without the query string.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// Regular expression (RE2-like syntax) that must match the whole path, without the query.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub regex: Option<String>,
+    /// Allowed methods (`GET`, `POST`, ...); empty means any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub methods: Vec<String>,
+    /// Header conditions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub headers: Vec<HeaderMatch>,
+}
+
+/// A condition on one request header. Give exactly one of `exact`, `prefix`, `regex`, `present`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HeaderMatch {
+    /// Header name (case-insensitive).
+    pub name: String,
+    /// The value equals this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exact: Option<String>,
+    /// The value starts with this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+    /// The whole value matches this regular expression.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub regex: Option<String>,
+    /// `true`: the header is present; `false`: it is absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub present: Option<bool>,
+    /// Invert the result.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub invert: bool,
+}
+
+/// Where a routed request goes. Give `service` and `port`, or a raw Envoy `cluster`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Target {
+    /// Kubernetes service: `server`, `server.other-ns` or a full FQDN.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    /// Service port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// A raw Envoy cluster name, for clusters outside Istio's naming (`outbound|PORT||FQDN`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
+    /// Replace the matched path prefix (or the whole path for `path`/`regex` matches) with this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix_rewrite: Option<String>,
+    /// Send this Host/`:authority` upstream instead of the client's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_rewrite: Option<String>,
+}
+
+/// A local answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DirectResponse {
+    /// HTTP status, 200-599.
+    pub status: u16,
+    /// Body text. Default empty.
+    #[serde(default)]
+    pub body: String,
+    /// `content-type` of the body. Default `text/plain` when there is a body.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
+}
+
+/// A redirect answer; unset parts keep the request's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Redirect {
+    /// `http` or `https`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheme: Option<String>,
+    /// New host (without port).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// New port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// New path (the query string is kept unless `stripQuery`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// Replace the matched prefix with this (only for `prefix` matches).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix_rewrite: Option<String>,
+    /// Status: 301 (default), 302, 303, 307 or 308.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    /// Drop the query string.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub strip_query: bool,
+}
+
+/// A CORS policy. On a route, unset fields fall back to the host's policy.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CorsConfig {
+    /// `false` turns CORS handling off (for a route: even if the host has a policy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// Allowed origins; the request's `Origin` must match one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow_origins: Vec<OriginMatch>,
+    /// `Access-Control-Allow-Methods` on preflights.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow_methods: Vec<String>,
+    /// `Access-Control-Allow-Headers` on preflights.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow_headers: Vec<String>,
+    /// `Access-Control-Expose-Headers` on actual responses.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub expose_headers: Vec<String>,
+    /// `Access-Control-Max-Age` in seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_age: Option<u32>,
+    /// `Access-Control-Allow-Credentials: true`. Forbidden with a `*` origin.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_credentials: Option<bool>,
+}
+
+/// One allowed-origin rule. Give exactly one field.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OriginMatch {
+    /// Equal to this origin (case-sensitive, as Envoy compares).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exact: Option<String>,
+    /// Starts with this. `prefix: "*"` is treated as any origin, as Envoy does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+    /// Ends with this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suffix: Option<String>,
+    /// The whole origin matches this regular expression.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub regex: Option<String>,
+    /// `true` matches any origin.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub any: bool,
+}
+
+/// Header changes: `remove` first, then `set` (overwrite), then `add` (append).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HeaderRules {
+    /// Header name -> value; replaces any existing value.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub set: BTreeMap<String, String>,
+    /// Header name -> value; appended as another value.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub add: BTreeMap<String, String>,
+    /// Header names to remove.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub remove: Vec<String>,
+}
+
+impl HeaderRules {
+    /// True when the rules change nothing.
+    pub fn is_empty(&self) -> bool {
+        self.set.is_empty() && self.add.is_empty() && self.remove.is_empty()
+    }
+}
+
+impl MeshConfig {
+    /// Parses the JSON form (what the filter receives from Envoy).
+    pub fn from_json(text: &str) -> Result<Self, LoadError> {
+        let mut de = serde_json::Deserializer::from_str(text);
+        serde_path_to_error::deserialize(&mut de).map_err(shape_error)
+    }
+
+    /// Parses an already-decoded JSON value (the plugin converts YAML to this).
+    pub fn from_value(value: serde_json::Value) -> Result<Self, LoadError> {
+        serde_path_to_error::deserialize(value).map_err(shape_error)
+    }
+
+    /// Parses the YAML form people write.
+    #[cfg(feature = "yaml")]
+    pub fn from_yaml(text: &str) -> Result<Self, LoadError> {
+        let de = serde_yaml_ng::Deserializer::from_str(text);
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            LoadError::Shape {
+                path,
+                message: e.into_inner().to_string(),
+            }
+        })
+    }
+
+    /// The compact JSON that is handed to the filter inside Envoy.
+    pub fn to_filter_json(&self) -> String {
+        // Serializing plain structs with string keys cannot fail.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+fn shape_error(e: serde_path_to_error::Error<serde_json::Error>) -> LoadError {
+    let path = e.path().to_string();
+    LoadError::Shape {
+        path,
+        message: e.into_inner().to_string(),
+    }
+}

@@ -1,0 +1,131 @@
+//! `mesh-filter`: the proxy-wasm entry points. Configuration is compiled once in `on_configure`;
+//! the HTTP context methods only hand headers to `mesh_core::Engine` and act on its answer.
+
+pub mod host;
+pub mod metrics;
+
+use host::{HostError, HostHeaders};
+use mesh_core::{Engine, RequestOutcome, RequestState};
+use metrics::Metrics;
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, ContextType, LogLevel, MapType};
+use std::rc::Rc;
+
+/// The VM entry point (`_initialize`), registering the root context.
+mod entry {
+    use super::*;
+    proxy_wasm::main! {{
+        proxy_wasm::set_log_level(LogLevel::Info);
+        proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(MeshRoot::default()) });
+    }}
+}
+
+/// One per plugin configuration: holds the compiled engine.
+#[derive(Default)]
+pub struct MeshRoot {
+    engine: Option<Rc<Engine>>,
+    metrics: Option<Metrics>,
+}
+
+impl Context for MeshRoot {}
+
+impl RootContext for MeshRoot {
+    fn on_configure(&mut self, _size: usize) -> bool {
+        let metrics = *self.metrics.get_or_insert_with(Metrics::define);
+        let bytes = match host::plugin_configuration() {
+            Ok(b) => b,
+            Err(e) => {
+                log::error!("mesh-filter: {e}");
+                metrics.error();
+                return false;
+            }
+        };
+        let text = String::from_utf8_lossy(&bytes);
+        match mesh_core::compile_json(&text) {
+            Ok(engine) => {
+                let (hosts, routes) = engine.size();
+                log::info!("mesh-filter: configured {hosts} hosts, {routes} routes");
+                self.engine = Some(Rc::new(engine));
+                true
+            }
+            Err(e) => {
+                log::error!("mesh-filter: invalid configuration: {e}");
+                false
+            }
+        }
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        let engine = self.engine.clone()?;
+        Some(Box::new(MeshHttp {
+            engine,
+            metrics: self.metrics.unwrap_or_default(),
+            state: None,
+        }))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+/// One per HTTP stream.
+pub struct MeshHttp {
+    engine: Rc<Engine>,
+    metrics: Metrics,
+    state: Option<RequestState>,
+}
+
+impl MeshHttp {
+    fn fail(&self, e: HostError) -> Action {
+        log::error!("mesh-filter: {e}");
+        self.metrics.error();
+        // Fail closed: never forward a request whose routing header may be stale.
+        let reply = mesh_core::LocalReply {
+            kind: mesh_core::ReplyKind::Direct,
+            status: 500,
+            headers: mesh_core::HeaderList::default(),
+            body: b"mesh-filter: internal error\n".to_vec(),
+        };
+        let _ = host::send_reply(&reply);
+        Action::Pause
+    }
+}
+
+impl Context for MeshHttp {}
+
+impl HttpContext for MeshHttp {
+    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        match self
+            .engine
+            .on_request_headers(&mut HostHeaders(MapType::HttpRequestHeaders))
+        {
+            Ok(RequestOutcome::Forward { state, .. }) => {
+                self.metrics.routed();
+                self.state = Some(state);
+                Action::Continue
+            }
+            Ok(RequestOutcome::Reply(reply)) => {
+                self.metrics.reply(reply.kind);
+                match host::send_reply(&reply) {
+                    Ok(()) => Action::Pause,
+                    Err(e) => self.fail(e),
+                }
+            }
+            Err(e) => self.fail(e),
+        }
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        if let Some(state) = &self.state {
+            if let Err(e) = self
+                .engine
+                .on_response_headers(state, &mut HostHeaders(MapType::HttpResponseHeaders))
+            {
+                log::error!("mesh-filter: {e}");
+                self.metrics.error();
+            }
+        }
+        Action::Continue
+    }
+}
