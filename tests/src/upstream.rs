@@ -1,0 +1,136 @@
+//! Echo upstreams: tiny HTTP/1.1 servers that answer with who they are and the request they got.
+
+use serde::{Deserialize, Serialize};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::thread;
+
+/// What an upstream received, as it reports it (JSON body of its answer).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Received {
+    /// The upstream's name (e.g. `server:6000`).
+    pub upstream: String,
+    /// Request method.
+    pub method: String,
+    /// Request target (path and query).
+    pub path: String,
+    /// Headers in arrival order, names lower-cased.
+    pub headers: Vec<(String, String)>,
+    /// Body length.
+    pub body_len: usize,
+}
+
+impl Received {
+    /// First value of a header.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A running echo server; it lives as long as the process (threads are detached).
+#[derive(Debug, Clone)]
+pub struct EchoUpstream {
+    /// Name reported in answers.
+    pub name: String,
+    /// Loopback port.
+    pub port: u16,
+    /// Everything received so far.
+    pub log: Arc<Mutex<Vec<Received>>>,
+}
+
+impl EchoUpstream {
+    /// Starts a server named `name` on a free loopback port.
+    pub fn start(name: &str) -> EchoUpstream {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind echo upstream");
+        let port = listener.local_addr().expect("addr").port();
+        let up = EchoUpstream {
+            name: name.to_owned(),
+            port,
+            log: Arc::default(),
+        };
+        let me = up.clone();
+        thread::spawn(move || {
+            for conn in listener.incoming().flatten() {
+                let me = me.clone();
+                thread::spawn(move || me.serve(conn));
+            }
+        });
+        up
+    }
+
+    /// Number of requests received.
+    pub fn count(&self) -> usize {
+        self.log.lock().map(|l| l.len()).unwrap_or(0)
+    }
+
+    fn serve(&self, conn: TcpStream) {
+        let mut reader = BufReader::new(conn.try_clone().expect("clone"));
+        let mut conn = conn;
+        loop {
+            // Header bytes may be any octets (tests send non-UTF-8): read bytes, decode lossily.
+            let mut raw = Vec::new();
+            if reader.read_until(b'\n', &mut raw).unwrap_or(0) == 0 {
+                return;
+            }
+            let line = String::from_utf8_lossy(&raw).into_owned();
+            let mut parts = line.trim_end().splitn(3, ' ');
+            let method = parts.next().unwrap_or_default().to_owned();
+            let path = parts.next().unwrap_or_default().to_owned();
+            let mut headers = Vec::new();
+            loop {
+                let mut raw = Vec::new();
+                if reader.read_until(b'\n', &mut raw).unwrap_or(0) == 0 {
+                    return;
+                }
+                let h = String::from_utf8_lossy(&raw);
+                let h = h.trim_end();
+                if h.is_empty() {
+                    break;
+                }
+                if let Some((k, v)) = h.split_once(':') {
+                    headers.push((k.trim().to_ascii_lowercase(), v.trim().to_owned()));
+                }
+            }
+            let find = |n: &str| headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
+            let mut body_len = 0;
+            if let Some(len) = find("content-length").and_then(|v| v.parse::<usize>().ok()) {
+                let mut body = vec![0; len];
+                if reader.read_exact(&mut body).is_err() {
+                    return;
+                }
+                body_len = len;
+            } else if find("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
+                body_len = crate::client::read_chunked(&mut reader)
+                    .map(|b| b.len())
+                    .unwrap_or(0);
+            }
+            let got = Received {
+                upstream: self.name.clone(),
+                method,
+                path,
+                headers,
+                body_len,
+            };
+            if let Ok(mut l) = self.log.lock() {
+                l.push(got.clone());
+            }
+            let body = serde_json::to_vec(&got).unwrap_or_default();
+            let head = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nx-upstream: {}\r\ncontent-length: {}\r\n\r\n",
+                self.name,
+                body.len()
+            );
+            if conn
+                .write_all(head.as_bytes())
+                .and_then(|_| conn.write_all(&body))
+                .is_err()
+            {
+                return;
+            }
+        }
+    }
+}
