@@ -1,6 +1,7 @@
 //! Support for cross-crate tests: a real Envoy process, echo upstreams and a raw HTTP client.
 
 pub mod client;
+pub mod conformance;
 pub mod envoy;
 pub mod upstream;
 
