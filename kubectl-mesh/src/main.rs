@@ -1,24 +1,22 @@
-//! `kubectl-mesh`: the kubectl plugin entry point.
+//! `kubectl-mesh`: the kubectl plugin entry point; all logic is in the library.
 
-use clap::{Parser, Subcommand};
+use clap::Parser;
+use kubectl_mesh::cli::{run, Cli, Outcome};
+use std::process::ExitCode;
 
-/// Move routing, CORS and header logic into an Istio mesh.
-#[derive(Parser)]
-#[command(name = "kubectl-mesh", bin_name = "kubectl mesh", version)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Print the plugin version.
-    Version,
-}
-
-fn main() -> anyhow::Result<()> {
-    match Cli::parse().command {
-        Command::Version => println!("kubectl-mesh {}", env!("CARGO_PKG_VERSION")),
+fn main() -> anyhow::Result<ExitCode> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let mut stdout = std::io::stdout().lock();
+    match runtime.block_on(run(cli, &mut stdout)) {
+        Ok(Outcome::Success) => Ok(ExitCode::SUCCESS),
+        Ok(Outcome::ChecksFailed) => Ok(ExitCode::FAILURE),
+        Err(e) => {
+            drop(stdout);
+            eprintln!("error: {}", anyhow::Error::from(e));
+            Ok(ExitCode::FAILURE)
+        }
     }
-    Ok(())
 }

@@ -1,0 +1,492 @@
+//! Command line (clap derive) and dispatch of `version`, `completion`, `render`, `enable`, `check`, `disable`.
+
+use crate::check;
+use crate::cluster::{self, ClusterError};
+use crate::enable::{self, EnableError};
+use crate::plan;
+use crate::render::{self, Api, Context, Module, RenderError, RenderOptions, Rendered};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Move routing, CORS and header logic into an Istio mesh as a Wasm filter.
+#[derive(Debug, Parser)]
+#[command(name = "kubectl-mesh", bin_name = "kubectl mesh", version, about)]
+pub struct Cli {
+    /// Path to the kubeconfig file (default: $KUBECONFIG, then ~/.kube/config).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context to use.
+    #[arg(long, global = true, value_name = "NAME")]
+    pub context: Option<String>,
+    /// Namespace of the objects (default: the config's `namespace`, then the context's).
+    #[arg(short = 'n', long, global = true)]
+    pub namespace: Option<String>,
+    /// Output format for printed objects and check results.
+    #[arg(short = 'o', long, global = true, value_enum, default_value = "yaml")]
+    pub output: Output,
+    /// Show what would change without changing anything.
+    #[arg(long, global = true)]
+    pub dry_run: bool,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    /// YAML documents (check: a text checklist).
+    Yaml,
+    /// JSON (a v1 List for objects).
+    Json,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print the plugin version and the embedded filter's sha256.
+    Version,
+    /// Print a shell completion script.
+    Completion {
+        /// Shell to generate for.
+        shell: clap_complete::Shell,
+    },
+    /// Print every object `enable` would apply (offline).
+    Render(FilterArgs),
+    /// Apply the filter to the selected workloads.
+    Enable {
+        /// What to apply.
+        #[command(flatten)]
+        filter: FilterArgs,
+        /// Wait until every selected pod runs with istio-proxy.
+        #[arg(long)]
+        wait: bool,
+        /// Seconds `--wait` waits.
+        #[arg(long, default_value_t = 300)]
+        timeout: u64,
+    },
+    /// Check the cluster, Istio and the selected workloads.
+    Check(CheckArgs),
+    /// Remove exactly what `enable` added.
+    Disable,
+}
+
+/// Options shaping the rendered objects (render and enable).
+#[derive(Debug, Args)]
+pub struct FilterArgs {
+    /// The mesh config (kubectl-mesh/v1alpha1 MeshConfig YAML).
+    #[arg(short = 'f', long, value_name = "FILE")]
+    pub file: PathBuf,
+    /// Workloads to run the filter in, as pod labels (`app=server,tier=api`).
+    /// Default for the gateway context: istio=ingressgateway.
+    #[arg(short = 'l', long)]
+    pub selector: Option<String>,
+    /// Where in Envoy the filter runs (EnvoyFilter match.context).
+    #[arg(long, value_enum, default_value = "sidecar-inbound")]
+    pub envoy_context: Context,
+    /// Istio API that carries the filter.
+    #[arg(long, value_enum, default_value = "envoyfilter")]
+    pub api: Api,
+    /// Fetch the module from this URL instead of a ConfigMap.
+    #[arg(long, requires = "module_sha256", value_name = "URL")]
+    pub module_url: Option<String>,
+    /// sha256 of the module at --module-url.
+    #[arg(long, requires = "module_url", value_name = "HEX")]
+    pub module_sha256: Option<String>,
+    /// Base name of the created objects.
+    #[arg(long, default_value = "kubectl-mesh")]
+    pub name: String,
+    /// Gateway context: the Deployment the rendered mount patch names.
+    #[arg(long, default_value = "istio-ingressgateway")]
+    pub gateway_deployment: String,
+}
+
+/// Options of `check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Also check that the applied config matches this file.
+    #[arg(short = 'f', long, value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    /// Workloads to check (pod labels); default: those the applied filter selects.
+    #[arg(short = 'l', long)]
+    pub selector: Option<String>,
+    /// The context used with enable (gateways need no injection label).
+    #[arg(long, value_enum, default_value = "sidecar-inbound")]
+    pub envoy_context: Context,
+}
+
+/// Everything that makes the plugin exit non-zero with a message.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// Bad config or render options.
+    #[error(transparent)]
+    Render(#[from] RenderError),
+    /// Talking to the cluster failed.
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
+    /// enable/disable failed (boxed: it carries the applied/not-applied lists).
+    #[error(transparent)]
+    Enable(Box<EnableError>),
+    /// A malformed flag value.
+    #[error("{0}")]
+    Usage(String),
+}
+
+impl From<EnableError> for CliError {
+    fn from(e: EnableError) -> Self {
+        CliError::Enable(Box::new(e))
+    }
+}
+
+/// Result of a successful run: whether to exit 0.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Exit 0.
+    Success,
+    /// Exit 1 without an error message (failed checks were already printed).
+    ChecksFailed,
+}
+
+/// Parses `a=b,c=d`.
+pub fn parse_selector(text: &str) -> Result<BTreeMap<String, String>, CliError> {
+    text.split(',')
+        .filter(|p| !p.trim().is_empty())
+        .map(|pair| match pair.split_once('=') {
+            Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_owned(), v.trim().to_owned())),
+            _ => Err(CliError::Usage(format!(
+                "--selector: `{pair}` is not key=value (example: --selector app=server)"
+            ))),
+        })
+        .collect()
+}
+
+fn selector_text(selector: &BTreeMap<String, String>) -> String {
+    selector
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Builds options and renders; namespace falls back to the config's.
+fn prepare(cli_ns: Option<&str>, args: &FilterArgs) -> Result<(RenderOptions, Rendered), CliError> {
+    let cfg = render::load_config(&args.file)?;
+    let mut selector = match &args.selector {
+        Some(s) => parse_selector(s)?,
+        None => BTreeMap::new(),
+    };
+    if selector.is_empty() && args.envoy_context == Context::Gateway {
+        selector.insert("istio".into(), "ingressgateway".into());
+    }
+    let module = match (&args.module_url, &args.module_sha256) {
+        (Some(url), Some(sha256)) => Module::Remote {
+            url: url.clone(),
+            sha256: sha256.clone(),
+        },
+        _ => Module::ConfigMap(crate::module::EMBEDDED.to_vec()),
+    };
+    let opts = RenderOptions {
+        name: args.name.clone(),
+        namespace: cli_ns.map_or_else(|| cfg.namespace.clone(), str::to_owned),
+        selector,
+        context: args.envoy_context,
+        api: args.api,
+        module,
+        gateway_deployment: args.gateway_deployment.clone(),
+    };
+    let rendered = render::render(&cfg, &opts)?;
+    Ok((opts, rendered))
+}
+
+fn now_rfc3339() -> String {
+    k8s_openapi::jiff::Timestamp::now()
+        .round(k8s_openapi::jiff::Unit::Second)
+        .map(|t| t.to_string())
+        .unwrap_or_default()
+}
+
+/// Runs the parsed command, writing to `out`.
+pub async fn run(cli: Cli, out: &mut impl Write) -> Result<Outcome, CliError> {
+    let ns = cli.namespace.as_deref();
+    match &cli.command {
+        Command::Version => {
+            let module = crate::module::EMBEDDED;
+            let digest = if module.is_empty() {
+                "none (built without `make wasm`)".to_owned()
+            } else {
+                format!(
+                    "sha256:{} ({} bytes)",
+                    crate::module::sha256_hex(module),
+                    module.len()
+                )
+            };
+            let _ = writeln!(
+                out,
+                "kubectl-mesh {}\nfilter module: {digest}",
+                env!("CARGO_PKG_VERSION")
+            );
+        }
+        Command::Completion { shell } => {
+            let mut cmd = Cli::command();
+            clap_complete::generate(*shell, &mut cmd, "kubectl-mesh", out);
+        }
+        Command::Render(args) => {
+            let (opts, rendered) = prepare(ns, args)?;
+            let _ = write!(
+                out,
+                "{}",
+                render::render_text(&rendered, &opts, cli.output == Output::Json)
+            );
+        }
+        Command::Enable {
+            filter,
+            wait,
+            timeout,
+        } => {
+            let (opts, rendered) = prepare(ns, filter)?;
+            let cluster =
+                cluster::connect(cli.kubeconfig.as_deref(), cli.context.as_deref()).await?;
+            let line =
+                enable::preflight(&cluster, &opts.namespace, opts.api != Api::Envoyfilter).await?;
+            let _ = writeln!(out, "{line}");
+            let selector = selector_text(&opts.selector);
+            let observed = enable::observe(&cluster, &rendered, &opts.namespace, &selector)
+                .await
+                .map_err(EnableError::from)?;
+            let actions = plan::plan_enable(
+                &rendered,
+                &opts.namespace,
+                &selector,
+                &observed,
+                &now_rfc3339(),
+            )
+            .map_err(EnableError::from)?;
+            if actions.is_empty() {
+                let _ = writeln!(
+                    out,
+                    "nothing to change: namespace {} is already set up",
+                    opts.namespace
+                );
+            } else if cli.dry_run {
+                let _ = writeln!(out, "dry run, would apply {} changes:", actions.len());
+                for a in &actions {
+                    let _ = writeln!(out, "  - {a}");
+                }
+                return Ok(Outcome::Success);
+            } else {
+                let _ = writeln!(out, "applying {} changes:", actions.len());
+                enable::execute(&cluster, &actions, out).await?;
+            }
+            if *wait {
+                enable::wait(
+                    &cluster,
+                    &opts.namespace,
+                    &selector,
+                    Duration::from_secs(*timeout),
+                    out,
+                )
+                .await?;
+            }
+        }
+        Command::Check(args) => {
+            let cluster =
+                cluster::connect(cli.kubeconfig.as_deref(), cli.context.as_deref()).await?;
+            let desired = match &args.file {
+                Some(file) => {
+                    let filter = FilterArgs {
+                        file: file.clone(),
+                        selector: args.selector.clone(),
+                        envoy_context: args.envoy_context,
+                        api: Api::Envoyfilter,
+                        module_url: None,
+                        module_sha256: None,
+                        name: "kubectl-mesh".into(),
+                        gateway_deployment: String::new(),
+                    };
+                    Some(prepare(ns, &filter)?)
+                }
+                None => None,
+            };
+            let namespace = ns
+                .map(str::to_owned)
+                .or_else(|| desired.as_ref().map(|(o, _)| o.namespace.clone()))
+                .unwrap_or_else(|| cluster.default_namespace().to_owned());
+            let selector = match (&args.selector, &desired) {
+                (Some(s), _) => s.clone(),
+                (None, Some((o, _))) => selector_text(&o.selector),
+                (None, None) => String::new(),
+            };
+            let hash = desired.map(|(_, r)| r.config_hash);
+            let mut input = check::gather(
+                &cluster,
+                &namespace,
+                "",
+                hash,
+                args.envoy_context == Context::Gateway,
+            )
+            .await?;
+            // Without an explicit selector, check the workloads the applied filter selects.
+            let selector = if selector.is_empty() {
+                applied_selector(&input.managed)
+            } else {
+                selector
+            };
+            let wanted = parse_selector(&selector)?;
+            input.workloads.retain(|w| {
+                let labels = w
+                    .deployment
+                    .spec
+                    .template
+                    .metadata
+                    .as_ref()
+                    .and_then(|m| m.labels.clone())
+                    .unwrap_or_default();
+                let deployment_labels = w.deployment.metadata.labels.clone().unwrap_or_default();
+                wanted
+                    .iter()
+                    .all(|(k, v)| labels.get(k) == Some(v) || deployment_labels.get(k) == Some(v))
+            });
+            let checks = check::evaluate(&input);
+            let text = match cli.output {
+                Output::Json => check::to_json(&checks) + "\n",
+                Output::Yaml => check::to_text(&checks),
+            };
+            let _ = write!(out, "{text}");
+            if checks.iter().any(|c| c.status == check::Status::Fail) {
+                return Ok(Outcome::ChecksFailed);
+            }
+        }
+        Command::Disable => {
+            let cluster =
+                cluster::connect(cli.kubeconfig.as_deref(), cli.context.as_deref()).await?;
+            let namespace =
+                ns.map_or_else(|| cluster.default_namespace().to_owned(), str::to_owned);
+            let Some(ns_obj) = cluster
+                .namespace(&namespace)
+                .await
+                .map_err(EnableError::from)?
+            else {
+                return Err(EnableError::Preflight(format!(
+                    "namespace {namespace} does not exist"
+                ))
+                .into());
+            };
+            let mut managed = Vec::new();
+            let kinds = [
+                ("networking.istio.io/v1alpha3", "EnvoyFilter"),
+                ("extensions.istio.io/v1alpha1", "WasmPlugin"),
+                ("extensions.istio.io/v1alpha1", "TrafficExtension"),
+                ("v1", "ConfigMap"),
+            ];
+            for (av, kind) in kinds {
+                managed.extend(
+                    cluster
+                        .list_managed(av, kind, &namespace)
+                        .await
+                        .map_err(EnableError::from)?,
+                );
+            }
+            let deployments = cluster
+                .deployments(&namespace, "")
+                .await
+                .map_err(EnableError::from)?;
+            let actions = plan::plan_disable(&ns_obj, &managed, &deployments);
+            if actions.is_empty() {
+                let _ = writeln!(
+                    out,
+                    "nothing to change: kubectl-mesh added nothing to namespace {namespace}"
+                );
+            } else if cli.dry_run {
+                let _ = writeln!(out, "dry run, would apply {} changes:", actions.len());
+                for a in &actions {
+                    let _ = writeln!(out, "  - {a}");
+                }
+            } else {
+                let _ = writeln!(out, "removing {} things kubectl-mesh added:", actions.len());
+                enable::execute(&cluster, &actions, out).await?;
+            }
+        }
+    }
+    Ok(Outcome::Success)
+}
+
+fn applied_selector(managed: &[serde_json::Value]) -> String {
+    for o in managed {
+        let s = &o["spec"];
+        for labels in [
+            &s["selector"]["matchLabels"],
+            &s["workloadSelector"]["labels"],
+        ] {
+            if let Ok(map) = serde_json::from_value::<BTreeMap<String, String>>(labels.clone()) {
+                if !map.is_empty() {
+                    return selector_text(&map);
+                }
+            }
+        }
+    }
+    String::new()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn selector_parsing() {
+        let s = parse_selector("app=server, tier=api").unwrap();
+        assert_eq!(s.len(), 2);
+        assert_eq!(s["tier"], "api");
+        assert!(parse_selector("app").is_err());
+        assert!(parse_selector("=x").is_err());
+    }
+
+    #[test]
+    fn global_flags_parse_after_the_subcommand() {
+        let cli = Cli::try_parse_from([
+            "kubectl-mesh",
+            "render",
+            "-f",
+            "m.yaml",
+            "-n",
+            "ns",
+            "-o",
+            "json",
+            "--context",
+            "kind",
+            "--envoy-context",
+            "gateway",
+        ])
+        .unwrap();
+        assert_eq!(cli.namespace.as_deref(), Some("ns"));
+        assert_eq!(cli.context.as_deref(), Some("kind"));
+        assert_eq!(cli.output, Output::Json);
+        assert!(matches!(
+            cli.command,
+            Command::Render(FilterArgs {
+                envoy_context: Context::Gateway,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn module_url_needs_sha() {
+        assert!(Cli::try_parse_from([
+            "kubectl-mesh",
+            "render",
+            "-f",
+            "m",
+            "--module-url",
+            "https://x"
+        ])
+        .is_err());
+    }
+}

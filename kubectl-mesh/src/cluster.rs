@@ -1,0 +1,317 @@
+//! Thin async I/O against the Kubernetes API (kube-rs); every decision lives in `plan` and `check`.
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use k8s_openapi::apimachinery::pkg::version::Info;
+use kube::api::{
+    Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams,
+};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config};
+use serde_json::Value;
+use std::path::Path;
+
+/// Why a call to the cluster failed; messages say what to check.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// No usable kubeconfig.
+    #[error("cannot load the kubeconfig: {0}\n  fix: pass --kubeconfig FILE or set KUBECONFIG, and --context NAME if needed")]
+    Config(String),
+    /// The API server did not answer.
+    #[error("cannot reach the Kubernetes API at {url} ({what}): {message}\n  fix: check that the cluster is up and that --kubeconfig/--context point at it")]
+    Unreachable {
+        /// Server URL from the kubeconfig.
+        url: String,
+        /// What was being done.
+        what: String,
+        /// The transport error.
+        message: String,
+    },
+    /// The API server refused the request.
+    #[error("{what}: the API server answered {code} {reason}: {message}")]
+    Api {
+        /// What was being done.
+        what: String,
+        /// HTTP status.
+        code: u16,
+        /// Kubernetes reason (`Forbidden`, `Conflict`, ...).
+        reason: String,
+        /// The server's message.
+        message: String,
+    },
+    /// A rendered object lacks apiVersion/kind/name (a bug in render).
+    #[error("object without apiVersion, kind or metadata.name: {0}")]
+    BadObject(String),
+}
+
+impl ClusterError {
+    /// HTTP status for API errors.
+    pub fn code(&self) -> Option<u16> {
+        match self {
+            ClusterError::Api { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+}
+
+/// A connected client plus the URL it talks to (for messages).
+#[derive(Clone)]
+pub struct Cluster {
+    client: Client,
+    url: String,
+}
+
+/// The plural resource name of each kind kubectl-mesh writes.
+pub fn plural(kind: &str) -> String {
+    match kind {
+        "ConfigMap" => "configmaps".into(),
+        "EnvoyFilter" => "envoyfilters".into(),
+        "WasmPlugin" => "wasmplugins".into(),
+        "TrafficExtension" => "trafficextensions".into(),
+        "Deployment" => "deployments".into(),
+        other => format!("{}s", other.to_ascii_lowercase()),
+    }
+}
+
+fn resource(api_version: &str, kind: &str) -> ApiResource {
+    let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), &plural(kind))
+}
+
+/// `(apiVersion, kind, namespace, name)` of a rendered object.
+pub fn identity(obj: &Value) -> Result<(String, String, String, String), ClusterError> {
+    let s = |v: &Value| v.as_str().map(str::to_owned);
+    match (
+        s(&obj["apiVersion"]),
+        s(&obj["kind"]),
+        s(&obj["metadata"]["name"]),
+    ) {
+        (Some(a), Some(k), Some(n)) => Ok((
+            a,
+            k,
+            s(&obj["metadata"]["namespace"]).unwrap_or_default(),
+            n,
+        )),
+        _ => Err(ClusterError::BadObject(obj.to_string())),
+    }
+}
+
+/// Connects using `--kubeconfig`/`KUBECONFIG`/`~/.kube/config` and `--context`, like kubectl.
+pub async fn connect(
+    kubeconfig: Option<&Path>,
+    context: Option<&str>,
+) -> Result<Cluster, ClusterError> {
+    let options = KubeConfigOptions {
+        context: context.map(str::to_owned),
+        ..Default::default()
+    };
+    let config = match kubeconfig {
+        Some(path) => {
+            let kc = Kubeconfig::read_from(path)
+                .map_err(|e| ClusterError::Config(format!("{}: {e}", path.display())))?;
+            Config::from_custom_kubeconfig(kc, &options).await
+        }
+        None => Config::from_kubeconfig(&options).await,
+    }
+    .map_err(|e| ClusterError::Config(e.to_string()))?;
+    let url = config.cluster_url.to_string();
+    let client = Client::try_from(config).map_err(|e| ClusterError::Config(e.to_string()))?;
+    Ok(Cluster { client, url })
+}
+
+impl Cluster {
+    fn err(&self, what: impl Into<String>, e: kube::Error) -> ClusterError {
+        match e {
+            kube::Error::Api(status) => ClusterError::Api {
+                what: what.into(),
+                code: status.code,
+                reason: status.reason.clone(),
+                message: status.message.clone(),
+            },
+            other => ClusterError::Unreachable {
+                url: self.url.clone(),
+                what: what.into(),
+                message: other.to_string(),
+            },
+        }
+    }
+
+    /// The server URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The kubeconfig context's namespace (or `default`).
+    pub fn default_namespace(&self) -> &str {
+        self.client.default_namespace()
+    }
+
+    /// `GET /version`.
+    pub async fn version(&self) -> Result<Info, ClusterError> {
+        self.client
+            .apiserver_version()
+            .await
+            .map_err(|e| self.err("reading the server version", e))
+    }
+
+    /// Versions the server serves for an API group (empty when the group is not installed).
+    pub async fn served_versions(&self, group: &str) -> Result<Vec<String>, ClusterError> {
+        let groups = self
+            .client
+            .list_api_groups()
+            .await
+            .map_err(|e| self.err("listing API groups", e))?;
+        Ok(groups
+            .groups
+            .into_iter()
+            .filter(|g| g.name == group)
+            .flat_map(|g| g.versions.into_iter().map(|v| v.version))
+            .collect())
+    }
+
+    /// Resource names served by one group version (`networking.istio.io/v1alpha3`); empty on 404.
+    pub async fn resources(&self, api_version: &str) -> Result<Vec<String>, ClusterError> {
+        match self.client.list_api_group_resources(api_version).await {
+            Ok(list) => Ok(list.resources.into_iter().map(|r| r.name).collect()),
+            Err(kube::Error::Api(s)) if s.code == 404 => Ok(Vec::new()),
+            Err(e) => Err(self.err(format!("discovering {api_version}"), e)),
+        }
+    }
+
+    /// The namespace, or `None` when it does not exist.
+    pub async fn namespace(&self, name: &str) -> Result<Option<Namespace>, ClusterError> {
+        let api: Api<Namespace> = Api::all(self.client.clone());
+        api.get_opt(name)
+            .await
+            .map_err(|e| self.err(format!("reading namespace {name}"), e))
+    }
+
+    /// JSON merge patch of a namespace (labels, annotations).
+    pub async fn patch_namespace(&self, name: &str, patch: &Value) -> Result<(), ClusterError> {
+        let api: Api<Namespace> = Api::all(self.client.clone());
+        api.patch(name, &PatchParams::default(), &Patch::Merge(patch))
+            .await
+            .map(drop)
+            .map_err(|e| self.err(format!("patching namespace {name}"), e))
+    }
+
+    fn dynamic(&self, api_version: &str, kind: &str, ns: &str) -> Api<DynamicObject> {
+        Api::namespaced_with(self.client.clone(), ns, &resource(api_version, kind))
+    }
+
+    /// The live version of a rendered object, or `None`.
+    pub async fn get_object(&self, obj: &Value) -> Result<Option<Value>, ClusterError> {
+        let (av, kind, ns, name) = identity(obj)?;
+        let found = self
+            .dynamic(&av, &kind, &ns)
+            .get_opt(&name)
+            .await
+            .map_err(|e| self.err(format!("reading {kind} {ns}/{name}"), e))?;
+        Ok(found.and_then(|o| serde_json::to_value(o).ok()))
+    }
+
+    /// Server-side apply with field manager `kubectl-mesh`.
+    pub async fn apply(&self, obj: &Value) -> Result<(), ClusterError> {
+        let (av, kind, ns, name) = identity(obj)?;
+        let params = PatchParams::apply(crate::render::MANAGER).force();
+        self.dynamic(&av, &kind, &ns)
+            .patch(&name, &params, &Patch::Apply(obj))
+            .await
+            .map(drop)
+            .map_err(|e| self.err(format!("applying {kind} {ns}/{name}"), e))
+    }
+
+    /// Objects of a kind labelled as ours; an uninstalled kind lists as empty.
+    pub async fn list_managed(
+        &self,
+        api_version: &str,
+        kind: &str,
+        ns: &str,
+    ) -> Result<Vec<Value>, ClusterError> {
+        let selector = format!(
+            "{}={}",
+            crate::render::MANAGED_BY_LABEL,
+            crate::render::MANAGER
+        );
+        match self
+            .dynamic(api_version, kind, ns)
+            .list(&ListParams::default().labels(&selector))
+            .await
+        {
+            Ok(list) => Ok(list
+                .items
+                .into_iter()
+                .filter_map(|o| serde_json::to_value(o).ok())
+                .collect()),
+            Err(kube::Error::Api(s)) if s.code == 404 => Ok(Vec::new()),
+            Err(e) => Err(self.err(format!("listing {kind} in {ns}"), e)),
+        }
+    }
+
+    /// Deletes one object; a missing one counts as deleted.
+    pub async fn delete(
+        &self,
+        api_version: &str,
+        kind: &str,
+        ns: &str,
+        name: &str,
+    ) -> Result<(), ClusterError> {
+        match self
+            .dynamic(api_version, kind, ns)
+            .delete(name, &DeleteParams::default())
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+            Err(e) => Err(self.err(format!("deleting {kind} {ns}/{name}"), e)),
+        }
+    }
+
+    /// Deployments matching a label selector (`a=b,c=d`).
+    pub async fn deployments(
+        &self,
+        ns: &str,
+        selector: &str,
+    ) -> Result<Vec<Deployment>, ClusterError> {
+        let api: Api<Deployment> = Api::namespaced(self.client.clone(), ns);
+        api.list(&ListParams::default().labels(selector))
+            .await
+            .map(|l| l.items)
+            .map_err(|e| self.err(format!("listing Deployments in {ns}"), e))
+    }
+
+    /// One Deployment, or `None`.
+    pub async fn deployment(
+        &self,
+        ns: &str,
+        name: &str,
+    ) -> Result<Option<Deployment>, ClusterError> {
+        let api: Api<Deployment> = Api::namespaced(self.client.clone(), ns);
+        api.get_opt(name)
+            .await
+            .map_err(|e| self.err(format!("reading Deployment {ns}/{name}"), e))
+    }
+
+    /// Strategic merge patch of a Deployment.
+    pub async fn patch_deployment(
+        &self,
+        ns: &str,
+        name: &str,
+        patch: &Value,
+    ) -> Result<(), ClusterError> {
+        let api: Api<Deployment> = Api::namespaced(self.client.clone(), ns);
+        api.patch(name, &PatchParams::default(), &Patch::Strategic(patch))
+            .await
+            .map(drop)
+            .map_err(|e| self.err(format!("patching Deployment {ns}/{name}"), e))
+    }
+
+    /// Pods matching a label selector.
+    pub async fn pods(&self, ns: &str, selector: &str) -> Result<Vec<Pod>, ClusterError> {
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), ns);
+        api.list(&ListParams::default().labels(selector))
+            .await
+            .map(|l| l.items)
+            .map_err(|e| self.err(format!("listing pods in {ns}"), e))
+    }
+}

@@ -1,0 +1,224 @@
+//! `enable` and `disable`: preflight, run the planned actions in order, report progress.
+
+use crate::cluster::{Cluster, ClusterError};
+use crate::plan::{self, Action, Observed, PlanError, MIN_KUBERNETES};
+use crate::render::Rendered;
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+/// Why `enable`/`disable` stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum EnableError {
+    /// A preflight check failed before anything was changed.
+    #[error("preflight failed, nothing was changed: {0}")]
+    Preflight(String),
+    /// Reading the cluster failed before anything was changed.
+    #[error("{0}\nnothing was changed")]
+    Read(#[from] ClusterError),
+    /// The plan could not be made.
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    /// An action failed after others had succeeded.
+    #[error("{cause}\napplied:\n{}\nnot applied:\n{}\nfix the cause and run the same command again: it continues where it stopped", list(.applied), list(.not_applied))]
+    Partial {
+        /// The failure.
+        cause: ClusterError,
+        /// Actions that took effect.
+        applied: Vec<String>,
+        /// Actions that did not (the failed one first).
+        not_applied: Vec<String>,
+    },
+    /// `--wait` ran out of time.
+    #[error("timed out after {0}s waiting for pods with istio-proxy: {1}\n  fix: inspect with kubectl get pods and kubectl mesh check")]
+    Timeout(u64, String),
+}
+
+fn list(items: &[String]) -> String {
+    if items.is_empty() {
+        return "  (none)".into();
+    }
+    items
+        .iter()
+        .map(|i| format!("  - {i}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Checks that the cluster can take the objects; nothing is written.
+pub async fn preflight(
+    cluster: &Cluster,
+    namespace: &str,
+    needs_extensions: bool,
+) -> Result<String, EnableError> {
+    let info = cluster.version().await?;
+    let (min_major, min_minor) = MIN_KUBERNETES;
+    let version = plan::parse_version(&info).ok_or_else(|| {
+        EnableError::Preflight(format!(
+            "cannot parse the server version {:?}",
+            info.git_version
+        ))
+    })?;
+    if version < MIN_KUBERNETES {
+        return Err(EnableError::Preflight(format!(
+            "the cluster runs Kubernetes {}.{}, Istio needs {min_major}.{min_minor} or newer\n  fix: upgrade the cluster",
+            version.0, version.1
+        )));
+    }
+    let served = cluster.resources("networking.istio.io/v1alpha3").await?;
+    if !served.iter().any(|r| r == "envoyfilters") {
+        return Err(EnableError::Preflight(
+            "Istio is not installed: the API server does not serve networking.istio.io/v1alpha3 EnvoyFilter\n  fix: install Istio (istioctl install) first".into(),
+        ));
+    }
+    if needs_extensions
+        && cluster
+            .served_versions("extensions.istio.io")
+            .await?
+            .is_empty()
+    {
+        return Err(EnableError::Preflight(
+            "this Istio does not serve extensions.istio.io (WasmPlugin/TrafficExtension)\n  fix: use --api envoyfilter or upgrade Istio".into(),
+        ));
+    }
+    if cluster.namespace(namespace).await?.is_none() {
+        return Err(EnableError::Preflight(format!(
+            "namespace {namespace} does not exist\n  fix: kubectl create namespace {namespace}, or pass -n"
+        )));
+    }
+    Ok(format!(
+        "preflight ok: {} (Kubernetes {}.{}), Istio EnvoyFilter served, namespace {namespace} exists",
+        cluster.url(),
+        version.0,
+        version.1
+    ))
+}
+
+/// Reads what `plan_enable` compares against.
+pub async fn observe(
+    cluster: &Cluster,
+    desired: &Rendered,
+    namespace: &str,
+    selector: &str,
+) -> Result<Observed, ClusterError> {
+    let mut objects = Vec::new();
+    for o in &desired.objects {
+        objects.push(cluster.get_object(o).await?);
+    }
+    Ok(Observed {
+        namespace: cluster.namespace(namespace).await?.unwrap_or_default(),
+        objects,
+        deployments: cluster.deployments(namespace, selector).await?,
+    })
+}
+
+async fn run_action(cluster: &Cluster, action: &Action) -> Result<(), ClusterError> {
+    match action {
+        Action::PatchNamespace {
+            namespace, patch, ..
+        } => cluster.patch_namespace(namespace, patch).await,
+        Action::Apply { object, .. } => cluster.apply(object).await,
+        Action::PatchDeployment {
+            namespace,
+            name,
+            patch,
+            ..
+        } => cluster.patch_deployment(namespace, name, patch).await,
+        Action::Delete {
+            api_version,
+            kind,
+            namespace,
+            name,
+        } => cluster.delete(api_version, kind, namespace, name).await,
+    }
+}
+
+/// Runs actions in order, printing each; on failure reports what was and was not applied.
+pub async fn execute(
+    cluster: &Cluster,
+    actions: &[Action],
+    out: &mut impl Write,
+) -> Result<(), EnableError> {
+    let mut applied = Vec::new();
+    for (i, action) in actions.iter().enumerate() {
+        if let Err(cause) = run_action(cluster, action).await {
+            return Err(EnableError::Partial {
+                cause,
+                applied,
+                not_applied: actions[i..].iter().map(ToString::to_string).collect(),
+            });
+        }
+        let _ = writeln!(out, "  done: {action}");
+        applied.push(action.to_string());
+    }
+    Ok(())
+}
+
+/// Waits until every selected Deployment has rolled out and all its pods run `istio-proxy`.
+pub async fn wait(
+    cluster: &Cluster,
+    namespace: &str,
+    selector: &str,
+    timeout: Duration,
+    out: &mut impl Write,
+) -> Result<(), EnableError> {
+    let start = Instant::now();
+    let mut last = String::new();
+    loop {
+        let mut pending = Vec::new();
+        let mut summary = Vec::new();
+        for d in cluster.deployments(namespace, selector).await? {
+            let name = d.metadata.name.clone().unwrap_or_default();
+            let want = d.spec.replicas.unwrap_or(1);
+            let status = d.status.clone().unwrap_or_default();
+            let generation_seen = status.observed_generation >= d.metadata.generation;
+            let updated = status.updated_replicas.unwrap_or(0);
+            let pod_selector = d
+                .spec
+                .selector
+                .match_labels
+                .clone()
+                .unwrap_or_default()
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(",");
+            let pods = cluster.pods(namespace, &pod_selector).await?;
+            let ready = pods
+                .iter()
+                .filter(|p| {
+                    let running =
+                        p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
+                    let proxy = p.spec.as_ref().is_some_and(|s| {
+                        s.containers
+                            .iter()
+                            .any(|c| c.name == crate::render::PROXY_CONTAINER)
+                    });
+                    running && proxy
+                })
+                .count();
+            let done = generation_seen
+                && updated >= want
+                && ready as i32 == want
+                && pods.len() as i32 == want;
+            summary.push(format!(
+                "{name} {ready}/{want} pods running with istio-proxy"
+            ));
+            if !done {
+                pending.push(name);
+            }
+        }
+        let line = summary.join(", ");
+        if line != last {
+            let _ = writeln!(out, "  waiting: {line}");
+            last = line;
+        }
+        if pending.is_empty() {
+            let _ = writeln!(out, "  rolled out: every selected pod runs istio-proxy");
+            return Ok(());
+        }
+        if start.elapsed() >= timeout {
+            return Err(EnableError::Timeout(timeout.as_secs(), last));
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}

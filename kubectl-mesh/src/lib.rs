@@ -1,0 +1,9 @@
+//! kubectl-mesh: renders a mesh config into Istio objects and applies, checks and removes them.
+
+pub mod check;
+pub mod cli;
+pub mod cluster;
+pub mod enable;
+pub mod module;
+pub mod plan;
+pub mod render;

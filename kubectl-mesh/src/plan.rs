@@ -1,0 +1,667 @@
+//! Pure planning: desired objects plus what the cluster holds become the list of actions.
+//!
+//! No I/O here, so "a second run changes nothing" and "disable removes only what enable added"
+//! are unit tests on plain k8s-openapi values.
+
+use crate::render::{
+    Rendered, CONFIG_HASH_ANNOTATION, PROXY_CONTAINER, USER_VOLUME_ANNOTATION,
+    USER_VOLUME_MOUNT_ANNOTATION, VOLUME_NAME,
+};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apimachinery::pkg::version::Info;
+use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+
+/// Oldest Kubernetes the targeted Istio runs on (and the first with apps/v1-only Deployments,
+/// where the digimon manifests broke): 1.16.
+pub const MIN_KUBERNETES: (u32, u32) = (1, 16);
+/// Namespace label that turns on sidecar injection.
+pub const INJECTION_LABEL: &str = "istio-injection";
+/// Revision label; when present it already selects injection and must be kept.
+pub const REV_LABEL: &str = "istio.io/rev";
+/// Namespace annotation listing the labels kubectl-mesh added (comma-separated), so `disable`
+/// removes those and leaves the user's own.
+pub const ADDED_LABELS_ANNOTATION: &str = "kubectl-mesh/added-labels";
+/// The annotation `kubectl rollout restart` sets.
+pub const RESTARTED_AT_ANNOTATION: &str = "kubectl.kubernetes.io/restartedAt";
+
+/// Why a plan cannot be made.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum PlanError {
+    /// The selector matched nothing.
+    #[error("no Deployment in namespace {namespace} matches {selector}\n  fix: check --selector (labels of the Deployment, e.g. app=server) and -n")]
+    NoDeployments {
+        /// Namespace.
+        namespace: String,
+        /// Selector text.
+        selector: String,
+    },
+    /// The user turned injection off explicitly.
+    #[error("namespace {0} has {INJECTION_LABEL}=disabled\n  fix: remove that label (kubectl label ns {0} {INJECTION_LABEL}-) if sidecars may be injected")]
+    InjectionDisabled(String),
+    /// A Deployment already uses the user-volume annotations for something else.
+    #[error("Deployment {0} already sets {1} for its own volumes\n  fix: deliver the module with --module-url URL --module-sha256 HEX instead of a ConfigMap")]
+    UserVolumeTaken(String, String),
+}
+
+/// One change to the cluster.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// JSON merge patch of the namespace's labels/annotations.
+    PatchNamespace {
+        /// Namespace.
+        namespace: String,
+        /// The merge patch.
+        patch: Value,
+        /// Human summary.
+        summary: String,
+    },
+    /// Server-side apply of a rendered object.
+    Apply {
+        /// The object.
+        object: Value,
+        /// Whether it exists already (for the message).
+        exists: bool,
+    },
+    /// Strategic merge patch of a Deployment's pod template.
+    PatchDeployment {
+        /// Namespace.
+        namespace: String,
+        /// Deployment name.
+        name: String,
+        /// The strategic merge patch.
+        patch: Value,
+        /// Human summary.
+        summary: String,
+    },
+    /// Delete an object kubectl-mesh created.
+    Delete {
+        /// apiVersion.
+        api_version: String,
+        /// Kind.
+        kind: String,
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+    },
+}
+
+impl std::fmt::Display for Action {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Action::PatchNamespace {
+                namespace, summary, ..
+            } => {
+                write!(f, "namespace {namespace}: {summary}")
+            }
+            Action::Apply { object, exists } => {
+                let kind = object["kind"].as_str().unwrap_or("?");
+                let ns = object["metadata"]["namespace"].as_str().unwrap_or("");
+                let name = object["metadata"]["name"].as_str().unwrap_or("?");
+                let verb = if *exists { "update" } else { "create" };
+                write!(f, "{kind} {ns}/{name}: {verb} (server-side apply)")
+            }
+            Action::PatchDeployment {
+                namespace,
+                name,
+                summary,
+                ..
+            } => {
+                write!(f, "Deployment {namespace}/{name}: {summary}")
+            }
+            Action::Delete {
+                kind,
+                namespace,
+                name,
+                ..
+            } => {
+                write!(f, "{kind} {namespace}/{name}: delete")
+            }
+        }
+    }
+}
+
+/// `(major, minor)` of the server, from `/version` (`"1"`, `"16+"`, or `gitVersion` `v1.16.3`).
+pub fn parse_version(info: &Info) -> Option<(u32, u32)> {
+    let num = |s: &str| s.trim_end_matches('+').parse::<u32>().ok();
+    if let (Some(a), Some(b)) = (num(&info.major), num(&info.minor)) {
+        return Some((a, b));
+    }
+    let mut parts = info
+        .git_version
+        .trim_start_matches('v')
+        .split(['.', '-', '+']);
+    Some((num(parts.next()?)?, num(parts.next()?)?))
+}
+
+/// Everything `plan_enable` needs to know about the cluster.
+#[derive(Debug, Clone, Default)]
+pub struct Observed {
+    /// The target namespace.
+    pub namespace: Namespace,
+    /// The live version of each rendered object, in the same order (`None`: absent).
+    pub objects: Vec<Option<Value>>,
+    /// Deployments matching the selector.
+    pub deployments: Vec<Deployment>,
+}
+
+/// True when every field of `want` is present with the same value in `have` (extra fields in
+/// `have`, such as status or managedFields, do not count).
+pub fn is_subset(want: &Value, have: &Value) -> bool {
+    match (want, have) {
+        (Value::Object(w), Value::Object(h)) => w
+            .iter()
+            .all(|(k, v)| h.get(k).is_some_and(|hv| is_subset(v, hv))),
+        (Value::Array(w), Value::Array(h)) => {
+            w.len() == h.len() && w.iter().zip(h).all(|(a, b)| is_subset(a, b))
+        }
+        _ => want == have,
+    }
+}
+
+fn labels_of(ns: &Namespace) -> BTreeMap<String, String> {
+    ns.metadata.labels.clone().unwrap_or_default()
+}
+
+fn deployment_name(d: &Deployment) -> String {
+    d.metadata.name.clone().unwrap_or_default()
+}
+
+fn template_annotations(d: &Deployment) -> BTreeMap<String, String> {
+    d.spec
+        .template
+        .metadata
+        .as_ref()
+        .and_then(|m| m.annotations.clone())
+        .unwrap_or_default()
+}
+
+fn has_gateway_mount(d: &Deployment) -> bool {
+    let Some(spec) = d.spec.template.spec.as_ref() else {
+        return false;
+    };
+    let volume = spec.volumes.iter().flatten().any(|v| v.name == VOLUME_NAME);
+    let mount = spec.containers.iter().any(|c| {
+        c.name == PROXY_CONTAINER
+            && c.volume_mounts
+                .iter()
+                .flatten()
+                .any(|m| m.name == VOLUME_NAME)
+    });
+    volume && mount
+}
+
+/// The actions that make the cluster match `desired`. `now` is the RFC 3339 time used for
+/// restarts. An empty plan means there is nothing to change.
+pub fn plan_enable(
+    desired: &Rendered,
+    namespace: &str,
+    selector: &str,
+    observed: &Observed,
+    now: &str,
+) -> Result<Vec<Action>, PlanError> {
+    let mut actions = Vec::new();
+    // Gateways are not injected; only sidecar contexts need the namespace label.
+    let mut injection_added = false;
+    if desired.gateway_pod_spec.is_none() {
+        let labels = labels_of(&observed.namespace);
+        match labels.get(INJECTION_LABEL).map(String::as_str) {
+            Some("disabled") => return Err(PlanError::InjectionDisabled(namespace.to_owned())),
+            Some("enabled") => {}
+            _ if labels.contains_key(REV_LABEL) => {}
+            _ => {
+                let annotations = observed
+                    .namespace
+                    .metadata
+                    .annotations
+                    .clone()
+                    .unwrap_or_default();
+                let mut added: Vec<&str> = annotations
+                    .get(ADDED_LABELS_ANNOTATION)
+                    .map(|s| s.split(',').filter(|x| !x.is_empty()).collect())
+                    .unwrap_or_default();
+                if !added.contains(&INJECTION_LABEL) {
+                    added.push(INJECTION_LABEL);
+                }
+                actions.push(Action::PatchNamespace {
+                    namespace: namespace.to_owned(),
+                    patch: json!({ "metadata": {
+                        "labels": { INJECTION_LABEL: "enabled" },
+                        "annotations": { ADDED_LABELS_ANNOTATION: added.join(",") },
+                    }}),
+                    summary: format!("label {INJECTION_LABEL}=enabled (sidecar injection)"),
+                });
+                injection_added = true;
+            }
+        }
+    }
+    for (i, object) in desired.objects.iter().enumerate() {
+        let live = observed.objects.get(i).and_then(Option::as_ref);
+        if !live.is_some_and(|l| is_subset(object, l)) {
+            actions.push(Action::Apply {
+                object: object.clone(),
+                exists: live.is_some(),
+            });
+        }
+    }
+    if observed.deployments.is_empty() {
+        return Err(PlanError::NoDeployments {
+            namespace: namespace.to_owned(),
+            selector: selector.to_owned(),
+        });
+    }
+    for d in &observed.deployments {
+        let name = deployment_name(d);
+        let current = template_annotations(d);
+        for key in [USER_VOLUME_ANNOTATION, USER_VOLUME_MOUNT_ANNOTATION] {
+            if desired.pod_annotations.contains_key(key)
+                && current.get(key).is_some_and(|v| !v.contains(VOLUME_NAME))
+            {
+                return Err(PlanError::UserVolumeTaken(name, key.to_owned()));
+            }
+        }
+        let mut annotations: Map<String, Value> = desired
+            .pod_annotations
+            .iter()
+            .filter(|(k, v)| current.get(*k) != Some(v))
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect();
+        let mount_missing = desired.gateway_pod_spec.is_some() && !has_gateway_mount(d);
+        if annotations.is_empty() && !mount_missing && !injection_added {
+            continue;
+        }
+        let mut summary = Vec::new();
+        if !annotations.is_empty() {
+            summary.push("set pod template annotations");
+        }
+        if mount_missing {
+            summary.push("mount the module into istio-proxy");
+        }
+        if annotations.is_empty() && !mount_missing {
+            // Nothing in the template changes, yet the pods predate injection: restart them.
+            annotations.insert(RESTARTED_AT_ANNOTATION.into(), Value::String(now.into()));
+            summary.push("restart so sidecars are injected");
+        } else {
+            summary.push("pods roll");
+        }
+        let mut template = json!({ "metadata": { "annotations": annotations } });
+        if let (true, Some(spec)) = (mount_missing, &desired.gateway_pod_spec) {
+            template["spec"] = serde_json::to_value(spec).unwrap_or_default();
+        }
+        actions.push(Action::PatchDeployment {
+            namespace: namespace.to_owned(),
+            name,
+            patch: json!({ "spec": { "template": template } }),
+            summary: summary.join(", "),
+        });
+    }
+    Ok(actions)
+}
+
+/// The actions that undo `enable`: delete our objects (filters before the module), strip our
+/// annotations and mounts from Deployments, and remove only the namespace labels we added.
+pub fn plan_disable(
+    namespace: &Namespace,
+    managed: &[Value],
+    deployments: &[Deployment],
+) -> Vec<Action> {
+    let ns = namespace.metadata.name.clone().unwrap_or_default();
+    let mut actions = Vec::new();
+    let mut objects: Vec<&Value> = managed.iter().collect();
+    // ConfigMaps last: a filter must never point at a deleted module.
+    objects.sort_by_key(|o| o["kind"] == "ConfigMap");
+    for o in objects {
+        if let (Some(a), Some(k), Some(n)) = (
+            o["apiVersion"].as_str(),
+            o["kind"].as_str(),
+            o["metadata"]["name"].as_str(),
+        ) {
+            actions.push(Action::Delete {
+                api_version: a.into(),
+                kind: k.into(),
+                namespace: ns.clone(),
+                name: n.into(),
+            });
+        }
+    }
+    for d in deployments {
+        let current = template_annotations(d);
+        let mut remove = Map::new();
+        if current.contains_key(CONFIG_HASH_ANNOTATION) {
+            remove.insert(CONFIG_HASH_ANNOTATION.into(), Value::Null);
+        }
+        for key in [USER_VOLUME_ANNOTATION, USER_VOLUME_MOUNT_ANNOTATION] {
+            if current.get(key).is_some_and(|v| v.contains(VOLUME_NAME)) {
+                remove.insert(key.into(), Value::Null);
+            }
+        }
+        let mount = has_gateway_mount(d);
+        if remove.is_empty() && !mount {
+            continue;
+        }
+        let mut template = json!({ "metadata": { "annotations": remove } });
+        if mount {
+            template["spec"] = json!({
+                "volumes": [{ "name": VOLUME_NAME, "$patch": "delete" }],
+                "containers": [{ "name": PROXY_CONTAINER, "volumeMounts": [
+                    { "mountPath": crate::render::MODULE_DIR, "$patch": "delete" }
+                ]}],
+            });
+        }
+        actions.push(Action::PatchDeployment {
+            namespace: ns.clone(),
+            name: deployment_name(d),
+            patch: json!({ "spec": { "template": template } }),
+            summary: "remove kubectl-mesh annotations and mounts (pods roll)".into(),
+        });
+    }
+    let annotations = namespace.metadata.annotations.clone().unwrap_or_default();
+    if let Some(added) = annotations.get(ADDED_LABELS_ANNOTATION) {
+        let labels: Map<String, Value> = added
+            .split(',')
+            .filter(|l| !l.is_empty())
+            .map(|l| (l.to_owned(), Value::Null))
+            .collect();
+        let names: Vec<&String> = labels.keys().collect();
+        let summary = format!("remove labels kubectl-mesh added: {names:?}");
+        actions.push(Action::PatchNamespace {
+            namespace: ns,
+            patch: json!({ "metadata": {
+                "labels": labels,
+                "annotations": { ADDED_LABELS_ANNOTATION: null },
+            }}),
+            summary,
+        });
+    }
+    actions
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::render::{render, Api, Context, Module, RenderOptions};
+    use k8s_openapi::api::apps::v1::DeploymentSpec;
+    use k8s_openapi::api::core::v1::PodTemplateSpec;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    fn desired(context: Context) -> Rendered {
+        let cfg = crate::render::parse_config(
+            "t.yaml",
+            "apiVersion: kubectl-mesh/v1alpha1\nkind: MeshConfig\nhosts:\n- domains: ['*']\n  routes:\n  - to: {service: web, port: 80}\n",
+        )
+        .unwrap();
+        let opts = RenderOptions {
+            name: "kubectl-mesh".into(),
+            namespace: "ns".into(),
+            selector: BTreeMap::from([("app".into(), "web".into())]),
+            context,
+            api: Api::Envoyfilter,
+            module: Module::ConfigMap(vec![0, 97, 115, 109]),
+            gateway_deployment: "gw".into(),
+        };
+        render(&cfg, &opts).unwrap()
+    }
+
+    fn namespace(labels: &[(&str, &str)], annotations: &[(&str, &str)]) -> Namespace {
+        let map = |kv: &[(&str, &str)]| {
+            Some(
+                kv.iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            )
+        };
+        Namespace {
+            metadata: ObjectMeta {
+                name: Some("ns".into()),
+                labels: map(labels),
+                annotations: map(annotations),
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
+
+    fn deployment(annotations: BTreeMap<String, String>) -> Deployment {
+        Deployment {
+            metadata: ObjectMeta {
+                name: Some("web".into()),
+                ..Default::default()
+            },
+            spec: DeploymentSpec {
+                template: PodTemplateSpec {
+                    metadata: Some(ObjectMeta {
+                        annotations: Some(annotations),
+                        ..Default::default()
+                    }),
+                    spec: None,
+                },
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
+
+    /// Applies a plan to the observed state the way the API server would (for the idempotence test).
+    fn converge(d: &Rendered, mut obs: Observed, actions: &[Action]) -> Observed {
+        for a in actions {
+            match a {
+                Action::PatchNamespace { patch, .. } => {
+                    let mut ns = serde_json::to_value(&obs.namespace).unwrap();
+                    merge(&mut ns, patch);
+                    obs.namespace = serde_json::from_value(ns).unwrap();
+                }
+                Action::Apply { object, .. } => {
+                    let i = d.objects.iter().position(|o| o == object).unwrap();
+                    let mut live = object.clone();
+                    live["metadata"]["resourceVersion"] = json!("7");
+                    obs.objects[i] = Some(live);
+                }
+                Action::PatchDeployment { patch, .. } => {
+                    let mut dep = serde_json::to_value(&obs.deployments[0]).unwrap();
+                    merge(&mut dep, patch);
+                    obs.deployments[0] = serde_json::from_value(dep).unwrap();
+                }
+                Action::Delete { .. } => unreachable!(),
+            }
+        }
+        obs
+    }
+
+    fn merge(target: &mut Value, patch: &Value) {
+        match (target, patch) {
+            (Value::Object(t), Value::Object(p)) => {
+                for (k, v) in p {
+                    if v.is_null() {
+                        t.remove(k);
+                    } else {
+                        merge(t.entry(k.clone()).or_insert(Value::Null), v);
+                    }
+                }
+            }
+            (t, p) => *t = p.clone(),
+        }
+    }
+
+    #[test]
+    fn version_parsing() {
+        let info = |major: &str, minor: &str, git: &str| Info {
+            major: major.into(),
+            minor: minor.into(),
+            git_version: git.into(),
+            ..Default::default()
+        };
+        assert_eq!(parse_version(&info("1", "16+", "")), Some((1, 16)));
+        assert_eq!(
+            parse_version(&info("", "", "v1.15.12-gke.2")),
+            Some((1, 15))
+        );
+        assert_eq!(parse_version(&info("", "", "garbage")), None);
+        assert!((1, 15) < MIN_KUBERNETES && (1, 16) >= MIN_KUBERNETES && (2, 0) > MIN_KUBERNETES);
+    }
+
+    #[test]
+    fn first_run_does_everything_second_run_nothing() {
+        let d = desired(Context::SidecarInbound);
+        let obs = Observed {
+            namespace: namespace(&[], &[]),
+            objects: vec![None; d.objects.len()],
+            deployments: vec![deployment(BTreeMap::new())],
+        };
+        let plan = plan_enable(&d, "ns", "app=web", &obs, "t0").unwrap();
+        assert_eq!(plan.len(), 1 + d.objects.len() + 1, "{plan:#?}");
+        assert!(matches!(&plan[0], Action::PatchNamespace { .. }));
+        let obs = converge(&d, obs, &plan);
+        let again = plan_enable(&d, "ns", "app=web", &obs, "t1").unwrap();
+        assert_eq!(again, vec![], "second run must change nothing");
+    }
+
+    #[test]
+    fn existing_rev_label_is_kept_and_not_recorded() {
+        let d = desired(Context::SidecarInbound);
+        let obs = Observed {
+            namespace: namespace(&[(REV_LABEL, "canary")], &[]),
+            objects: vec![None; d.objects.len()],
+            deployments: vec![deployment(BTreeMap::new())],
+        };
+        let plan = plan_enable(&d, "ns", "app=web", &obs, "t0").unwrap();
+        assert!(
+            !plan
+                .iter()
+                .any(|a| matches!(a, Action::PatchNamespace { .. })),
+            "{plan:#?}"
+        );
+    }
+
+    #[test]
+    fn injection_disabled_is_an_error() {
+        let d = desired(Context::SidecarInbound);
+        let obs = Observed {
+            namespace: namespace(&[(INJECTION_LABEL, "disabled")], &[]),
+            objects: vec![None; d.objects.len()],
+            deployments: vec![deployment(BTreeMap::new())],
+        };
+        assert!(matches!(
+            plan_enable(&d, "ns", "app=web", &obs, "t0"),
+            Err(PlanError::InjectionDisabled(_))
+        ));
+    }
+
+    #[test]
+    fn restart_only_when_template_unchanged_but_label_new() {
+        let d = desired(Context::SidecarInbound);
+        let obs = Observed {
+            namespace: namespace(&[], &[]),
+            objects: d.objects.iter().cloned().map(Some).collect(),
+            deployments: vec![deployment(d.pod_annotations.clone())],
+        };
+        let plan = plan_enable(&d, "ns", "app=web", &obs, "2026-01-01T00:00:00Z").unwrap();
+        let Action::PatchDeployment { patch, .. } = plan.last().unwrap() else {
+            panic!("{plan:#?}")
+        };
+        assert_eq!(
+            patch["spec"]["template"]["metadata"]["annotations"][RESTARTED_AT_ANNOTATION],
+            "2026-01-01T00:00:00Z"
+        );
+    }
+
+    #[test]
+    fn changed_object_is_reapplied() {
+        let d = desired(Context::SidecarInbound);
+        let mut stale = d.objects[1].clone();
+        stale["spec"]["configPatches"][0]["patch"]["operation"] = json!("INSERT_AFTER");
+        let obs = Observed {
+            namespace: namespace(&[(INJECTION_LABEL, "enabled")], &[]),
+            objects: vec![Some(d.objects[0].clone()), Some(stale)],
+            deployments: vec![deployment(d.pod_annotations.clone())],
+        };
+        let plan = plan_enable(&d, "ns", "app=web", &obs, "t").unwrap();
+        assert_eq!(plan.len(), 1);
+        assert!(matches!(&plan[0], Action::Apply { exists: true, .. }));
+    }
+
+    #[test]
+    fn foreign_user_volume_is_refused() {
+        let d = desired(Context::SidecarInbound);
+        let obs = Observed {
+            namespace: namespace(&[(INJECTION_LABEL, "enabled")], &[]),
+            objects: vec![None; 2],
+            deployments: vec![deployment(BTreeMap::from([(
+                USER_VOLUME_ANNOTATION.to_owned(),
+                r#"[{"name":"certs"}]"#.to_owned(),
+            )]))],
+        };
+        assert!(matches!(
+            plan_enable(&d, "ns", "app=web", &obs, "t"),
+            Err(PlanError::UserVolumeTaken(..))
+        ));
+    }
+
+    #[test]
+    fn no_matching_deployment_is_an_error() {
+        let d = desired(Context::SidecarInbound);
+        let obs = Observed {
+            namespace: namespace(&[(INJECTION_LABEL, "enabled")], &[]),
+            objects: vec![None; 2],
+            deployments: vec![],
+        };
+        let e = plan_enable(&d, "ns", "app=web", &obs, "t").unwrap_err();
+        assert!(e.to_string().contains("app=web"), "{e}");
+    }
+
+    #[test]
+    fn gateway_mount_is_patched_once() {
+        let d = desired(Context::Gateway);
+        let obs = Observed {
+            namespace: namespace(&[], &[]),
+            objects: d.objects.iter().cloned().map(Some).collect(),
+            deployments: vec![deployment(d.pod_annotations.clone())],
+        };
+        let plan = plan_enable(&d, "ns", "istio=ingressgateway", &obs, "t").unwrap();
+        assert_eq!(plan.len(), 1, "gateways get no namespace label: {plan:#?}");
+        let Action::PatchDeployment { patch, .. } = &plan[0] else {
+            panic!()
+        };
+        assert_eq!(
+            patch["spec"]["template"]["spec"]["volumes"][0]["name"],
+            VOLUME_NAME
+        );
+    }
+
+    #[test]
+    fn disable_removes_only_what_was_added() {
+        let d = desired(Context::SidecarInbound);
+        // The user had their own label and annotation; only ours are recorded.
+        let ns = namespace(
+            &[(INJECTION_LABEL, "enabled"), ("team", "a")],
+            &[(ADDED_LABELS_ANNOTATION, INJECTION_LABEL)],
+        );
+        let mut ann = d.pod_annotations.clone();
+        ann.insert("user/own".into(), "keep".into());
+        let plan = plan_disable(&ns, &d.objects, &[deployment(ann)]);
+        assert_eq!(plan.len(), 4, "{plan:#?}");
+        assert!(matches!(&plan[0], Action::Delete { kind, .. } if kind == "EnvoyFilter"));
+        assert!(matches!(&plan[1], Action::Delete { kind, .. } if kind == "ConfigMap"));
+        let Action::PatchDeployment { patch, .. } = &plan[2] else {
+            panic!()
+        };
+        let removed = patch["spec"]["template"]["metadata"]["annotations"]
+            .as_object()
+            .unwrap();
+        assert!(!removed.contains_key("user/own"));
+        assert_eq!(removed.len(), 3);
+        let Action::PatchNamespace { patch, .. } = &plan[3] else {
+            panic!()
+        };
+        assert_eq!(
+            patch["metadata"]["labels"],
+            json!({ INJECTION_LABEL: null })
+        );
+
+        // A namespace whose label the user set themselves keeps it.
+        let users = namespace(&[(INJECTION_LABEL, "enabled")], &[]);
+        let plan = plan_disable(&users, &[], &[]);
+        assert_eq!(plan, vec![]);
+    }
+}

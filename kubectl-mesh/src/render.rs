@@ -1,0 +1,724 @@
+//! Pure rendering: a mesh config plus options become the Kubernetes objects `enable` applies.
+//!
+//! Nothing here talks to a cluster, so `kubectl mesh render` is offline and the golden tests
+//! compare its output byte for byte.
+
+use k8s_openapi::api::core::v1::{
+    ConfigMap, ConfigMapVolumeSource, Container, PodSpec, Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::ByteString;
+use mesh_core::{MeshConfig, UPSTREAM_HEADER};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// Label every object kubectl-mesh creates carries, so `check` and `disable` can find them.
+pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+/// Value of [`MANAGED_BY_LABEL`], and the server-side apply field manager.
+pub const MANAGER: &str = "kubectl-mesh";
+/// Annotation on the filter object and pod templates: digest of config + module, so a changed
+/// config rolls the pods and `check` can tell whether a workload runs the current one.
+pub const CONFIG_HASH_ANNOTATION: &str = "kubectl-mesh/config-hash";
+/// Istio's pod annotation adding volumes to the sidecar (JSON array of Volumes).
+pub const USER_VOLUME_ANNOTATION: &str = "sidecar.istio.io/userVolume";
+/// Istio's pod annotation adding mounts to the sidecar (JSON array of VolumeMounts).
+pub const USER_VOLUME_MOUNT_ANNOTATION: &str = "sidecar.istio.io/userVolumeMount";
+/// Directory the module is mounted at inside `istio-proxy`.
+pub const MODULE_DIR: &str = "/var/local/kubectl-mesh";
+/// File name of the module in the ConfigMap and in [`MODULE_DIR`].
+pub const MODULE_FILE: &str = "mesh_filter.wasm";
+/// Name of the pod volume holding the module.
+pub const VOLUME_NAME: &str = "kubectl-mesh-filter";
+/// The filter's proxy-wasm root id.
+pub const ROOT_ID: &str = "mesh-filter";
+/// Envoy type of the Wasm HTTP filter.
+pub const WASM_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm";
+/// The container Istio injects; the module is mounted into it.
+pub const PROXY_CONTAINER: &str = "istio-proxy";
+/// ConfigMap data limit (1 MiB): a bigger module must be delivered with `--module-url`.
+pub const CONFIGMAP_LIMIT: usize = 1024 * 1024;
+
+/// Where in Envoy the filter runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Context {
+    /// Requests arriving at the selected workloads (the server's own sidecar).
+    SidecarInbound,
+    /// Requests the selected workloads send.
+    SidecarOutbound,
+    /// An Istio ingress gateway.
+    Gateway,
+}
+
+impl Context {
+    /// The EnvoyFilter `match.context` value.
+    pub fn istio(self) -> &'static str {
+        match self {
+            Context::SidecarInbound => "SIDECAR_INBOUND",
+            Context::SidecarOutbound => "SIDECAR_OUTBOUND",
+            Context::Gateway => "GATEWAY",
+        }
+    }
+}
+
+/// Which Istio API carries the HTTP filter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Api {
+    /// networking.istio.io/v1alpha3 EnvoyFilter (filter and route in one object).
+    Envoyfilter,
+    /// extensions.istio.io/v1alpha1 WasmPlugin (plus an EnvoyFilter for the route).
+    Wasmplugin,
+    /// extensions.istio.io/v1alpha1 TrafficExtension (plus an EnvoyFilter for the route).
+    Trafficextension,
+}
+
+/// How the proxy gets the module.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Module {
+    /// A ConfigMap holding these bytes, mounted into the proxy.
+    ConfigMap(Vec<u8>),
+    /// Fetched by istio-agent from a URL and checked against a sha256.
+    Remote {
+        /// http(s) or oci URL.
+        url: String,
+        /// Lower-case hex sha256 of the module.
+        sha256: String,
+    },
+}
+
+/// Everything besides the config that shapes the output.
+#[derive(Debug, Clone)]
+pub struct RenderOptions {
+    /// Base name of the created objects.
+    pub name: String,
+    /// Namespace the objects go into.
+    pub namespace: String,
+    /// Labels selecting the workloads (pods) that run the filter.
+    pub selector: BTreeMap<String, String>,
+    /// Where in Envoy the filter runs.
+    pub context: Context,
+    /// Which Istio API carries the filter.
+    pub api: Api,
+    /// Module delivery.
+    pub module: Module,
+    /// For `--context gateway`: the gateway Deployment whose pod spec mounts the module.
+    pub gateway_deployment: String,
+}
+
+/// Why rendering failed. Each message says what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    /// The config file could not be read.
+    #[error("cannot read {file}: {source}")]
+    Read {
+        /// The file.
+        file: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The config is invalid; `field` is the path inside it.
+    #[error("{file}: invalid field `{field}`: {message}\n  fix: correct `{field}` in {file} (see examples/digimon/mesh.yaml for a working config)")]
+    Config {
+        /// The file.
+        file: String,
+        /// Field path from [`mesh_core::ConfigError::path`].
+        field: String,
+        /// The validator's message.
+        message: String,
+    },
+    /// Built without `make wasm`.
+    #[error("this build has no embedded filter; build with `make wasm` first (or pass --module-url and --module-sha256)")]
+    NoModule,
+    /// The module does not fit a ConfigMap.
+    #[error("the filter module is {size} bytes, more than a ConfigMap holds ({CONFIGMAP_LIMIT}); publish it and pass --module-url URL --module-sha256 HEX")]
+    ModuleTooLarge {
+        /// Module size in bytes.
+        size: usize,
+    },
+    /// `--module-sha256` is not 64 hex digits.
+    #[error("--module-sha256 must be 64 lower-case hex digits, got `{0}`")]
+    BadSha256(String),
+    /// A sidecar context without a selector would hit every pod in the namespace.
+    #[error(
+        "--selector is required for --context {0}: name the workloads, e.g. --selector app=server"
+    )]
+    NoSelector(&'static str),
+}
+
+/// What `render` produces and `enable` applies.
+#[derive(Debug, Clone)]
+pub struct Rendered {
+    /// Objects to server-side apply, in order (ConfigMap first, so the filter never points at
+    /// a missing module).
+    pub objects: Vec<Value>,
+    /// Annotations every selected Deployment's pod template gets.
+    pub pod_annotations: BTreeMap<String, String>,
+    /// For the gateway: the pod-spec part of the Deployment patch (volume + mount).
+    pub gateway_pod_spec: Option<PodSpec>,
+    /// Digest of config + module, also in [`CONFIG_HASH_ANNOTATION`].
+    pub config_hash: String,
+}
+
+/// Reads and validates a config file; errors name the file and the field.
+pub fn load_config(path: &Path) -> Result<MeshConfig, RenderError> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| RenderError::Read {
+        file: file.clone(),
+        source,
+    })?;
+    parse_config(&file, &text)
+}
+
+/// Parses and validates config text; `file` is only used in messages.
+pub fn parse_config(file: &str, text: &str) -> Result<MeshConfig, RenderError> {
+    let to_err = |e: mesh_core::ConfigError| {
+        let field = e.path().to_owned();
+        let full = e.to_string();
+        // The error text starts with the path; keep only the reason after it.
+        let message = full
+            .strip_prefix(&format!("{field}: "))
+            .unwrap_or(&full)
+            .to_owned();
+        RenderError::Config {
+            file: file.to_owned(),
+            field,
+            message,
+        }
+    };
+    let cfg = MeshConfig::from_yaml(text).map_err(|e| to_err(e.into()))?;
+    mesh_core::compile(&cfg).map_err(to_err)?;
+    Ok(cfg)
+}
+
+fn labels() -> BTreeMap<String, String> {
+    BTreeMap::from([(MANAGED_BY_LABEL.to_owned(), MANAGER.to_owned())])
+}
+
+fn meta(name: &str, opts: &RenderOptions, hash: &str) -> Value {
+    json!({
+        "name": name,
+        "namespace": opts.namespace,
+        "labels": labels(),
+        "annotations": { CONFIG_HASH_ANNOTATION: hash },
+    })
+}
+
+/// Name of the ConfigMap holding the module.
+pub fn configmap_name(opts: &RenderOptions) -> String {
+    format!("{}-filter", opts.name)
+}
+
+/// Name of the EnvoyFilter carrying only the route (for the extensions.istio.io APIs).
+pub fn route_filter_name(opts: &RenderOptions) -> String {
+    format!("{}-route", opts.name)
+}
+
+fn module_path() -> String {
+    format!("{MODULE_DIR}/{MODULE_FILE}")
+}
+
+/// Renders every object for `cfg`.
+pub fn render(cfg: &MeshConfig, opts: &RenderOptions) -> Result<Rendered, RenderError> {
+    let sidecar = opts.context != Context::Gateway;
+    if sidecar && opts.selector.is_empty() {
+        return Err(RenderError::NoSelector(match opts.context {
+            Context::SidecarInbound => "sidecar-inbound",
+            _ => "sidecar-outbound",
+        }));
+    }
+    let module_id = match &opts.module {
+        Module::ConfigMap(bytes) if bytes.is_empty() => return Err(RenderError::NoModule),
+        Module::ConfigMap(bytes) if bytes.len() > CONFIGMAP_LIMIT => {
+            return Err(RenderError::ModuleTooLarge { size: bytes.len() })
+        }
+        Module::ConfigMap(bytes) => crate::module::sha256_hex(bytes),
+        Module::Remote { sha256, .. }
+            if sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) =>
+        {
+            return Err(RenderError::BadSha256(sha256.clone()))
+        }
+        Module::Remote { url, sha256 } => format!("{url}@{}", sha256.to_ascii_lowercase()),
+    };
+    let filter_json = cfg.to_filter_json();
+    let hash = crate::module::sha256_hex(format!("{module_id}\n{filter_json}").as_bytes())[..16]
+        .to_owned();
+
+    let mut objects = Vec::new();
+    let mut pod_annotations = BTreeMap::from([(CONFIG_HASH_ANNOTATION.to_owned(), hash.clone())]);
+    let mut gateway_pod_spec = None;
+    if let Module::ConfigMap(bytes) = &opts.module {
+        let cm = ConfigMap {
+            metadata: ObjectMeta {
+                name: Some(configmap_name(opts)),
+                namespace: Some(opts.namespace.clone()),
+                labels: Some(labels()),
+                annotations: Some(BTreeMap::from([(
+                    CONFIG_HASH_ANNOTATION.to_owned(),
+                    hash.clone(),
+                )])),
+                ..Default::default()
+            },
+            binary_data: Some(BTreeMap::from([(
+                MODULE_FILE.to_owned(),
+                ByteString(bytes.clone()),
+            )])),
+            ..Default::default()
+        };
+        objects.push(serde_json::to_value(&cm).unwrap_or_default());
+        let volume = Volume {
+            name: VOLUME_NAME.to_owned(),
+            config_map: Some(ConfigMapVolumeSource {
+                name: configmap_name(opts),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let mount = VolumeMount {
+            name: VOLUME_NAME.to_owned(),
+            mount_path: MODULE_DIR.to_owned(),
+            read_only: Some(true),
+            ..Default::default()
+        };
+        if sidecar {
+            // Istio copies these into the injected sidecar; serializing k8s types cannot fail.
+            pod_annotations.insert(
+                USER_VOLUME_ANNOTATION.to_owned(),
+                serde_json::to_string(&[volume]).unwrap_or_default(),
+            );
+            pod_annotations.insert(
+                USER_VOLUME_MOUNT_ANNOTATION.to_owned(),
+                serde_json::to_string(&[mount]).unwrap_or_default(),
+            );
+        } else {
+            // Gateways are not injected, so the user-volume annotations are ignored there:
+            // the gateway Deployment itself gets the volume and the mount.
+            gateway_pod_spec = Some(PodSpec {
+                volumes: Some(vec![volume]),
+                containers: vec![Container {
+                    name: PROXY_CONTAINER.to_owned(),
+                    volume_mounts: Some(vec![mount]),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            });
+        }
+    }
+
+    let route_patch = route_patch(opts.context);
+    match opts.api {
+        Api::Envoyfilter => {
+            let mut patches = http_filter_patches(cfg, opts);
+            patches.push(route_patch);
+            objects.push(envoy_filter(&opts.name, opts, &hash, patches));
+        }
+        Api::Wasmplugin | Api::Trafficextension => {
+            objects.push(extension(cfg, opts, &hash));
+            // Neither extensions.istio.io API can add a route, so the cluster_header route
+            // that forwards to the filter's choice still needs an EnvoyFilter.
+            objects.push(envoy_filter(
+                &route_filter_name(opts),
+                opts,
+                &hash,
+                vec![route_patch],
+            ));
+        }
+    }
+    Ok(Rendered {
+        objects,
+        pod_annotations,
+        gateway_pod_spec,
+        config_hash: hash,
+    })
+}
+
+fn envoy_filter(name: &str, opts: &RenderOptions, hash: &str, patches: Vec<Value>) -> Value {
+    json!({
+        "apiVersion": "networking.istio.io/v1alpha3",
+        "kind": "EnvoyFilter",
+        "metadata": meta(name, opts, hash),
+        "spec": {
+            "workloadSelector": { "labels": opts.selector },
+            "configPatches": patches,
+        },
+    })
+}
+
+/// The Wasm filter's `config` (envoy.extensions.wasm.v3.PluginConfig) for a local file.
+pub fn plugin_config(cfg: &MeshConfig, code: Value) -> Value {
+    json!({
+        "name": MANAGER,
+        "root_id": ROOT_ID,
+        "fail_open": false,
+        "vm_config": {
+            "vm_id": MANAGER,
+            "runtime": "envoy.wasm.runtime.v8",
+            "code": code,
+        },
+        "configuration": {
+            "@type": "type.googleapis.com/google.protobuf.StringValue",
+            "value": cfg.to_filter_json(),
+        },
+    })
+}
+
+/// The HTTP filter value for a module at a local path (what the ConfigMap delivery uses).
+pub fn http_filter_value(cfg: &MeshConfig, wasm_path: &str) -> Value {
+    json!({
+        "name": MANAGER,
+        "typed_config": {
+            "@type": WASM_TYPE,
+            "config": plugin_config(cfg, json!({ "local": { "filename": wasm_path } })),
+        },
+    })
+}
+
+/// The route Envoy needs first in every virtual host: send to the cluster the filter chose.
+pub fn route_value() -> Value {
+    json!({
+        "name": "kubectl-mesh-upstream",
+        "match": {
+            "prefix": "/",
+            "headers": [{ "name": UPSTREAM_HEADER, "present_match": true }],
+        },
+        "route": { "cluster_header": UPSTREAM_HEADER, "timeout": "0s" },
+        "request_headers_to_remove": [UPSTREAM_HEADER],
+    })
+}
+
+fn listener_match(context: Context) -> Value {
+    json!({
+        "context": context.istio(),
+        "listener": { "filterChain": { "filter": {
+            "name": "envoy.filters.network.http_connection_manager",
+            "subFilter": { "name": "envoy.filters.http.router" },
+        }}},
+    })
+}
+
+fn http_filter_patches(cfg: &MeshConfig, opts: &RenderOptions) -> Vec<Value> {
+    match &opts.module {
+        Module::ConfigMap(_) => vec![json!({
+            "applyTo": "HTTP_FILTER",
+            "match": listener_match(opts.context),
+            "patch": { "operation": "INSERT_BEFORE", "value": http_filter_value(cfg, &module_path()) },
+        })],
+        Module::Remote { url, sha256 } => {
+            // A remote module goes through ECDS: istio-agent downloads and verifies it and
+            // hands Envoy a local file, which an inline HTTP_FILTER could not do.
+            let code = json!({ "remote": {
+                "http_uri": { "uri": url, "timeout": "30s" },
+                "sha256": sha256.to_ascii_lowercase(),
+            }});
+            vec![
+                json!({
+                    "applyTo": "EXTENSION_CONFIG",
+                    "patch": { "operation": "ADD", "value": {
+                        "name": MANAGER,
+                        "typed_config": { "@type": WASM_TYPE, "config": plugin_config(cfg, code) },
+                    }},
+                }),
+                json!({
+                    "applyTo": "HTTP_FILTER",
+                    "match": listener_match(opts.context),
+                    "patch": { "operation": "INSERT_BEFORE", "value": {
+                        "name": MANAGER,
+                        "config_discovery": {
+                            "config_source": { "ads": {}, "initial_fetch_timeout": "0s" },
+                            "type_urls": [WASM_TYPE],
+                        },
+                    }},
+                }),
+            ]
+        }
+    }
+}
+
+fn route_patch(context: Context) -> Value {
+    json!({
+        "applyTo": "HTTP_ROUTE",
+        // An empty routeConfiguration match selects every route configuration and virtual
+        // host of the context, so no vhost is missed whatever Istio names it.
+        "match": { "context": context.istio(), "routeConfiguration": {} },
+        "patch": { "operation": "INSERT_FIRST", "value": route_value() },
+    })
+}
+
+fn extension(cfg: &MeshConfig, opts: &RenderOptions, hash: &str) -> Value {
+    let (url, sha) = match &opts.module {
+        Module::ConfigMap(_) => (format!("file://{}", module_path()), None),
+        Module::Remote { url, sha256 } => (url.clone(), Some(sha256.to_ascii_lowercase())),
+    };
+    // pluginConfig is a Struct; Istio serializes it back to the same JSON for the filter.
+    let plugin_config: Value = serde_json::from_str(&cfg.to_filter_json()).unwrap_or_default();
+    let mut wasm = json!({
+        "url": url,
+        "pluginName": ROOT_ID,
+        "pluginConfig": plugin_config,
+        "failStrategy": "FAIL_CLOSE",
+        "type": "HTTP",
+    });
+    if let (Some(sha), Some(w)) = (sha, wasm.as_object_mut()) {
+        w.insert("sha256".into(), Value::String(sha));
+    }
+    let mode = match opts.context {
+        Context::SidecarInbound => Some("SERVER"),
+        Context::SidecarOutbound => Some("CLIENT"),
+        Context::Gateway => None,
+    };
+    let mut spec = json!({ "selector": { "matchLabels": opts.selector } });
+    if let Some(s) = spec.as_object_mut() {
+        if let Some(mode) = mode {
+            s.insert("match".into(), json!([{ "mode": mode }]));
+        }
+        match opts.api {
+            Api::Trafficextension => {
+                s.insert("wasm".into(), wasm);
+            }
+            _ => {
+                if let Some(w) = wasm.as_object() {
+                    s.extend(w.clone());
+                }
+            }
+        }
+    }
+    let kind = match opts.api {
+        Api::Trafficextension => "TrafficExtension",
+        _ => "WasmPlugin",
+    };
+    json!({
+        "apiVersion": "extensions.istio.io/v1alpha1",
+        "kind": kind,
+        "metadata": meta(&opts.name, opts, hash),
+        "spec": spec,
+    })
+}
+
+/// The strategic-merge patch of a Deployment's pod template, as a printable object.
+pub fn deployment_patch(
+    name: &str,
+    namespace: &str,
+    annotations: &BTreeMap<String, String>,
+    pod_spec: Option<&PodSpec>,
+) -> Value {
+    let mut template = json!({ "metadata": { "annotations": annotations } });
+    if let Some(spec) = pod_spec {
+        template["spec"] = serde_json::to_value(spec).unwrap_or_default();
+    }
+    json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": { "name": name, "namespace": namespace },
+        "spec": { "template": template },
+    })
+}
+
+/// Objects as `kubectl get -o yaml` would print several: `---`-separated documents.
+pub fn to_yaml(objects: &[Value]) -> String {
+    objects
+        .iter()
+        .map(|o| serde_yaml_ng::to_string(o).unwrap_or_default())
+        .collect::<Vec<_>>()
+        .join("---\n")
+}
+
+/// Objects as one `v1` `List`, as `kubectl get -o json` prints several.
+pub fn to_json(objects: &[Value]) -> String {
+    let list = json!({ "apiVersion": "v1", "kind": "List", "items": objects });
+    serde_json::to_string_pretty(&list).unwrap_or_default()
+}
+
+/// What `kubectl mesh render` prints: the objects plus, as comments, the workload changes.
+pub fn render_text(r: &Rendered, opts: &RenderOptions, json_output: bool) -> String {
+    let mut objects = r.objects.clone();
+    if let Some(spec) = &r.gateway_pod_spec {
+        let patch = deployment_patch(
+            &opts.gateway_deployment,
+            &opts.namespace,
+            &r.pod_annotations,
+            Some(spec),
+        );
+        objects.push(patch);
+    }
+    if json_output {
+        return to_json(&objects) + "\n";
+    }
+    let mut out =
+        String::from("# Rendered by kubectl-mesh. `kubectl mesh enable` applies these objects.\n");
+    if opts.api != Api::Envoyfilter {
+        out.push_str(
+            "# The extensions.istio.io API carries the filter; it cannot add routes, so the\n# cluster_header route stays in an EnvoyFilter.\n",
+        );
+    }
+    if r.gateway_pod_spec.is_some() {
+        out.push_str("# Gateways ignore the sidecar.istio.io/userVolume annotations: the last document is\n# a strategic-merge patch mounting the module into the gateway Deployment itself.\n");
+    } else {
+        let sel: Vec<String> = opts
+            .selector
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        out.push_str(&format!(
+            "# Pod template annotations set on every Deployment in {} matching {}:\n",
+            opts.namespace,
+            sel.join(",")
+        ));
+        for (k, v) in &r.pod_annotations {
+            out.push_str(&format!("#   {k}: {v}\n"));
+        }
+    }
+    out.push_str("---\n");
+    out + &to_yaml(&objects)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> MeshConfig {
+        parse_config(
+            "t.yaml",
+            "apiVersion: kubectl-mesh/v1alpha1\nkind: MeshConfig\nhosts:\n- domains: ['*']\n  routes:\n  - to: {service: web, port: 80}\n",
+        )
+        .unwrap()
+    }
+
+    fn opts(context: Context, api: Api, module: Module) -> RenderOptions {
+        RenderOptions {
+            name: "kubectl-mesh".into(),
+            namespace: "ns".into(),
+            selector: BTreeMap::from([("app".into(), "web".into())]),
+            context,
+            api,
+            module,
+            gateway_deployment: "istio-ingressgateway".into(),
+        }
+    }
+
+    #[test]
+    fn config_errors_name_file_and_field() {
+        let e = parse_config(
+            "m.yaml",
+            "apiVersion: kubectl-mesh/v1alpha1\nkind: MeshConfig\nhosts:\n- domains: []\n  routes: []\n",
+        )
+        .unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            msg.starts_with("m.yaml: invalid field `hosts[0].domains`"),
+            "{msg}"
+        );
+        assert!(msg.contains("fix:"), "{msg}");
+        let e = parse_config("m.yaml", "apiVersion: x\nkind: MeshConfig\nbogus: 1\n").unwrap_err();
+        assert!(e.to_string().contains("bogus"), "{e}");
+    }
+
+    #[test]
+    fn empty_module_refuses_with_make_hint() {
+        let e = render(
+            &cfg(),
+            &opts(
+                Context::Gateway,
+                Api::Envoyfilter,
+                Module::ConfigMap(vec![]),
+            ),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("make wasm"), "{e}");
+    }
+
+    #[test]
+    fn oversized_module_points_to_module_url() {
+        let big = vec![0u8; CONFIGMAP_LIMIT + 1];
+        let e = render(
+            &cfg(),
+            &opts(Context::Gateway, Api::Envoyfilter, Module::ConfigMap(big)),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("--module-url"), "{e}");
+    }
+
+    #[test]
+    fn sidecar_without_selector_is_refused() {
+        let mut o = opts(
+            Context::SidecarInbound,
+            Api::Envoyfilter,
+            Module::ConfigMap(vec![1]),
+        );
+        o.selector.clear();
+        assert!(matches!(
+            render(&cfg(), &o),
+            Err(RenderError::NoSelector(_))
+        ));
+    }
+
+    #[test]
+    fn bad_sha_is_refused() {
+        let m = Module::Remote {
+            url: "https://x/m.wasm".into(),
+            sha256: "abc".into(),
+        };
+        let e = render(&cfg(), &opts(Context::Gateway, Api::Envoyfilter, m)).unwrap_err();
+        assert!(matches!(e, RenderError::BadSha256(_)));
+    }
+
+    #[test]
+    fn sidecar_gets_user_volume_annotations_and_gateway_gets_pod_spec() {
+        let r = render(
+            &cfg(),
+            &opts(
+                Context::SidecarInbound,
+                Api::Envoyfilter,
+                Module::ConfigMap(vec![1]),
+            ),
+        )
+        .unwrap();
+        let mounts: Vec<VolumeMount> =
+            serde_json::from_str(&r.pod_annotations[USER_VOLUME_MOUNT_ANNOTATION]).unwrap();
+        assert_eq!(mounts[0].mount_path, MODULE_DIR);
+        assert!(r.gateway_pod_spec.is_none());
+        let r = render(
+            &cfg(),
+            &opts(
+                Context::Gateway,
+                Api::Envoyfilter,
+                Module::ConfigMap(vec![1]),
+            ),
+        )
+        .unwrap();
+        assert!(!r.pod_annotations.contains_key(USER_VOLUME_ANNOTATION));
+        assert!(r.gateway_pod_spec.is_some());
+    }
+
+    #[test]
+    fn hash_follows_config_and_module() {
+        let o = opts(
+            Context::Gateway,
+            Api::Envoyfilter,
+            Module::ConfigMap(vec![1]),
+        );
+        let a = render(&cfg(), &o).unwrap().config_hash;
+        let o2 = opts(
+            Context::Gateway,
+            Api::Envoyfilter,
+            Module::ConfigMap(vec![2]),
+        );
+        assert_ne!(a, render(&cfg(), &o2).unwrap().config_hash);
+        let mut c = cfg();
+        c.namespace = "other".into();
+        assert_ne!(a, render(&c, &o).unwrap().config_hash);
+    }
+
+    #[test]
+    fn every_object_is_labelled_managed_by() {
+        for api in [Api::Envoyfilter, Api::Wasmplugin, Api::Trafficextension] {
+            let r = render(
+                &cfg(),
+                &opts(Context::SidecarOutbound, api, Module::ConfigMap(vec![1])),
+            )
+            .unwrap();
+            assert_eq!(r.objects.len(), if api == Api::Envoyfilter { 2 } else { 3 });
+            for o in &r.objects {
+                assert_eq!(o["metadata"]["labels"][MANAGED_BY_LABEL], MANAGER, "{o}");
+            }
+        }
+    }
+}
