@@ -199,9 +199,8 @@ impl Case {
     pub fn load(path: &Path) -> anyhow::Result<Case> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-        let de = serde_yaml_ng::Deserializer::from_str(&text);
-        serde_path_to_error::deserialize(de)
-            .map_err(|e| anyhow::anyhow!("{}: {}: {}", path.display(), e.path(), e.inner()))
+        // serde_yaml_ng's errors name the field and the line/column.
+        serde_yaml_ng::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
     }
 
     /// Every request of every matrix.

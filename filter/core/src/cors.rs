@@ -1,8 +1,11 @@
 //! CORS: per-host policies with per-route overrides, evaluated the way Envoy's CORS filter does.
 //!
-//! Envoy semantics kept on purpose: a route's policy overrides the host's field by field; an
-//! origin rule that matches the literal `*` allows every origin (so `prefix: "*"` means any);
-//! the allowed origin is echoed, never `*`; a preflight from a disallowed origin is forwarded.
+//! Envoy semantics kept on purpose (each checked against native Envoy by the conformance suite
+//! in `tests/conformance`): a route's policy overrides the host's field by field, except
+//! `enabled`, which comes from the most specific policy present; an origin rule that matches the
+//! literal `*` allows every origin (so `prefix: "*"` means any); the allowed origin is echoed,
+//! never `*`; methods/headers of exactly `*` echo the preflight's request headers; a preflight
+//! from a disallowed origin is forwarded; routes that answer locally get no CORS at all.
 
 use crate::config::{CorsConfig, OriginMatch};
 use regex::bytes::Regex;
@@ -65,9 +68,11 @@ impl OriginRule {
 pub struct CorsPolicy {
     origins: Vec<OriginRule>,
     any_origin: bool,
-    /// `Access-Control-Allow-Methods` value, if any.
+    /// `Access-Control-Allow-Methods` value, if any. Exactly `*`: the preflight's
+    /// `Access-Control-Request-Method` is echoed, as Envoy does (see [`CorsPolicy::echo`]).
     pub allow_methods: Option<String>,
-    /// `Access-Control-Allow-Headers` value, if any.
+    /// `Access-Control-Allow-Headers` value, if any. Exactly `*`: the preflight's
+    /// `Access-Control-Request-Headers` is echoed (empty if absent), as Envoy does.
     pub allow_headers: Option<String>,
     /// `Access-Control-Expose-Headers` value, if any.
     pub expose_headers: Option<String>,
@@ -90,9 +95,9 @@ impl CorsPolicy {
         }
         let pick =
             |f: &dyn Fn(&CorsConfig) -> bool| route.filter(|c| f(c)).or(host.filter(|c| f(c)));
-        let enabled = pick(&|c| c.enabled.is_some())
-            .and_then(|c| c.enabled)
-            .unwrap_or(true);
+        // Envoy takes `enabled` from the most specific policy *present*, not the most specific
+        // one that sets it: a route policy without `enabled` is on even under a disabled host.
+        let enabled = route.or(host).and_then(|c| c.enabled).unwrap_or(true);
         if !enabled {
             return Ok(None);
         }
@@ -156,6 +161,12 @@ impl CorsPolicy {
                 .map(|m| m.to_string()),
             credentials,
         }))
+    }
+
+    /// True when a configured list value is the wildcard `*`, which Envoy's CORS filter answers
+    /// by echoing the corresponding request header instead of sending `*`.
+    pub fn echo(value: &str) -> bool {
+        value == "*"
     }
 
     /// True if `origin` may make cross-origin requests.
@@ -266,5 +277,44 @@ mod tests {
         assert!(CorsPolicy::compile(Some(&off), Some(&host), false)
             .unwrap()
             .is_none());
+    }
+
+    #[test]
+    fn enabled_comes_from_the_most_specific_policy_present() {
+        let mut host = cfg(vec![exact("http://a")]);
+        host.enabled = Some(false);
+        assert!(CorsPolicy::compile(None, Some(&host), false)
+            .unwrap()
+            .is_none());
+        // A route policy that does not mention `enabled` is on, and inherits the host's fields.
+        let route = CorsConfig {
+            max_age: Some(5),
+            ..Default::default()
+        };
+        let p = CorsPolicy::compile(Some(&route), Some(&host), false)
+            .unwrap()
+            .unwrap();
+        assert!(p.allows(b"http://a"));
+        assert_eq!(p.max_age.as_deref(), Some("5"));
+        let explicit = CorsConfig {
+            enabled: Some(true),
+            ..Default::default()
+        };
+        assert!(CorsPolicy::compile(Some(&explicit), Some(&host), false)
+            .unwrap()
+            .is_some());
+    }
+
+    #[test]
+    fn star_lists_are_echoed_and_only_exactly_star() {
+        let mut c = cfg(vec![exact("http://a")]);
+        c.allow_methods = vec!["*".into()];
+        c.allow_headers = vec!["*".into()];
+        let p = CorsPolicy::compile(None, Some(&c), false).unwrap().unwrap();
+        assert!(CorsPolicy::echo(p.allow_methods.as_deref().unwrap()));
+        assert!(CorsPolicy::echo(p.allow_headers.as_deref().unwrap()));
+        // gRPC-Web defaults make the list more than `*`: Envoy sends such a list verbatim.
+        let p = CorsPolicy::compile(None, Some(&c), true).unwrap().unwrap();
+        assert!(!CorsPolicy::echo(p.allow_headers.as_deref().unwrap()));
     }
 }

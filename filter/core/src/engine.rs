@@ -4,6 +4,7 @@
 //! The engine talks to headers only through [`HeaderMap`], so the same code runs inside Envoy
 //! (the adapter maps it to proxy-wasm host calls) and natively in tests and the plugin.
 
+use crate::cors::CorsPolicy;
 use crate::headers::{HeaderOps, Vars};
 use crate::host::strip_port;
 use crate::router::{path_only, Action, LocalBody, PathMatch, RedirectSpec, Route, Router};
@@ -103,7 +104,9 @@ pub struct RequestState {
     route: usize,
     /// The allowed CORS origin to echo on the response.
     cors_origin: Option<Vec<u8>>,
-    /// Original host, path, method: kept only when response rules read them.
+    /// Host and path as forwarded (after rewrites), and the method: kept only when response
+    /// rules read them. Envoy's `%REQ(:authority)%`/`%REQ(:path)%` in response headers read the
+    /// request as sent upstream, so `${host}`/`${path}` do too on the response side.
     request: Option<[Vec<u8>; 3]>,
 }
 
@@ -181,18 +184,40 @@ impl Engine {
             ..Default::default()
         };
 
-        if let Some(policy) = &route.cors {
+        // Envoy's CORS filter only acts on routes that forward (it skips routes without a route
+        // entry, i.e. direct responses and redirects): no preflight answer, no CORS headers.
+        let cors = match route.action {
+            Action::Forward { .. } => route.cors.as_ref(),
+            _ => None,
+        };
+        if let Some(policy) = cors {
             if let Some(origin) = h.get("origin")?.filter(|o| !o.is_empty()) {
-                let preflight = method == b"OPTIONS"
-                    && h.get("access-control-request-method")?
-                        .is_some_and(|m| !m.is_empty());
+                let request_method = if method == b"OPTIONS" {
+                    h.get("access-control-request-method")?
+                        .filter(|m| !m.is_empty())
+                } else {
+                    None
+                };
                 let allowed = policy.allows(&origin);
-                if preflight && allowed {
-                    return Ok(RequestOutcome::Reply(preflight_reply(policy, &origin)));
-                }
-                // A disallowed preflight is forwarded untouched, as Envoy does.
-                if allowed && !preflight {
-                    state.cors_origin = Some(origin);
+                match request_method {
+                    Some(rm) if allowed => {
+                        let request_headers = match &policy.allow_headers {
+                            Some(v) if CorsPolicy::echo(v) => {
+                                h.get("access-control-request-headers")?
+                            }
+                            _ => None,
+                        };
+                        return Ok(RequestOutcome::Reply(preflight_reply(
+                            policy,
+                            &origin,
+                            &rm,
+                            request_headers.as_deref().unwrap_or_default(),
+                        )));
+                    }
+                    // A disallowed preflight is forwarded untouched, as Envoy does.
+                    Some(_) => {}
+                    None if allowed => state.cors_origin = Some(origin),
+                    None => {}
                 }
             }
         }
@@ -207,7 +232,7 @@ impl Engine {
         match &route.action {
             Action::Direct(body) => {
                 let mut reply = self.reply(ReplyKind::Direct, body);
-                self.finish_local(route, &state, &vars, &mut reply);
+                self.finish_local(route, &vars, &mut reply);
                 Ok(RequestOutcome::Reply(reply))
             }
             Action::Redirect(spec) => {
@@ -219,7 +244,7 @@ impl Engine {
                     headers: HeaderList(vec![("location".to_owned(), location)]),
                     body: Vec::new(),
                 };
-                self.finish_local(route, &state, &vars, &mut reply);
+                self.finish_local(route, &vars, &mut reply);
                 Ok(RequestOutcome::Reply(reply))
             }
             Action::Forward {
@@ -232,16 +257,32 @@ impl Engine {
                 for ops in &route.request_ops {
                     apply_ops(ops, &vars, h, &mut buf)?;
                 }
+                // Like Envoy's router: header rules see the request as received, then the
+                // rewrites record what they replaced in x-envoy-original-path/-host.
+                let keep = route.response_ops.iter().any(HeaderOps::uses_request);
+                let mut upstream_path = None;
                 if let Some(rw) = prefix_rewrite {
                     route.rewrite_path(&path, rw, &mut buf);
+                    h.set("x-envoy-original-path", &path)?;
                     h.set(":path", &buf)?;
+                    if keep {
+                        upstream_path = Some(std::mem::take(&mut buf));
+                    }
                 }
                 if let Some(host) = host_rewrite {
+                    if let Some(a) = &authority {
+                        h.set("x-envoy-original-host", a)?;
+                    }
                     h.set(":authority", host.as_bytes())?;
                 }
                 h.set(UPSTREAM_HEADER, cluster.as_bytes())?;
-                if route.response_ops.iter().any(HeaderOps::uses_request) {
-                    state.request = Some([vars.host.to_vec(), path.clone(), method.clone()]);
+                if keep {
+                    let host = match host_rewrite {
+                        Some(hr) => hr.as_bytes().to_vec(),
+                        None => vars.host.to_vec(),
+                    };
+                    let path = upstream_path.unwrap_or_else(|| path.clone());
+                    state.request = Some([host, path, method.clone()]);
                 }
                 Ok(RequestOutcome::Forward {
                     cluster: cluster.clone(),
@@ -325,24 +366,20 @@ impl Engine {
         }
     }
 
-    /// Route response rules and CORS headers on a direct response or redirect, as Envoy's router
-    /// and CORS filter add them to those answers too.
-    fn finish_local(
-        &self,
-        route: &Route,
-        state: &RequestState,
-        vars: &Vars<'_>,
-        reply: &mut LocalReply,
-    ) {
+    /// Route response rules on a direct response or redirect, as Envoy's router adds them.
+    /// No CORS headers: Envoy's CORS filter ignores routes without a route entry.
+    fn finish_local(&self, route: &Route, vars: &Vars<'_>, reply: &mut LocalReply) {
         let mut buf = Vec::new();
         for ops in &route.response_ops {
             // HeaderList is infallible.
             let _ = apply_ops(ops, vars, &mut reply.headers, &mut buf);
         }
-        let _ = cors_response_headers(route, state, &mut reply.headers);
     }
 }
 
+/// Applies one level of rules: remove, then set, then add. A value that renders empty is
+/// skipped (the header is neither set nor added, an existing one stays), as Envoy does for
+/// header values without `keep_empty_value`.
 fn apply_ops<H: HeaderMap>(
     ops: &HeaderOps,
     vars: &Vars<'_>,
@@ -352,22 +389,23 @@ fn apply_ops<H: HeaderMap>(
     for name in &ops.remove {
         h.remove(name)?;
     }
-    for (name, t) in &ops.set {
-        match t.literal() {
-            Some(v) => h.set(name, v)?,
+    for (append, (name, t)) in ops
+        .set
+        .iter()
+        .map(|op| (false, op))
+        .chain(ops.add.iter().map(|op| (true, op)))
+    {
+        let value: &[u8] = match t.literal() {
+            Some(v) => v,
             None => {
                 t.render(vars, buf);
-                h.set(name, buf)?;
+                buf
             }
-        }
-    }
-    for (name, t) in &ops.add {
-        match t.literal() {
-            Some(v) => h.add(name, v)?,
-            None => {
-                t.render(vars, buf);
-                h.add(name, buf)?;
-            }
+        };
+        match (value.is_empty(), append) {
+            (true, _) => {}
+            (false, false) => h.set(name, value)?,
+            (false, true) => h.add(name, value)?,
         }
     }
     Ok(())
@@ -393,21 +431,50 @@ fn cors_response_headers<H: HeaderMap>(
     Ok(())
 }
 
-fn preflight_reply(policy: &crate::cors::CorsPolicy, origin: &[u8]) -> LocalReply {
-    let mut headers = HeaderList(vec![(
-        "access-control-allow-origin".to_owned(),
-        origin.to_vec(),
-    )]);
+/// The answer to a preflight from an allowed origin, header for header what Envoy sends: its
+/// CORS filter answers the preflight and then also runs its response half on that answer, so
+/// `Access-Control-Expose-Headers` is on preflights too. `*` methods/headers echo the request's
+/// `Access-Control-Request-Method`/`-Headers` (`request_headers` is empty when absent).
+fn preflight_reply(
+    policy: &CorsPolicy,
+    origin: &[u8],
+    request_method: &[u8],
+    request_headers: &[u8],
+) -> LocalReply {
+    let mut headers = HeaderList(Vec::with_capacity(7));
+    headers
+        .0
+        .push(("access-control-allow-origin".to_owned(), origin.to_vec()));
     if policy.credentials {
         headers.0.push((
             "access-control-allow-credentials".to_owned(),
             b"true".to_vec(),
         ));
     }
+    for (name, value, echo) in [
+        (
+            "access-control-allow-methods",
+            &policy.allow_methods,
+            request_method,
+        ),
+        (
+            "access-control-allow-headers",
+            &policy.allow_headers,
+            request_headers,
+        ),
+    ] {
+        if let Some(v) = value {
+            let v = if CorsPolicy::echo(v) {
+                echo
+            } else {
+                v.as_bytes()
+            };
+            headers.0.push((name.to_owned(), v.to_vec()));
+        }
+    }
     for (name, value) in [
-        ("access-control-allow-methods", &policy.allow_methods),
-        ("access-control-allow-headers", &policy.allow_headers),
         ("access-control-max-age", &policy.max_age),
+        ("access-control-expose-headers", &policy.expose_headers),
     ] {
         if let Some(v) = value {
             headers.0.push((name.to_owned(), v.as_bytes().to_vec()));
@@ -691,6 +758,131 @@ mod tests {
             e.on_request_headers(&mut h).unwrap(),
             RequestOutcome::Reply(_)
         ));
+    }
+
+    #[test]
+    fn preflights_match_envoy_expose_and_star_echo() {
+        let e = engine(json!([{"domains": ["a.test"], "routes": [
+            {"match": {"prefix": "/star/"}, "to": {"cluster": "c"},
+             "cors": {"allowOrigins": [{"exact": "https://o"}], "allowMethods": ["*"], "allowHeaders": ["*"], "exposeHeaders": ["x-e"]}},
+            {"match": {"prefix": "/"}, "to": {"cluster": "c"},
+             "cors": {"allowOrigins": [{"exact": "https://o"}], "allowMethods": ["GET"], "exposeHeaders": ["x-e"]}}
+        ]}]));
+        let pre = |path: &str, extra: &[(&str, &str)]| {
+            let mut all = vec![
+                ("origin", "https://o"),
+                ("access-control-request-method", "PATCH"),
+            ];
+            all.extend_from_slice(extra);
+            let mut h = req(Some("a.test"), "OPTIONS", path, &all);
+            match e.on_request_headers(&mut h).unwrap() {
+                RequestOutcome::Reply(r) => r.headers,
+                other => panic!("{other:?}"),
+            }
+        };
+        let h = pre("/x", &[]);
+        assert_eq!(
+            h.text("access-control-expose-headers").as_deref(),
+            Some("x-e")
+        );
+        assert_eq!(
+            h.text("access-control-allow-methods").as_deref(),
+            Some("GET")
+        );
+        let h = pre("/star/x", &[("access-control-request-headers", "x-a, x-b")]);
+        assert_eq!(
+            h.text("access-control-allow-methods").as_deref(),
+            Some("PATCH")
+        );
+        assert_eq!(
+            h.text("access-control-allow-headers").as_deref(),
+            Some("x-a, x-b")
+        );
+        // Envoy sends the echo even when the request has no headers to echo.
+        let h = pre("/star/x", &[]);
+        assert_eq!(h.text("access-control-allow-headers").as_deref(), Some(""));
+        // OPTIONS with an empty request method is not a preflight: forwarded, CORS on the answer.
+        let mut h = req(
+            Some("a.test"),
+            "OPTIONS",
+            "/x",
+            &[
+                ("origin", "https://o"),
+                ("access-control-request-method", ""),
+            ],
+        );
+        let RequestOutcome::Forward { state, .. } = e.on_request_headers(&mut h).unwrap() else {
+            panic!()
+        };
+        let mut resp = HeaderList::default();
+        e.on_response_headers(&state, &mut resp).unwrap();
+        assert_eq!(
+            resp.text("access-control-allow-origin").as_deref(),
+            Some("https://o")
+        );
+    }
+
+    #[test]
+    fn direct_responses_and_redirects_get_no_cors_like_envoy() {
+        let e = engine(json!([{"domains": ["a.test"],
+        "cors": {"allowOrigins": [{"any": true}], "exposeHeaders": ["x-e"]},
+        "routes": [
+            {"match": {"path": "/direct"}, "directResponse": {"status": 200, "body": "ok"}},
+            {"match": {"prefix": "/old/"}, "redirect": {"prefixRewrite": "/new/"}}
+        ]}]));
+        for (method, path) in [
+            ("GET", "/direct"),
+            ("OPTIONS", "/direct"),
+            ("OPTIONS", "/old/x"),
+        ] {
+            let mut h = req(
+                Some("a.test"),
+                method,
+                path,
+                &[
+                    ("origin", "https://o"),
+                    ("access-control-request-method", "GET"),
+                ],
+            );
+            let RequestOutcome::Reply(r) = e.on_request_headers(&mut h).unwrap() else {
+                panic!()
+            };
+            assert_ne!(r.kind, ReplyKind::Preflight, "{method} {path}");
+            assert_eq!(r.headers.text("access-control-allow-origin"), None);
+        }
+    }
+
+    #[test]
+    fn header_rules_skip_empty_values_and_see_the_forwarded_request_on_responses() {
+        let e = engine(json!([{"domains": ["a.test"], "routes": [{
+            "match": {"prefix": "/api/"},
+            "to": {"cluster": "c", "prefixRewrite": "/v2/", "hostRewrite": "internal"},
+            "requestHeaders": {"set": {"x-route": "${route}", "x-empty": "", "x-host": "${host}"}},
+            "responseHeaders": {"set": {"x-resp": "${host}${path}"}, "add": {"x-route": "${route}"}}
+        }]}]));
+        let mut h = req(
+            Some("a.test"),
+            "GET",
+            "/api/x?q",
+            &[
+                ("x-route", "client"),
+                ("x-empty", "client"),
+                ("x-envoy-original-path", "/spoof"),
+            ],
+        );
+        let RequestOutcome::Forward { state, .. } = e.on_request_headers(&mut h).unwrap() else {
+            panic!()
+        };
+        // An empty value sets nothing, so the client's value stays (Envoy's keep_empty_value).
+        assert_eq!(h.text("x-route").as_deref(), Some("client"));
+        assert_eq!(h.text("x-empty").as_deref(), Some("client"));
+        assert_eq!(h.text("x-host").as_deref(), Some("a.test"));
+        assert_eq!(h.text("x-envoy-original-path").as_deref(), Some("/api/x?q"));
+        assert_eq!(h.text("x-envoy-original-host").as_deref(), Some("a.test"));
+        let mut resp = HeaderList::default();
+        e.on_response_headers(&state, &mut resp).unwrap();
+        assert_eq!(resp.text("x-resp").as_deref(), Some("internal/v2/x?q"));
+        assert_eq!(resp.text("x-route"), None);
     }
 
     #[test]

@@ -30,15 +30,17 @@ pub enum HeaderError {
 /// A value a template can refer to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Var {
-    /// The request's original Host/`:authority`, as sent.
+    /// Envoy's `%REQ(:authority)%`: in request rules the Host/`:authority` as received; in
+    /// response rules the one sent upstream (after `hostRewrite`).
     Host,
-    /// The request's original `:path`, with query.
+    /// Envoy's `%REQ(:path)%` (with query): in request rules the path as received; in response
+    /// rules the one sent upstream (after `prefixRewrite`).
     Path,
-    /// The request's `:method`.
+    /// The request's `:method` (`%REQ(:method)%`).
     Method,
-    /// The matched route's name (empty if unnamed).
+    /// The matched route's name, empty if unnamed (`%ROUTE_NAME%`).
     Route,
-    /// The chosen upstream cluster (empty for local answers).
+    /// The chosen upstream cluster, empty for local answers (`%UPSTREAM_CLUSTER%`).
     Cluster,
 }
 
@@ -48,7 +50,8 @@ enum Segment {
     Var(Var),
 }
 
-/// A header value: literal text with `${var}` holes, parsed once.
+/// A header value: literal text with `${var}` holes, parsed once. A value that renders empty
+/// is not written at all (Envoy drops empty values unless `keep_empty_value`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Template(Vec<Segment>);
 
