@@ -1,0 +1,739 @@
+//! The real `kubectl-mesh` binary against the API emulator (tests/emulator) over HTTP, and
+//! through the real `kubectl` for plugin discovery.
+
+// A failed unwrap in a test helper is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod emulator;
+
+use emulator::Emulator;
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_kubectl-mesh");
+const SERVER: &str = "io.kompose.service=server";
+
+fn mesh_yaml() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/digimon/mesh.yaml")
+}
+
+struct Setup {
+    emu: Emulator,
+    kubeconfig: PathBuf,
+    _dir: TempDir,
+}
+
+/// A directory removed when the test ends.
+struct TempDir(PathBuf);
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl std::fmt::Debug for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "exit {}\n--- stdout\n{}--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+fn namespace(name: &str, labels: Value) -> Value {
+    json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": name, "labels": labels } })
+}
+
+fn deployment(ns: &str, name: &str, labels: Value, containers: Value) -> Value {
+    json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": { "name": name, "namespace": ns, "labels": labels },
+        "spec": {
+            "replicas": 1,
+            "selector": { "matchLabels": labels },
+            "template": {
+                "metadata": { "labels": labels, "annotations": { "user/own": "keep" } },
+                "spec": { "containers": containers },
+            },
+        },
+    })
+}
+
+/// The digimon namespace with its server and web Deployments (pods running, no sidecars yet).
+async fn digimon(ns_labels: Value) -> Setup {
+    let emu = Emulator::start().await;
+    {
+        let mut st = emu.state();
+        st.seed(namespace("digimon", ns_labels));
+        st.seed(deployment(
+            "digimon",
+            "server",
+            json!({ "io.kompose.service": "server" }),
+            json!([{ "name": "server", "image": "superj80820/digimon-service" }]),
+        ));
+        st.seed(deployment(
+            "digimon",
+            "web",
+            json!({ "io.kompose.service": "web" }),
+            json!([{ "name": "web", "image": "superj80820/digimon-web" }]),
+        ));
+        st.advance_rollouts();
+    }
+    let dir = std::env::temp_dir().join(format!(
+        "kubectl-mesh-emu-{}-{}",
+        std::process::id(),
+        emu.url.rsplit(':').next().unwrap()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let kubeconfig = emu.kubeconfig(&dir, "digimon");
+    Setup {
+        emu,
+        kubeconfig,
+        _dir: TempDir(dir),
+    }
+}
+
+fn command(kubeconfig: &Path, args: &[&str]) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(BIN);
+    cmd.arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(args)
+        .env_remove("KUBECONFIG");
+    cmd.stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    cmd
+}
+
+async fn run(s: &Setup, args: &[&str]) -> Run {
+    let out = tokio::time::timeout(
+        Duration::from_secs(60),
+        command(&s.kubeconfig, args).output(),
+    )
+    .await
+    .expect("kubectl-mesh hung")
+    .unwrap();
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into(),
+        stderr: String::from_utf8_lossy(&out.stderr).into(),
+    }
+}
+
+fn enable_args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+    let file = Box::leak(mesh_yaml().to_string_lossy().into_owned().into_boxed_str());
+    let mut args = vec!["enable", "-f", file, "-l", SERVER];
+    args.extend_from_slice(extra);
+    args
+}
+
+fn live(s: &Setup, prefix: &str, plural: &str, ns: &str, name: &str) -> Option<Value> {
+    s.emu.state().get(prefix, plural, ns, name)
+}
+
+fn server_annotations(s: &Setup) -> Value {
+    live(s, "apis/apps/v1", "deployments", "digimon", "server").unwrap()["spec"]["template"]
+        ["metadata"]["annotations"]
+        .clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enable_applies_everything_then_second_run_changes_nothing() {
+    let s = digimon(json!({ "team": "digimon" })).await;
+    let r = run(&s, &enable_args(&[])).await;
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains("preflight ok"), "{r:?}");
+
+    let ns = live(&s, "api/v1", "namespaces", "", "digimon").unwrap();
+    assert_eq!(ns["metadata"]["labels"]["istio-injection"], "enabled");
+    assert_eq!(ns["metadata"]["labels"]["team"], "digimon");
+    assert_eq!(
+        ns["metadata"]["annotations"]["kubectl-mesh/added-labels"],
+        "istio-injection"
+    );
+    let cm = live(&s, "api/v1", "configmaps", "digimon", "kubectl-mesh-filter").unwrap();
+    assert_eq!(
+        cm["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+        "kubectl-mesh"
+    );
+    let ef = live(
+        &s,
+        "apis/networking.istio.io/v1alpha3",
+        "envoyfilters",
+        "digimon",
+        "kubectl-mesh",
+    )
+    .unwrap();
+    assert_eq!(
+        ef["spec"]["workloadSelector"]["labels"]["io.kompose.service"],
+        "server"
+    );
+    assert_eq!(
+        s.emu.state().managers["envoyfilters/digimon/kubectl-mesh"],
+        "kubectl-mesh"
+    );
+    let ann = server_annotations(&s);
+    assert!(ann["sidecar.istio.io/userVolumeMount"]
+        .as_str()
+        .unwrap()
+        .contains("kubectl-mesh-filter"));
+    assert_eq!(
+        ann["kubectl-mesh/config-hash"],
+        ef["metadata"]["annotations"]["kubectl-mesh/config-hash"]
+    );
+    assert_eq!(ann["user/own"], "keep");
+    let web = live(&s, "apis/apps/v1", "deployments", "digimon", "web").unwrap();
+    assert!(
+        web["spec"]["template"]["metadata"]["annotations"]
+            .get("kubectl-mesh/config-hash")
+            .is_none(),
+        "unselected workloads stay untouched"
+    );
+
+    let writes_before = s.emu.state().writes().len();
+    let again = run(&s, &enable_args(&[])).await;
+    assert_eq!(again.code, 0, "{again:?}");
+    assert!(again.stdout.contains("nothing to change"), "{again:?}");
+    assert_eq!(
+        s.emu.state().writes().len(),
+        writes_before,
+        "second run must not write"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dry_run_writes_nothing() {
+    let s = digimon(json!({})).await;
+    let r = run(&s, &enable_args(&["--dry-run"])).await;
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains("dry run, would apply 4 changes"), "{r:?}");
+    assert!(
+        s.emu.state().writes().is_empty(),
+        "{:?}",
+        s.emu.state().writes()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forbidden_third_object_reports_what_was_applied_and_rerun_finishes() {
+    let s = digimon(json!({})).await;
+    s.emu
+        .state()
+        .forbidden
+        .push(("envoyfilters".into(), "kubectl-mesh".into()));
+    let r = run(&s, &enable_args(&[])).await;
+    assert_ne!(r.code, 0, "{r:?}");
+    assert!(r.stderr.contains("403 Forbidden"), "{r:?}");
+    assert!(
+        r.stderr.contains("cannot patch resource \"envoyfilters\""),
+        "the server's message is shown: {r:?}"
+    );
+    let report = r.stderr.split("\napplied:\n").nth(1).unwrap();
+    let applied = report.split("not applied:").next().unwrap();
+    let not_applied = report.split("not applied:").nth(1).unwrap();
+    assert!(
+        applied.contains("namespace digimon: label")
+            && applied.contains("ConfigMap digimon/kubectl-mesh-filter"),
+        "{r:?}"
+    );
+    assert!(
+        not_applied.contains("EnvoyFilter digimon/kubectl-mesh")
+            && not_applied.contains("Deployment digimon/server"),
+        "{r:?}"
+    );
+    assert!(!applied.contains("EnvoyFilter"), "{r:?}");
+    assert!(live(&s, "api/v1", "configmaps", "digimon", "kubectl-mesh-filter").is_some());
+    assert!(live(
+        &s,
+        "apis/networking.istio.io/v1alpha3",
+        "envoyfilters",
+        "digimon",
+        "kubectl-mesh"
+    )
+    .is_none());
+
+    s.emu.state().forbidden.clear();
+    let r = run(&s, &enable_args(&[])).await;
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stdout.contains("applying 2 changes"),
+        "only the rest is applied: {r:?}"
+    );
+    assert!(live(
+        &s,
+        "apis/networking.istio.io/v1alpha3",
+        "envoyfilters",
+        "digimon",
+        "kubectl-mesh"
+    )
+    .is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_connection_mid_way_is_reported_and_rerun_finishes() {
+    let s = digimon(json!({})).await;
+    s.emu
+        .state()
+        .drop_connection
+        .push(("deployments".into(), "server".into()));
+    let r = run(&s, &enable_args(&[])).await;
+    assert_ne!(r.code, 0, "{r:?}");
+    assert!(
+        r.stderr.contains("cannot reach the Kubernetes API"),
+        "{r:?}"
+    );
+    let not_applied = r.stderr.split("not applied:").nth(1).unwrap();
+    assert!(
+        not_applied.contains("Deployment digimon/server") && !not_applied.contains("EnvoyFilter"),
+        "{r:?}"
+    );
+    s.emu.state().drop_connection.clear();
+    let r = run(&s, &enable_args(&[])).await;
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains("applying 1 changes"), "{r:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_shows_progress_until_the_test_advances_the_rollout() {
+    let s = digimon(json!({})).await;
+    let child = command(&s.kubeconfig, &enable_args(&["--wait", "--timeout", "30"]))
+        .spawn()
+        .unwrap();
+    // Wait until the binary has patched the Deployment, then let the rollout finish.
+    for _ in 0..200 {
+        if server_annotations(&s)
+            .get("kubectl-mesh/config-hash")
+            .is_some()
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    s.emu.state().advance_rollouts();
+    let out = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("server 0/1 pods running with istio-proxy"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("server 1/1 pods running with istio-proxy"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("rolled out"), "{stdout}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_times_out_when_the_rollout_never_finishes() {
+    let s = digimon(json!({})).await;
+    let r = run(&s, &enable_args(&["--wait", "--timeout", "1"])).await;
+    assert_ne!(r.code, 0, "{r:?}");
+    assert!(r.stderr.contains("timed out after 1s"), "{r:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn preflight_errors_are_clear_and_change_nothing() {
+    let s = digimon(json!({})).await;
+    s.emu.state().version = ("1".into(), "15".into());
+    let r = run(&s, &enable_args(&[])).await;
+    assert_ne!(r.code, 0);
+    assert!(
+        r.stderr.contains("Kubernetes 1.15") && r.stderr.contains("1.16"),
+        "{r:?}"
+    );
+
+    s.emu.state().version = ("1".into(), "16+".into());
+    s.emu.state().istio = false;
+    let r = run(&s, &enable_args(&[])).await;
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("Istio is not installed"), "{r:?}");
+    assert!(
+        s.emu
+            .state()
+            .log
+            .iter()
+            .any(|l| l == "GET /apis/networking.istio.io/v1alpha3"),
+        "discovery was asked"
+    );
+
+    s.emu.state().istio = true;
+    s.emu.state().extensions = false;
+    let r = run(&s, &enable_args(&["--api", "wasmplugin"])).await;
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("extensions.istio.io"), "{r:?}");
+
+    let r = run(&s, &enable_args(&["-n", "nope"])).await;
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("namespace nope does not exist"), "{r:?}");
+    assert!(s.emu.state().writes().is_empty());
+
+    let r = run(
+        &s,
+        &[
+            "enable",
+            "-f",
+            mesh_yaml().to_str().unwrap(),
+            "-l",
+            "app=nothing",
+        ],
+    )
+    .await;
+    assert_ne!(r.code, 0);
+    assert!(
+        r.stderr
+            .contains("no Deployment in namespace digimon matches app=nothing"),
+        "{r:?}"
+    );
+    assert!(s.emu.state().writes().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_api_is_named() {
+    let s = digimon(json!({})).await;
+    // A port nobody listens on.
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = free.local_addr().unwrap().port();
+    drop(free);
+    let text = std::fs::read_to_string(&s.kubeconfig)
+        .unwrap()
+        .replace(&s.emu.url, &format!("http://127.0.0.1:{port}"));
+    std::fs::write(&s.kubeconfig, text).unwrap();
+    let r = run(&s, &enable_args(&[])).await;
+    assert_ne!(r.code, 0);
+    assert!(
+        r.stderr.contains(&format!(
+            "cannot reach the Kubernetes API at http://127.0.0.1:{port}"
+        )),
+        "{r:?}"
+    );
+    let r = run(&s, &["check"]).await;
+    assert_ne!(r.code, 0);
+    assert!(r.stdout.contains("[FAIL] API reachable"), "{r:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_fails_before_rollout_and_passes_after() {
+    let s = digimon(json!({})).await;
+    let r = run(&s, &["check", "-l", SERVER]).await;
+    assert_ne!(r.code, 0, "nothing enabled yet: {r:?}");
+    assert!(
+        r.stdout.contains("[FAIL] sidecar injection enabled"),
+        "{r:?}"
+    );
+
+    assert_eq!(run(&s, &enable_args(&[])).await.code, 0);
+    let r = run(&s, &["check"]).await;
+    assert_ne!(r.code, 0, "pods predate the sidecar: {r:?}");
+    assert!(
+        r.stdout.contains("[FAIL] sidecar present (0/1 pods)"),
+        "{r:?}"
+    );
+
+    s.emu.state().advance_rollouts();
+    let file = mesh_yaml();
+    let r = run(&s, &["check", "-f", file.to_str().unwrap(), "-l", SERVER]).await;
+    assert_eq!(r.code, 0, "{r:?}");
+    for line in [
+        "Kubernetes API",
+        "Istio",
+        "Namespace",
+        "Workload server",
+        "[ok]   config hash current",
+        "[ok]   module mounted",
+        "[ok]   applied config matches the given file",
+    ] {
+        assert!(r.stdout.contains(line), "missing {line:?}: {r:?}");
+    }
+    let r = run(&s, &["check", "-o", "json"]).await;
+    assert_eq!(r.code, 0, "{r:?}");
+    let v: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["ok"], true);
+    assert!(v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|c| c["status"] != "fail"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disable_removes_exactly_what_enable_added() {
+    let s = digimon(json!({ "team": "digimon" })).await;
+    assert_eq!(run(&s, &enable_args(&[])).await.code, 0);
+    let r = run(&s, &["disable", "-n", "digimon"]).await;
+    assert_eq!(r.code, 0, "{r:?}");
+    let ns = live(&s, "api/v1", "namespaces", "", "digimon").unwrap();
+    assert_eq!(
+        ns["metadata"]["labels"],
+        json!({ "team": "digimon" }),
+        "{ns}"
+    );
+    assert!(ns["metadata"]["annotations"]
+        .get("kubectl-mesh/added-labels")
+        .is_none());
+    assert!(live(&s, "api/v1", "configmaps", "digimon", "kubectl-mesh-filter").is_none());
+    assert!(live(
+        &s,
+        "apis/networking.istio.io/v1alpha3",
+        "envoyfilters",
+        "digimon",
+        "kubectl-mesh"
+    )
+    .is_none());
+    assert_eq!(server_annotations(&s), json!({ "user/own": "keep" }));
+    let r = run(&s, &["disable", "-n", "digimon"]).await;
+    assert!(r.stdout.contains("nothing to change"), "{r:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disable_keeps_an_injection_label_the_user_had() {
+    let s = digimon(json!({ "istio-injection": "enabled" })).await;
+    assert_eq!(run(&s, &enable_args(&[])).await.code, 0);
+    assert_eq!(run(&s, &["disable"]).await.code, 0);
+    let ns = live(&s, "api/v1", "namespaces", "", "digimon").unwrap();
+    assert_eq!(ns["metadata"]["labels"]["istio-injection"], "enabled");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_enable_mounts_the_module_into_the_gateway_deployment() {
+    let s = digimon(json!({})).await;
+    {
+        let mut st = s.emu.state();
+        st.seed(namespace("istio-system", json!({})));
+        st.seed(deployment(
+            "istio-system",
+            "istio-ingressgateway",
+            json!({ "istio": "ingressgateway" }),
+            json!([{ "name": "istio-proxy", "image": "istio/proxyv2" }]),
+        ));
+    }
+    let file = mesh_yaml();
+    let args = [
+        "enable",
+        "-f",
+        file.to_str().unwrap(),
+        "-n",
+        "istio-system",
+        "--envoy-context",
+        "gateway",
+    ];
+    let r = run(&s, &args).await;
+    assert_eq!(r.code, 0, "{r:?}");
+    let gw = live(
+        &s,
+        "apis/apps/v1",
+        "deployments",
+        "istio-system",
+        "istio-ingressgateway",
+    )
+    .unwrap();
+    let spec = &gw["spec"]["template"]["spec"];
+    assert_eq!(
+        spec["volumes"][0]["configMap"]["name"],
+        "kubectl-mesh-filter"
+    );
+    assert_eq!(
+        spec["containers"][0]["image"], "istio/proxyv2",
+        "strategic merge keeps the container"
+    );
+    assert_eq!(
+        spec["containers"][0]["volumeMounts"][0]["mountPath"],
+        "/var/local/kubectl-mesh"
+    );
+    let ns = live(&s, "api/v1", "namespaces", "", "istio-system").unwrap();
+    assert_eq!(
+        ns["metadata"]["labels"],
+        json!({}),
+        "gateways need no injection label"
+    );
+    assert!(run(&s, &args).await.stdout.contains("nothing to change"));
+
+    assert_eq!(run(&s, &["disable", "-n", "istio-system"]).await.code, 0);
+    let gw = live(
+        &s,
+        "apis/apps/v1",
+        "deployments",
+        "istio-system",
+        "istio-ingressgateway",
+    )
+    .unwrap();
+    let spec = &gw["spec"]["template"]["spec"];
+    assert_eq!(spec["volumes"], json!([]), "{gw}");
+    assert_eq!(spec["containers"][0]["volumeMounts"], json!([]), "{gw}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wasmplugin_api_applies_the_plugin_and_the_route_filter() {
+    let s = digimon(json!({})).await;
+    let r = run(&s, &enable_args(&["--api", "wasmplugin"])).await;
+    assert_eq!(r.code, 0, "{r:?}");
+    let wp = live(
+        &s,
+        "apis/extensions.istio.io/v1alpha1",
+        "wasmplugins",
+        "digimon",
+        "kubectl-mesh",
+    )
+    .unwrap();
+    assert_eq!(
+        wp["spec"]["url"],
+        "file:///var/local/kubectl-mesh/mesh_filter.wasm"
+    );
+    assert!(live(
+        &s,
+        "apis/networking.istio.io/v1alpha3",
+        "envoyfilters",
+        "digimon",
+        "kubectl-mesh-route"
+    )
+    .is_some());
+    s.emu.state().advance_rollouts();
+    let r = run(&s, &["check"]).await;
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stdout
+            .contains("filter object WasmPlugin kubectl-mesh present"),
+        "{r:?}"
+    );
+}
+
+/// The emulator itself enforces what the plugin relies on (so the tests above can fail).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn emulator_enforces_conflicts_missing_groups_and_apply() {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use kube::api::{Api, Patch, PatchParams, PostParams};
+    let s = digimon(json!({})).await;
+    let config = kube::Config::from_custom_kubeconfig(
+        kube::config::Kubeconfig::read_from(&s.kubeconfig).unwrap(),
+        &Default::default(),
+    )
+    .await
+    .unwrap();
+    let client = kube::Client::try_from(config).unwrap();
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), "digimon");
+    let cm: ConfigMap =
+        serde_json::from_value(json!({ "metadata": { "name": "c" }, "data": { "a": "1" } }))
+            .unwrap();
+    let created = api.create(&PostParams::default(), &cm).await.unwrap();
+    let mut stale = created.clone();
+    stale.data = Some([("a".to_owned(), "2".to_owned())].into());
+    api.replace("c", &PostParams::default(), &stale)
+        .await
+        .unwrap();
+    let err = api
+        .replace("c", &PostParams::default(), &stale)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, kube::Error::Api(ref s) if s.code == 409),
+        "{err:?}"
+    );
+
+    let apply = json!({ "apiVersion": "v1", "kind": "ConfigMap", "metadata": { "name": "d" }, "data": { "x": "1" } });
+    let params = PatchParams::apply("tester");
+    api.patch("d", &params, &Patch::Apply(&apply))
+        .await
+        .unwrap();
+    let apply2 = json!({ "apiVersion": "v1", "kind": "ConfigMap", "metadata": { "name": "d" }, "data": { "y": "2" } });
+    let updated = api
+        .patch("d", &params, &Patch::Apply(&apply2))
+        .await
+        .unwrap();
+    assert_eq!(
+        updated.data.unwrap().len(),
+        1,
+        "apply replaces the fields it is given"
+    );
+    let err = api
+        .patch("d", &PatchParams::default(), &Patch::Apply(&apply2))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, kube::Error::Api(ref s) if s.code == 400),
+        "apply needs a field manager: {err:?}"
+    );
+
+    s.emu.state().istio = false;
+    let err = client
+        .list_api_group_resources("networking.istio.io/v1alpha3")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, kube::Error::Api(ref s) if s.code == 404),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn kubectl_discovers_the_plugin() {
+    let Ok(out) = std::process::Command::new("kubectl")
+        .args(["version", "--client"])
+        .output()
+    else {
+        println!("SKIPPED kubectl_discovers_the_plugin: no kubectl on PATH");
+        return;
+    };
+    assert!(out.status.success());
+    let dir = Path::new(BIN).parent().unwrap();
+    let path = format!(
+        "{}:{}",
+        dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = std::process::Command::new("kubectl")
+        .args(["mesh", "version"])
+        .env("PATH", &path)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.starts_with(&format!("kubectl-mesh {}", env!("CARGO_PKG_VERSION"))),
+        "{stdout}"
+    );
+    let out = std::process::Command::new("kubectl")
+        .args(["plugin", "list"])
+        .env("PATH", &path)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("kubectl-mesh"));
+}
+
+#[test]
+fn version_and_completion_work_offline() {
+    let out = std::process::Command::new(BIN)
+        .arg("version")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let out = std::process::Command::new(BIN)
+        .args(["completion", "bash"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("enable"));
+    let out = std::process::Command::new(BIN)
+        .args(["render"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "usage errors exit non-zero");
+}

@@ -1,0 +1,836 @@
+//! A focused Kubernetes API emulator on 127.0.0.1 for testing the real binary over HTTP.
+//!
+//! It enforces what kubectl-mesh relies on: discovery, 404 for an uninstalled group, 403 with a
+//! Status message for configured resources, 409 on a stale resourceVersion, server-side apply
+//! (create and update, with fieldManager), JSON merge and strategic merge patches, and
+//! Deployments whose rollout the test advances. It is not a general API server: apply replaces
+//! each top-level field it is given instead of tracking field ownership per manager.
+
+#![allow(dead_code)]
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper::{Method, Request, Response, StatusCode};
+use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// `(group/version prefix, plural)`: `("api/v1", "configmaps")`, `("apis/apps/v1", "deployments")`.
+type Collection = (String, String);
+
+/// One served resource.
+#[derive(Clone)]
+struct Resource {
+    prefix: &'static str,
+    plural: &'static str,
+    kind: &'static str,
+    namespaced: bool,
+}
+
+const CORE: &[Resource] = &[
+    Resource {
+        prefix: "api/v1",
+        plural: "namespaces",
+        kind: "Namespace",
+        namespaced: false,
+    },
+    Resource {
+        prefix: "api/v1",
+        plural: "configmaps",
+        kind: "ConfigMap",
+        namespaced: true,
+    },
+    Resource {
+        prefix: "api/v1",
+        plural: "pods",
+        kind: "Pod",
+        namespaced: true,
+    },
+    Resource {
+        prefix: "apis/apps/v1",
+        plural: "deployments",
+        kind: "Deployment",
+        namespaced: true,
+    },
+];
+const NETWORKING: &[Resource] = &[Resource {
+    prefix: "apis/networking.istio.io/v1alpha3",
+    plural: "envoyfilters",
+    kind: "EnvoyFilter",
+    namespaced: true,
+}];
+const EXTENSIONS: &[Resource] = &[
+    Resource {
+        prefix: "apis/extensions.istio.io/v1alpha1",
+        plural: "wasmplugins",
+        kind: "WasmPlugin",
+        namespaced: true,
+    },
+    Resource {
+        prefix: "apis/extensions.istio.io/v1alpha1",
+        plural: "trafficextensions",
+        kind: "TrafficExtension",
+        namespaced: true,
+    },
+];
+
+/// Everything the emulator holds; tests read and change it through [`Emulator::state`].
+pub struct State {
+    /// `/version` answer: (major, minor).
+    pub version: (String, String),
+    /// Serve networking.istio.io (EnvoyFilter).
+    pub istio: bool,
+    /// Serve extensions.istio.io (WasmPlugin, TrafficExtension).
+    pub extensions: bool,
+    /// Objects by collection, then `namespace/name` (`/name` for cluster-scoped).
+    pub objects: BTreeMap<Collection, BTreeMap<String, Value>>,
+    /// Writes to these `(plural, name or "*")` answer 403.
+    pub forbidden: Vec<(String, String)>,
+    /// Writes to these `(plural, name or "*")` get the connection closed without an answer.
+    pub drop_connection: Vec<(String, String)>,
+    /// Every request: `METHOD path?query`.
+    pub log: Vec<String>,
+    /// Field managers seen on apply, by `plural/namespace/name`.
+    pub managers: BTreeMap<String, String>,
+    rv: u64,
+}
+
+impl State {
+    fn resources(&self) -> Vec<Resource> {
+        let mut all = CORE.to_vec();
+        if self.istio {
+            all.extend_from_slice(NETWORKING);
+        }
+        if self.extensions {
+            all.extend_from_slice(EXTENSIONS);
+        }
+        all
+    }
+
+    fn next_rv(&mut self) -> String {
+        self.rv += 1;
+        self.rv.to_string()
+    }
+
+    /// Stores an object as if created through the API.
+    pub fn seed(&mut self, obj: Value) {
+        let kind = obj["kind"].as_str().unwrap_or_default().to_owned();
+        let Some(res) = self.resources().into_iter().find(|r| r.kind == kind) else {
+            return;
+        };
+        let ns = obj["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let name = obj["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let mut obj = obj;
+        let rv = self.next_rv();
+        finish_create(&mut obj, &rv);
+        self.objects
+            .entry((res.prefix.into(), res.plural.into()))
+            .or_default()
+            .insert(format!("{ns}/{name}"), obj);
+    }
+
+    /// The stored object, if any.
+    pub fn get(&self, prefix: &str, plural: &str, ns: &str, name: &str) -> Option<Value> {
+        self.objects
+            .get(&(prefix.to_owned(), plural.to_owned()))
+            .and_then(|m| m.get(&format!("{ns}/{name}")))
+            .cloned()
+    }
+
+    /// Every stored object of a collection.
+    pub fn all(&self, prefix: &str, plural: &str) -> Vec<Value> {
+        self.objects
+            .get(&(prefix.to_owned(), plural.to_owned()))
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Write requests (anything but GET) logged so far.
+    pub fn writes(&self) -> Vec<String> {
+        self.log
+            .iter()
+            .filter(|l| !l.starts_with("GET "))
+            .cloned()
+            .collect()
+    }
+
+    /// Finishes every Deployment's rollout: status catches up with the spec and the pods are
+    /// replaced by ones built from the template, with `istio-proxy` injected when the
+    /// namespace asks for it (as Istio's webhook would).
+    pub fn advance_rollouts(&mut self) {
+        let deployments = self.all("apis/apps/v1", "deployments");
+        for d in deployments {
+            let ns = d["metadata"]["namespace"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            let name = d["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            let replicas = d["spec"]["replicas"].as_i64().unwrap_or(1);
+            let injected = self
+                .get("api/v1", "namespaces", "", &ns)
+                .map(|n| {
+                    n["metadata"]["labels"]["istio-injection"] == "enabled"
+                        || n["metadata"]["labels"]["istio.io/rev"].is_string()
+                })
+                .unwrap_or(false);
+            let pods = self
+                .objects
+                .entry(("api/v1".into(), "pods".into()))
+                .or_default();
+            pods.retain(|_, p| p["metadata"]["labels"]["emulator/deployment"] != json!(name));
+            let template = &d["spec"]["template"];
+            for i in 0..replicas {
+                let mut labels = template["metadata"]["labels"].clone();
+                labels["emulator/deployment"] = json!(name);
+                let mut spec = template["spec"].clone();
+                let has_proxy = spec["containers"]
+                    .as_array()
+                    .is_some_and(|c| c.iter().any(|c| c["name"] == "istio-proxy"));
+                if injected && !has_proxy {
+                    if let Some(c) = spec["containers"].as_array_mut() {
+                        c.push(json!({ "name": "istio-proxy", "image": "istio/proxyv2" }));
+                    }
+                }
+                let pod_name = format!("{name}-{}-{i}", d["metadata"]["generation"]);
+                pods.insert(
+                    format!("{ns}/{pod_name}"),
+                    json!({
+                        "apiVersion": "v1", "kind": "Pod",
+                        "metadata": {
+                            "name": pod_name, "namespace": ns, "labels": labels,
+                            "annotations": template["metadata"]["annotations"].clone(),
+                            "resourceVersion": "1",
+                        },
+                        "spec": spec,
+                        "status": { "phase": "Running" },
+                    }),
+                );
+            }
+            let deployments = self
+                .objects
+                .entry(("apis/apps/v1".into(), "deployments".into()))
+                .or_default();
+            if let Some(live) = deployments.get_mut(&format!("{ns}/{name}")) {
+                live["status"] = json!({
+                    "observedGeneration": live["metadata"]["generation"].clone(),
+                    "replicas": replicas, "updatedReplicas": replicas,
+                    "readyReplicas": replicas, "availableReplicas": replicas,
+                });
+            }
+        }
+    }
+}
+
+fn finish_create(obj: &mut Value, rv: &str) {
+    let meta = &mut obj["metadata"];
+    meta["resourceVersion"] = json!(rv);
+    meta["uid"] = json!(format!("uid-{rv}"));
+    meta["generation"] = json!(1);
+    meta["creationTimestamp"] = json!("2026-01-01T00:00:00Z");
+}
+
+/// A running emulator.
+pub struct Emulator {
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+    state: Arc<Mutex<State>>,
+}
+
+impl Emulator {
+    /// Starts on a random loopback port; Kubernetes 1.30 with Istio (both API groups).
+    pub async fn start() -> Emulator {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let state = Arc::new(Mutex::new(State {
+            version: ("1".into(), "30".into()),
+            istio: true,
+            extensions: true,
+            objects: BTreeMap::new(),
+            forbidden: Vec::new(),
+            drop_connection: Vec::new(),
+            log: Vec::new(),
+            managers: BTreeMap::new(),
+            rv: 100,
+        }));
+        let shared = state.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let state = shared.clone();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |req| handle(state.clone(), req));
+                    let io = hyper_util::rt::TokioIo::new(stream);
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(io, service)
+                        .await;
+                });
+            }
+        });
+        Emulator { url, state }
+    }
+
+    /// Locks the state for reading or changing it.
+    pub fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A kubeconfig pointing at this emulator, written to `dir`.
+    pub fn kubeconfig(&self, dir: &std::path::Path, namespace: &str) -> std::path::PathBuf {
+        let text = format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: emu\n  cluster:\n    server: {}\nusers:\n- name: dev\n  user:\n    token: dev-token\ncontexts:\n- name: emu\n  context:\n    cluster: emu\n    user: dev\n    namespace: {namespace}\ncurrent-context: emu\n",
+            self.url
+        );
+        let path = dir.join("kubeconfig");
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+}
+
+type Reply = Response<Full<Bytes>>;
+
+fn reply(code: u16, body: &Value) -> Reply {
+    let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
+    *r.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    r.headers_mut().insert(
+        "content-type",
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+fn status(code: u16, reason: &str, message: String) -> Reply {
+    reply(
+        code,
+        &json!({
+            "kind": "Status", "apiVersion": "v1", "metadata": {},
+            "status": "Failure", "message": message, "reason": reason, "code": code,
+        }),
+    )
+}
+
+/// The emulator closes the connection when the handler returns this.
+#[derive(Debug)]
+struct Dropped;
+impl std::fmt::Display for Dropped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("connection dropped on purpose")
+    }
+}
+impl std::error::Error for Dropped {}
+
+async fn handle(state: Arc<Mutex<State>>, req: Request<Incoming>) -> Result<Reply, Dropped> {
+    let method = req.method().clone();
+    let path = req.uri().path().trim_matches('/').to_owned();
+    let query: BTreeMap<String, String> = req
+        .uri()
+        .query()
+        .unwrap_or_default()
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_owned(), decode(v)))
+        .collect();
+    let content_type = req
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let body = req
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
+    st.log.push(format!("{method} /{path}"));
+    route(&mut st, &method, &path, &query, &content_type, &body)
+}
+
+fn decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        let hex = b
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (b[i], hex) {
+            (b'%', Some(v)) => {
+                out.push(v);
+                i += 3;
+            }
+            (b'+', _) => {
+                out.push(b' ');
+                i += 1;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn route(
+    st: &mut State,
+    method: &Method,
+    path: &str,
+    query: &BTreeMap<String, String>,
+    content_type: &str,
+    body: &[u8],
+) -> Result<Reply, Dropped> {
+    let parts: Vec<&str> = path.split('/').collect();
+    let resources = st.resources();
+    match parts.as_slice() {
+        ["version"] => {
+            let (major, minor) = st.version.clone();
+            return Ok(reply(
+                200,
+                &json!({
+                    "major": major, "minor": minor,
+                    "gitVersion": format!("v{major}.{}.0", minor.trim_end_matches('+')),
+                    "gitCommit": "", "gitTreeState": "clean", "buildDate": "2026-01-01T00:00:00Z",
+                    "goVersion": "go1.22", "compiler": "gc", "platform": "linux/amd64",
+                }),
+            ));
+        }
+        ["api"] => {
+            return Ok(reply(
+                200,
+                &json!({
+                    "kind": "APIVersions", "versions": ["v1"],
+                    "serverAddressByClientCIDRs": [{ "clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1" }],
+                }),
+            ));
+        }
+        ["apis"] => {
+            let mut groups: BTreeMap<String, Vec<String>> = BTreeMap::new();
+            for r in &resources {
+                if let Some(gv) = r.prefix.strip_prefix("apis/") {
+                    if let Some((g, v)) = gv.split_once('/') {
+                        let versions = groups.entry(g.into()).or_default();
+                        if !versions.contains(&v.to_owned()) {
+                            versions.push(v.into());
+                        }
+                    }
+                }
+            }
+            let groups: Vec<Value> = groups
+                .iter()
+                .map(|(g, vs)| {
+                    let versions: Vec<Value> = vs
+                        .iter()
+                        .map(|v| json!({ "groupVersion": format!("{g}/{v}"), "version": v }))
+                        .collect();
+                    json!({ "name": g, "versions": versions, "preferredVersion": versions[0] })
+                })
+                .collect();
+            return Ok(reply(
+                200,
+                &json!({ "kind": "APIGroupList", "apiVersion": "v1", "groups": groups }),
+            ));
+        }
+        _ => {}
+    }
+    // Split into group-version prefix and the rest.
+    let (prefix, rest) = match parts.as_slice() {
+        ["api", "v1", rest @ ..] => ("api/v1".to_owned(), rest),
+        ["apis", g, v, rest @ ..] => (format!("apis/{g}/{v}"), rest),
+        _ => {
+            return Ok(status(
+                404,
+                "NotFound",
+                format!("the server could not find the requested resource ({path})"),
+            ))
+        }
+    };
+    let served: Vec<&Resource> = resources.iter().filter(|r| r.prefix == prefix).collect();
+    if served.is_empty() {
+        return Ok(status(
+            404,
+            "NotFound",
+            "the server could not find the requested resource".into(),
+        ));
+    }
+    if rest.is_empty() {
+        let list: Vec<Value> = served
+            .iter()
+            .map(|r| json!({
+                "name": r.plural, "singularName": r.kind.to_lowercase(), "namespaced": r.namespaced, "kind": r.kind,
+                "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"],
+            }))
+            .collect();
+        let gv = prefix
+            .trim_start_matches("apis/")
+            .trim_start_matches("api/");
+        return Ok(reply(
+            200,
+            &json!({ "kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": list }),
+        ));
+    }
+    let (ns, plural, name) = match rest {
+        ["namespaces", ns, plural] => (ns.to_string(), plural.to_string(), None),
+        ["namespaces", ns, plural, name] => {
+            (ns.to_string(), plural.to_string(), Some(name.to_string()))
+        }
+        [plural] => (String::new(), plural.to_string(), None),
+        [plural, name] => (String::new(), plural.to_string(), Some(name.to_string())),
+        _ => return Ok(status(404, "NotFound", format!("unknown path {path}"))),
+    };
+    let Some(res) = served
+        .iter()
+        .find(|r| r.plural == plural)
+        .map(|r| (*r).clone())
+    else {
+        return Ok(status(
+            404,
+            "NotFound",
+            format!("the server could not find the requested resource ({plural})"),
+        ));
+    };
+    let group = prefix
+        .strip_prefix("apis/")
+        .and_then(|gv| gv.split_once('/'))
+        .map(|(g, _)| g)
+        .unwrap_or("");
+    if *method != Method::GET {
+        let target = name.clone().unwrap_or_default();
+        let matches = |list: &[(String, String)]| {
+            list.iter()
+                .any(|(p, n)| *p == plural && (n == "*" || *n == target))
+        };
+        if matches(&st.drop_connection) {
+            return Err(Dropped);
+        }
+        if matches(&st.forbidden) {
+            let verb = method.as_str().to_lowercase();
+            return Ok(status(403, "Forbidden", format!(
+                "{plural}.{group} \"{target}\" is forbidden: User \"dev\" cannot {verb} resource \"{plural}\" in API group \"{group}\" in the namespace \"{ns}\""
+            )));
+        }
+    }
+    if res.namespaced
+        && !ns.is_empty()
+        && *method != Method::GET
+        && st.get("api/v1", "namespaces", "", &ns).is_none()
+    {
+        return Ok(status(
+            404,
+            "NotFound",
+            format!("namespaces \"{ns}\" not found"),
+        ));
+    }
+    let key = (prefix.clone(), plural.clone());
+    let api_version = prefix
+        .trim_start_matches("apis/")
+        .trim_start_matches("api/")
+        .to_owned();
+    let parse_body = || -> Option<Value> {
+        serde_yaml_ng::from_slice::<Value>(body)
+            .ok()
+            .filter(Value::is_object)
+    };
+    match (method.clone(), name) {
+        (Method::GET, None) => {
+            let selector = query.get("labelSelector").cloned().unwrap_or_default();
+            let items: Vec<Value> = st
+                .objects
+                .get(&key)
+                .map(|m| {
+                    m.iter()
+                        .filter(|(k, _)| ns.is_empty() || k.starts_with(&format!("{ns}/")))
+                        .map(|(_, v)| v.clone())
+                        .filter(|o| selects(&selector, &o["metadata"]["labels"]))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let rv = st.rv.to_string();
+            Ok(reply(
+                200,
+                &json!({
+                    "apiVersion": api_version, "kind": format!("{}List", res.kind),
+                    "metadata": { "resourceVersion": rv }, "items": items,
+                }),
+            ))
+        }
+        (Method::GET, Some(name)) => match st.get(&prefix, &plural, &ns, &name) {
+            Some(o) => Ok(reply(200, &o)),
+            None => Ok(status(
+                404,
+                "NotFound",
+                format!("{plural}.{group} \"{name}\" not found"),
+            )),
+        },
+        (Method::POST, None) => {
+            let Some(mut obj) = parse_body() else {
+                return Ok(status(400, "BadRequest", "body is not an object".into()));
+            };
+            let name = obj["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            if st.get(&prefix, &plural, &ns, &name).is_some() {
+                return Ok(status(
+                    409,
+                    "AlreadyExists",
+                    format!("{plural}.{group} \"{name}\" already exists"),
+                ));
+            }
+            if !ns.is_empty() {
+                obj["metadata"]["namespace"] = json!(ns);
+            }
+            let rv = st.next_rv();
+            finish_create(&mut obj, &rv);
+            st.objects
+                .entry(key)
+                .or_default()
+                .insert(format!("{ns}/{name}"), obj.clone());
+            Ok(reply(201, &obj))
+        }
+        (Method::PUT, Some(name)) => {
+            let Some(obj) = parse_body() else {
+                return Ok(status(400, "BadRequest", "body is not an object".into()));
+            };
+            let Some(live) = st.get(&prefix, &plural, &ns, &name) else {
+                return Ok(status(
+                    404,
+                    "NotFound",
+                    format!("{plural}.{group} \"{name}\" not found"),
+                ));
+            };
+            if let Some(reply) = stale(&obj, &live, &plural, group, &name) {
+                return Ok(reply);
+            }
+            Ok(store(st, key, &ns, &name, live, obj))
+        }
+        (Method::PATCH, Some(name)) => {
+            let Some(patch) = parse_body() else {
+                return Ok(status(400, "BadRequest", "body is not an object".into()));
+            };
+            let live = st.get(&prefix, &plural, &ns, &name);
+            if let Some(reply) = live
+                .as_ref()
+                .and_then(|l| stale(&patch, l, &plural, group, &name))
+            {
+                return Ok(reply);
+            }
+            if content_type.starts_with("application/apply-patch") {
+                let Some(manager) = query.get("fieldManager").filter(|m| !m.is_empty()) else {
+                    return Ok(status(
+                        400,
+                        "BadRequest",
+                        "PATCH with apply requires fieldManager".into(),
+                    ));
+                };
+                if patch["apiVersion"] != json!(api_version)
+                    || patch["kind"] != json!(res.kind)
+                    || patch["metadata"]["name"] != json!(name)
+                {
+                    return Ok(status(
+                        400,
+                        "BadRequest",
+                        "apply body must name the same apiVersion, kind and name as the URL".into(),
+                    ));
+                }
+                st.managers
+                    .insert(format!("{plural}/{ns}/{name}"), manager.clone());
+                return Ok(match live {
+                    None => {
+                        let mut obj = patch;
+                        if !ns.is_empty() {
+                            obj["metadata"]["namespace"] = json!(ns);
+                        }
+                        obj["metadata"]["managedFields"] =
+                            json!([{ "manager": manager, "operation": "Apply" }]);
+                        let rv = st.next_rv();
+                        finish_create(&mut obj, &rv);
+                        st.objects
+                            .entry(key)
+                            .or_default()
+                            .insert(format!("{ns}/{name}"), obj.clone());
+                        reply(201, &obj)
+                    }
+                    Some(live) => {
+                        let mut next = live.clone();
+                        for (k, v) in patch.as_object().into_iter().flatten() {
+                            if k == "metadata" {
+                                merge(&mut next["metadata"], v, false);
+                            } else {
+                                next[k] = v.clone();
+                            }
+                        }
+                        next["metadata"]["managedFields"] =
+                            json!([{ "manager": manager, "operation": "Apply" }]);
+                        store(st, key, &ns, &name, live, next)
+                    }
+                });
+            }
+            let Some(live) = live else {
+                return Ok(status(
+                    404,
+                    "NotFound",
+                    format!("{plural}.{group} \"{name}\" not found"),
+                ));
+            };
+            let strategic = match content_type {
+                "application/merge-patch+json" => false,
+                "application/strategic-merge-patch+json" => true,
+                other => {
+                    return Ok(status(
+                        415,
+                        "UnsupportedMediaType",
+                        format!("unsupported patch type {other}"),
+                    ))
+                }
+            };
+            let mut next = live.clone();
+            merge(&mut next, &patch, strategic);
+            Ok(store(st, key, &ns, &name, live, next))
+        }
+        (Method::DELETE, Some(name)) => {
+            let removed = st
+                .objects
+                .get_mut(&key)
+                .and_then(|m| m.remove(&format!("{ns}/{name}")));
+            match removed {
+                Some(_) => Ok(reply(
+                    200,
+                    &json!({ "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 200 }),
+                )),
+                None => Ok(status(
+                    404,
+                    "NotFound",
+                    format!("{plural}.{group} \"{name}\" not found"),
+                )),
+            }
+        }
+        _ => Ok(status(
+            405,
+            "MethodNotAllowed",
+            format!("{method} not allowed on {path}"),
+        )),
+    }
+}
+
+/// 409 when the body names a resourceVersion other than the live one (optimistic concurrency).
+fn stale(body: &Value, live: &Value, plural: &str, group: &str, name: &str) -> Option<Reply> {
+    let want = body["metadata"]["resourceVersion"].as_str()?;
+    (live["metadata"]["resourceVersion"].as_str() != Some(want)).then(|| {
+        status(409, "Conflict", format!(
+            "Operation cannot be fulfilled on {plural}.{group} \"{name}\": the object has been modified; please apply your changes to the latest version and try again"
+        ))
+    })
+}
+
+/// Stores an update: new resourceVersion, and a new generation when the spec changed.
+fn store(
+    st: &mut State,
+    key: Collection,
+    ns: &str,
+    name: &str,
+    live: Value,
+    mut next: Value,
+) -> Reply {
+    next["metadata"]["resourceVersion"] = live["metadata"]["resourceVersion"].clone();
+    next["metadata"]["generation"] = live["metadata"]["generation"].clone();
+    if next == live {
+        return reply(200, &live);
+    }
+    if next["spec"] != live["spec"] {
+        next["metadata"]["generation"] =
+            json!(live["metadata"]["generation"].as_i64().unwrap_or(1) + 1);
+    }
+    next["metadata"]["resourceVersion"] = json!(st.next_rv());
+    st.objects
+        .entry(key)
+        .or_default()
+        .insert(format!("{ns}/{name}"), next.clone());
+    reply(200, &next)
+}
+
+/// `a=b,c` selectors (equality and existence), as the API server filters lists.
+fn selects(selector: &str, labels: &Value) -> bool {
+    selector
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .all(|term| match term.split_once('=') {
+            Some((k, v)) => labels[k.trim_end_matches('=')] == json!(v),
+            None => labels[term].is_string(),
+        })
+}
+
+/// RFC 7386 merge; with `strategic`, lists of objects merge by their key (`name`, or
+/// `mountPath` for volume mounts) and honour `$patch: delete`, like Kubernetes' strategic merge.
+fn merge(target: &mut Value, patch: &Value, strategic: bool) {
+    match (target, patch) {
+        (Value::Object(t), Value::Object(p)) => {
+            for (k, v) in p {
+                if v.is_null() {
+                    t.remove(k);
+                } else if strategic && v.is_array() && t.get(k).is_some_and(Value::is_array) {
+                    let key = if k == "volumeMounts" {
+                        "mountPath"
+                    } else {
+                        "name"
+                    };
+                    let existing = t.get_mut(k).and_then(Value::as_array_mut);
+                    merge_list(
+                        existing.unwrap_or(&mut Vec::new()),
+                        v.as_array().map(Vec::as_slice).unwrap_or_default(),
+                        key,
+                    );
+                } else {
+                    merge(t.entry(k.clone()).or_insert(Value::Null), v, strategic);
+                }
+            }
+        }
+        (t, p) => *t = strip_directives(p),
+    }
+}
+
+fn strip_directives(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .filter(|(k, _)| *k != "$patch")
+                .map(|(k, v)| (k.clone(), strip_directives(v)))
+                .collect::<Map<_, _>>(),
+        ),
+        Value::Array(a) => Value::Array(a.iter().map(strip_directives).collect()),
+        other => other.clone(),
+    }
+}
+
+fn merge_list(target: &mut Vec<Value>, patch: &[Value], key: &str) {
+    if patch.iter().any(|p| !p.is_object() || p.get(key).is_none()) {
+        // Lists without a merge key are replaced, as in a JSON merge patch.
+        *target = patch.iter().map(strip_directives).collect();
+        return;
+    }
+    for item in patch {
+        let pos = target.iter().position(|t| t.get(key) == item.get(key));
+        if item["$patch"] == "delete" {
+            if let Some(i) = pos {
+                target.remove(i);
+            }
+            continue;
+        }
+        match pos {
+            Some(i) => merge(&mut target[i], item, true),
+            None => target.push(strip_directives(item)),
+        }
+    }
+}
