@@ -2,9 +2,7 @@
 
 use crate::cluster::{Cluster, ClusterError};
 use crate::plan::{parse_version, INJECTION_LABEL, MIN_KUBERNETES, REV_LABEL};
-use crate::render::{
-    CONFIG_HASH_ANNOTATION, MANAGER, PROXY_CONTAINER, USER_VOLUME_MOUNT_ANNOTATION, VOLUME_NAME,
-};
+use crate::render::{CONFIG_HASH_ANNOTATION, MANAGER, PROXY_CONTAINER, VOLUME_NAME};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use serde::Serialize;
@@ -191,7 +189,14 @@ pub fn evaluate(input: &CheckInput) -> Vec<Check> {
         return out;
     };
     out.push(pass(g, format!("namespace {ns} exists")));
-    if !input.gateway {
+    // A gateway is not injected, so it needs no label; the applied filter says which it is.
+    let gateway = input.gateway
+        || input.managed.iter().any(|o| {
+            o["spec"]["configPatches"]
+                .as_array()
+                .is_some_and(|p| p.iter().any(|p| p["match"]["context"] == "GATEWAY"))
+        });
+    if !gateway {
         let labels = namespace.metadata.labels.clone().unwrap_or_default();
         let injected = labels.get(INJECTION_LABEL).is_some_and(|v| v == "enabled")
             || labels.contains_key(REV_LABEL);
@@ -310,16 +315,20 @@ pub fn evaluate(input: &CheckInput) -> Vec<Check> {
             ),
         });
         if configmap_delivery {
+            // Look at the running pod, not the annotations: this proves the injector (or the
+            // gateway Deployment) really gave istio-proxy the volume.
             let mounted = w.pods.iter().all(|p| {
-                let ann = p.metadata.annotations.clone().unwrap_or_default();
-                let by_annotation = ann
-                    .get(USER_VOLUME_MOUNT_ANNOTATION)
-                    .is_some_and(|v| v.contains(VOLUME_NAME));
-                let by_spec = p
-                    .spec
-                    .as_ref()
-                    .is_some_and(|s| s.volumes.iter().flatten().any(|v| v.name == VOLUME_NAME));
-                by_annotation || by_spec
+                p.spec.as_ref().is_some_and(|s| {
+                    let volume = s.volumes.iter().flatten().any(|v| v.name == VOLUME_NAME);
+                    let mount = s.containers.iter().any(|c| {
+                        c.name == PROXY_CONTAINER
+                            && c.volume_mounts
+                                .iter()
+                                .flatten()
+                                .any(|m| m.name == VOLUME_NAME)
+                    });
+                    volume && mount
+                })
             });
             out.push(if mounted && !w.pods.is_empty() {
                 pass(g, "module mounted")

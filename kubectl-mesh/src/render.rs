@@ -280,14 +280,15 @@ pub fn render(cfg: &MeshConfig, opts: &RenderOptions) -> Result<Rendered, Render
             ..Default::default()
         };
         if sidecar {
-            // Istio copies these into the injected sidecar; serializing k8s types cannot fail.
+            // Istio's injection template ranges over these as a JSON object and writes
+            // `- name: KEY` followed by the value, so the name is the key and not repeated.
             pod_annotations.insert(
                 USER_VOLUME_ANNOTATION.to_owned(),
-                serde_json::to_string(&[volume]).unwrap_or_default(),
+                user_volume_json(serde_json::to_value(&volume).unwrap_or_default()),
             );
             pod_annotations.insert(
                 USER_VOLUME_MOUNT_ANNOTATION.to_owned(),
-                serde_json::to_string(&[mount]).unwrap_or_default(),
+                user_volume_json(serde_json::to_value(&mount).unwrap_or_default()),
             );
         } else {
             // Gateways are not injected, so the user-volume annotations are ignored there:
@@ -329,6 +330,29 @@ pub fn render(cfg: &MeshConfig, opts: &RenderOptions) -> Result<Rendered, Render
         gateway_pod_spec,
         config_hash: hash,
     })
+}
+
+/// `{"NAME": {...rest}}`: the userVolume/userVolumeMount annotation form for one item.
+fn user_volume_json(mut item: Value) -> String {
+    let name = item
+        .as_object_mut()
+        .and_then(|m| m.remove("name"))
+        .and_then(|n| n.as_str().map(str::to_owned))
+        .unwrap_or_default();
+    json!({ name: item }).to_string()
+}
+
+/// Parses a userVolume/userVolumeMount annotation the way Istio's injection template reads it:
+/// each key becomes the `name` of the item.
+pub fn parse_user_volumes(text: &str) -> Result<Vec<Value>, serde_json::Error> {
+    let map: serde_json::Map<String, Value> = serde_json::from_str(text)?;
+    Ok(map
+        .into_iter()
+        .map(|(name, mut v)| {
+            v["name"] = Value::String(name);
+            v
+        })
+        .collect())
 }
 
 fn envoy_filter(name: &str, opts: &RenderOptions, hash: &str, patches: Vec<Value>) -> Value {
@@ -671,9 +695,12 @@ mod tests {
             ),
         )
         .unwrap();
-        let mounts: Vec<VolumeMount> =
-            serde_json::from_str(&r.pod_annotations[USER_VOLUME_MOUNT_ANNOTATION]).unwrap();
-        assert_eq!(mounts[0].mount_path, MODULE_DIR);
+        let mounts = parse_user_volumes(&r.pod_annotations[USER_VOLUME_MOUNT_ANNOTATION]).unwrap();
+        let mount: VolumeMount = serde_json::from_value(mounts[0].clone()).unwrap();
+        assert_eq!(
+            (mount.name.as_str(), mount.mount_path.as_str()),
+            (VOLUME_NAME, MODULE_DIR)
+        );
         assert!(r.gateway_pod_spec.is_none());
         let r = render(
             &cfg(),

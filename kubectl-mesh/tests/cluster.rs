@@ -562,6 +562,13 @@ async fn gateway_enable_mounts_the_module_into_the_gateway_deployment() {
         "gateways need no injection label"
     );
     assert!(run(&s, &args).await.stdout.contains("nothing to change"));
+    s.emu.state().advance_rollouts();
+    let r = run(&s, &["check", "-n", "istio-system"]).await;
+    assert_eq!(r.code, 0, "a gateway needs no injection label: {r:?}");
+    assert!(
+        r.stdout.contains("[ok]   module mounted") && !r.stdout.contains("sidecar injection"),
+        "{r:?}"
+    );
 
     assert_eq!(run(&s, &["disable", "-n", "istio-system"]).await.code, 0);
     let gw = live(
@@ -677,6 +684,72 @@ async fn emulator_enforces_conflicts_missing_groups_and_apply() {
         matches!(err, kube::Error::Api(ref s) if s.code == 404),
         "{err:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn honours_kubeconfig_env_and_context_flag() {
+    let s = digimon(json!({})).await;
+    // Two contexts: the current one points nowhere, `emu` at the emulator.
+    let text = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: dead\n  cluster:\n    server: http://127.0.0.1:1\n- name: emu\n  cluster:\n    server: {}\nusers:\n- name: dev\n  user: {{}}\ncontexts:\n- name: dead\n  context: {{cluster: dead, user: dev}}\n- name: emu\n  context: {{cluster: emu, user: dev, namespace: digimon}}\ncurrent-context: dead\n",
+        s.emu.url
+    );
+    let path = s.kubeconfig.with_file_name("two-contexts");
+    std::fs::write(&path, text).unwrap();
+    let run_env = |extra: &'static [&'static str]| {
+        let path = path.clone();
+        async move {
+            let out = tokio::process::Command::new(BIN)
+                .args(["check", "-l", SERVER])
+                .args(extra)
+                .env("KUBECONFIG", &path)
+                .output()
+                .await
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        }
+    };
+    assert!(run_env(&[])
+        .await
+        .contains("[FAIL] API reachable at http://127.0.0.1:1/"));
+    let out = run_env(&["--context", "emu"]).await;
+    assert!(
+        out.contains(&format!("[ok]   API reachable at {}/", s.emu.url)),
+        "{out}"
+    );
+    assert!(
+        out.contains("namespace digimon exists"),
+        "the context's namespace is the default: {out}"
+    );
+}
+
+#[test]
+fn krew_manifest_matches_the_crate() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/krew/mesh.yaml");
+    let m: Value = serde_yaml_ng::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert_eq!(
+        m["apiVersion"],
+        "krew.googlecontainertools.github.com/v1alpha2"
+    );
+    assert_eq!(m["kind"], "Plugin");
+    assert_eq!(
+        m["metadata"]["name"], "mesh",
+        "kubectl mesh <=> plugin name mesh"
+    );
+    assert_eq!(
+        m["spec"]["version"],
+        format!("v{}", env!("CARGO_PKG_VERSION"))
+    );
+    let platforms = m["spec"]["platforms"].as_array().unwrap();
+    assert!(!platforms.is_empty());
+    for p in platforms {
+        assert_eq!(p["bin"], "kubectl-mesh");
+        assert!(p["uri"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("v{}", env!("CARGO_PKG_VERSION"))));
+        assert_eq!(p["sha256"].as_str().unwrap().len(), 64);
+    }
 }
 
 #[test]

@@ -130,6 +130,19 @@ fn golden_files_match() {
     );
 }
 
+#[test]
+fn json_output_is_a_list_of_the_same_objects() {
+    for case in CASES {
+        let (opts, r) = rendered(case);
+        let list: Value = serde_json::from_str(&render::render_text(&r, &opts, true)).unwrap();
+        assert_eq!(list["kind"], "List");
+        let items = list["items"].as_array().unwrap();
+        let extra = usize::from(r.gateway_pod_spec.is_some());
+        assert_eq!(items.len(), r.objects.len() + extra);
+        assert_eq!(&items[..r.objects.len()], &r.objects[..]);
+    }
+}
+
 // ---- CRD schema validation -------------------------------------------------------------------
 
 /// Turns a CRD's structural schema into a JSON Schema that rejects what the API server would
@@ -267,11 +280,25 @@ fn core_objects_are_valid_kubernetes_types() {
             );
             assert!(round_trips::<Deployment>(&patch), "{patch}");
         } else {
-            let vols: Vec<Volume> =
-                serde_json::from_str(&r.pod_annotations[render::USER_VOLUME_ANNOTATION]).unwrap();
-            let mounts: Vec<VolumeMount> =
-                serde_json::from_str(&r.pod_annotations[render::USER_VOLUME_MOUNT_ANNOTATION])
+            let vols =
+                render::parse_user_volumes(&r.pod_annotations[render::USER_VOLUME_ANNOTATION])
                     .unwrap();
+            let mounts = render::parse_user_volumes(
+                &r.pod_annotations[render::USER_VOLUME_MOUNT_ANNOTATION],
+            )
+            .unwrap();
+            assert!(
+                vols.iter().all(round_trips::<Volume>)
+                    && mounts.iter().all(round_trips::<VolumeMount>)
+            );
+            let vols: Vec<Volume> = vols
+                .into_iter()
+                .map(|v| serde_json::from_value(v).unwrap())
+                .collect();
+            let mounts: Vec<VolumeMount> = mounts
+                .into_iter()
+                .map(|v| serde_json::from_value(v).unwrap())
+                .collect();
             assert_eq!(
                 vols[0].config_map.as_ref().unwrap().name,
                 cm["metadata"]["name"].as_str().unwrap()

@@ -196,8 +196,30 @@ impl State {
                     .as_array()
                     .is_some_and(|c| c.iter().any(|c| c["name"] == "istio-proxy"));
                 if injected && !has_proxy {
+                    // Istio's template: each key of the userVolume/userVolumeMount JSON
+                    // objects becomes `name`, the value the rest of the item.
+                    let user = |key: &str| -> Vec<Value> {
+                        let text = template["metadata"]["annotations"][key]
+                            .as_str()
+                            .unwrap_or("{}");
+                        serde_json::from_str::<Map<String, Value>>(text)
+                            .unwrap_or_default()
+                            .into_iter()
+                            .map(|(name, mut v)| {
+                                v["name"] = json!(name);
+                                v
+                            })
+                            .collect()
+                    };
+                    let mounts = user("sidecar.istio.io/userVolumeMount");
+                    let volumes = user("sidecar.istio.io/userVolume");
                     if let Some(c) = spec["containers"].as_array_mut() {
-                        c.push(json!({ "name": "istio-proxy", "image": "istio/proxyv2" }));
+                        c.push(json!({ "name": "istio-proxy", "image": "istio/proxyv2", "volumeMounts": mounts }));
+                    }
+                    if !volumes.is_empty() {
+                        let mut all = spec["volumes"].as_array().cloned().unwrap_or_default();
+                        all.extend(volumes);
+                        spec["volumes"] = json!(all);
                     }
                 }
                 let pod_name = format!("{name}-{}-{i}", d["metadata"]["generation"]);
