@@ -1,0 +1,710 @@
+//! A proxy-wasm (ABI 0.2.1) host on wasmtime that runs `mesh_filter.wasm` the way Envoy does.
+//!
+//! A test configures a [`Filter`] with JSON, sends request and response headers, and asserts
+//! the returned action, every header mutation, local responses, logs and metrics. Every host
+//! call the module imports but this host does not implement traps with a clear message, and a
+//! guest trap is an error of the call that caused it: nothing fails silently.
+
+pub mod abi;
+mod host;
+
+use abi::{Action, BufferType, LogLevel, MapType};
+use anyhow::{anyhow, bail, Context as _};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use wasmtime::{Engine, Instance, Linker, Memory, Module, Store, TypedFunc};
+use wasmtime_wasi::p1::WasiP1Ctx;
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::WasiCtxBuilder;
+
+/// Environment variable naming the filter module (the Makefile exports it).
+pub const WASM_ENV: &str = "MESH_WASM";
+
+/// The filter module: `$MESH_WASM`, or `<workspace>/target/wasm32-wasip1/release/mesh_filter.wasm`.
+pub fn wasm_path() -> PathBuf {
+    match std::env::var_os(WASM_ENV) {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => workspace_root().join("target/wasm32-wasip1/release/mesh_filter.wasm"),
+    }
+}
+
+/// The cargo workspace root (two levels above this crate).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// An ordered header multimap, as a proxy-wasm host keeps one. Names are stored lower-case.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Headers(pub Vec<(Vec<u8>, Vec<u8>)>);
+
+impl std::fmt::Debug for Headers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.to_text()).finish()
+    }
+}
+
+impl Headers {
+    /// Builds a map from pairs; names are lower-cased as Envoy does.
+    pub fn from_pairs<K: AsRef<[u8]>, V: AsRef<[u8]>>(pairs: &[(K, V)]) -> Self {
+        Headers(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.as_ref().to_ascii_lowercase(), v.as_ref().to_vec()))
+                .collect(),
+        )
+    }
+    /// The first value of `name` (case-insensitive).
+    pub fn get(&self, name: &str) -> Option<&[u8]> {
+        self.0
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name.as_bytes()))
+            .map(|(_, v)| v.as_slice())
+    }
+    /// The first value of `name` as text (lossy).
+    pub fn text(&self, name: &str) -> Option<String> {
+        self.get(name)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+    }
+    /// Every value of `name`, in order.
+    pub fn all(&self, name: &str) -> Vec<&[u8]> {
+        self.0
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name.as_bytes()))
+            .map(|(_, v)| v.as_slice())
+            .collect()
+    }
+    /// How many values `name` has.
+    pub fn count(&self, name: &str) -> usize {
+        self.all(name).len()
+    }
+    /// Names and values as text (lossy), for readable assertions.
+    pub fn to_text(&self) -> Vec<(String, String)> {
+        self.0
+            .iter()
+            .map(|(k, v)| {
+                (
+                    String::from_utf8_lossy(k).into_owned(),
+                    String::from_utf8_lossy(v).into_owned(),
+                )
+            })
+            .collect()
+    }
+    /// The map in the proxy-wasm pair serialization (count, lengths, NUL-terminated data).
+    pub fn serialize(&self) -> Vec<u8> {
+        abi::serialize_map(&self.0)
+    }
+}
+
+/// A local response the filter sent with `proxy_send_local_response`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalResponse {
+    /// HTTP status.
+    pub status: u32,
+    /// Status-code details (Envoy's `response_code_details`).
+    pub details: Vec<u8>,
+    /// Response headers.
+    pub headers: Headers,
+    /// Response body.
+    pub body: Vec<u8>,
+    /// gRPC status, -1 for none.
+    pub grpc_status: i32,
+}
+
+impl LocalResponse {
+    /// The body as text (lossy).
+    pub fn body_text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// What the filter did with request headers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestResult {
+    /// The action `proxy_on_request_headers` returned.
+    pub action: Action,
+    /// The request headers after the filter's changes (what Envoy would route on).
+    pub headers_after: Headers,
+    /// The local response, if the filter sent one.
+    pub local_response: Option<LocalResponse>,
+}
+
+/// What the filter did with response headers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResponseResult {
+    /// The action `proxy_on_response_headers` returned.
+    pub action: Action,
+    /// The response headers after the filter's changes.
+    pub headers_after: Headers,
+}
+
+/// One `proxy_log` line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogEntry {
+    /// Level.
+    pub level: LogLevel,
+    /// Message (lossy UTF-8).
+    pub message: String,
+}
+
+/// Why the harness could not do what a test asked.
+#[derive(Debug, thiserror::Error)]
+pub enum HarnessError {
+    /// `proxy_on_configure` returned false; the logs say why.
+    #[error("on_configure rejected the configuration; logs: {logs:?}")]
+    Rejected {
+        /// Everything the filter logged while loading.
+        logs: Vec<LogEntry>,
+    },
+    /// The module trapped (a panic aborts, an unimplemented host call traps).
+    #[error("the filter trapped in {call}: {message}\nguest output: {output}\nhost-call failures: {failures:?}")]
+    Trap {
+        /// The entry point that trapped.
+        call: String,
+        /// wasmtime's error chain, with the wasm backtrace.
+        message: String,
+        /// What the guest wrote to stdout/stderr (a panic message).
+        output: String,
+        /// Host calls that failed.
+        failures: Vec<String>,
+    },
+    /// The guest made host calls the harness flags as wrong without trapping.
+    #[error("host-call failures during {call}: {failures:?}")]
+    HostCalls {
+        /// The entry point.
+        call: String,
+        /// What went wrong.
+        failures: Vec<String>,
+    },
+    /// Anything else (missing module, bad return value, ...).
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+impl From<wasmtime::Error> for HarnessError {
+    fn from(e: wasmtime::Error) -> Self {
+        HarnessError::Other(anyhow::Error::from(e))
+    }
+}
+
+/// A registered metric.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Metric {
+    /// Name given to `proxy_define_metric`.
+    pub name: String,
+    /// 0 counter, 1 gauge, 2 histogram.
+    pub kind: u32,
+    /// Current value (histograms: last recorded value).
+    pub value: u64,
+}
+
+/// Everything the host keeps for one VM.
+pub(crate) struct HostState {
+    pub(crate) wasi: WasiP1Ctx,
+    pub(crate) output: MemoryOutputPipe,
+    pub(crate) maps: BTreeMap<u32, Headers>,
+    pub(crate) buffers: BTreeMap<u32, Vec<u8>>,
+    pub(crate) local_response: Option<LocalResponse>,
+    pub(crate) logs: Vec<LogEntry>,
+    pub(crate) log_level: LogLevel,
+    pub(crate) metrics: Vec<Metric>,
+    pub(crate) failures: Vec<String>,
+    pub(crate) effective_context: u32,
+    pub(crate) contexts: Vec<u32>,
+    pub(crate) tick_period_ms: u32,
+    pub(crate) done_calls: u32,
+    pub(crate) host_calls: u64,
+}
+
+impl HostState {
+    fn new() -> Self {
+        let output = MemoryOutputPipe::new(1 << 20);
+        let wasi = WasiCtxBuilder::new()
+            .stdout(output.clone())
+            .stderr(output.clone())
+            .build_p1();
+        HostState {
+            wasi,
+            output,
+            maps: BTreeMap::new(),
+            buffers: BTreeMap::new(),
+            local_response: None,
+            logs: Vec::new(),
+            log_level: LogLevel::Trace,
+            metrics: Vec::new(),
+            failures: Vec::new(),
+            effective_context: 0,
+            contexts: Vec::new(),
+            tick_period_ms: 0,
+            done_calls: 0,
+            host_calls: 0,
+        }
+    }
+}
+
+struct Compiled {
+    engine: Engine,
+    module: Module,
+    path: PathBuf,
+}
+
+/// Compiles the filter module once per test process (Cranelift takes a moment).
+fn compiled() -> anyhow::Result<&'static Compiled> {
+    static COMPILED: OnceLock<Result<Compiled, String>> = OnceLock::new();
+    COMPILED
+        .get_or_init(|| {
+            let path = wasm_path();
+            let bytes = std::fs::read(&path).map_err(|e| {
+                format!(
+                    "cannot read the filter module {} ({e}); build it with `make wasm` or set {WASM_ENV}",
+                    path.display()
+                )
+            })?;
+            let engine = Engine::default();
+            let module = Module::new(&engine, &bytes)
+                .map_err(|e| format!("{}: not a valid module: {e:?}", path.display()))?;
+            Ok(Compiled {
+                engine,
+                module,
+                path,
+            })
+        })
+        .as_ref()
+        .map_err(|e| anyhow!("{e}"))
+}
+
+/// The filter's exports the harness calls.
+struct Exports {
+    context_create: TypedFunc<(u32, u32), ()>,
+    vm_start: TypedFunc<(u32, u32), u32>,
+    configure: TypedFunc<(u32, u32), u32>,
+    request_headers: TypedFunc<(u32, u32, u32), u32>,
+    request_body: TypedFunc<(u32, u32, u32), u32>,
+    request_trailers: TypedFunc<(u32, u32), u32>,
+    response_headers: TypedFunc<(u32, u32, u32), u32>,
+    response_body: TypedFunc<(u32, u32, u32), u32>,
+    response_trailers: TypedFunc<(u32, u32), u32>,
+    done: TypedFunc<u32, u32>,
+    log: TypedFunc<u32, ()>,
+    delete: TypedFunc<u32, ()>,
+}
+
+/// One filter VM: one root context configured with a plugin configuration, and HTTP streams.
+pub struct Filter {
+    store: Store<HostState>,
+    memory: Memory,
+    exports: Exports,
+    root: u32,
+    next_id: u32,
+    stream: Option<u32>,
+    poisoned: Option<String>,
+}
+
+impl std::fmt::Debug for Filter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Filter")
+            .field("root", &self.root)
+            .field("stream", &self.stream)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Imports of the filter module (module, name) that this host does not implement.
+pub fn unimplemented_imports() -> anyhow::Result<Vec<(String, String)>> {
+    let c = compiled()?;
+    let mut linker = Linker::new(&c.engine);
+    host::add_to_linker(&mut linker).map_err(anyhow::Error::from)?;
+    let mut store = Store::new(&c.engine, HostState::new());
+    Ok(c.module
+        .imports()
+        .filter(|i| linker.get(&mut store, i.module(), i.name()).is_err())
+        .map(|i| (i.module().to_owned(), i.name().to_owned()))
+        .collect())
+}
+
+/// Every import of the filter module as `module.name`.
+pub fn module_imports() -> anyhow::Result<Vec<String>> {
+    Ok(compiled()?
+        .module
+        .imports()
+        .map(|i| format!("{}.{}", i.module(), i.name()))
+        .collect())
+}
+
+impl Filter {
+    /// Loads the filter, starts the VM and configures a root context with `config_json`.
+    /// `Err(HarnessError::Rejected)` when `on_configure` returns false.
+    pub fn new(config_json: &str) -> Result<Filter, HarnessError> {
+        Self::with_module(&compiled()?.module, config_json)
+    }
+
+    /// Like [`Filter::new`] with any module (tests of the harness itself use small ones).
+    pub fn with_module(module: &Module, config_json: &str) -> Result<Filter, HarnessError> {
+        let engine = module.engine();
+        let mut linker = Linker::new(engine);
+        host::add_to_linker(&mut linker)?;
+        let mut store = Store::new(engine, HostState::new());
+        host::stub_unimplemented(&mut linker, &mut store, module)?;
+        let instance = linker
+            .instantiate(&mut store, module)
+            .map_err(|e| anyhow::Error::from(e).context("instantiating the filter module"))?;
+        let memory = instance
+            .get_memory(&mut store, "memory")
+            .ok_or_else(|| anyhow!("the module exports no `memory`"))?;
+        let exports = Exports::get(&instance, &mut store)?;
+        let mut f = Filter {
+            store,
+            memory,
+            exports,
+            root: 1,
+            next_id: 2,
+            stream: None,
+            poisoned: None,
+        };
+        if let Ok(init) = instance.get_typed_func::<(), ()>(&mut f.store, "_initialize") {
+            f.guard("_initialize", |s| init.call(s, ()))?;
+        }
+        let root = f.root;
+        f.store.data_mut().contexts.push(root);
+        let create = f.exports.context_create.clone();
+        f.guard("proxy_on_context_create(root)", |s| {
+            create.call(s, (root, 0))
+        })?;
+        let start = f.exports.vm_start.clone();
+        let vm_ok = f.guard("proxy_on_vm_start", |s| start.call(s, (root, 0)))?;
+        if vm_ok == 0 {
+            return Err(anyhow!("proxy_on_vm_start returned false").into());
+        }
+        if !f.configure(config_json)? {
+            return Err(HarnessError::Rejected {
+                logs: f.store.data().logs.clone(),
+            });
+        }
+        Ok(f)
+    }
+
+    /// Calls `proxy_on_configure` on the root context with a new plugin configuration.
+    pub fn configure(&mut self, config_json: &str) -> Result<bool, HarnessError> {
+        let bytes = config_json.as_bytes().to_vec();
+        let len = u32::try_from(bytes.len()).context("configuration too large")?;
+        self.store
+            .data_mut()
+            .buffers
+            .insert(BufferType::PluginConfiguration as u32, bytes);
+        let (root, configure) = (self.root, self.exports.configure.clone());
+        let ok = self.guard("proxy_on_configure", |s| configure.call(s, (root, len)))?;
+        Ok(ok != 0)
+    }
+
+    /// Opens a new HTTP stream and sends request headers (end of stream: true).
+    /// A stream still open from the previous request is finished first.
+    pub fn request<K: AsRef<[u8]>, V: AsRef<[u8]>>(
+        &mut self,
+        headers: &[(K, V)],
+    ) -> Result<RequestResult, HarnessError> {
+        self.request_with(Headers::from_pairs(headers), true)
+    }
+
+    /// Like [`Filter::request`] with a prepared map and an explicit end-of-stream flag.
+    pub fn request_with(
+        &mut self,
+        headers: Headers,
+        end_of_stream: bool,
+    ) -> Result<RequestResult, HarnessError> {
+        self.finish()?;
+        let id = self.next_id;
+        self.next_id += 1;
+        let n = u32::try_from(headers.0.len()).context("too many headers")?;
+        {
+            let st = self.store.data_mut();
+            st.maps.clear();
+            st.buffers
+                .retain(|k, _| *k == BufferType::PluginConfiguration as u32);
+            st.local_response = None;
+            st.maps.insert(MapType::HttpRequestHeaders as u32, headers);
+            st.contexts.push(id);
+        }
+        let (root, create) = (self.root, self.exports.context_create.clone());
+        self.guard("proxy_on_context_create", |s| create.call(s, (id, root)))?;
+        self.stream = Some(id);
+        let f = self.exports.request_headers.clone();
+        let raw = self.guard("proxy_on_request_headers", |s| {
+            f.call(s, (id, n, u32::from(end_of_stream)))
+        })?;
+        let st = self.store.data();
+        Ok(RequestResult {
+            action: Action::from_raw(raw)?,
+            headers_after: st
+                .maps
+                .get(&(MapType::HttpRequestHeaders as u32))
+                .cloned()
+                .unwrap_or_default(),
+            local_response: st.local_response.clone(),
+        })
+    }
+
+    /// Sends a request body chunk on the open stream; returns the action.
+    pub fn request_body(
+        &mut self,
+        body: &[u8],
+        end_of_stream: bool,
+    ) -> Result<Action, HarnessError> {
+        let f = self.exports.request_body.clone();
+        self.body_call(
+            "proxy_on_request_body",
+            f,
+            BufferType::HttpRequestBody,
+            body,
+            end_of_stream,
+        )
+    }
+
+    /// Sends request trailers on the open stream; returns the action.
+    pub fn request_trailers<K: AsRef<[u8]>, V: AsRef<[u8]>>(
+        &mut self,
+        trailers: &[(K, V)],
+    ) -> Result<Action, HarnessError> {
+        let f = self.exports.request_trailers.clone();
+        self.trailers_call(
+            "proxy_on_request_trailers",
+            f,
+            MapType::HttpRequestTrailers,
+            trailers,
+        )
+    }
+
+    /// Sends response headers (end of stream: true) on the open stream.
+    pub fn response<K: AsRef<[u8]>, V: AsRef<[u8]>>(
+        &mut self,
+        headers: &[(K, V)],
+    ) -> Result<ResponseResult, HarnessError> {
+        let id = self.open_stream()?;
+        let headers = Headers::from_pairs(headers);
+        let n = u32::try_from(headers.0.len()).context("too many headers")?;
+        self.store
+            .data_mut()
+            .maps
+            .insert(MapType::HttpResponseHeaders as u32, headers);
+        let f = self.exports.response_headers.clone();
+        let raw = self.guard("proxy_on_response_headers", |s| f.call(s, (id, n, 1)))?;
+        Ok(ResponseResult {
+            action: Action::from_raw(raw)?,
+            headers_after: self
+                .store
+                .data()
+                .maps
+                .get(&(MapType::HttpResponseHeaders as u32))
+                .cloned()
+                .unwrap_or_default(),
+        })
+    }
+
+    /// Sends a response body chunk on the open stream; returns the action.
+    pub fn response_body(
+        &mut self,
+        body: &[u8],
+        end_of_stream: bool,
+    ) -> Result<Action, HarnessError> {
+        let f = self.exports.response_body.clone();
+        self.body_call(
+            "proxy_on_response_body",
+            f,
+            BufferType::HttpResponseBody,
+            body,
+            end_of_stream,
+        )
+    }
+
+    /// Sends response trailers on the open stream; returns the action.
+    pub fn response_trailers<K: AsRef<[u8]>, V: AsRef<[u8]>>(
+        &mut self,
+        trailers: &[(K, V)],
+    ) -> Result<Action, HarnessError> {
+        let f = self.exports.response_trailers.clone();
+        self.trailers_call(
+            "proxy_on_response_trailers",
+            f,
+            MapType::HttpResponseTrailers,
+            trailers,
+        )
+    }
+
+    /// Ends the open stream as Envoy does: `proxy_on_done`, `proxy_on_log`, `proxy_on_delete`.
+    pub fn finish(&mut self) -> Result<(), HarnessError> {
+        let Some(id) = self.stream.take() else {
+            return Ok(());
+        };
+        let (done, log, delete) = (
+            self.exports.done.clone(),
+            self.exports.log.clone(),
+            self.exports.delete.clone(),
+        );
+        self.guard("proxy_on_done", |s| done.call(s, id))?;
+        self.guard("proxy_on_log", |s| log.call(s, id))?;
+        self.guard("proxy_on_delete", |s| delete.call(s, id))?;
+        self.store.data_mut().contexts.retain(|c| *c != id);
+        Ok(())
+    }
+
+    /// Everything the filter logged so far.
+    pub fn logs(&self) -> &[LogEntry] {
+        &self.store.data().logs
+    }
+
+    /// Forgets the logs collected so far.
+    pub fn clear_logs(&mut self) {
+        self.store.data_mut().logs.clear();
+    }
+
+    /// The value of a metric the filter defined, by name.
+    pub fn metric(&self, name: &str) -> Option<u64> {
+        self.store
+            .data()
+            .metrics
+            .iter()
+            .find(|m| m.name == name)
+            .map(|m| m.value)
+    }
+
+    /// Every metric the filter defined.
+    pub fn metrics(&self) -> &[Metric] {
+        &self.store.data().metrics
+    }
+
+    /// Size of the module's linear memory in 64 KiB pages.
+    pub fn memory_pages(&self) -> u64 {
+        self.memory.size(&self.store)
+    }
+
+    /// What the guest wrote to stdout and stderr.
+    pub fn guest_output(&self) -> String {
+        String::from_utf8_lossy(&self.store.data().output.contents()).into_owned()
+    }
+
+    /// Number of host calls the guest made so far.
+    pub fn host_calls(&self) -> u64 {
+        self.store.data().host_calls
+    }
+
+    /// The tick period the filter asked for (0: none).
+    pub fn tick_period_ms(&self) -> u32 {
+        self.store.data().tick_period_ms
+    }
+
+    /// Which module this filter runs (`$MESH_WASM` or the default build output).
+    pub fn module_path() -> anyhow::Result<PathBuf> {
+        Ok(compiled()?.path.clone())
+    }
+
+    fn open_stream(&self) -> Result<u32, HarnessError> {
+        match self.stream {
+            Some(id) => Ok(id),
+            None => Err(anyhow!("no open stream: send request headers first").into()),
+        }
+    }
+
+    fn body_call(
+        &mut self,
+        call: &str,
+        f: TypedFunc<(u32, u32, u32), u32>,
+        buffer: BufferType,
+        body: &[u8],
+        end_of_stream: bool,
+    ) -> Result<Action, HarnessError> {
+        let id = self.open_stream()?;
+        let len = u32::try_from(body.len()).context("body too large")?;
+        self.store
+            .data_mut()
+            .buffers
+            .insert(buffer as u32, body.to_vec());
+        let raw = self.guard(call, |s| f.call(s, (id, len, u32::from(end_of_stream))))?;
+        Ok(Action::from_raw(raw)?)
+    }
+
+    fn trailers_call<K: AsRef<[u8]>, V: AsRef<[u8]>>(
+        &mut self,
+        call: &str,
+        f: TypedFunc<(u32, u32), u32>,
+        map: MapType,
+        trailers: &[(K, V)],
+    ) -> Result<Action, HarnessError> {
+        let id = self.open_stream()?;
+        let n = u32::try_from(trailers.len()).context("too many trailers")?;
+        self.store
+            .data_mut()
+            .maps
+            .insert(map as u32, Headers::from_pairs(trailers));
+        let raw = self.guard(call, |s| f.call(s, (id, n)))?;
+        Ok(Action::from_raw(raw)?)
+    }
+
+    /// Runs one guest entry point: a trap poisons the VM; host-call failures become errors.
+    fn guard<R>(
+        &mut self,
+        call: &str,
+        f: impl FnOnce(&mut Store<HostState>) -> wasmtime::Result<R>,
+    ) -> Result<R, HarnessError> {
+        if let Some(p) = &self.poisoned {
+            return Err(anyhow!("the VM trapped earlier ({p}); it cannot be used").into());
+        }
+        self.store.data_mut().failures.clear();
+        match f(&mut self.store) {
+            Ok(r) => {
+                let failures = std::mem::take(&mut self.store.data_mut().failures);
+                if failures.is_empty() {
+                    Ok(r)
+                } else {
+                    Err(HarnessError::HostCalls {
+                        call: call.to_owned(),
+                        failures,
+                    })
+                }
+            }
+            Err(e) => {
+                self.poisoned = Some(call.to_owned());
+                Err(HarnessError::Trap {
+                    call: call.to_owned(),
+                    message: format!("{e:?}"),
+                    output: self.guest_output(),
+                    failures: std::mem::take(&mut self.store.data_mut().failures),
+                })
+            }
+        }
+    }
+}
+
+impl Exports {
+    fn get(instance: &Instance, store: &mut Store<HostState>) -> anyhow::Result<Self> {
+        macro_rules! f {
+            ($name:literal) => {
+                instance
+                    .get_typed_func(&mut *store, $name)
+                    .map_err(|e| anyhow::Error::from(e).context(format!("export `{}`", $name)))?
+            };
+        }
+        Ok(Exports {
+            context_create: f!("proxy_on_context_create"),
+            vm_start: f!("proxy_on_vm_start"),
+            configure: f!("proxy_on_configure"),
+            request_headers: f!("proxy_on_request_headers"),
+            request_body: f!("proxy_on_request_body"),
+            request_trailers: f!("proxy_on_request_trailers"),
+            response_headers: f!("proxy_on_response_headers"),
+            response_body: f!("proxy_on_response_body"),
+            response_trailers: f!("proxy_on_response_trailers"),
+            done: f!("proxy_on_done"),
+            log: f!("proxy_on_log"),
+            delete: f!("proxy_on_delete"),
+        })
+    }
+}
+
+impl Action {
+    fn from_raw(raw: u32) -> anyhow::Result<Action> {
+        match raw {
+            0 => Ok(Action::Continue),
+            1 => Ok(Action::Pause),
+            other => bail!("the filter returned action {other}, which is not in the ABI"),
+        }
+    }
+}
