@@ -142,6 +142,12 @@ pub struct Matrix {
     /// Extra header sets: each entry is a list of `name: value` lines sent together.
     #[serde(default = "no_headers")]
     pub headers: Vec<Vec<String>>,
+    /// A version finding (`tests/conformance/FINDINGS.md`): native Envoy older than this
+    /// version (`1.40`) answers these requests differently, and the filter follows the newer
+    /// behaviour. On older Envoy every request of the matrix must still *differ*, so the finding
+    /// is checked on each version instead of skipped.
+    #[serde(default)]
+    pub envoy_since: Option<String>,
 }
 
 fn default_paths() -> Vec<String> {
@@ -175,12 +181,12 @@ impl Matrix {
                                         ("access-control-request-headers", acrh),
                                     ] {
                                         if let Some(v) = v {
-                                            r = r.header(name, v);
+                                            r = r.header(name, value_bytes(v));
                                         }
                                     }
                                     for line in extra {
                                         let (k, v) = line.split_once(':').unwrap_or((line, ""));
-                                        r = r.header(k.trim(), v.trim());
+                                        r = r.header(k.trim(), value_bytes(v.trim()));
                                     }
                                     out.push(r);
                                 }
@@ -194,6 +200,36 @@ impl Matrix {
     }
 }
 
+/// A matrix value as sent: `bytes:` followed by text with `\xNN` escapes sends those raw
+/// bytes (for non-UTF-8 values); anything else is sent as its UTF-8 text.
+pub fn value_bytes(v: &str) -> Vec<u8> {
+    let Some(rest) = v.strip_prefix("bytes:") else {
+        return v.as_bytes().to_vec();
+    };
+    let mut out = Vec::with_capacity(rest.len());
+    let b = rest.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        let hex = b
+            .get(i + 2..i + 4)
+            .and_then(|h| std::str::from_utf8(h).ok());
+        match (
+            b.get(i..i + 2),
+            hex.and_then(|h| u8::from_str_radix(h, 16).ok()),
+        ) {
+            (Some(br"\x"), Some(byte)) => {
+                out.push(byte);
+                i += 4;
+            }
+            _ => {
+                out.extend_from_slice(b.get(i..i + 1).unwrap_or_default());
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
 impl Case {
     /// Reads a case file.
     pub fn load(path: &Path) -> anyhow::Result<Case> {
@@ -203,9 +239,16 @@ impl Case {
         serde_yaml_ng::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
     }
 
-    /// Every request of every matrix.
-    pub fn requests(&self) -> Vec<Request> {
-        self.requests.iter().flat_map(Matrix::expand).collect()
+    /// Every request of every matrix, with the matrix's `envoy_since`.
+    pub fn requests(&self) -> Vec<(Request, Option<&str>)> {
+        self.requests
+            .iter()
+            .flat_map(|m| {
+                m.expand()
+                    .into_iter()
+                    .map(move |r| (r, m.envoy_since.as_deref()))
+            })
+            .collect()
     }
 }
 
@@ -224,6 +267,23 @@ pub fn case_files() -> Vec<PathBuf> {
     });
     files.sort();
     files
+}
+
+/// A dotted version as numbers (`1.36.2` -> `[1, 36, 2]`); non-numeric parts end it.
+pub fn parse_version(v: &str) -> Vec<u32> {
+    v.split('.').map_while(|p| p.parse().ok()).collect()
+}
+
+/// The native Envoy's version, from `envoy --version` (`.../1.36.2/Clean/RELEASE/...`).
+pub fn envoy_version() -> anyhow::Result<Vec<u32>> {
+    let out = std::process::Command::new(crate::envoy::envoy_binary())
+        .arg("--version")
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.split('/')
+        .map(parse_version)
+        .find(|v| v.len() == 3)
+        .ok_or_else(|| anyhow::anyhow!("no version in `envoy --version`: {text}"))
 }
 
 /// A case's name: its file name without `.yaml`.
@@ -325,6 +385,9 @@ pub struct CaseReport {
     pub comparisons: usize,
     /// Requests that reached an upstream on the native side.
     pub forwarded: usize,
+    /// Requests of `envoy_since` matrices that this (older) Envoy answers differently, as
+    /// the finding records.
+    pub version_findings: usize,
     /// One readable block per differing request.
     pub diffs: Vec<String>,
 }
@@ -338,7 +401,7 @@ pub fn describe(r: &Request) -> String {
         r.host.as_deref().unwrap_or("<none>")
     );
     for (k, v) in &r.headers {
-        let _ = write!(s, " {k}={:?}", String::from_utf8_lossy(v));
+        let _ = write!(s, " {k}=\"{}\"", v.escape_ascii());
     }
     s
 }
@@ -441,15 +504,26 @@ pub fn run_case(path: &Path) -> anyhow::Result<CaseReport> {
         name: name.clone(),
         ..Default::default()
     };
-    for req in case.requests() {
+    let version = envoy_version()?;
+    for (req, since) in case.requests() {
         let n = observe(&native.send(&req));
         let m = observe(&mesh.send(&req));
         report.comparisons += 1;
         if n.upstream.is_some() {
             report.forwarded += 1;
         }
-        if n != m {
-            report.diffs.push(diff_text(&name, &req, &n, &m));
+        let older = since.is_some_and(|v| version < parse_version(v));
+        match (older, n == m) {
+            (false, true) => {}
+            (false, false) => report.diffs.push(diff_text(&name, &req, &n, &m)),
+            (true, false) => report.version_findings += 1,
+            (true, true) => report.diffs.push(format!(
+                "[{name}] {}\n    recorded as a version finding (Envoy < {}), but Envoy {} answers \
+                 like the filter: update the case and FINDINGS.md\n",
+                describe(&req),
+                since.unwrap_or_default(),
+                version.iter().map(u32::to_string).collect::<Vec<_>>().join(".")
+            )),
         }
     }
     Ok(report)
@@ -494,6 +568,10 @@ mod tests {
             ]
         );
         assert_eq!(strip_port("a.com:8080"), "a.com");
+        assert!(parse_version("1.36.2") < parse_version("1.40"));
+        assert!(parse_version("1.40.0") >= parse_version("1.40"));
+        assert_eq!(value_bytes(r"bytes:a\xffb\x4"), b"a\xffb\\x4");
+        assert_eq!(value_bytes(r"a\xff"), br"a\xff");
         assert_eq!(strip_port("[::1]"), "[::1]");
     }
 }

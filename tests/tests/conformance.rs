@@ -19,11 +19,15 @@ fn native_envoy_and_the_filter_agree_on_every_case() {
         match run_case(f) {
             Ok(r) => {
                 eprintln!(
-                    "case {:<28} {:>4} requests ({:>3} forwarded) {:>3} differences",
+                    "case {:<28} {:>4} requests ({:>3} forwarded) {:>3} differences{}",
                     r.name,
                     r.comparisons,
                     r.forwarded,
-                    r.diffs.len()
+                    r.diffs.len(),
+                    match r.version_findings {
+                        0 => String::new(),
+                        n => format!(", {n} version findings confirmed (FINDINGS.md)"),
+                    }
                 );
                 total += r.comparisons;
                 diffs.extend(r.diffs);

@@ -8,7 +8,7 @@
 //! from a disallowed origin is forwarded; routes that answer locally get no CORS at all.
 
 use crate::config::{CorsConfig, OriginMatch};
-use regex::bytes::Regex;
+use regex::bytes::{Regex, RegexBuilder};
 
 /// Request headers a gRPC-Web client sends.
 pub const GRPC_WEB_ALLOW_HEADERS: &[&str] = &[
@@ -194,8 +194,13 @@ fn origin_rule(o: &OriginMatch) -> Result<OriginRule, CorsError> {
         OriginMatch {
             suffix: Some(s), ..
         } => OriginRule::Suffix(s.clone()),
+        // Byte-wise like Envoy's RE2 on header values (checked by the conformance suite): `.`
+        // is any one byte, `\w`/`\d`/`\s` and `(?i)` are ASCII-only, invalid UTF-8 can match.
         OriginMatch { regex: Some(r), .. } => OriginRule::Regex(
-            Regex::new(&format!("^(?:{r})$"))
+            RegexBuilder::new(&format!("^(?:{r})$"))
+                .unicode(false)
+                .size_limit(1 << 20)
+                .build()
                 .map_err(|e| CorsError::BadRegex(r.clone(), e.to_string()))?,
         ),
         _ => OriginRule::Exact("*".to_owned()),
@@ -303,6 +308,30 @@ mod tests {
         assert!(CorsPolicy::compile(Some(&explicit), Some(&host), false)
             .unwrap()
             .is_some());
+    }
+
+    #[test]
+    fn origin_regexes_are_byte_wise_like_envoy() {
+        let re = |r: &str| OriginMatch {
+            regex: Some(r.into()),
+            exact: None,
+            ..exact("")
+        };
+        let p = |r: &str| {
+            CorsPolicy::compile(None, Some(&cfg(vec![re(r)])), false)
+                .unwrap()
+                .unwrap()
+        };
+        let w = p(r"https://\w+\.example\.com");
+        assert!(w.allows(b"https://ab_1.example.com"));
+        assert!(!w.allows("https://é.example.com".as_bytes()));
+        assert!(!p(r"https://app\d\.x").allows("https://app٣.x".as_bytes()));
+        let dot = p(r"https://.\.x");
+        assert!(dot.allows(b"https://\xff.x"));
+        assert!(!dot.allows("https://é.x".as_bytes()));
+        assert!(p("(?i)https://APP").allows(b"https://app"));
+        assert!(p("https://é").allows("https://é".as_bytes()));
+        assert!(p("a|b").allows(b"b") && !p("a|b").allows(b"ab"));
     }
 
     #[test]
