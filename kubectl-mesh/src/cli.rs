@@ -113,9 +113,16 @@ pub struct CheckArgs {
     /// Workloads to check (pod labels); default: those the applied filter selects.
     #[arg(short = 'l', long)]
     pub selector: Option<String>,
-    /// The context used with enable (gateways need no injection label).
+    /// The context used with enable (gateways need no injection label; also inferred from
+    /// the applied EnvoyFilter).
     #[arg(long, value_enum, default_value = "sidecar-inbound")]
     pub envoy_context: Context,
+    /// The --module-url given to enable, for comparing with `-f`.
+    #[arg(long, requires = "module_sha256", value_name = "URL")]
+    pub module_url: Option<String>,
+    /// The --module-sha256 given to enable.
+    #[arg(long, requires = "module_url", value_name = "HEX")]
+    pub module_sha256: Option<String>,
 }
 
 /// Everything that makes the plugin exit non-zero with a message.
@@ -294,32 +301,27 @@ pub async fn run(cli: Cli, out: &mut impl Write) -> Result<Outcome, CliError> {
         Command::Check(args) => {
             let cluster =
                 cluster::connect(cli.kubeconfig.as_deref(), cli.context.as_deref()).await?;
+            // With -f, compare the applied config with the file (same digest enable writes).
             let desired = match &args.file {
                 Some(file) => {
-                    let filter = FilterArgs {
-                        file: file.clone(),
-                        selector: args.selector.clone(),
-                        envoy_context: args.envoy_context,
-                        api: Api::Envoyfilter,
-                        module_url: None,
-                        module_sha256: None,
-                        name: "kubectl-mesh".into(),
-                        gateway_deployment: String::new(),
+                    let cfg = render::load_config(file)?;
+                    let module = match (&args.module_url, &args.module_sha256) {
+                        (Some(url), Some(sha256)) => Module::Remote {
+                            url: url.clone(),
+                            sha256: sha256.clone(),
+                        },
+                        _ => Module::ConfigMap(crate::module::EMBEDDED.to_vec()),
                     };
-                    Some(prepare(ns, &filter)?)
+                    Some((cfg.namespace.clone(), render::config_hash(&cfg, &module)?))
                 }
                 None => None,
             };
             let namespace = ns
                 .map(str::to_owned)
-                .or_else(|| desired.as_ref().map(|(o, _)| o.namespace.clone()))
+                .or_else(|| desired.as_ref().map(|(n, _)| n.clone()))
                 .unwrap_or_else(|| cluster.default_namespace().to_owned());
-            let selector = match (&args.selector, &desired) {
-                (Some(s), _) => s.clone(),
-                (None, Some((o, _))) => selector_text(&o.selector),
-                (None, None) => String::new(),
-            };
-            let hash = desired.map(|(_, r)| r.config_hash);
+            let selector = args.selector.clone().unwrap_or_default();
+            let hash = desired.map(|(_, h)| h);
             let mut input = check::gather(
                 &cluster,
                 &namespace,

@@ -217,16 +217,9 @@ fn module_path() -> String {
     format!("{MODULE_DIR}/{MODULE_FILE}")
 }
 
-/// Renders every object for `cfg`.
-pub fn render(cfg: &MeshConfig, opts: &RenderOptions) -> Result<Rendered, RenderError> {
-    let sidecar = opts.context != Context::Gateway;
-    if sidecar && opts.selector.is_empty() {
-        return Err(RenderError::NoSelector(match opts.context {
-            Context::SidecarInbound => "sidecar-inbound",
-            _ => "sidecar-outbound",
-        }));
-    }
-    let module_id = match &opts.module {
+/// Digest of the config and the module (16 hex digits), checking the module on the way.
+pub fn config_hash(cfg: &MeshConfig, module: &Module) -> Result<String, RenderError> {
+    let module_id = match module {
         Module::ConfigMap(bytes) if bytes.is_empty() => return Err(RenderError::NoModule),
         Module::ConfigMap(bytes) if bytes.len() > CONFIGMAP_LIMIT => {
             return Err(RenderError::ModuleTooLarge { size: bytes.len() })
@@ -240,8 +233,22 @@ pub fn render(cfg: &MeshConfig, opts: &RenderOptions) -> Result<Rendered, Render
         Module::Remote { url, sha256 } => format!("{url}@{}", sha256.to_ascii_lowercase()),
     };
     let filter_json = cfg.to_filter_json();
-    let hash = crate::module::sha256_hex(format!("{module_id}\n{filter_json}").as_bytes())[..16]
-        .to_owned();
+    Ok(
+        crate::module::sha256_hex(format!("{module_id}\n{filter_json}").as_bytes())[..16]
+            .to_owned(),
+    )
+}
+
+/// Renders every object for `cfg`.
+pub fn render(cfg: &MeshConfig, opts: &RenderOptions) -> Result<Rendered, RenderError> {
+    let sidecar = opts.context != Context::Gateway;
+    if sidecar && opts.selector.is_empty() {
+        return Err(RenderError::NoSelector(match opts.context {
+            Context::SidecarInbound => "sidecar-inbound",
+            _ => "sidecar-outbound",
+        }));
+    }
+    let hash = config_hash(cfg, &opts.module)?;
 
     let mut objects = Vec::new();
     let mut pod_annotations = BTreeMap::from([(CONFIG_HASH_ANNOTATION.to_owned(), hash.clone())]);

@@ -447,7 +447,7 @@ async fn check_fails_before_rollout_and_passes_after() {
 
     s.emu.state().advance_rollouts();
     let file = mesh_yaml();
-    let r = run(&s, &["check", "-f", file.to_str().unwrap(), "-l", SERVER]).await;
+    let r = run(&s, &["check", "-f", file.to_str().unwrap()]).await;
     assert_eq!(r.code, 0, "{r:?}");
     for line in [
         "Kubernetes API",
@@ -460,6 +460,22 @@ async fn check_fails_before_rollout_and_passes_after() {
     ] {
         assert!(r.stdout.contains(line), "missing {line:?}: {r:?}");
     }
+    // A file edited since enable is reported (a warning: the cluster still works).
+    let edited = s.kubeconfig.with_file_name("edited.yaml");
+    std::fs::write(
+        &edited,
+        std::fs::read_to_string(&file)
+            .unwrap()
+            .replace("maxAge: 1728", "maxAge: 60"),
+    )
+    .unwrap();
+    let r = run(&s, &["check", "-f", edited.to_str().unwrap()]).await;
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stdout
+            .contains("[warn] applied config matches the given file"),
+        "{r:?}"
+    );
     let r = run(&s, &["check", "-o", "json"]).await;
     assert_eq!(r.code, 0, "{r:?}");
     let v: Value = serde_json::from_str(&r.stdout).unwrap();
