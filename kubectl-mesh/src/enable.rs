@@ -19,18 +19,26 @@ pub enum EnableError {
     #[error(transparent)]
     Plan(#[from] PlanError),
     /// An action failed after others had succeeded.
-    #[error("{cause}\napplied:\n{}\nnot applied:\n{}\nfix the cause and run the same command again: it continues where it stopped", list(.applied), list(.not_applied))]
+    #[error("{cause}\napplied:\n{}{}\nnot applied:\n{}\nfix the cause and run the same command again: it continues where it stopped", list(.applied), unknown_list(.unknown), list(.not_applied))]
     Partial {
         /// The failure.
         cause: ClusterError,
         /// Actions that took effect.
         applied: Vec<String>,
-        /// Actions that did not (the failed one first).
+        /// The action whose answer was lost with the connection: the server may have applied it.
+        unknown: Option<String>,
+        /// Actions that did not take effect.
         not_applied: Vec<String>,
     },
     /// `--wait` ran out of time.
     #[error("timed out after {0}s waiting for pods with istio-proxy: {1}\n  fix: inspect with kubectl get pods and kubectl mesh check")]
     Timeout(u64, String),
+}
+
+fn unknown_list(item: &Option<String>) -> String {
+    item.as_ref()
+        .map(|i| format!("\nunknown (the connection was lost before the answer; a rerun checks it):\n  - {i}"))
+        .unwrap_or_default()
 }
 
 fn list(items: &[String]) -> String {
@@ -141,10 +149,15 @@ pub async fn execute(
     let mut applied = Vec::new();
     for (i, action) in actions.iter().enumerate() {
         if let Err(cause) = run_action(cluster, action).await {
+            // Without an answer the request may still have reached the server, so that one
+            // action is reported as unknown rather than claimed either way.
+            let lost = matches!(cause, ClusterError::Unreachable { .. });
+            let rest = if lost { i + 1 } else { i };
             return Err(EnableError::Partial {
                 cause,
                 applied,
-                not_applied: actions[i..].iter().map(ToString::to_string).collect(),
+                unknown: lost.then(|| action.to_string()),
+                not_applied: actions[rest..].iter().map(ToString::to_string).collect(),
             });
         }
         let _ = writeln!(out, "  done: {action}");

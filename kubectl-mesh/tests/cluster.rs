@@ -289,15 +289,66 @@ async fn dropped_connection_mid_way_is_reported_and_rerun_finishes() {
         r.stderr.contains("cannot reach the Kubernetes API"),
         "{r:?}"
     );
-    let not_applied = r.stderr.split("not applied:").nth(1).unwrap();
+    let unknown = r
+        .stderr
+        .split("unknown (the connection was lost")
+        .nth(1)
+        .unwrap();
+    let unknown = unknown.split("not applied:").next().unwrap();
+    assert!(unknown.contains("Deployment digimon/server"), "{r:?}");
     assert!(
-        not_applied.contains("Deployment digimon/server") && !not_applied.contains("EnvoyFilter"),
+        r.stderr
+            .split("\napplied:\n")
+            .nth(1)
+            .unwrap()
+            .starts_with("  - namespace digimon"),
         "{r:?}"
+    );
+    assert!(
+        server_annotations(&s)
+            .get("kubectl-mesh/config-hash")
+            .is_none(),
+        "dropped before the server acted"
     );
     s.emu.state().drop_connection.clear();
     let r = run(&s, &enable_args(&[])).await;
     assert_eq!(r.code, 0, "{r:?}");
     assert!(r.stdout.contains("applying 1 changes"), "{r:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answer_lost_after_the_server_acted_is_reported_as_unknown_and_rerun_confirms() {
+    let s = digimon(json!({})).await;
+    s.emu
+        .state()
+        .drop_response
+        .push(("envoyfilters".into(), "kubectl-mesh".into()));
+    let r = run(&s, &enable_args(&[])).await;
+    assert_ne!(r.code, 0, "{r:?}");
+    assert!(r.stderr.contains("unknown (the connection was lost before the answer; a rerun checks it):\n  - EnvoyFilter digimon/kubectl-mesh"), "{r:?}");
+    let not_applied = r.stderr.split("not applied:").nth(1).unwrap();
+    assert!(
+        not_applied.contains("Deployment digimon/server") && !not_applied.contains("EnvoyFilter"),
+        "{r:?}"
+    );
+    assert!(
+        live(
+            &s,
+            "apis/networking.istio.io/v1alpha3",
+            "envoyfilters",
+            "digimon",
+            "kubectl-mesh"
+        )
+        .is_some(),
+        "the server did act"
+    );
+    s.emu.state().drop_response.clear();
+    let r = run(&s, &enable_args(&[])).await;
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stdout.contains("applying 1 changes") && r.stdout.contains("Deployment digimon/server"),
+        "the rerun sees the filter is there: {r:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -88,6 +88,9 @@ pub struct State {
     pub forbidden: Vec<(String, String)>,
     /// Writes to these `(plural, name or "*")` get the connection closed without an answer.
     pub drop_connection: Vec<(String, String)>,
+    /// Writes to these `(plural, name or "*")` are carried out, then the connection is closed
+    /// before the answer (the client cannot know whether they happened).
+    pub drop_response: Vec<(String, String)>,
     /// Every request: `METHOD path?query`.
     pub log: Vec<String>,
     /// Field managers seen on apply, by `plural/namespace/name`.
@@ -279,6 +282,7 @@ impl Emulator {
             objects: BTreeMap::new(),
             forbidden: Vec::new(),
             drop_connection: Vec::new(),
+            drop_response: Vec::new(),
             log: Vec::new(),
             managers: BTreeMap::new(),
             rv: 100,
@@ -376,7 +380,16 @@ async fn handle(state: Arc<Mutex<State>>, req: Request<Incoming>) -> Result<Repl
         .unwrap_or_default();
     let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
     st.log.push(format!("{method} /{path}"));
-    route(&mut st, &method, &path, &query, &content_type, &body)
+    let answer = route(&mut st, &method, &path, &query, &content_type, &body);
+    let lose_answer = method != Method::GET
+        && st.drop_response.iter().any(|(p, n)| {
+            let parts: Vec<&str> = path.split('/').collect();
+            parts.iter().any(|x| x == p) && (n == "*" || parts.last() == Some(&n.as_str()))
+        });
+    if lose_answer {
+        return Err(Dropped);
+    }
+    answer
 }
 
 fn decode(s: &str) -> String {
