@@ -549,6 +549,15 @@ mod tests {
     }
 
     #[test]
+    fn findings_md_lists_every_normalization() {
+        let path = crate::workspace_root().join("tests/conformance/FINDINGS.md");
+        let text = std::fs::read_to_string(path).unwrap();
+        for (what, _, _) in NORMALIZATIONS {
+            assert!(text.contains(what), "FINDINGS.md does not list `{what}`");
+        }
+    }
+
+    #[test]
     fn normalizes_only_the_listed_things() {
         let resp = Response {
             status: 200,
