@@ -167,7 +167,8 @@ fn strict(schema: &mut Value) {
     }
 }
 
-fn crd_validator(kind: &str, version: &str) -> jsonschema::Validator {
+/// The `openAPIV3Schema` of a CRD version from Istio's generated CRDs.
+fn crd_schema(kind: &str, version: &str) -> (String, Value) {
     let path = manifest().join("../../shared/schemas/istio/crd-all.gen.yaml");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     for doc in serde_yaml_ng::Deserializer::from_str(&text) {
@@ -177,19 +178,101 @@ fn crd_validator(kind: &str, version: &str) -> jsonschema::Validator {
         }
         for v in crd["spec"]["versions"].as_array().unwrap() {
             if v["name"] == version {
-                let mut schema = v["schema"]["openAPIV3Schema"].clone();
-                strict(&mut schema);
-                // The CRD schema omits the fields every object has.
-                let props = schema["properties"].as_object_mut().unwrap();
-                props.insert("apiVersion".into(), json!({ "enum": [format!("{}/{version}", crd["spec"]["group"].as_str().unwrap())] }));
-                props.insert("kind".into(), json!({ "enum": [kind] }));
-                props.insert("metadata".into(), json!({ "type": "object" }));
-                schema["required"] = json!(["apiVersion", "kind", "metadata", "spec"]);
-                return jsonschema::draft4::new(&schema).unwrap();
+                let group = crd["spec"]["group"].as_str().unwrap().to_owned();
+                return (group, v["schema"]["openAPIV3Schema"].clone());
             }
         }
     }
     panic!("no CRD for {kind} {version}");
+}
+
+fn crd_validator(kind: &str, version: &str) -> jsonschema::Validator {
+    let (group, mut schema) = crd_schema(kind, version);
+    strict(&mut schema);
+    // The CRD schema omits the fields every object has.
+    let props = schema["properties"].as_object_mut().unwrap();
+    props.insert(
+        "apiVersion".into(),
+        json!({ "enum": [format!("{group}/{version}")] }),
+    );
+    props.insert("kind".into(), json!({ "enum": [kind] }));
+    props.insert("metadata".into(), json!({ "type": "object" }));
+    schema["required"] = json!(["apiVersion", "kind", "metadata", "spec"]);
+    jsonschema::draft4::new(&schema).unwrap()
+}
+
+/// The CEL rules (`x-kubernetes-validations`) these CRDs use, evaluated in Rust. `None` for a
+/// rule this table does not know: the test then fails, so a new rule cannot slip by unchecked.
+fn cel(rule: &str, v: &Value) -> Option<bool> {
+    let has = |k: &str| u8::from(v.get(k).is_some());
+    let text = v.as_str().unwrap_or("");
+    let keys = || v.as_object().into_iter().flat_map(|m| m.keys());
+    let compact: String = rule.split_whitespace().collect();
+    Some(match compact.as_str() {
+        "(has(self.workloadSelector)?1:0)+(has(self.targetRefs)?1:0)<=1" => {
+            has("workloadSelector") + has("targetRefs") <= 1
+        }
+        "(has(self.selector)?1:0)+(has(self.targetRef)?1:0)+(has(self.targetRefs)?1:0)<=1" => {
+            has("selector") + has("targetRef") + has("targetRefs") <= 1
+        }
+        "(has(self.selector)?1:0)+(has(self.targetRefs)?1:0)<=1" => {
+            has("selector") + has("targetRefs") <= 1
+        }
+        "has(self.wasm)!=has(self.lua)" => has("wasm") != has("lua"),
+        r#"has(self.context)?((self.context=="WAYPOINT")?has(self.waypoint):!has(self.waypoint)):!has(self.waypoint)"# => {
+            if v["context"] == "WAYPOINT" {
+                has("waypoint") == 1
+            } else {
+                has("waypoint") == 0
+            }
+        }
+        r#"!self.contains("*")"# => !text.contains('*'),
+        r#"self.all(key,!key.contains("*"))"# => keys().all(|k| !k.contains('*')),
+        "self.all(key,key.size()!=0)" => keys().all(|k| !k.is_empty()),
+        "self.size()==0" => text.is_empty(),
+        "0<self&&self<=65535" => v.as_u64().is_some_and(|p| (1..=65535).contains(&p)),
+        r if r.contains("url(self).getScheme()") => match text.split_once("://") {
+            Some((scheme, _)) => ["http", "https", "file", "oci"].contains(&scheme),
+            None => true,
+        },
+        _ => return None,
+    })
+}
+
+/// Walks schema and instance together and evaluates every CEL rule on the parts present.
+fn cel_errors(schema: &Value, inst: &Value, path: &str, errors: &mut Vec<String>) {
+    for r in schema["x-kubernetes-validations"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        let rule = r["rule"].as_str().unwrap();
+        match cel(rule, inst) {
+            Some(true) => {}
+            Some(false) => errors.push(format!("{path}: {}", r["message"])),
+            None => errors.push(format!("{path}: CEL rule not handled by this test: {rule}")),
+        }
+    }
+    let props = schema["properties"].as_object();
+    if let Some(obj) = inst.as_object() {
+        for (k, v) in obj {
+            match props.and_then(|p| p.get(k)) {
+                Some(s) => cel_errors(s, v, &format!("{path}.{k}"), errors),
+                None if schema["additionalProperties"].is_object() => cel_errors(
+                    &schema["additionalProperties"],
+                    v,
+                    &format!("{path}.{k}"),
+                    errors,
+                ),
+                None => {}
+            }
+        }
+    }
+    if let Some(items) = inst.as_array() {
+        for (i, v) in items.iter().enumerate() {
+            cel_errors(&schema["items"], v, &format!("{path}[{i}]"), errors);
+        }
+    }
 }
 
 fn schema_errors(obj: &Value) -> Vec<String> {
@@ -200,10 +283,12 @@ fn schema_errors(obj: &Value) -> Vec<String> {
         .rsplit('/')
         .next()
         .unwrap();
-    crd_validator(kind, version)
+    let mut errors: Vec<String> = crd_validator(kind, version)
         .iter_errors(obj)
         .map(|e| format!("{} at {}", e, e.instance_path()))
-        .collect()
+        .collect();
+    cel_errors(&crd_schema(kind, version).1, obj, "", &mut errors);
+    errors
 }
 
 #[test]
@@ -248,6 +333,33 @@ fn schema_validation_catches_mistakes() {
     let mut bad_sha = r.objects[1].clone();
     bad_sha["spec"]["sha256"] = json!("XYZ");
     assert!(!schema_errors(&bad_sha).is_empty());
+    // CEL rules (x-kubernetes-validations) are checked too.
+    let mut bad_url = r.objects[1].clone();
+    bad_url["spec"]["url"] = json!("ftp://example.com/m.wasm");
+    assert_eq!(
+        schema_errors(&bad_url).len(),
+        1,
+        "{:?}",
+        schema_errors(&bad_url)
+    );
+    let mut wildcard = good.clone();
+    wildcard["spec"]["workloadSelector"]["labels"]["app"] = json!("*");
+    assert!(
+        schema_errors(&wildcard)
+            .iter()
+            .any(|e| e.contains("wildcard")),
+        "{:?}",
+        schema_errors(&wildcard)
+    );
+    let mut both = good;
+    both["spec"]["targetRefs"] = json!([{ "kind": "Service", "name": "x" }]);
+    assert!(
+        schema_errors(&both)
+            .iter()
+            .any(|e| e.contains("only one of")),
+        "{:?}",
+        schema_errors(&both)
+    );
 }
 
 // ---- core objects via k8s-openapi -----------------------------------------------------------
