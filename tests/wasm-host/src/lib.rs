@@ -8,6 +8,9 @@
 pub mod abi;
 mod host;
 
+/// The wasmtime this harness runs on (tests build small modules with it).
+pub use wasmtime;
+
 use abi::{Action, BufferType, LogLevel, MapType};
 use anyhow::{anyhow, bail, Context as _};
 use std::collections::BTreeMap;
@@ -544,6 +547,12 @@ impl Filter {
         self.guard("proxy_on_delete", |s| delete.call(s, id))?;
         self.store.data_mut().contexts.retain(|c| *c != id);
         Ok(())
+    }
+
+    /// Forgets the open stream without ending it (no done/log/delete), as a host that leaks
+    /// contexts would: the memory test uses it to show that its check can fail.
+    pub fn abandon_stream(&mut self) {
+        self.stream = None;
     }
 
     /// Everything the filter logged so far.

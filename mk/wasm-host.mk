@@ -1,0 +1,18 @@
+# The filter in wasmtime (tests/wasm-host): `test-wasm-host` drives the real mesh_filter.wasm
+# ($(MESH_WASM)) through a proxy-wasm host of our own; `test-wasm32` runs mesh-core's tests,
+# unit and property, compiled for wasm32-wasip1 inside wasmtime (runner: .cargo/config.toml);
+# `test-properties` runs the property tests natively too.
+.PHONY: test-wasm-host test-wasm32 test-properties
+test-wasm-host: wasm
+	@mkdir -p $(TEST_LOG_DIR)
+	$(CARGO) test -p mesh-wasm-host 2>&1 | tee $(TEST_LOG_DIR)/wasm-host.log; exit $${PIPESTATUS[0]}
+
+test-wasm32: .wasm-target.ok
+	@mkdir -p $(TEST_LOG_DIR)
+	$(CARGO) test -p mesh-core --target wasm32-wasip1 2>&1 | tee $(TEST_LOG_DIR)/wasm32.log; exit $${PIPESTATUS[0]}
+
+test-properties:
+	@mkdir -p $(TEST_LOG_DIR)
+	$(CARGO) test -p mesh-core --test properties 2>&1 | tee $(TEST_LOG_DIR)/properties.log; exit $${PIPESTATUS[0]}
+
+TEST_TARGETS += test-wasm-host test-wasm32 test-properties

@@ -1,0 +1,596 @@
+//! Routing, header rules, local answers and CORS through the real mesh_filter.wasm.
+
+mod common;
+
+use common::*;
+use mesh_wasm_host::abi::Action;
+use mesh_wasm_host::Filter;
+use serde_json::json;
+
+#[test]
+fn digimon_example_routes_grpc_web_and_the_web_app() {
+    let mut f = Filter::new(&digimon_json()).unwrap();
+    assert!(
+        f.logs()
+            .iter()
+            .any(|l| l.message == "mesh-filter: configured 2 hosts, 2 routes"),
+        "{:?}",
+        f.logs()
+    );
+    let r = f
+        .request(&req(
+            "api.backend.com",
+            "POST",
+            "/digimon.Digimon/Query",
+            &[
+                ("content-type", "application/grpc-web+proto"),
+                ("origin", "http://web.backend.com"),
+            ],
+        ))
+        .unwrap();
+    assert_forward(&r, "outbound|6000||server.digimon.svc.cluster.local");
+    let resp = f
+        .response(&[(":status", "200"), ("grpc-status", "0")])
+        .unwrap();
+    assert_eq!(resp.action, Action::Continue);
+    let h = &resp.headers_after;
+    assert_eq!(
+        h.text("access-control-allow-origin").as_deref(),
+        Some("http://web.backend.com")
+    );
+    assert_eq!(
+        h.text("access-control-allow-credentials").as_deref(),
+        Some("true")
+    );
+    assert_eq!(
+        h.text("access-control-expose-headers").as_deref(),
+        Some("custom-header-1,grpc-status,grpc-message")
+    );
+    assert_eq!(h.text("vary").as_deref(), Some("Origin"));
+
+    let r = f
+        .request(&req("web.backend.com", "GET", "/index.html", &[]))
+        .unwrap();
+    assert_forward(&r, "outbound|8060||web.digimon.svc.cluster.local");
+    let r = f
+        .request(&req("api.backend.com", "GET", "/index.html", &[]))
+        .unwrap();
+    let local = assert_local(&r, 404);
+    assert_eq!(
+        local.headers.text("content-type").as_deref(),
+        Some("application/json")
+    );
+    assert!(local.body_text().contains("not_found"), "{local:?}");
+
+    assert_eq!(f.metric("mesh_filter_routed"), Some(2));
+    assert_eq!(f.metric("mesh_filter_not_found"), Some(1));
+    assert_eq!(f.metric("mesh_filter_host_errors"), Some(0));
+}
+
+#[test]
+fn digimon_preflight_is_answered_locally() {
+    let mut f = Filter::new(&digimon_json()).unwrap();
+    let r = f
+        .request(&req(
+            "api.backend.com",
+            "OPTIONS",
+            "/digimon.Digimon/Query",
+            &[
+                ("origin", "http://web.backend.com"),
+                ("access-control-request-method", "POST"),
+                ("access-control-request-headers", "x-grpc-web,content-type"),
+            ],
+        ))
+        .unwrap();
+    let local = assert_local(&r, 200);
+    let h = &local.headers;
+    assert_eq!(
+        h.text("access-control-allow-origin").as_deref(),
+        Some("http://web.backend.com")
+    );
+    assert_eq!(
+        h.text("access-control-allow-methods").as_deref(),
+        Some("POST,GET,OPTIONS,PUT,DELETE")
+    );
+    let allow = h.text("access-control-allow-headers").unwrap();
+    for name in [
+        "custom-header-1",
+        "x-grpc-web",
+        "x-user-agent",
+        "grpc-timeout",
+    ] {
+        assert!(allow.split(',').any(|n| n == name), "{name} in {allow}");
+    }
+    assert_eq!(h.text("access-control-max-age").as_deref(), Some("1728"));
+    assert_eq!(f.metric("mesh_filter_cors_preflight"), Some(1));
+    assert!(local.body.is_empty());
+}
+
+#[test]
+fn prefix_method_and_header_conditions_pick_the_first_matching_route() {
+    let mut f = features();
+    // GET with x-version: 2 -> users-v2, with the prefix rewritten.
+    let r = f
+        .request(&req(
+            "api.example.com",
+            "GET",
+            "/users/42?x=1",
+            &[("x-version", "2")],
+        ))
+        .unwrap();
+    assert_forward(&r, "outbound|8080||users-v2.shop.svc.corp.local");
+    assert_eq!(
+        r.headers_after.text(":path").as_deref(),
+        Some("/v2/users/42?x=1")
+    );
+    assert_eq!(
+        r.headers_after.text("x-envoy-original-path").as_deref(),
+        Some("/users/42?x=1")
+    );
+    // Wrong method or header value: the next route.
+    for (method, version) in [("POST", "2"), ("GET", "3")] {
+        let r = f
+            .request(&req(
+                "api.example.com",
+                method,
+                "/users/42",
+                &[("x-version", version)],
+            ))
+            .unwrap();
+        assert_forward(&r, "outbound|8080||users.shop.svc.corp.local");
+        assert_eq!(r.headers_after.text(":path").as_deref(), Some("/users/42"));
+    }
+}
+
+#[test]
+fn request_and_response_header_rules_with_templates() {
+    let mut f = features();
+    let r = f
+        .request(&req(
+            "api.example.com",
+            "GET",
+            "/users/7?q=a",
+            &[
+                ("x-internal", "secret"),
+                ("x-internal", "again"),
+                ("x-route", "client"),
+            ],
+        ))
+        .unwrap();
+    let cluster = "outbound|8080||users.shop.svc.corp.local";
+    assert_forward(&r, cluster);
+    let h = &r.headers_after;
+    assert_eq!(h.count("x-internal"), 0, "host rule removes every value");
+    assert_eq!(h.text("x-mesh-host").as_deref(), Some("api"));
+    assert_eq!(
+        h.all("x-route"),
+        vec![&b"client"[..], b"users"],
+        "add appends"
+    );
+    assert_eq!(
+        h.text("x-orig").as_deref(),
+        Some("GET api.example.com/users/7?q=a")
+    );
+
+    let resp = f
+        .response(&[
+            (":status", "200"),
+            ("server", "upstream"),
+            ("cache-control", "max-age=5"),
+        ])
+        .unwrap();
+    let h = &resp.headers_after;
+    assert_eq!(h.count("server"), 0);
+    assert_eq!(h.all("cache-control"), vec![&b"max-age=5"[..], b"no-store"]);
+    assert_eq!(
+        h.text("x-served-by"),
+        Some(format!("users@{cluster}")),
+        "host response rule with ${{route}}@${{cluster}}"
+    );
+    assert_eq!(h.text(":status").as_deref(), Some("200"));
+}
+
+#[test]
+fn exact_path_direct_response_with_rules_and_no_cors() {
+    let mut f = features();
+    let r = f
+        .request(&req(
+            "api.example.com",
+            "GET",
+            "/healthz",
+            &[("origin", "https://app.example.com")],
+        ))
+        .unwrap();
+    let local = assert_local(&r, 200);
+    assert_eq!(local.body, b"ok");
+    assert_eq!(
+        local.headers.text("content-type").as_deref(),
+        Some("text/plain")
+    );
+    assert_eq!(local.headers.text("x-health").as_deref(), Some("health"));
+    assert_eq!(
+        local.headers.text("x-served-by").as_deref(),
+        Some("health@")
+    );
+    assert_eq!(local.headers.count("access-control-allow-origin"), 0);
+    assert_eq!(f.metric("mesh_filter_direct_response"), Some(1));
+    // The exact path does not match longer paths.
+    let r = f
+        .request(&req("api.example.com", "GET", "/healthz/x", &[]))
+        .unwrap();
+    let local = assert_local(&r, 404);
+    assert_eq!(local.body_text(), "nothing here", "custom notFound");
+}
+
+#[test]
+fn regex_route_with_host_rewrite() {
+    let mut f = features();
+    let r = f
+        .request(&req("api.example.com:8080", "GET", "/items/17?full=1", &[]))
+        .unwrap();
+    assert_forward(&r, "outbound|9000||items.catalog.svc.corp.local");
+    assert_eq!(
+        r.headers_after.text(":authority").as_deref(),
+        Some("items.internal")
+    );
+    assert_eq!(
+        r.headers_after.text("x-envoy-original-host").as_deref(),
+        Some("api.example.com:8080")
+    );
+    // The regex must match the whole path.
+    for path in ["/items/17x", "/items/", "/x/items/1"] {
+        let r = f
+            .request(&req("api.example.com", "GET", path, &[]))
+            .unwrap();
+        assert_local(&r, 404);
+    }
+}
+
+#[test]
+fn redirects() {
+    let mut f = features();
+    let r = f
+        .request(&req("api.example.com:8080", "GET", "/old/a/b?q=1", &[]))
+        .unwrap();
+    let local = assert_local(&r, 308);
+    assert_eq!(
+        local.headers.text("location").as_deref(),
+        Some("http://api.example.com:8080/new/a/b?q=1")
+    );
+    let r = f
+        .request(&req("api.example.com:8080", "GET", "/login?next=/x", &[]))
+        .unwrap();
+    let local = assert_local(&r, 301);
+    assert_eq!(
+        local.headers.text("location").as_deref(),
+        Some("https://api.example.com:8443/login")
+    );
+    assert_eq!(f.metric("mesh_filter_redirect"), Some(2));
+}
+
+#[test]
+fn header_conditions_regex_present_invert_and_prefix() {
+    let mut f = features();
+    let beta = "outbound|80|beta|beta.shop.svc.corp.local";
+    let ok = [("cookie", "a=1; beta=1; z=2"), ("x-tier", "gold-plus")];
+    let r = f
+        .request(&req("api.example.com", "GET", "/beta/x", &ok))
+        .unwrap();
+    assert_forward(&r, beta);
+    let cases: [&[(&str, &str)]; 4] = [
+        &[("x-tier", "gold")],
+        &[("cookie", "beta=2"), ("x-tier", "gold")],
+        &[("cookie", "beta=1"), ("x-tier", "silver")],
+        &[("cookie", "beta=1"), ("x-tier", "gold"), ("x-block", "")],
+    ];
+    for extra in cases {
+        let r = f
+            .request(&req("api.example.com", "GET", "/beta/x", extra))
+            .unwrap();
+        assert_local(&r, 404);
+    }
+}
+
+#[test]
+fn host_matching_exact_wildcards_ports_case_dot_and_ip_literals() {
+    let mut f = features();
+    let api = "outbound|8080||users.shop.svc.corp.local";
+    for authority in [
+        "api.example.com",
+        "API.Example.COM",
+        "api.example.com.",
+        "api.example.com:443",
+        "Api.Example.Com.:8080",
+        "[::1]",
+        "[::1]:8080",
+        "10.0.0.1",
+        "10.0.0.1:80",
+    ] {
+        let r = f.request(&req(authority, "GET", "/users/1", &[])).unwrap();
+        assert_forward(&r, api);
+        assert_eq!(
+            r.headers_after.text(":authority").as_deref(),
+            Some(authority),
+            "the authority itself is not rewritten"
+        );
+    }
+    for (authority, cluster) in [
+        ("shop.example.com", "outbound|80||wild.shop.svc.corp.local"),
+        ("a.b.example.com:9", "outbound|80||wild.shop.svc.corp.local"),
+        ("x.eu.example.com", "deep"),
+        ("X.EU.EXAMPLE.COM.", "deep"),
+        ("[2001:db8::1]", "v6"),
+        ("[2001:DB8::1]:443", "v6"),
+    ] {
+        let r = f.request(&req(authority, "GET", "/", &[])).unwrap();
+        assert_forward(&r, cluster);
+    }
+    for authority in [
+        "example.com",
+        "eu.example.com.evil.net",
+        "2001:db8::1",
+        "api.example.com:https",
+        "",
+        ":",
+        "[",
+        "api.example.com..",
+    ] {
+        let r = f.request(&req(authority, "GET", "/users/1", &[])).unwrap();
+        assert_local(&r, 404);
+    }
+}
+
+#[test]
+fn catch_all_host_takes_requests_without_authority() {
+    let mut f = Filter::new(&config(json!([
+        {"domains": ["a.test"], "routes": [{"to": {"cluster": "a"}}]},
+        {"domains": ["*"], "routes": [{"to": {"cluster": "any"}}]}
+    ])))
+    .unwrap();
+    let r = f.request(&[(":method", "GET"), (":path", "/")]).unwrap();
+    assert_forward(&r, "any");
+    let r = f.request(&req("A.TEST", "GET", "/", &[])).unwrap();
+    assert_forward(&r, "a");
+    let r = f.request(&req("\u{e9}.test", "GET", "/", &[])).unwrap();
+    assert_forward(&r, "any");
+}
+
+#[test]
+fn cors_host_policy_preflight_actual_and_disallowed_origins() {
+    let mut f = features();
+    let users = "outbound|8080||users.shop.svc.corp.local";
+    for origin in [
+        "https://app.example.com",
+        "https://shop.partner.org",
+        "https://dev12.example.com",
+    ] {
+        let r = f
+            .request(&req(
+                "api.example.com",
+                "OPTIONS",
+                "/users/1",
+                &[
+                    ("origin", origin),
+                    ("access-control-request-method", "POST"),
+                ],
+            ))
+            .unwrap();
+        let local = assert_local(&r, 200);
+        let h = &local.headers;
+        assert_eq!(
+            h.text("access-control-allow-origin").as_deref(),
+            Some(origin)
+        );
+        assert_eq!(
+            h.text("access-control-allow-credentials").as_deref(),
+            Some("true")
+        );
+        assert_eq!(
+            h.text("access-control-allow-methods").as_deref(),
+            Some("GET,POST")
+        );
+        assert_eq!(
+            h.text("access-control-allow-headers").as_deref(),
+            Some("content-type,x-token")
+        );
+        assert_eq!(h.text("access-control-max-age").as_deref(), Some("600"));
+
+        let r = f
+            .request(&req(
+                "api.example.com",
+                "GET",
+                "/users/1",
+                &[("origin", origin)],
+            ))
+            .unwrap();
+        assert_forward(&r, users);
+        let resp = f.response(&[(":status", "204")]).unwrap();
+        let h = &resp.headers_after;
+        assert_eq!(
+            h.text("access-control-allow-origin").as_deref(),
+            Some(origin)
+        );
+        assert_eq!(
+            h.text("access-control-expose-headers").as_deref(),
+            Some("x-trace")
+        );
+        assert_eq!(h.all("vary"), vec![&b"Origin"[..]]);
+    }
+    for origin in [
+        "https://evil.example.com",
+        "HTTPS://APP.EXAMPLE.COM",
+        "https://dev.example.com",
+        "https://partner.org.evil",
+    ] {
+        // A disallowed preflight is forwarded untouched; an actual request gets no CORS headers.
+        let r = f
+            .request(&req(
+                "api.example.com",
+                "OPTIONS",
+                "/users/1",
+                &[
+                    ("origin", origin),
+                    ("access-control-request-method", "POST"),
+                ],
+            ))
+            .unwrap();
+        assert_forward(&r, users);
+        let r = f
+            .request(&req(
+                "api.example.com",
+                "GET",
+                "/users/1",
+                &[("origin", origin)],
+            ))
+            .unwrap();
+        assert_forward(&r, users);
+        let resp = f.response(&[(":status", "200")]).unwrap();
+        assert_eq!(
+            resp.headers_after.count("access-control-allow-origin"),
+            0,
+            "{origin}"
+        );
+        assert_eq!(resp.headers_after.count("vary"), 0, "{origin}");
+    }
+    // OPTIONS without Access-Control-Request-Method is not a preflight.
+    let r = f
+        .request(&req(
+            "api.example.com",
+            "OPTIONS",
+            "/users/1",
+            &[("origin", "https://app.example.com")],
+        ))
+        .unwrap();
+    assert_forward(&r, users);
+}
+
+#[test]
+fn cors_route_overrides_any_origin_disabled_and_grpc_web() {
+    let mut f = features();
+    let pre = |f: &mut Filter, path: &str, origin: &str| {
+        f.request(&req(
+            "api.example.com",
+            "OPTIONS",
+            path,
+            &[("origin", origin), ("access-control-request-method", "GET")],
+        ))
+        .unwrap()
+    };
+    // `any: true` on the route, credentials switched off there.
+    let r = pre(&mut f, "/public/x", "https://whoever.test");
+    let local = assert_local(&r, 200);
+    assert_eq!(
+        local.headers.text("access-control-allow-origin").as_deref(),
+        Some("https://whoever.test"),
+        "the origin is echoed, never *"
+    );
+    assert_eq!(local.headers.count("access-control-allow-credentials"), 0);
+    assert_eq!(
+        local
+            .headers
+            .text("access-control-allow-methods")
+            .as_deref(),
+        Some("GET,POST"),
+        "fields the route leaves unset come from the host"
+    );
+    // `enabled: false` on the route: no preflight answer, no headers.
+    let r = pre(&mut f, "/private/x", "https://app.example.com");
+    assert_forward(&r, "outbound|80||private.shop.svc.corp.local");
+    let r = f
+        .request(&req(
+            "api.example.com",
+            "GET",
+            "/private/x",
+            &[("origin", "https://app.example.com")],
+        ))
+        .unwrap();
+    assert!(r.local_response.is_none());
+    let resp = f.response(&[(":status", "200")]).unwrap();
+    assert_eq!(resp.headers_after.count("access-control-allow-origin"), 0);
+    // gRPC-Web adds its headers to the host's lists.
+    let r = pre(&mut f, "/pkg.Svc/Call", "https://app.example.com");
+    let local = assert_local(&r, 200);
+    let allow = local.headers.text("access-control-allow-headers").unwrap();
+    assert!(allow.starts_with("content-type,x-token,"), "{allow}");
+    assert!(allow.contains("x-grpc-web"), "{allow}");
+    let r = f
+        .request(&req(
+            "api.example.com",
+            "POST",
+            "/pkg.Svc/Call",
+            &[("origin", "https://app.example.com")],
+        ))
+        .unwrap();
+    assert_forward(&r, "outbound|6000||grpc.shop.svc.corp.local");
+    let resp = f.response(&[(":status", "200")]).unwrap();
+    assert_eq!(
+        resp.headers_after
+            .text("access-control-expose-headers")
+            .as_deref(),
+        Some("x-trace,grpc-status,grpc-message")
+    );
+}
+
+#[test]
+fn spoofed_upstream_header_is_always_removed() {
+    let mut f = features();
+    let spoof = [
+        (UPSTREAM, "outbound|6000||admin.shop.svc.corp.local"),
+        ("X-Mesh-Upstream", "second"),
+    ];
+    // Routed: replaced by the filter's own single value.
+    let r = f
+        .request(&req("api.example.com", "GET", "/users/1", &spoof))
+        .unwrap();
+    assert_forward(&r, "outbound|8080||users.shop.svc.corp.local");
+    // Not found, direct response, redirect, preflight: none may carry a client's value upstream.
+    for (path, method, status) in [
+        ("/nothing", "GET", 404),
+        ("/healthz", "GET", 200),
+        ("/old/x", "GET", 308),
+    ] {
+        let r = f
+            .request(&req("api.example.com", method, path, &spoof))
+            .unwrap();
+        assert_local(&r, status);
+    }
+    let r = f.request(&req("unknown.test", "GET", "/", &spoof)).unwrap();
+    assert_local(&r, 404);
+    // A disallowed preflight is forwarded: with the filter's value, not the client's.
+    let mut extra = spoof.to_vec();
+    extra.extend([
+        ("origin", "https://evil.test"),
+        ("access-control-request-method", "GET"),
+    ]);
+    let r = f
+        .request(&req("api.example.com", "OPTIONS", "/users/1", &extra))
+        .unwrap();
+    assert_forward(&r, "outbound|8080||users.shop.svc.corp.local");
+}
+
+#[test]
+fn bodies_and_trailers_pass_through() {
+    let mut f = features();
+    let r = f
+        .request_with(
+            mesh_wasm_host::Headers::from_pairs(&req("api.example.com", "POST", "/users/1", &[])),
+            false,
+        )
+        .unwrap();
+    assert_forward(&r, "outbound|8080||users.shop.svc.corp.local");
+    assert_eq!(
+        f.request_body(b"{\"a\":1}", false).unwrap(),
+        Action::Continue
+    );
+    assert_eq!(
+        f.request_trailers(&[("x-t", "1")]).unwrap(),
+        Action::Continue
+    );
+    f.response(&[(":status", "200")]).unwrap();
+    assert_eq!(f.response_body(b"done", false).unwrap(), Action::Continue);
+    assert_eq!(
+        f.response_trailers(&[("grpc-status", "0")]).unwrap(),
+        Action::Continue
+    );
+    f.finish().unwrap();
+}
