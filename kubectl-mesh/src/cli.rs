@@ -286,6 +286,16 @@ pub async fn run(cli: Cli, out: &mut impl Write) -> Result<Outcome, CliError> {
             } else {
                 let _ = writeln!(out, "applying {} changes:", actions.len());
                 enable::execute(&cluster, &actions, out).await?;
+                if !*wait
+                    && actions
+                        .iter()
+                        .any(|a| matches!(a, plan::Action::PatchDeployment { .. }))
+                {
+                    let _ = writeln!(
+                        out,
+                        "pods are rolling: follow with --wait or `kubectl mesh check`"
+                    );
+                }
             }
             if *wait {
                 enable::wait(

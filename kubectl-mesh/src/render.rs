@@ -20,6 +20,8 @@ pub const MANAGER: &str = "kubectl-mesh";
 /// Annotation on the filter object and pod templates: digest of config + module, so a changed
 /// config rolls the pods and `check` can tell whether a workload runs the current one.
 pub const CONFIG_HASH_ANNOTATION: &str = "kubectl-mesh/config-hash";
+/// Annotation on the module ConfigMap: sha256 of the module it holds.
+pub const MODULE_SHA_ANNOTATION: &str = "kubectl-mesh/module-sha256";
 /// Istio's pod annotation adding volumes to the sidecar (JSON array of Volumes).
 pub const USER_VOLUME_ANNOTATION: &str = "sidecar.istio.io/userVolume";
 /// Istio's pod annotation adding mounts to the sidecar (JSON array of VolumeMounts).
@@ -259,9 +261,11 @@ pub fn render(cfg: &MeshConfig, opts: &RenderOptions) -> Result<Rendered, Render
                 name: Some(configmap_name(opts)),
                 namespace: Some(opts.namespace.clone()),
                 labels: Some(labels()),
+                // The module's own digest, not the config hash: editing the config must not
+                // rewrite a 1 MiB ConfigMap.
                 annotations: Some(BTreeMap::from([(
-                    CONFIG_HASH_ANNOTATION.to_owned(),
-                    hash.clone(),
+                    MODULE_SHA_ANNOTATION.to_owned(),
+                    crate::module::sha256_hex(bytes),
                 )])),
                 ..Default::default()
             },

@@ -209,6 +209,43 @@ async fn enable_applies_everything_then_second_run_changes_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edited_config_updates_the_filter_and_rolls_the_pods_only() {
+    let s = digimon(json!({})).await;
+    assert_eq!(run(&s, &enable_args(&[])).await.code, 0);
+    let before = server_annotations(&s)["kubectl-mesh/config-hash"].clone();
+    let edited = s.kubeconfig.with_file_name("edited.yaml");
+    let text = std::fs::read_to_string(mesh_yaml())
+        .unwrap()
+        .replace("maxAge: 1728", "maxAge: 60");
+    std::fs::write(&edited, text).unwrap();
+    let r = run(
+        &s,
+        &["enable", "-f", edited.to_str().unwrap(), "-l", SERVER],
+    )
+    .await;
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stdout.contains("applying 2 changes"),
+        "EnvoyFilter and Deployment, not the module: {r:?}"
+    );
+    assert!(!r.stdout.contains("ConfigMap"), "{r:?}");
+    let ef = live(
+        &s,
+        "apis/networking.istio.io/v1alpha3",
+        "envoyfilters",
+        "digimon",
+        "kubectl-mesh",
+    )
+    .unwrap();
+    let value = ef["spec"]["configPatches"][0]["patch"]["value"]["typed_config"]["config"]
+        ["configuration"]["value"]
+        .as_str()
+        .unwrap();
+    assert!(value.contains("\"maxAge\":60"), "{value}");
+    assert_ne!(server_annotations(&s)["kubectl-mesh/config-hash"], before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dry_run_writes_nothing() {
     let s = digimon(json!({})).await;
     let r = run(&s, &enable_args(&["--dry-run"])).await;
