@@ -60,6 +60,12 @@ test-unit:
 test-envoy: wasm envoy
 	$(CARGO) test -p mesh-tests --test routing 2>&1 | tee $(TEST_LOG_DIR)/envoy.log; exit $${PIPESTATUS[0]}
 
+# Speed and memory live here, never in timed tests: ratios against native Envoy, one run.
+bench: wasm envoy
+	$(CARGO) run --release --quiet -p mesh-tests --bin mesh-bench -- $(BENCH_ROUNDS)
+
+BENCH_ROUNDS ?= 2000
+
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --exclude mesh-filter --all-targets -- -D warnings

@@ -173,3 +173,38 @@ pub fn read_chunked<R: BufRead>(r: &mut R) -> std::io::Result<Vec<u8>> {
         body.extend_from_slice(&chunk);
     }
 }
+
+/// A keep-alive connection, for benchmarks: many requests, one TCP connection.
+pub struct Conn {
+    stream: BufReader<TcpStream>,
+}
+
+impl Conn {
+    /// Connects to 127.0.0.1:`port`.
+    pub fn open(port: u16) -> std::io::Result<Conn> {
+        let s = TcpStream::connect(("127.0.0.1", port))?;
+        s.set_nodelay(true)?;
+        s.set_read_timeout(Some(Duration::from_secs(10)))?;
+        Ok(Conn {
+            stream: BufReader::new(s),
+        })
+    }
+
+    /// Sends `req` (without `connection: close`) and reads the answer.
+    pub fn send(&mut self, req: &Request) -> std::io::Result<Response> {
+        let mut out = format!("{} {} HTTP/1.1\r\n", req.method, req.path).into_bytes();
+        if let Some(h) = &req.host {
+            out.extend_from_slice(format!("host: {h}\r\n").as_bytes());
+        }
+        for (k, v) in &req.headers {
+            out.extend_from_slice(k.as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(v);
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(format!("content-length: {}\r\n\r\n", req.body.len()).as_bytes());
+        out.extend_from_slice(&req.body);
+        self.stream.get_mut().write_all(&out)?;
+        read_response(&mut self.stream)
+    }
+}

@@ -245,6 +245,11 @@ impl Envoy {
             .find_map(|l| l.strip_prefix(&format!("{name}: "))?.trim().parse().ok())
     }
 
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        Some(self.child.id())
+    }
+
     /// Envoy's log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("envoy.log")).unwrap_or_default()

@@ -68,6 +68,7 @@ impl EchoUpstream {
     }
 
     fn serve(&self, conn: TcpStream) {
+        let _ = conn.set_nodelay(true);
         let mut reader = BufReader::new(conn.try_clone().expect("clone"));
         let mut conn = conn;
         loop {
