@@ -387,13 +387,7 @@ pub async fn run(cli: Cli, out: &mut impl Write) -> Result<Outcome, CliError> {
                 .into());
             };
             let mut managed = Vec::new();
-            let kinds = [
-                ("networking.istio.io/v1alpha3", "EnvoyFilter"),
-                ("extensions.istio.io/v1alpha1", "WasmPlugin"),
-                ("extensions.istio.io/v1alpha1", "TrafficExtension"),
-                ("v1", "ConfigMap"),
-            ];
-            for (av, kind) in kinds {
+            for (av, kind) in enable::MANAGED_KINDS {
                 managed.extend(
                     cluster
                         .list_managed(av, kind, &namespace)

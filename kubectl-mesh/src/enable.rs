@@ -6,6 +6,14 @@ use crate::render::Rendered;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
+/// Every kind kubectl-mesh creates (an uninstalled kind lists as empty).
+pub const MANAGED_KINDS: [(&str, &str); 4] = [
+    ("networking.istio.io/v1alpha3", "EnvoyFilter"),
+    ("extensions.istio.io/v1alpha1", "WasmPlugin"),
+    ("extensions.istio.io/v1alpha1", "TrafficExtension"),
+    ("v1", "ConfigMap"),
+];
+
 /// Why `enable`/`disable` stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum EnableError {
@@ -112,10 +120,15 @@ pub async fn observe(
     for o in &desired.objects {
         objects.push(cluster.get_object(o).await?);
     }
+    let mut managed = Vec::new();
+    for (api_version, kind) in MANAGED_KINDS {
+        managed.extend(cluster.list_managed(api_version, kind, namespace).await?);
+    }
     Ok(Observed {
         namespace: cluster.namespace(namespace).await?.unwrap_or_default(),
         objects,
         deployments: cluster.deployments(namespace, selector).await?,
+        managed,
     })
 }
 

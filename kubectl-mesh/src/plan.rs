@@ -145,6 +145,33 @@ pub struct Observed {
     pub objects: Vec<Option<Value>>,
     /// Deployments matching the selector.
     pub deployments: Vec<Deployment>,
+    /// Objects labelled as kubectl-mesh's in the namespace (all kinds it writes).
+    pub managed: Vec<Value>,
+}
+
+fn object_key(o: &Value) -> (String, String) {
+    let s = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+    (s(&o["kind"]), s(&o["metadata"]["name"]))
+}
+
+fn delete_action(o: &Value, namespace: &str) -> Action {
+    let (kind, name) = object_key(o);
+    Action::Delete {
+        api_version: o["apiVersion"].as_str().unwrap_or_default().to_owned(),
+        kind,
+        namespace: namespace.to_owned(),
+        name,
+    }
+}
+
+/// Strategic-merge patch of a pod spec removing the gateway's module volume and mount.
+fn unmount_patch() -> Value {
+    json!({
+        "volumes": [{ "name": VOLUME_NAME, "$patch": "delete" }],
+        "containers": [{ "name": PROXY_CONTAINER, "volumeMounts": [
+            { "mountPath": crate::render::MODULE_DIR, "$patch": "delete" }
+        ]}],
+    })
 }
 
 /// True when every field of `want` is present with the same value in `have` (extra fields in
@@ -246,6 +273,19 @@ pub fn plan_enable(
             });
         }
     }
+    // Objects of this instance that the desired set no longer has (a changed --api or module
+    // delivery): filters go right after the new ones are in place, the ConfigMap at the end,
+    // once no pod template refers to it any more.
+    let wanted: Vec<(String, String)> = desired.objects.iter().map(object_key).collect();
+    let (stale_modules, stale_filters): (Vec<&Value>, Vec<&Value>) = observed
+        .managed
+        .iter()
+        .filter(|o| {
+            let key = object_key(o);
+            desired.owned_names.contains(&key.1) && !wanted.contains(&key)
+        })
+        .partition(|o| o["kind"] == "ConfigMap");
+    actions.extend(stale_filters.iter().map(|o| delete_action(o, namespace)));
     if observed.deployments.is_empty() {
         return Err(PlanError::NoDeployments {
             namespace: namespace.to_owned(),
@@ -268,8 +308,17 @@ pub fn plan_enable(
             .filter(|(k, v)| current.get(*k) != Some(v))
             .map(|(k, v)| (k.clone(), Value::String(v.clone())))
             .collect();
+        // Mounts of a ConfigMap the desired setup no longer uses (switched to --module-url).
+        for key in [USER_VOLUME_ANNOTATION, USER_VOLUME_MOUNT_ANNOTATION] {
+            if !desired.pod_annotations.contains_key(key)
+                && current.get(key).is_some_and(|v| v.contains(VOLUME_NAME))
+            {
+                annotations.insert(key.into(), Value::Null);
+            }
+        }
         let mount_missing = desired.gateway_pod_spec.is_some() && !has_gateway_mount(d);
-        if annotations.is_empty() && !mount_missing && !injection_added {
+        let mount_stale = desired.gateway_pod_spec.is_none() && has_gateway_mount(d);
+        if annotations.is_empty() && !mount_missing && !mount_stale && !injection_added {
             continue;
         }
         let mut summary = Vec::new();
@@ -279,7 +328,10 @@ pub fn plan_enable(
         if mount_missing {
             summary.push("mount the module into istio-proxy");
         }
-        if annotations.is_empty() && !mount_missing {
+        if mount_stale {
+            summary.push("remove the module mount");
+        }
+        if annotations.is_empty() && !mount_missing && !mount_stale {
             // Nothing in the template changes, yet the pods predate injection: restart them.
             annotations.insert(RESTARTED_AT_ANNOTATION.into(), Value::String(now.into()));
             summary.push("restart so sidecars are injected");
@@ -290,6 +342,9 @@ pub fn plan_enable(
         if let (true, Some(spec)) = (mount_missing, &desired.gateway_pod_spec) {
             template["spec"] = serde_json::to_value(spec).unwrap_or_default();
         }
+        if mount_stale {
+            template["spec"] = unmount_patch();
+        }
         actions.push(Action::PatchDeployment {
             namespace: namespace.to_owned(),
             name,
@@ -297,6 +352,7 @@ pub fn plan_enable(
             summary: summary.join(", "),
         });
     }
+    actions.extend(stale_modules.iter().map(|o| delete_action(o, namespace)));
     Ok(actions)
 }
 
@@ -343,12 +399,7 @@ pub fn plan_disable(
         }
         let mut template = json!({ "metadata": { "annotations": remove } });
         if mount {
-            template["spec"] = json!({
-                "volumes": [{ "name": VOLUME_NAME, "$patch": "delete" }],
-                "containers": [{ "name": PROXY_CONTAINER, "volumeMounts": [
-                    { "mountPath": crate::render::MODULE_DIR, "$patch": "delete" }
-                ]}],
-            });
+            template["spec"] = unmount_patch();
         }
         actions.push(Action::PatchDeployment {
             namespace: ns.clone(),
@@ -387,6 +438,14 @@ mod tests {
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
     fn desired(context: Context) -> Rendered {
+        desired_with(
+            context,
+            Api::Envoyfilter,
+            Module::ConfigMap(vec![0, 97, 115, 109]),
+        )
+    }
+
+    fn desired_with(context: Context, api: Api, module: Module) -> Rendered {
         let cfg = crate::render::parse_config(
             "t.yaml",
             "apiVersion: kubectl-mesh/v1alpha1\nkind: MeshConfig\nhosts:\n- domains: ['*']\n  routes:\n  - to: {service: web, port: 80}\n",
@@ -397,8 +456,8 @@ mod tests {
             namespace: "ns".into(),
             selector: BTreeMap::from([("app".into(), "web".into())]),
             context,
-            api: Api::Envoyfilter,
-            module: Module::ConfigMap(vec![0, 97, 115, 109]),
+            api,
+            module,
             gateway_deployment: "gw".into(),
         };
         render(&cfg, &opts).unwrap()
@@ -508,6 +567,7 @@ mod tests {
             namespace: namespace(&[], &[]),
             objects: vec![None; d.objects.len()],
             deployments: vec![deployment(BTreeMap::new())],
+            managed: vec![],
         };
         let plan = plan_enable(&d, "ns", "app=web", &obs, "t0").unwrap();
         assert_eq!(plan.len(), 1 + d.objects.len() + 1, "{plan:#?}");
@@ -524,6 +584,7 @@ mod tests {
             namespace: namespace(&[(REV_LABEL, "canary")], &[]),
             objects: vec![None; d.objects.len()],
             deployments: vec![deployment(BTreeMap::new())],
+            managed: vec![],
         };
         let plan = plan_enable(&d, "ns", "app=web", &obs, "t0").unwrap();
         assert!(
@@ -541,6 +602,7 @@ mod tests {
             namespace: namespace(&[(INJECTION_LABEL, "disabled")], &[]),
             objects: vec![None; d.objects.len()],
             deployments: vec![deployment(BTreeMap::new())],
+            managed: vec![],
         };
         assert!(matches!(
             plan_enable(&d, "ns", "app=web", &obs, "t0"),
@@ -555,6 +617,7 @@ mod tests {
             namespace: namespace(&[], &[]),
             objects: d.objects.iter().cloned().map(Some).collect(),
             deployments: vec![deployment(d.pod_annotations.clone())],
+            managed: vec![],
         };
         let plan = plan_enable(&d, "ns", "app=web", &obs, "2026-01-01T00:00:00Z").unwrap();
         let Action::PatchDeployment { patch, .. } = plan.last().unwrap() else {
@@ -575,6 +638,7 @@ mod tests {
             namespace: namespace(&[(INJECTION_LABEL, "enabled")], &[]),
             objects: vec![Some(d.objects[0].clone()), Some(stale)],
             deployments: vec![deployment(d.pod_annotations.clone())],
+            managed: vec![],
         };
         let plan = plan_enable(&d, "ns", "app=web", &obs, "t").unwrap();
         assert_eq!(plan.len(), 1);
@@ -591,6 +655,7 @@ mod tests {
                 USER_VOLUME_ANNOTATION.to_owned(),
                 r#"[{"name":"certs"}]"#.to_owned(),
             )]))],
+            managed: vec![],
         };
         assert!(matches!(
             plan_enable(&d, "ns", "app=web", &obs, "t"),
@@ -605,6 +670,7 @@ mod tests {
             namespace: namespace(&[(INJECTION_LABEL, "enabled")], &[]),
             objects: vec![None; 2],
             deployments: vec![],
+            managed: vec![],
         };
         let e = plan_enable(&d, "ns", "app=web", &obs, "t").unwrap_err();
         assert!(e.to_string().contains("app=web"), "{e}");
@@ -617,6 +683,7 @@ mod tests {
             namespace: namespace(&[], &[]),
             objects: d.objects.iter().cloned().map(Some).collect(),
             deployments: vec![deployment(d.pod_annotations.clone())],
+            managed: vec![],
         };
         let plan = plan_enable(&d, "ns", "istio=ingressgateway", &obs, "t").unwrap();
         assert_eq!(plan.len(), 1, "gateways get no namespace label: {plan:#?}");
@@ -627,6 +694,60 @@ mod tests {
             patch["spec"]["template"]["spec"]["volumes"][0]["name"],
             VOLUME_NAME
         );
+    }
+
+    #[test]
+    fn switching_api_and_delivery_removes_what_is_no_longer_needed() {
+        let before = desired(Context::SidecarInbound);
+        let remote = Module::Remote {
+            url: "https://x/m.wasm".into(),
+            sha256: "a".repeat(64),
+        };
+        let after = desired_with(Context::SidecarInbound, Api::Wasmplugin, remote);
+        let mut other = before.objects[1].clone();
+        other["metadata"]["name"] = json!("another-instance");
+        let mut managed = before.objects.clone();
+        managed.push(other);
+        let obs = Observed {
+            namespace: namespace(&[(INJECTION_LABEL, "enabled")], &[]),
+            objects: vec![None; after.objects.len()],
+            deployments: vec![deployment(before.pod_annotations.clone())],
+            managed,
+        };
+        let plan = plan_enable(&after, "ns", "app=web", &obs, "t").unwrap();
+        let kinds: Vec<String> = plan
+            .iter()
+            .map(|a| match a {
+                Action::Apply { object, .. } => {
+                    format!("apply {}", object["kind"].as_str().unwrap())
+                }
+                Action::Delete { kind, name, .. } => format!("delete {kind} {name}"),
+                Action::PatchDeployment { .. } => "deployment".into(),
+                Action::PatchNamespace { .. } => "namespace".into(),
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                "apply WasmPlugin",
+                "apply EnvoyFilter",
+                "delete EnvoyFilter kubectl-mesh",
+                "deployment",
+                "delete ConfigMap kubectl-mesh-filter"
+            ],
+            "another instance's objects stay"
+        );
+        let Action::PatchDeployment { patch, .. } = &plan[3] else {
+            panic!()
+        };
+        let ann = &patch["spec"]["template"]["metadata"]["annotations"];
+        assert_eq!(
+            ann[USER_VOLUME_ANNOTATION],
+            Value::Null,
+            "no mount of the deleted ConfigMap: {ann}"
+        );
+        assert_eq!(ann[USER_VOLUME_MOUNT_ANNOTATION], Value::Null);
+        assert!(ann[CONFIG_HASH_ANNOTATION].is_string());
     }
 
     #[test]

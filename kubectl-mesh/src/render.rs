@@ -159,6 +159,9 @@ pub struct Rendered {
     pub gateway_pod_spec: Option<PodSpec>,
     /// Digest of config + module, also in [`CONFIG_HASH_ANNOTATION`].
     pub config_hash: String,
+    /// Every object name this instance (`--name`) may own, so `enable` can delete the ones a
+    /// changed `--api` or module delivery no longer needs, and nothing of another instance.
+    pub owned_names: Vec<String>,
 }
 
 /// Reads and validates a config file; errors name the file and the field.
@@ -340,6 +343,11 @@ pub fn render(cfg: &MeshConfig, opts: &RenderOptions) -> Result<Rendered, Render
         pod_annotations,
         gateway_pod_spec,
         config_hash: hash,
+        owned_names: vec![
+            opts.name.clone(),
+            route_filter_name(opts),
+            configmap_name(opts),
+        ],
     })
 }
 

@@ -246,6 +246,76 @@ async fn an_edited_config_updates_the_filter_and_rolls_the_pods_only() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn switching_to_wasmplugin_and_a_remote_module_removes_the_old_objects() {
+    let s = digimon(json!({})).await;
+    assert_eq!(run(&s, &enable_args(&[])).await.code, 0);
+    let sha = "a".repeat(64);
+    let r = run(
+        &s,
+        &enable_args(&[
+            "--api",
+            "wasmplugin",
+            "--module-url",
+            "https://example.com/m.wasm",
+            "--module-sha256",
+            &sha,
+        ]),
+    )
+    .await;
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(live(
+        &s,
+        "apis/extensions.istio.io/v1alpha1",
+        "wasmplugins",
+        "digimon",
+        "kubectl-mesh"
+    )
+    .is_some());
+    assert!(live(
+        &s,
+        "apis/networking.istio.io/v1alpha3",
+        "envoyfilters",
+        "digimon",
+        "kubectl-mesh-route"
+    )
+    .is_some());
+    assert!(
+        live(
+            &s,
+            "apis/networking.istio.io/v1alpha3",
+            "envoyfilters",
+            "digimon",
+            "kubectl-mesh"
+        )
+        .is_none(),
+        "the filter must not run twice: {r:?}"
+    );
+    assert!(
+        live(&s, "api/v1", "configmaps", "digimon", "kubectl-mesh-filter").is_none(),
+        "{r:?}"
+    );
+    let ann = server_annotations(&s);
+    assert!(
+        ann.get("sidecar.istio.io/userVolume").is_none(),
+        "no mount of a deleted ConfigMap: {ann}"
+    );
+    assert!(run(
+        &s,
+        &enable_args(&[
+            "--api",
+            "wasmplugin",
+            "--module-url",
+            "https://example.com/m.wasm",
+            "--module-sha256",
+            &sha
+        ])
+    )
+    .await
+    .stdout
+    .contains("nothing to change"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dry_run_writes_nothing() {
     let s = digimon(json!({})).await;
     let r = run(&s, &enable_args(&["--dry-run"])).await;
