@@ -2,7 +2,7 @@
 
 use crate::cluster::{Cluster, ClusterError};
 use crate::plan::{parse_version, INJECTION_LABEL, MIN_KUBERNETES, REV_LABEL};
-use crate::render::{CONFIG_HASH_ANNOTATION, MANAGER, PROXY_CONTAINER, VOLUME_NAME};
+use crate::render::{CONFIG_HASH_ANNOTATION, PROXY_CONTAINER, VOLUME_NAME};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use serde::Serialize;
@@ -304,7 +304,7 @@ pub fn evaluate(input: &CheckInput) -> Vec<Check> {
                 format!("sidecar present (0/{b} pods)"),
                 Status::Fail,
                 Some(format!(
-                    "restart it: kubectl rollout restart deployment/{name}"
+                    "pods started before injection was enabled: wait for the rollout (enable --wait) or kubectl rollout restart deployment/{name}"
                 )),
             ),
             (a, b) => check(
@@ -330,15 +330,15 @@ pub fn evaluate(input: &CheckInput) -> Vec<Check> {
                     volume && mount
                 })
             });
+            let hint = if template_annotations.contains_key(CONFIG_HASH_ANNOTATION) {
+                format!("pods started before the mount was set up: wait for the rollout (enable --wait) or kubectl rollout restart deployment/{name}")
+            } else {
+                "run kubectl mesh enable (it sets up the mount and rolls the pods)".to_owned()
+            };
             out.push(if mounted && !w.pods.is_empty() {
                 pass(g, "module mounted")
             } else {
-                check(
-                    g,
-                    "module mounted",
-                    Status::Fail,
-                    Some("run kubectl mesh enable (it sets the mount and restarts pods)".into()),
-                )
+                check(g, "module mounted", Status::Fail, Some(hint))
             });
         }
         let attached = !selector.is_empty()
@@ -350,14 +350,28 @@ pub fn evaluate(input: &CheckInput) -> Vec<Check> {
         } else {
             check(g, "filter attached (selector matches pod labels)", Status::Fail, Some("the filter's selector does not match this workload; enable it with a matching --selector".into()))
         });
-        let current = template_annotations.get(CONFIG_HASH_ANNOTATION);
-        out.push(match (current, &applied_hash) {
-            (Some(c), Some(a)) if c == a => pass(g, "config hash current"),
+        // The template says what enable set; the pods say what is running.
+        let in_template = template_annotations.get(CONFIG_HASH_ANNOTATION);
+        let pods_current = w.pods.iter().all(|p| {
+            p.metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(CONFIG_HASH_ANNOTATION))
+                == applied_hash.as_ref()
+        });
+        out.push(match (in_template, &applied_hash) {
+            (Some(t), Some(a)) if t == a && pods_current && !w.pods.is_empty() => pass(g, "config hash current"),
+            (Some(t), Some(a)) if t == a => check(
+                g,
+                "config hash current",
+                Status::Fail,
+                Some(format!("pods started before the last enable: wait for the rollout (enable --wait) or kubectl rollout restart deployment/{name}")),
+            ),
             _ => check(
                 g,
                 "config hash current",
                 Status::Fail,
-                Some("pods run an older config or module: run kubectl mesh enable".into()),
+                Some("the workload is not set up for the applied config: run kubectl mesh enable".into()),
             ),
         });
     }
@@ -466,9 +480,8 @@ pub fn to_text(checks: &[Check]) -> String {
     let failed = checks.iter().filter(|c| c.status == Status::Fail).count();
     let warned = checks.iter().filter(|c| c.status == Status::Warn).count();
     out.push_str(&format!(
-        "\n{} checks: {} failed, {warned} warnings ({MANAGER})\n",
-        checks.len(),
-        failed
+        "\n{} checks: {failed} failed, {warned} warnings\n",
+        checks.len()
     ));
     out
 }

@@ -415,8 +415,8 @@ pub fn plan_disable(
             .filter(|l| !l.is_empty())
             .map(|l| (l.to_owned(), Value::Null))
             .collect();
-        let names: Vec<&String> = labels.keys().collect();
-        let summary = format!("remove labels kubectl-mesh added: {names:?}");
+        let names: Vec<&str> = labels.keys().map(String::as_str).collect();
+        let summary = format!("remove the labels kubectl-mesh added: {}", names.join(", "));
         actions.push(Action::PatchNamespace {
             namespace: ns,
             patch: json!({ "metadata": {

@@ -599,6 +599,10 @@ async fn check_fails_before_rollout_and_passes_after() {
     let r = run(&s, &["check"]).await;
     assert_ne!(r.code, 0, "pods predate the sidecar: {r:?}");
     assert!(
+        r.stdout.contains("[FAIL] config hash current"),
+        "pods run the old template: {r:?}"
+    );
+    assert!(
         r.stdout.contains("[FAIL] sidecar present (0/1 pods)"),
         "{r:?}"
     );
