@@ -511,6 +511,43 @@ mod tests {
     }
 
     #[test]
+    fn gateway_filter_needs_no_injection_label() {
+        let namespace = Some(Namespace {
+            metadata: ObjectMeta {
+                name: Some("gw".into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        });
+        let filter = serde_json::json!({
+            "kind": "EnvoyFilter",
+            "metadata": { "name": "kubectl-mesh", "annotations": { CONFIG_HASH_ANNOTATION: "h" } },
+            "spec": { "configPatches": [{ "match": { "context": "GATEWAY" } }] },
+        });
+        let base = CheckInput {
+            version: Ok(Some((1, 30))),
+            envoyfilter_served: true,
+            namespace_name: "gw".into(),
+            namespace,
+            ..Default::default()
+        };
+        let sidecar = evaluate(&base);
+        assert!(sidecar
+            .iter()
+            .any(|c| c.name == "sidecar injection enabled" && c.status == Status::Fail));
+        let gateway = evaluate(&CheckInput {
+            managed: vec![filter],
+            ..base
+        });
+        assert!(!gateway
+            .iter()
+            .any(|c| c.name == "sidecar injection enabled"));
+        assert!(gateway
+            .iter()
+            .any(|c| c.name.starts_with("filter object EnvoyFilter") && c.status == Status::Pass));
+    }
+
+    #[test]
     fn old_cluster_and_missing_istio_fail_with_hints() {
         let input = CheckInput {
             version: Ok(Some((1, 15))),

@@ -961,12 +961,65 @@ fn kubectl_discovers_the_plugin() {
         stdout.starts_with(&format!("kubectl-mesh {}", env!("CARGO_PKG_VERSION"))),
         "{stdout}"
     );
+    // kubectl hands every flag to the plugin, even kubectl's own ones before the subcommand.
+    let file = mesh_yaml();
+    let out = std::process::Command::new("kubectl")
+        .args([
+            "mesh",
+            "-n",
+            "istio-system",
+            "-o",
+            "json",
+            "render",
+            "-f",
+            file.to_str().unwrap(),
+            "--envoy-context",
+            "gateway",
+        ])
+        .env("PATH", &path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let list: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(list["items"][1]["metadata"]["namespace"], "istio-system");
     let out = std::process::Command::new("kubectl")
         .args(["plugin", "list"])
         .env("PATH", &path)
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("kubectl-mesh"));
+}
+
+#[test]
+fn config_errors_name_the_file_the_field_and_the_fix() {
+    let dir = std::env::temp_dir().join(format!("kubectl-mesh-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let _cleanup = TempDir(dir.clone());
+    let bad = dir.join("mesh.yaml");
+    let text = std::fs::read_to_string(mesh_yaml())
+        .unwrap()
+        .replace("port: 6000", "port: 0");
+    std::fs::write(&bad, text).unwrap();
+    let out = std::process::Command::new(BIN)
+        .args(["render", "-l", "a=b", "-f"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{}: invalid field `hosts[0].routes[0].to.port`",
+            bad.display()
+        )),
+        "{stderr}"
+    );
+    assert!(stderr.contains("fix:"), "{stderr}");
+    assert!(out.stdout.is_empty(), "nothing rendered");
 }
 
 #[test]
