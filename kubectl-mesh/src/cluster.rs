@@ -114,6 +114,10 @@ pub async fn connect(
         None => Config::from_kubeconfig(&options).await,
     }
     .map_err(|e| ClusterError::Config(e.to_string()))?;
+    let mut config = config;
+    // kube waits forever for an answer by default; a hung API server must end in an error
+    // (and a report of what was applied) rather than a hung kubectl.
+    config.read_timeout = Some(std::time::Duration::from_secs(30));
     let url = config.cluster_url.to_string();
     let client = Client::try_from(config).map_err(|e| ClusterError::Config(e.to_string()))?;
     Ok(Cluster { client, url })
