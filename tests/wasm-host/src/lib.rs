@@ -93,10 +93,39 @@ impl Headers {
             })
             .collect()
     }
+    /// What changed from `self` to `after`, as multisets of pairs: `(removed, added)`, each in
+    /// map order. A replaced value shows as one removal and one addition.
+    pub fn changes(&self, after: &Headers) -> Mutations {
+        let minus = |a: &Headers, b: &Headers| {
+            let mut left: Vec<Option<&(Vec<u8>, Vec<u8>)>> = b.0.iter().map(Some).collect();
+            let mut out = Vec::new();
+            for pair in &a.0 {
+                match left.iter_mut().find(|p| **p == Some(pair)) {
+                    Some(slot) => *slot = None,
+                    None => out.push(pair.clone()),
+                }
+            }
+            Headers(out)
+        };
+        Mutations {
+            removed: minus(self, after),
+            added: minus(after, self),
+        }
+    }
+
     /// The map in the proxy-wasm pair serialization (count, lengths, NUL-terminated data).
     pub fn serialize(&self) -> Vec<u8> {
         abi::serialize_map(&self.0)
     }
+}
+
+/// Header changes a filter made: pairs that went away and pairs that appeared.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Mutations {
+    /// Pairs in the map before but not after.
+    pub removed: Headers,
+    /// Pairs in the map after but not before.
+    pub added: Headers,
 }
 
 /// A local response the filter sent with `proxy_send_local_response`.
@@ -126,10 +155,19 @@ impl LocalResponse {
 pub struct RequestResult {
     /// The action `proxy_on_request_headers` returned.
     pub action: Action,
+    /// The request headers as sent to the filter.
+    pub headers_before: Headers,
     /// The request headers after the filter's changes (what Envoy would route on).
     pub headers_after: Headers,
     /// The local response, if the filter sent one.
     pub local_response: Option<LocalResponse>,
+}
+
+impl RequestResult {
+    /// Every change the filter made to the request headers.
+    pub fn mutations(&self) -> Mutations {
+        self.headers_before.changes(&self.headers_after)
+    }
 }
 
 /// What the filter did with response headers.
@@ -137,8 +175,17 @@ pub struct RequestResult {
 pub struct ResponseResult {
     /// The action `proxy_on_response_headers` returned.
     pub action: Action,
+    /// The response headers as sent to the filter.
+    pub headers_before: Headers,
     /// The response headers after the filter's changes.
     pub headers_after: Headers,
+}
+
+impl ResponseResult {
+    /// Every change the filter made to the response headers.
+    pub fn mutations(&self) -> Mutations {
+        self.headers_before.changes(&self.headers_after)
+    }
 }
 
 /// One `proxy_log` line.
@@ -415,6 +462,7 @@ impl Filter {
         end_of_stream: bool,
     ) -> Result<RequestResult, HarnessError> {
         self.finish()?;
+        let headers_before = headers.clone();
         let id = self.next_id;
         self.next_id += 1;
         let n = u32::try_from(headers.0.len()).context("too many headers")?;
@@ -437,6 +485,7 @@ impl Filter {
         let st = self.store.data();
         Ok(RequestResult {
             action: Action::from_raw(raw)?,
+            headers_before,
             headers_after: st
                 .maps
                 .get(&(MapType::HttpRequestHeaders as u32))
@@ -483,6 +532,7 @@ impl Filter {
     ) -> Result<ResponseResult, HarnessError> {
         let id = self.open_stream()?;
         let headers = Headers::from_pairs(headers);
+        let headers_before = headers.clone();
         let n = u32::try_from(headers.0.len()).context("too many headers")?;
         self.store
             .data_mut()
@@ -492,6 +542,7 @@ impl Filter {
         let raw = self.guard("proxy_on_response_headers", |s| f.call(s, (id, n, 1)))?;
         Ok(ResponseResult {
             action: Action::from_raw(raw)?,
+            headers_before,
             headers_after: self
                 .store
                 .data()

@@ -288,6 +288,12 @@ fn streams_end_with_done_log_delete_and_many_can_be_open_in_sequence() {
         f.finish().unwrap();
     }
     assert_eq!(f.metric("mesh_filter_routed"), Some(50));
+    let logs: Vec<_> = f.logs().iter().map(|l| l.message.as_str()).collect();
+    assert_eq!(
+        logs,
+        ["mesh-filter: configured 4 hosts, 13 routes"],
+        "requests log nothing"
+    );
     assert!(f.guest_output().is_empty(), "{}", f.guest_output());
 }
 

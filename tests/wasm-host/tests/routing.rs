@@ -29,10 +29,28 @@ fn digimon_example_routes_grpc_web_and_the_web_app() {
         ))
         .unwrap();
     assert_forward(&r, "outbound|6000||server.digimon.svc.cluster.local");
+    assert_mutations(
+        &r.mutations(),
+        &[],
+        &[(UPSTREAM, "outbound|6000||server.digimon.svc.cluster.local")],
+    );
     let resp = f
         .response(&[(":status", "200"), ("grpc-status", "0")])
         .unwrap();
     assert_eq!(resp.action, Action::Continue);
+    assert_mutations(
+        &resp.mutations(),
+        &[],
+        &[
+            ("access-control-allow-origin", "http://web.backend.com"),
+            ("access-control-allow-credentials", "true"),
+            (
+                "access-control-expose-headers",
+                "custom-header-1,grpc-status,grpc-message",
+            ),
+            ("vary", "Origin"),
+        ],
+    );
     let h = &resp.headers_after;
     assert_eq!(
         h.text("access-control-allow-origin").as_deref(),
@@ -127,6 +145,16 @@ fn prefix_method_and_header_conditions_pick_the_first_matching_route() {
         r.headers_after.text("x-envoy-original-path").as_deref(),
         Some("/users/42?x=1")
     );
+    assert_mutations(
+        &r.mutations(),
+        &[(":path", "/users/42?x=1")],
+        &[
+            (":path", "/v2/users/42?x=1"),
+            ("x-envoy-original-path", "/users/42?x=1"),
+            ("x-mesh-host", "api"),
+            (UPSTREAM, "outbound|8080||users-v2.shop.svc.corp.local"),
+        ],
+    );
     // Wrong method or header value: the next route.
     for (method, version) in [("POST", "2"), ("GET", "3")] {
         let r = f
@@ -171,6 +199,16 @@ fn request_and_response_header_rules_with_templates() {
         h.text("x-orig").as_deref(),
         Some("GET api.example.com/users/7?q=a")
     );
+    assert_mutations(
+        &r.mutations(),
+        &[("x-internal", "secret"), ("x-internal", "again")],
+        &[
+            ("x-mesh-host", "api"),
+            ("x-orig", "GET api.example.com/users/7?q=a"),
+            ("x-route", "users"),
+            (UPSTREAM, cluster),
+        ],
+    );
 
     let resp = f
         .response(&[
@@ -188,6 +226,12 @@ fn request_and_response_header_rules_with_templates() {
         "host response rule with ${{route}}@${{cluster}}"
     );
     assert_eq!(h.text(":status").as_deref(), Some("200"));
+    let served_by = format!("users@{cluster}");
+    assert_mutations(
+        &resp.mutations(),
+        &[("server", "upstream")],
+        &[("x-served-by", &served_by), ("cache-control", "no-store")],
+    );
 }
 
 #[test]

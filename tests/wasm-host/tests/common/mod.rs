@@ -77,3 +77,26 @@ pub fn assert_local(r: &RequestResult, status: u32) -> mesh_wasm_host::LocalResp
     assert_eq!(local.status, status, "{local:#?}");
     local
 }
+
+/// Asserts exactly these header changes (order-insensitive, multiset).
+pub fn assert_mutations(
+    m: &mesh_wasm_host::Mutations,
+    removed: &[(&str, &str)],
+    added: &[(&str, &str)],
+) {
+    let sorted = |h: &mesh_wasm_host::Headers| {
+        let mut v = h.to_text();
+        v.sort();
+        v
+    };
+    let want = |pairs: &[(&str, &str)]| {
+        let mut v: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(sorted(&m.removed), want(removed), "removed headers");
+    assert_eq!(sorted(&m.added), want(added), "added headers");
+}
