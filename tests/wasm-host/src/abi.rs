@@ -52,6 +52,8 @@ pub enum Status {
     BadArgument = 2,
     /// Nothing to return.
     Empty = 7,
+    /// The host failed.
+    InternalFailure = 10,
 }
 
 /// Buffer ids of `proxy_get_buffer_bytes`.

@@ -17,7 +17,9 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> Result<()> {
         "env",
         "proxy_log",
         |mut c: C<'_>, level: u32, ptr: u32, len: u32| -> Result<u32> {
-            count(&mut c);
+            if let Some(status) = enter(&mut c, "proxy_log") {
+                return Ok(status);
+            }
             let Some(level) = LogLevel::from_raw(level) else {
                 return fail(
                     &mut c,
@@ -36,7 +38,9 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> Result<()> {
         "env",
         "proxy_get_log_level",
         |mut c: C<'_>, ret: u32| -> Result<u32> {
-            count(&mut c);
+            if let Some(status) = enter(&mut c, "proxy_get_log_level") {
+                return Ok(status);
+            }
             let level = c.data().log_level as u32;
             write(&mut c, ret, &level.to_le_bytes(), "proxy_get_log_level")?;
             Ok(Status::Ok as u32)
@@ -46,7 +50,9 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> Result<()> {
         "env",
         "proxy_get_current_time_nanoseconds",
         |mut c: C<'_>, ret: u32| -> Result<u32> {
-            count(&mut c);
+            if let Some(status) = enter(&mut c, "proxy_get_current_time_nanoseconds") {
+                return Ok(status);
+            }
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
@@ -59,7 +65,9 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> Result<()> {
         "env",
         "proxy_set_tick_period_milliseconds",
         |mut c: C<'_>, period: u32| -> Result<u32> {
-            count(&mut c);
+            if let Some(status) = enter(&mut c, "proxy_set_tick_period_milliseconds") {
+                return Ok(status);
+            }
             c.data_mut().tick_period_ms = period;
             Ok(Status::Ok as u32)
         },
@@ -74,7 +82,9 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> Result<()> {
          ret_ptr: u32,
          ret_size: u32|
          -> Result<u32> {
-            count(&mut c);
+            if let Some(status) = enter(&mut c, "proxy_get_buffer_bytes") {
+                return Ok(status);
+            }
             let Some(buf) = c.data().buffers.get(&kind) else {
                 return Ok(Status::NotFound as u32);
             };
@@ -96,7 +106,9 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> Result<()> {
         "env",
         "proxy_set_buffer_bytes",
         |mut c: C<'_>, kind: u32, start: u32, size: u32, ptr: u32, len: u32| -> Result<u32> {
-            count(&mut c);
+            if let Some(status) = enter(&mut c, "proxy_set_buffer_bytes") {
+                return Ok(status);
+            }
             if kind != BufferType::HttpRequestBody as u32
                 && kind != BufferType::HttpResponseBody as u32
             {
@@ -117,7 +129,9 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> Result<()> {
         "env",
         "proxy_get_header_map_pairs",
         |mut c: C<'_>, map: u32, ret_ptr: u32, ret_size: u32| -> Result<u32> {
-            count(&mut c);
+            if let Some(status) = enter(&mut c, "proxy_get_header_map_pairs") {
+                return Ok(status);
+            }
             let bytes = map_mut(&mut c, map, "proxy_get_header_map_pairs")?.serialize();
             give(
                 &mut c,
@@ -133,7 +147,9 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> Result<()> {
         "env",
         "proxy_set_header_map_pairs",
         |mut c: C<'_>, map: u32, ptr: u32, len: u32| -> Result<u32> {
-            count(&mut c);
+            if let Some(status) = enter(&mut c, "proxy_set_header_map_pairs") {
+                return Ok(status);
+            }
             let bytes = read(&mut c, ptr, len, "proxy_set_header_map_pairs data")?;
             let Some(pairs) = abi::deserialize_map(&bytes) else {
                 return fail(
@@ -153,7 +169,9 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> Result<()> {
         "env",
         "proxy_get_header_map_value",
         |mut c: C<'_>, map: u32, kp: u32, kl: u32, ret_ptr: u32, ret_size: u32| -> Result<u32> {
-            count(&mut c);
+            if let Some(status) = enter(&mut c, "proxy_get_header_map_value") {
+                return Ok(status);
+            }
             let key = read(&mut c, kp, kl, "header name")?;
             let value = map_mut(&mut c, map, "proxy_get_header_map_value")?
                 .0
@@ -178,7 +196,9 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> Result<()> {
         "env",
         "proxy_replace_header_map_value",
         |mut c: C<'_>, map: u32, kp: u32, kl: u32, vp: u32, vl: u32| -> Result<u32> {
-            count(&mut c);
+            if let Some(status) = enter(&mut c, "proxy_replace_header_map_value") {
+                return Ok(status);
+            }
             let key = read(&mut c, kp, kl, "header name")?.to_ascii_lowercase();
             let value = read(&mut c, vp, vl, "header value")?;
             let h = map_mut(&mut c, map, "proxy_replace_header_map_value")?;
@@ -192,7 +212,9 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> Result<()> {
         "env",
         "proxy_add_header_map_value",
         |mut c: C<'_>, map: u32, kp: u32, kl: u32, vp: u32, vl: u32| -> Result<u32> {
-            count(&mut c);
+            if let Some(status) = enter(&mut c, "proxy_add_header_map_value") {
+                return Ok(status);
+            }
             let key = read(&mut c, kp, kl, "header name")?.to_ascii_lowercase();
             let value = read(&mut c, vp, vl, "header value")?;
             map_mut(&mut c, map, "proxy_add_header_map_value")?
@@ -205,7 +227,9 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> Result<()> {
         "env",
         "proxy_remove_header_map_value",
         |mut c: C<'_>, map: u32, kp: u32, kl: u32| -> Result<u32> {
-            count(&mut c);
+            if let Some(status) = enter(&mut c, "proxy_remove_header_map_value") {
+                return Ok(status);
+            }
             let key = read(&mut c, kp, kl, "header name")?;
             map_mut(&mut c, map, "proxy_remove_header_map_value")?
                 .0
@@ -217,7 +241,9 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> Result<()> {
         "env",
         "proxy_get_property",
         |mut c: C<'_>, pp: u32, pl: u32, _ret_ptr: u32, _ret_size: u32| -> Result<u32> {
-            count(&mut c);
+            if let Some(status) = enter(&mut c, "proxy_get_property") {
+                return Ok(status);
+            }
             // Validate the path pointer, then answer as Envoy does for an unknown property.
             read(&mut c, pp, pl, "property path")?;
             Ok(Status::NotFound as u32)
@@ -236,7 +262,9 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> Result<()> {
          hl: u32,
          grpc_status: i32|
          -> Result<u32> {
-            count(&mut c);
+            if let Some(status) = enter(&mut c, "proxy_send_local_response") {
+                return Ok(status);
+            }
             let details = read(&mut c, dp, dl, "local response details")?;
             let body = read(&mut c, bp, bl, "local response body")?;
             let raw = read(&mut c, hp, hl, "local response headers")?;
@@ -272,7 +300,9 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> Result<()> {
         "env",
         "proxy_set_effective_context",
         |mut c: C<'_>, id: u32| -> Result<u32> {
-            count(&mut c);
+            if let Some(status) = enter(&mut c, "proxy_set_effective_context") {
+                return Ok(status);
+            }
             if !c.data().contexts.contains(&id) {
                 return Ok(Status::BadArgument as u32);
             }
@@ -281,7 +311,9 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> Result<()> {
         },
     )?;
     l.func_wrap("env", "proxy_done", |mut c: C<'_>| -> Result<u32> {
-        count(&mut c);
+        if let Some(status) = enter(&mut c, "proxy_done") {
+            return Ok(status);
+        }
         c.data_mut().done_calls += 1;
         Ok(Status::Ok as u32)
     })?;
@@ -289,7 +321,9 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> Result<()> {
         "env",
         "proxy_define_metric",
         |mut c: C<'_>, kind: u32, np: u32, nl: u32, ret: u32| -> Result<u32> {
-            count(&mut c);
+            if let Some(status) = enter(&mut c, "proxy_define_metric") {
+                return Ok(status);
+            }
             if kind > 2 {
                 return Ok(Status::BadArgument as u32);
             }
@@ -316,7 +350,9 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> Result<()> {
         "env",
         "proxy_increment_metric",
         |mut c: C<'_>, id: u32, offset: i64| -> Result<u32> {
-            count(&mut c);
+            if let Some(status) = enter(&mut c, "proxy_increment_metric") {
+                return Ok(status);
+            }
             let Some(m) = metric(&mut c, id) else {
                 return Ok(Status::NotFound as u32);
             };
@@ -331,7 +367,9 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> Result<()> {
         "env",
         "proxy_record_metric",
         |mut c: C<'_>, id: u32, value: u64| -> Result<u32> {
-            count(&mut c);
+            if let Some(status) = enter(&mut c, "proxy_record_metric") {
+                return Ok(status);
+            }
             let Some(m) = metric(&mut c, id) else {
                 return Ok(Status::NotFound as u32);
             };
@@ -343,7 +381,9 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> Result<()> {
         "env",
         "proxy_get_metric",
         |mut c: C<'_>, id: u32, ret: u32| -> Result<u32> {
-            count(&mut c);
+            if let Some(status) = enter(&mut c, "proxy_get_metric") {
+                return Ok(status);
+            }
             let Some(value) = metric(&mut c, id).map(|m| m.value) else {
                 return Ok(Status::NotFound as u32);
             };
@@ -380,8 +420,14 @@ pub(crate) fn stub_unimplemented(
     Ok(())
 }
 
-fn count(c: &mut C<'_>) {
-    c.data_mut().host_calls += 1;
+/// Counts a host call; `Some(status)` when a test injected a failure for this call.
+fn enter(c: &mut C<'_>, name: &str) -> Option<u32> {
+    let st = c.data_mut();
+    st.host_calls += 1;
+    match &st.inject {
+        Some((call, status)) if call == name => Some(*status),
+        _ => None,
+    }
 }
 
 /// Records a failure and traps.

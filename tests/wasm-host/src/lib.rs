@@ -207,8 +207,10 @@ pub enum HarnessError {
         logs: Vec<LogEntry>,
     },
     /// The module trapped (a panic aborts, an unimplemented host call traps).
-    #[error("the filter trapped in {call}: {message}\nguest output: {output}\nhost-call failures: {failures:?}")]
+    #[error("the filter trapped in {call}: {message}\nlast logs: {last_logs:?}\nguest output: {output}\nhost-call failures: {failures:?}")]
     Trap {
+        /// The last lines the filter logged (the SDK logs a panic's message at critical level).
+        last_logs: Vec<LogEntry>,
         /// The entry point that trapped.
         call: String,
         /// wasmtime's error chain, with the wasm backtrace.
@@ -264,6 +266,7 @@ pub(crate) struct HostState {
     pub(crate) tick_period_ms: u32,
     pub(crate) done_calls: u32,
     pub(crate) host_calls: u64,
+    pub(crate) inject: Option<(String, u32)>,
 }
 
 impl HostState {
@@ -288,6 +291,7 @@ impl HostState {
             tick_period_ms: 0,
             done_calls: 0,
             host_calls: 0,
+            inject: None,
         }
     }
 }
@@ -600,6 +604,13 @@ impl Filter {
         Ok(())
     }
 
+    /// Makes every later call of the host function `call` (e.g. `proxy_replace_header_map_value`)
+    /// return `status` without doing anything, as a failing host would; `None` clears it.
+    pub fn inject_status(&mut self, failure: Option<(&str, abi::Status)>) {
+        self.store.data_mut().inject =
+            failure.map(|(call, status)| (call.to_owned(), status as u32));
+    }
+
     /// Forgets the open stream without ending it (no done/log/delete), as a host that leaks
     /// contexts would: the memory test uses it to show that its check can fail.
     pub fn abandon_stream(&mut self) {
@@ -722,7 +733,10 @@ impl Filter {
             }
             Err(e) => {
                 self.poisoned = Some(call.to_owned());
+                let logs = &self.store.data().logs;
+                let last_logs = logs[logs.len().saturating_sub(3)..].to_vec();
                 Err(HarnessError::Trap {
+                    last_logs,
                     call: call.to_owned(),
                     message: format!("{e:?}"),
                     output: self.guest_output(),
