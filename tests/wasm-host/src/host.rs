@@ -132,7 +132,10 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> Result<()> {
             if let Some(status) = enter(&mut c, "proxy_get_header_map_pairs") {
                 return Ok(status);
             }
-            let bytes = map_mut(&mut c, map, "proxy_get_header_map_pairs")?.serialize();
+            let Some(h) = map_mut(&mut c, map, "proxy_get_header_map_pairs")? else {
+                return Ok(Status::BadArgument as u32);
+            };
+            let bytes = h.serialize();
             give(
                 &mut c,
                 &bytes,
@@ -161,7 +164,10 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> Result<()> {
                 .into_iter()
                 .map(|(k, v)| (k.to_ascii_lowercase(), v))
                 .collect();
-            map_mut(&mut c, map, "proxy_set_header_map_pairs")?.0 = lowered;
+            let Some(h) = map_mut(&mut c, map, "proxy_set_header_map_pairs")? else {
+                return Ok(Status::BadArgument as u32);
+            };
+            h.0 = lowered;
             Ok(Status::Ok as u32)
         },
     )?;
@@ -173,11 +179,13 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> Result<()> {
                 return Ok(status);
             }
             let key = read(&mut c, kp, kl, "header name")?;
-            let value = map_mut(&mut c, map, "proxy_get_header_map_value")?
-                .0
-                .iter()
-                .find(|(k, _)| k.eq_ignore_ascii_case(&key))
-                .map(|(_, v)| v.clone());
+            let Some(h) = map_mut(&mut c, map, "proxy_get_header_map_value")? else {
+                return Ok(Status::BadArgument as u32);
+            };
+            let value =
+                h.0.iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case(&key))
+                    .map(|(_, v)| v.clone());
             match value {
                 None => Ok(Status::NotFound as u32),
                 Some(v) if v.is_empty() => {
@@ -201,7 +209,9 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> Result<()> {
             }
             let key = read(&mut c, kp, kl, "header name")?.to_ascii_lowercase();
             let value = read(&mut c, vp, vl, "header value")?;
-            let h = map_mut(&mut c, map, "proxy_replace_header_map_value")?;
+            let Some(h) = map_mut(&mut c, map, "proxy_replace_header_map_value")? else {
+                return Ok(Status::BadArgument as u32);
+            };
             // Envoy's setCopy: every old value goes, the new one is appended.
             h.0.retain(|(k, _)| !k.eq_ignore_ascii_case(&key));
             h.0.push((key, value));
@@ -217,9 +227,10 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> Result<()> {
             }
             let key = read(&mut c, kp, kl, "header name")?.to_ascii_lowercase();
             let value = read(&mut c, vp, vl, "header value")?;
-            map_mut(&mut c, map, "proxy_add_header_map_value")?
-                .0
-                .push((key, value));
+            let Some(h) = map_mut(&mut c, map, "proxy_add_header_map_value")? else {
+                return Ok(Status::BadArgument as u32);
+            };
+            h.0.push((key, value));
             Ok(Status::Ok as u32)
         },
     )?;
@@ -231,9 +242,10 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> Result<()> {
                 return Ok(status);
             }
             let key = read(&mut c, kp, kl, "header name")?;
-            map_mut(&mut c, map, "proxy_remove_header_map_value")?
-                .0
-                .retain(|(k, _)| !k.eq_ignore_ascii_case(&key));
+            let Some(h) = map_mut(&mut c, map, "proxy_remove_header_map_value")? else {
+                return Ok(Status::BadArgument as u32);
+            };
+            h.0.retain(|(k, _)| !k.eq_ignore_ascii_case(&key));
             Ok(Status::Ok as u32)
         },
     )?;
@@ -491,13 +503,15 @@ fn give(c: &mut C<'_>, data: &[u8], ret_ptr: u32, ret_size: u32, what: &str) -> 
     write(c, ret_size, &len.to_le_bytes(), what)
 }
 
-fn map_mut<'c>(c: &'c mut C<'_>, map: u32, what: &str) -> Result<&'c mut crate::Headers> {
+/// The header map `map` of the current stream; `None` when the stream has none yet (response
+/// headers during the request phase), where Envoy answers `BadArgument`.
+fn map_mut<'c>(c: &'c mut C<'_>, map: u32, what: &str) -> Result<Option<&'c mut crate::Headers>> {
     let Some(t) = MapType::from_raw(map) else {
         let msg = format!("{what}: map type {map} is not supported by the harness");
         c.data_mut().failures.push(msg.clone());
         bail!(msg);
     };
-    Ok(c.data_mut().maps.entry(t as u32).or_default())
+    Ok(c.data_mut().maps.get_mut(&(t as u32)))
 }
 
 fn metric<'c>(c: &'c mut C<'_>, id: u32) -> Option<&'c mut Metric> {
