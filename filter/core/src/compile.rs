@@ -382,8 +382,11 @@ fn abs_path(p: &str, field: &str) -> Result<String, ConfigError> {
     Ok(p.to_owned())
 }
 
+/// Whole-input, byte-wise regex: like Envoy's RE2 on paths and header values, `.` matches any
+/// byte (also invalid UTF-8) and `\w`/`\d` are ASCII.
 fn full_regex(re: &str, field: &str) -> Result<Regex, ConfigError> {
     regex::bytes::RegexBuilder::new(&format!("^(?:{re})$"))
+        .unicode(false)
         .size_limit(1 << 20)
         .build()
         .map_err(|e| invalid(field.to_owned(), format!("invalid regular expression: {e}")))

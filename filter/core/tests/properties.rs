@@ -452,10 +452,8 @@ proptest! {
     }
 }
 
-/// Envoy's RE2 matches paths and header values byte-wise; mesh-core's route regexes are
-/// Unicode-mode, so `.*` stops at an invalid UTF-8 byte and `/a.*` does not match `/a\xff`.
+/// Envoy's RE2 matches paths and header values byte-wise, so `/a.*` matches `/a\xff`.
 #[test]
-#[ignore = "core bug: match.regex / headers[].regex are Unicode-mode; Envoy's RE2 matches bytes (see report)"]
 fn regex_routes_match_non_utf8_paths_like_envoy() {
     let rule = PathRule::Regex(vec![Token::Lit("/a".to_owned()), Token::Any]);
     let engine = engine_for(&rule, &[]);
