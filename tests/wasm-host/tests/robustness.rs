@@ -100,6 +100,36 @@ fn a_rejected_reconfiguration_keeps_the_previous_routes() {
         .unwrap());
     let r = f.request(&req("a.test", "GET", "/", &[])).unwrap();
     assert_forward(&r, "two");
+    // Counters are defined once per VM and keep counting across configurations.
+    assert_eq!(f.metrics().len(), 6, "{:?}", f.metrics());
+    assert_eq!(f.metric("mesh_filter_routed"), Some(2));
+}
+
+#[test]
+fn a_large_configuration_loads_and_routes() {
+    let hosts: Vec<_> = (0..500)
+        .map(|i| {
+            json!({"domains": [format!("h{i}.test"), format!("*.h{i}.test")], "routes": [
+                {"match": {"prefix": "/a/"}, "to": {"cluster": format!("a{i}")}},
+                {"match": {"regex": "/b/[0-9]+"}, "to": {"cluster": format!("b{i}")}},
+                {"match": {"path": "/c"}, "directResponse": {"status": 204}},
+                {"to": {"service": format!("s{i}"), "port": 80}}
+            ]})
+        })
+        .collect();
+    let mut f = Filter::new(&config(json!(hosts))).unwrap();
+    assert!(f
+        .logs()
+        .iter()
+        .any(|l| l.message == "mesh-filter: configured 500 hosts, 2000 routes"));
+    let r = f.request(&req("x.h499.test", "GET", "/b/12", &[])).unwrap();
+    assert_forward(&r, "b499");
+    let r = f.request(&req("h250.test", "GET", "/z", &[])).unwrap();
+    assert_forward(&r, "outbound|80||s250.ns.svc.cluster.local");
+    let r = f.request(&req("h7.test", "GET", "/c", &[])).unwrap();
+    let local = assert_local(&r, 204);
+    assert!(local.body.is_empty());
+    assert_eq!(local.headers.count("content-type"), 0);
 }
 
 #[test]
@@ -434,4 +464,62 @@ fn the_filter_uses_only_host_calls_the_harness_implements() {
         missing.iter().all(|(m, _)| m == "env"),
         "WASI is complete: {missing:?}"
     );
+}
+
+/// A module that echoes maps back through the pair calls: request headers come back as the
+/// local response (headers and, serialized, the body); the plugin configuration (a serialized
+/// map) becomes the response headers.
+const ECHO: &str = r#"
+(module
+  (import "env" "proxy_get_header_map_pairs" (func $pairs (param i32 i32 i32) (result i32)))
+  (import "env" "proxy_set_header_map_pairs" (func $set_pairs (param i32 i32 i32) (result i32)))
+  (import "env" "proxy_get_buffer_bytes" (func $buffer (param i32 i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_send_local_response"
+    (func $reply (param i32 i32 i32 i32 i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (global $next (mut i32) (i32.const 4096))
+  (func (export "proxy_on_memory_allocate") (param $n i32) (result i32)
+    (local $p i32)
+    (local.set $p (global.get $next))
+    (global.set $next (i32.add (global.get $next) (local.get $n)))
+    (local.get $p))
+  (func (export "proxy_on_context_create") (param i32 i32))
+  (func (export "proxy_on_vm_start") (param i32 i32) (result i32) i32.const 1)
+  (func (export "proxy_on_configure") (param i32 i32) (result i32) i32.const 1)
+  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+    (drop (call $pairs (i32.const 0) (i32.const 100) (i32.const 104)))
+    (drop (call $reply (i32.const 201) (i32.const 0) (i32.const 0)
+      (i32.load (i32.const 100)) (i32.load (i32.const 104))
+      (i32.load (i32.const 100)) (i32.load (i32.const 104)) (i32.const -1)))
+    i32.const 1)
+  (func (export "proxy_on_response_headers") (param i32 i32 i32) (result i32)
+    (drop (call $buffer (i32.const 7) (i32.const 0) (i32.const 65536) (i32.const 200) (i32.const 204)))
+    (drop (call $set_pairs (i32.const 2) (i32.load (i32.const 200)) (i32.load (i32.const 204))))
+    i32.const 0)
+  (func (export "proxy_on_request_body") (param i32 i32 i32) (result i32) i32.const 0)
+  (func (export "proxy_on_request_trailers") (param i32 i32) (result i32) i32.const 0)
+  (func (export "proxy_on_response_body") (param i32 i32 i32) (result i32) i32.const 0)
+  (func (export "proxy_on_response_trailers") (param i32 i32) (result i32) i32.const 0)
+  (func (export "proxy_on_done") (param i32) (result i32) i32.const 1)
+  (func (export "proxy_on_log") (param i32))
+  (func (export "proxy_on_delete") (param i32)))
+"#;
+
+#[test]
+fn the_harness_serializes_maps_and_buffers_as_the_abi_says() {
+    let engine = mesh_wasm_host::wasmtime::Engine::default();
+    let module = mesh_wasm_host::wasmtime::Module::new(&engine, ECHO).unwrap();
+    let plugin = Headers::from_pairs(&[("x-a", "1"), ("x-empty", ""), ("x-a", "2")]);
+    let mut f =
+        Filter::with_module(&module, &String::from_utf8(plugin.serialize()).unwrap()).unwrap();
+    let sent = req("h.test", "GET", "/p", &[("X-Multi", "a"), ("x-multi", "b")]);
+    let r = f.request(&sent).unwrap();
+    assert_eq!(r.action, Action::Pause);
+    let local = r.local_response.unwrap();
+    assert_eq!(local.status, 201);
+    assert_eq!(local.headers, Headers::from_pairs(&sent));
+    assert_eq!(local.body, Headers::from_pairs(&sent).serialize());
+    assert_eq!(local.grpc_status, -1);
+    let resp = f.response(&[(":status", "200")]).unwrap();
+    assert_eq!(resp.headers_after, plugin);
 }
