@@ -3,9 +3,10 @@
 # unit and property, compiled for wasm32-wasip1 inside wasmtime (runner: .cargo/config.toml);
 # `test-properties` runs the property tests natively too.
 .PHONY: test-wasm-host test-wasm32 test-properties
+# --show-output: the memory test's page counts and the module's imports go into the log.
 test-wasm-host: wasm
 	@mkdir -p $(TEST_LOG_DIR)
-	$(CARGO) test -p mesh-wasm-host 2>&1 | tee $(TEST_LOG_DIR)/wasm-host.log; exit $${PIPESTATUS[0]}
+	$(CARGO) test -p mesh-wasm-host -- --show-output 2>&1 | tee $(TEST_LOG_DIR)/wasm-host.log; exit $${PIPESTATUS[0]}
 
 test-wasm32: .wasm-target.ok
 	@mkdir -p $(TEST_LOG_DIR)
