@@ -2,7 +2,8 @@
 //!
 //! Usage: `wasm-test-runner <module.wasm> [args...]`. The module gets the arguments, the
 //! environment, stdio and the current directory (preopened as `.`); the process exits with the
-//! module's exit code, or 134 (like an abort) when it traps — a panicking test aborts on wasm32.
+//! module's exit code, or 134 (like an abort) when it traps — a panicking test aborts on wasm32,
+//! so libtest runs with `RUST_TEST_NOCAPTURE=1` to print the panic message before the abort.
 
 use std::process::ExitCode;
 use wasmtime::error::Context as _;
@@ -31,6 +32,11 @@ fn run() -> Result<ExitCode> {
     wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |s| s)?;
     let mut wasi = WasiCtxBuilder::new();
     wasi.inherit_stdio().inherit_env().args(&args);
+    // A panic aborts on wasm32, and libtest's captured output dies with it: without this the
+    // failing assertion's message is never printed.
+    if std::env::var_os("RUST_TEST_NOCAPTURE").is_none() {
+        wasi.env("RUST_TEST_NOCAPTURE", "1");
+    }
     if let Ok(cwd) = std::env::current_dir() {
         wasi.preopened_dir(&cwd, ".", FsPerms::ReadWrite)
             .with_context(|| format!("preopening {}", cwd.display()))?;
