@@ -1,6 +1,7 @@
 //! `mesh-filter`: the proxy-wasm entry points. Configuration is compiled once in `on_configure`;
 //! the HTTP context methods only hand headers to `mesh_core::Engine` and act on its answer.
 
+mod abi;
 pub mod host;
 pub mod metrics;
 

@@ -1,8 +1,7 @@
 //! The filter's counters, defined once per VM and surfaced by Envoy as `wasmcustom.mesh_filter_*`.
 
+use crate::abi;
 use mesh_core::ReplyKind;
-use proxy_wasm::hostcalls;
-use proxy_wasm::types::MetricType;
 
 /// Counter ids (0 when the host refused to define one; incrementing it is then a no-op).
 #[derive(Debug, Clone, Copy, Default)]
@@ -18,7 +17,7 @@ pub struct Metrics {
 impl Metrics {
     /// Defines the counters; a failure only loses the metric, never the request.
     pub fn define() -> Self {
-        let c = |name: &str| hostcalls::define_metric(MetricType::Counter, name).unwrap_or(0);
+        let c = |name: &str| abi::define_counter(name).unwrap_or(0);
         Metrics {
             routed: c("mesh_filter_routed"),
             not_found: c("mesh_filter_not_found"),
@@ -31,7 +30,7 @@ impl Metrics {
 
     fn bump(id: u32) {
         if id != 0 {
-            let _ = hostcalls::increment_metric(id, 1);
+            let _ = abi::increment(id, 1);
         }
     }
 

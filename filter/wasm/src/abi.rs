@@ -1,0 +1,188 @@
+//! Direct proxy-wasm ABI calls for the host calls on the request path, returning every status.
+//!
+//! The SDK's `hostcalls` wrappers `panic!` on any status but Ok/NotFound (and read it into a Rust
+//! enum, which is undefined for an unknown code); with `panic = "abort"` that kills the VM. These
+//! declare the same imports returning the raw `u32`, so a failing host call becomes an error for
+//! one request. This is the crate's only unsafe code: pointer/length pairs handed to the host,
+//! and taking ownership of buffers the host allocated through the SDK's exported allocator.
+#![allow(unsafe_code, clashing_extern_declarations)]
+
+use std::ptr::{null, null_mut};
+
+/// `Status::Ok`.
+const OK: u32 = 0;
+/// `Status::NotFound`.
+const NOT_FOUND: u32 = 1;
+
+#[link(wasm_import_module = "env")]
+extern "C" {
+    fn proxy_get_header_map_value(
+        map: u32,
+        key: *const u8,
+        key_len: usize,
+        out: *mut *mut u8,
+        out_len: *mut usize,
+    ) -> u32;
+    fn proxy_replace_header_map_value(
+        map: u32,
+        key: *const u8,
+        key_len: usize,
+        value: *const u8,
+        value_len: usize,
+    ) -> u32;
+    fn proxy_add_header_map_value(
+        map: u32,
+        key: *const u8,
+        key_len: usize,
+        value: *const u8,
+        value_len: usize,
+    ) -> u32;
+    fn proxy_remove_header_map_value(map: u32, key: *const u8, key_len: usize) -> u32;
+    fn proxy_get_buffer_bytes(
+        buffer: u32,
+        start: usize,
+        max: usize,
+        out: *mut *mut u8,
+        out_len: *mut usize,
+    ) -> u32;
+    #[allow(clippy::too_many_arguments)]
+    fn proxy_send_local_response(
+        status_code: u32,
+        details: *const u8,
+        details_len: usize,
+        body: *const u8,
+        body_len: usize,
+        headers: *const u8,
+        headers_len: usize,
+        grpc_status: i32,
+    ) -> u32;
+    fn proxy_define_metric(kind: u32, name: *const u8, name_len: usize, out_id: *mut u32) -> u32;
+    fn proxy_increment_metric(id: u32, offset: i64) -> u32;
+}
+
+/// Takes ownership of a host-allocated buffer (allocated by `proxy_on_memory_allocate`, which
+/// returns a boxed slice of exactly `len` bytes).
+fn owned(ptr: *mut u8, len: usize) -> Vec<u8> {
+    if ptr.is_null() {
+        return Vec::new();
+    }
+    // SAFETY: the host wrote `len` bytes into memory it obtained from our allocator for this call.
+    unsafe { Vec::from_raw_parts(ptr, len, len) }
+}
+
+/// First value of header `key` in `map`; `Ok(None)` when absent; `Err(status)` otherwise.
+pub fn get_header(map: u32, key: &str) -> Result<Option<Vec<u8>>, u32> {
+    let (mut ptr, mut len) = (null_mut(), 0usize);
+    // SAFETY: key is a live slice; ptr/len are valid out-parameters.
+    match unsafe { proxy_get_header_map_value(map, key.as_ptr(), key.len(), &mut ptr, &mut len) } {
+        OK => Ok(Some(owned(ptr, len))),
+        NOT_FOUND => Ok(None),
+        status => Err(status),
+    }
+}
+
+/// Replaces all values of `key`.
+pub fn replace_header(map: u32, key: &str, value: &[u8]) -> Result<(), u32> {
+    // SAFETY: both slices are live for the call.
+    status(unsafe {
+        proxy_replace_header_map_value(map, key.as_ptr(), key.len(), value.as_ptr(), value.len())
+    })
+}
+
+/// Appends a value to `key`.
+pub fn add_header(map: u32, key: &str, value: &[u8]) -> Result<(), u32> {
+    // SAFETY: both slices are live for the call.
+    status(unsafe {
+        proxy_add_header_map_value(map, key.as_ptr(), key.len(), value.as_ptr(), value.len())
+    })
+}
+
+/// Removes all values of `key` (absent is fine).
+pub fn remove_header(map: u32, key: &str) -> Result<(), u32> {
+    // SAFETY: key is live for the call.
+    match unsafe { proxy_remove_header_map_value(map, key.as_ptr(), key.len()) } {
+        OK | NOT_FOUND => Ok(()),
+        s => Err(s),
+    }
+}
+
+/// The whole buffer `buffer` (empty when the host has none).
+pub fn get_buffer(buffer: u32) -> Result<Vec<u8>, u32> {
+    let (mut ptr, mut len) = (null_mut(), 0usize);
+    // SAFETY: ptr/len are valid out-parameters.
+    match unsafe { proxy_get_buffer_bytes(buffer, 0, usize::MAX, &mut ptr, &mut len) } {
+        OK => Ok(owned(ptr, len)),
+        NOT_FOUND => Ok(Vec::new()),
+        s => Err(s),
+    }
+}
+
+/// Sends a local reply with byte-valued headers (no lossy text conversion).
+pub fn send_local_response(
+    status_code: u32,
+    headers: &[(String, Vec<u8>)],
+    body: &[u8],
+) -> Result<(), u32> {
+    let map = serialize_map(headers);
+    let (body_ptr, body_len) = if body.is_empty() {
+        (null(), 0)
+    } else {
+        (body.as_ptr(), body.len())
+    };
+    // SAFETY: all slices are live for the call; -1 means "not a gRPC reply".
+    status(unsafe {
+        proxy_send_local_response(
+            status_code,
+            null(),
+            0,
+            body_ptr,
+            body_len,
+            map.as_ptr(),
+            map.len(),
+            -1,
+        )
+    })
+}
+
+/// Defines a counter (`kind` 0) and returns its id.
+pub fn define_counter(name: &str) -> Result<u32, u32> {
+    let mut id = 0u32;
+    // SAFETY: name is live; id is a valid out-parameter.
+    status(unsafe { proxy_define_metric(0, name.as_ptr(), name.len(), &mut id) }).map(|()| id)
+}
+
+/// Adds `offset` to a metric.
+pub fn increment(id: u32, offset: i64) -> Result<(), u32> {
+    // SAFETY: plain values.
+    status(unsafe { proxy_increment_metric(id, offset) })
+}
+
+fn status(s: u32) -> Result<(), u32> {
+    if s == OK {
+        Ok(())
+    } else {
+        Err(s)
+    }
+}
+
+/// proxy-wasm map encoding: count, then (key len, value len) pairs, then NUL-terminated keys and values.
+fn serialize_map(pairs: &[(String, Vec<u8>)]) -> Vec<u8> {
+    let size = 4 + pairs
+        .iter()
+        .map(|(k, v)| k.len() + v.len() + 10)
+        .sum::<usize>();
+    let mut out = Vec::with_capacity(size);
+    let len32 = |n: usize| u32::try_from(n).unwrap_or(u32::MAX).to_le_bytes();
+    out.extend_from_slice(&len32(pairs.len()));
+    for (k, v) in pairs {
+        out.extend_from_slice(&len32(k.len()));
+        out.extend_from_slice(&len32(v.len()));
+    }
+    for (k, v) in pairs {
+        out.extend_from_slice(k.as_bytes());
+        out.push(0);
+        out.extend_from_slice(v);
+        out.push(0);
+    }
+    out
+}
