@@ -76,10 +76,8 @@ impl Request {
         self
     }
 
-    /// Sends it to 127.0.0.1:`port` on a fresh connection and reads the whole answer.
-    pub fn send(&self, port: u16) -> std::io::Result<Response> {
-        let mut s = TcpStream::connect(("127.0.0.1", port))?;
-        s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    /// The request as HTTP/1.1 bytes; `close` asks the server to close the connection after it.
+    pub fn encode(&self, close: bool) -> Vec<u8> {
         let mut out = format!("{} {} HTTP/1.1\r\n", self.method, self.path).into_bytes();
         if let Some(h) = &self.host {
             out.extend_from_slice(format!("host: {h}\r\n").as_bytes());
@@ -90,15 +88,20 @@ impl Request {
             out.extend_from_slice(v);
             out.extend_from_slice(b"\r\n");
         }
-        out.extend_from_slice(
-            format!(
-                "content-length: {}\r\nconnection: close\r\n\r\n",
-                self.body.len()
-            )
-            .as_bytes(),
-        );
+        out.extend_from_slice(format!("content-length: {}\r\n", self.body.len()).as_bytes());
+        if close {
+            out.extend_from_slice(b"connection: close\r\n");
+        }
+        out.extend_from_slice(b"\r\n");
         out.extend_from_slice(&self.body);
-        s.write_all(&out)?;
+        out
+    }
+
+    /// Sends it to 127.0.0.1:`port` on a fresh connection and reads the whole answer.
+    pub fn send(&self, port: u16) -> std::io::Result<Response> {
+        let mut s = TcpStream::connect(("127.0.0.1", port))?;
+        s.set_read_timeout(Some(Duration::from_secs(10)))?;
+        s.write_all(&self.encode(true))?;
         read_response(&mut BufReader::new(s))
     }
 }
@@ -112,21 +115,7 @@ fn read_response<R: BufRead>(r: &mut R) -> std::io::Result<Response> {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| bad(&format!("bad status line {line:?}")))?;
-    let mut headers = Vec::new();
-    loop {
-        let mut raw = Vec::new();
-        if r.read_until(b'\n', &mut raw)? == 0 {
-            break;
-        }
-        let h = String::from_utf8_lossy(&raw);
-        let h = h.trim_end();
-        if h.is_empty() {
-            break;
-        }
-        if let Some((k, v)) = h.split_once(':') {
-            headers.push((k.trim().to_ascii_lowercase(), v.trim().to_owned()));
-        }
-    }
+    let headers = read_headers(r)?;
     let find = |n: &str| {
         headers
             .iter()
@@ -149,6 +138,26 @@ fn read_response<R: BufRead>(r: &mut R) -> std::io::Result<Response> {
         headers,
         body,
     })
+}
+
+/// Reads header lines up to the blank line (or EOF). Names are lower-cased; bytes may be any
+/// octets (tests send non-UTF-8), decoded lossily.
+pub fn read_headers<R: BufRead>(r: &mut R) -> std::io::Result<Vec<(String, String)>> {
+    let mut headers = Vec::new();
+    loop {
+        let mut raw = Vec::new();
+        if r.read_until(b'\n', &mut raw)? == 0 {
+            return Ok(headers);
+        }
+        let h = String::from_utf8_lossy(&raw);
+        let h = h.trim_end();
+        if h.is_empty() {
+            return Ok(headers);
+        }
+        if let Some((k, v)) = h.split_once(':') {
+            headers.push((k.trim().to_ascii_lowercase(), v.trim().to_owned()));
+        }
+    }
 }
 
 /// Reads a chunked body (and its trailers).
@@ -192,19 +201,7 @@ impl Conn {
 
     /// Sends `req` (without `connection: close`) and reads the answer.
     pub fn send(&mut self, req: &Request) -> std::io::Result<Response> {
-        let mut out = format!("{} {} HTTP/1.1\r\n", req.method, req.path).into_bytes();
-        if let Some(h) = &req.host {
-            out.extend_from_slice(format!("host: {h}\r\n").as_bytes());
-        }
-        for (k, v) in &req.headers {
-            out.extend_from_slice(k.as_bytes());
-            out.extend_from_slice(b": ");
-            out.extend_from_slice(v);
-            out.extend_from_slice(b"\r\n");
-        }
-        out.extend_from_slice(format!("content-length: {}\r\n\r\n", req.body.len()).as_bytes());
-        out.extend_from_slice(&req.body);
-        self.stream.get_mut().write_all(&out)?;
+        self.stream.get_mut().write_all(&req.encode(false))?;
         read_response(&mut self.stream)
     }
 }

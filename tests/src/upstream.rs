@@ -81,21 +81,9 @@ impl EchoUpstream {
             let mut parts = line.trim_end().splitn(3, ' ');
             let method = parts.next().unwrap_or_default().to_owned();
             let path = parts.next().unwrap_or_default().to_owned();
-            let mut headers = Vec::new();
-            loop {
-                let mut raw = Vec::new();
-                if reader.read_until(b'\n', &mut raw).unwrap_or(0) == 0 {
-                    return;
-                }
-                let h = String::from_utf8_lossy(&raw);
-                let h = h.trim_end();
-                if h.is_empty() {
-                    break;
-                }
-                if let Some((k, v)) = h.split_once(':') {
-                    headers.push((k.trim().to_ascii_lowercase(), v.trim().to_owned()));
-                }
-            }
+            let Ok(headers) = crate::client::read_headers(&mut reader) else {
+                return;
+            };
             let find = |n: &str| headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
             let mut body_len = 0;
             if let Some(len) = find("content-length").and_then(|v| v.parse::<usize>().ok()) {
