@@ -1,8 +1,9 @@
-//! Command line (clap derive) and dispatch of `version`, `completion`, `render`, `enable`, `check`, `disable`.
+//! Command line (clap derive) and dispatch of `version`, `completion`, `render`, `enable`, `check`, `disable`, `migrate`.
 
 use crate::check;
 use crate::cluster::{self, ClusterError};
 use crate::enable::{self, EnableError};
+use crate::migrate::{self, MigrateError};
 use crate::plan;
 use crate::render::{self, Api, Context, Module, RenderError, RenderOptions, Rendered};
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
@@ -72,6 +73,28 @@ pub enum Command {
     Check(CheckArgs),
     /// Remove exactly what `enable` added.
     Disable,
+    /// Upgrade old workload and Ingress manifests that Kubernetes 1.16+ rejects (offline).
+    ///
+    /// Deployment/DaemonSet/ReplicaSet/StatefulSet go to apps/v1 (with spec.selector), Ingress
+    /// to networking.k8s.io/v1. Plain YAML and Helm templates (files containing `{{`).
+    Migrate(MigrateArgs),
+}
+
+/// Options of `migrate`.
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// Manifest file, directory (its .yaml/.yml/.json files) or `-` for stdin; repeatable.
+    /// Default: stdin.
+    #[arg(
+        short = 'f',
+        long = "file",
+        visible_alias = "filename",
+        value_name = "FILE|DIR"
+    )]
+    pub files: Vec<PathBuf>,
+    /// Rewrite the files instead of printing (all or nothing: only if every file migrated).
+    #[arg(long)]
+    pub in_place: bool,
 }
 
 /// Options shaping the rendered objects (render and enable).
@@ -137,6 +160,9 @@ pub enum CliError {
     /// enable/disable failed (boxed: it carries the applied/not-applied lists).
     #[error(transparent)]
     Enable(Box<EnableError>),
+    /// migrate failed.
+    #[error(transparent)]
+    Migrate(#[from] MigrateError),
     /// A malformed flag value.
     #[error("{0}")]
     Usage(String),
@@ -370,6 +396,15 @@ pub async fn run(cli: Cli, out: &mut impl Write) -> Result<Outcome, CliError> {
             if checks.iter().any(|c| c.status == check::Status::Fail) {
                 return Ok(Outcome::ChecksFailed);
             }
+        }
+        Command::Migrate(args) => {
+            migrate::run(
+                &args.files,
+                args.in_place,
+                cli.output == Output::Json,
+                out,
+                &mut std::io::stderr(),
+            )?;
         }
         Command::Disable => {
             let cluster =
