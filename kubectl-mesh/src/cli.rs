@@ -1,4 +1,4 @@
-//! Command line (clap derive) and dispatch of `version`, `completion`, `render`, `enable`, `check`, `disable`, `migrate`.
+//! Command line (clap derive) and dispatch of `version`, `completion`, `render`, `enable`, `check`, `disable`, `migrate`, `run`.
 
 use crate::check;
 use crate::cluster::{self, ClusterError};
@@ -6,6 +6,7 @@ use crate::enable::{self, EnableError};
 use crate::migrate::{self, MigrateError};
 use crate::plan;
 use crate::render::{self, Api, Context, Module, RenderError, RenderOptions, Rendered};
+use crate::run::{self, RunError};
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -78,6 +79,29 @@ pub enum Command {
     /// Deployment/DaemonSet/ReplicaSet/StatefulSet go to apps/v1 (with spec.selector), Ingress
     /// to networking.k8s.io/v1. Plain YAML and Helm templates (files containing `{{`).
     Migrate(MigrateArgs),
+    /// Run the filter with this config in a local Envoy, service ports mapped to local addresses.
+    Run(RunArgs),
+}
+
+/// Options of `run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The mesh config (kubectl-mesh/v1alpha1 MeshConfig YAML).
+    #[arg(short = 'f', long, value_name = "FILE")]
+    pub file: PathBuf,
+    /// Where a cluster's requests go: SERVICE:PORT=HOST:PORT (the service resolved in the
+    /// config's namespace, e.g. server:6000=127.0.0.1:9000) or CLUSTER=HOST:PORT; repeatable.
+    #[arg(long = "upstream", value_name = "CLUSTER_OR_SERVICE:PORT=HOST:PORT")]
+    pub upstreams: Vec<String>,
+    /// Port of the listener on 127.0.0.1.
+    #[arg(long, default_value_t = 10000)]
+    pub port: u16,
+    /// The Envoy binary (default: $MESH_ENVOY, then `envoy` on PATH).
+    #[arg(long, env = "MESH_ENVOY", value_name = "PATH")]
+    pub envoy: Option<PathBuf>,
+    /// Only print the Envoy bootstrap (the module is still written where it points).
+    #[arg(long)]
+    pub print_config: bool,
 }
 
 /// Options of `migrate`.
@@ -160,6 +184,9 @@ pub enum CliError {
     /// enable/disable failed (boxed: it carries the applied/not-applied lists).
     #[error(transparent)]
     Enable(Box<EnableError>),
+    /// run failed.
+    #[error(transparent)]
+    Run(#[from] RunError),
     /// migrate failed.
     #[error(transparent)]
     Migrate(#[from] MigrateError),
@@ -404,6 +431,18 @@ pub async fn run(cli: Cli, out: &mut impl Write) -> Result<Outcome, CliError> {
                 cli.output == Output::Json,
                 out,
                 &mut std::io::stderr(),
+            )?;
+        }
+        Command::Run(args) => {
+            run::run(
+                &run::RunOptions {
+                    file: args.file.clone(),
+                    upstreams: args.upstreams.clone(),
+                    port: args.port,
+                    envoy: args.envoy.clone(),
+                    print_config: args.print_config,
+                },
+                out,
             )?;
         }
         Command::Disable => {

