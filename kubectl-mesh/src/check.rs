@@ -2,7 +2,7 @@
 
 use crate::cluster::{Cluster, ClusterError};
 use crate::plan::{parse_version, INJECTION_LABEL, MIN_KUBERNETES, REV_LABEL};
-use crate::render::{CONFIG_HASH_ANNOTATION, PROXY_CONTAINER, VOLUME_NAME};
+use crate::render::{CONFIG_HASH_ANNOTATION, PROXY_CONTAINER};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use serde::Serialize;
@@ -317,19 +317,10 @@ pub fn evaluate(input: &CheckInput) -> Vec<Check> {
         if configmap_delivery {
             // Look at the running pod, not the annotations: this proves the injector (or the
             // gateway Deployment) really gave istio-proxy the volume.
-            let mounted = w.pods.iter().all(|p| {
-                p.spec.as_ref().is_some_and(|s| {
-                    let volume = s.volumes.iter().flatten().any(|v| v.name == VOLUME_NAME);
-                    let mount = s.containers.iter().any(|c| {
-                        c.name == PROXY_CONTAINER
-                            && c.volume_mounts
-                                .iter()
-                                .flatten()
-                                .any(|m| m.name == VOLUME_NAME)
-                    });
-                    volume && mount
-                })
-            });
+            let mounted = w
+                .pods
+                .iter()
+                .all(|p| p.spec.as_ref().is_some_and(crate::plan::mounts_module));
             let hint = if template_annotations.contains_key(CONFIG_HASH_ANNOTATION) {
                 format!("pods started before the mount was set up: wait for the rollout (enable --wait) or kubectl rollout restart deployment/{name}")
             } else {
@@ -439,17 +430,9 @@ pub async fn gather(
                 .is_some_and(|n| n.ends_with("-route"))
     });
     for d in cluster.deployments(namespace, selector).await? {
-        let pod_selector = d
-            .spec
-            .selector
-            .match_labels
-            .clone()
-            .unwrap_or_default()
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join(",");
-        let pods = cluster.pods(namespace, &pod_selector).await?;
+        let pods = cluster
+            .pods(namespace, &crate::plan::pod_selector(&d))
+            .await?;
         input.workloads.push(Workload {
             deployment: d,
             pods,

@@ -198,17 +198,7 @@ pub async fn wait(
             let status = d.status.clone().unwrap_or_default();
             let generation_seen = status.observed_generation >= d.metadata.generation;
             let updated = status.updated_replicas.unwrap_or(0);
-            let pod_selector = d
-                .spec
-                .selector
-                .match_labels
-                .clone()
-                .unwrap_or_default()
-                .iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect::<Vec<_>>()
-                .join(",");
-            let pods = cluster.pods(namespace, &pod_selector).await?;
+            let pods = cluster.pods(namespace, &plan::pod_selector(&d)).await?;
             let ready = pods
                 .iter()
                 .filter(|p| {

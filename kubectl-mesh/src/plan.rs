@@ -206,9 +206,11 @@ fn template_annotations(d: &Deployment) -> BTreeMap<String, String> {
 }
 
 fn has_gateway_mount(d: &Deployment) -> bool {
-    let Some(spec) = d.spec.template.spec.as_ref() else {
-        return false;
-    };
+    d.spec.template.spec.as_ref().is_some_and(mounts_module)
+}
+
+/// True if a pod spec has the module volume and mounts it into `istio-proxy`.
+pub fn mounts_module(spec: &k8s_openapi::api::core::v1::PodSpec) -> bool {
     let volume = spec.volumes.iter().flatten().any(|v| v.name == VOLUME_NAME);
     let mount = spec.containers.iter().any(|c| {
         c.name == PROXY_CONTAINER
@@ -218,6 +220,18 @@ fn has_gateway_mount(d: &Deployment) -> bool {
                 .any(|m| m.name == VOLUME_NAME)
     });
     volume && mount
+}
+
+/// A Deployment's pod label selector as a list-call string (`k=v,k2=v2`).
+pub fn pod_selector(d: &Deployment) -> String {
+    d.spec
+        .selector
+        .match_labels
+        .iter()
+        .flatten()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// The actions that make the cluster match `desired`. `now` is the RFC 3339 time used for
