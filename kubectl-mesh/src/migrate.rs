@@ -455,19 +455,7 @@ fn migrate_value(
                 }
             }
         }
-        if backends > 0 {
-            notes.push(format!(
-                "rewrote {backends} backend(s) to service.name/service.port"
-            ));
-        }
-        if path_types > 0 {
-            notes.push(format!(
-                "added pathType: {PATH_TYPE} to {path_types} path(s)"
-            ));
-        }
-        if paths_added > 0 {
-            notes.push(format!("added path: / to {paths_added} path(s)"));
-        }
+        notes.extend(ingress_notes(backends, path_types, paths_added));
         v["apiVersion"] = INGRESS_VERSION.into();
         return Ok(Some(Change {
             object,
@@ -1040,19 +1028,7 @@ fn template_ingress(
             }
         }
     }
-    if backends > 0 {
-        notes.push(format!(
-            "rewrote {backends} backend(s) to service.name/service.port"
-        ));
-    }
-    if path_types > 0 {
-        notes.push(format!(
-            "added pathType: {PATH_TYPE} to {path_types} path(s)"
-        ));
-    }
-    if paths_added > 0 {
-        notes.push(format!("added path: / to {paths_added} path(s)"));
-    }
+    notes.extend(ingress_notes(backends, path_types, paths_added));
     Ok(notes)
 }
 
@@ -1318,6 +1294,26 @@ pub fn write_all<'a>(
         }
     }
     Ok(())
+}
+
+/// The summary lines for an Ingress rewrite, shared by the YAML and the Helm-template paths so
+/// both report a change the same way.
+fn ingress_notes(backends: usize, path_types: usize, paths_added: usize) -> Vec<String> {
+    let mut notes = Vec::new();
+    if backends > 0 {
+        notes.push(format!(
+            "rewrote {backends} backend(s) to service.name/service.port"
+        ));
+    }
+    if path_types > 0 {
+        notes.push(format!(
+            "added pathType: {PATH_TYPE} to {path_types} path(s)"
+        ));
+    }
+    if paths_added > 0 {
+        notes.push(format!("added path: / to {paths_added} path(s)"));
+    }
+    notes
 }
 
 #[cfg(test)]
