@@ -393,39 +393,64 @@ impl FilterConfig {
     /// Parses what Envoy hands the filter: a [`FilterConfig`] object (it has a `mesh` key) or
     /// a bare [`MeshConfig`]. Error paths are relative to the MeshConfig document either way.
     pub fn from_json(text: &str) -> Result<Self, LoadError> {
-        let mut de = serde_json::Deserializer::from_str(text);
-        let value: serde_json::Value =
-            serde_path_to_error::deserialize(&mut de).map_err(shape_error)?;
-        match value {
-            serde_json::Value::Object(mut map) if map.contains_key("mesh") => {
-                let mesh = MeshConfig::from_value(map.remove("mesh").unwrap_or_default())?;
-                let delivery = match map.remove("delivery") {
-                    None => Delivery::default(),
-                    Some(d) => serde_path_to_error::deserialize(d).map_err(|e| {
-                        let mut err = shape_error(e);
-                        let LoadError::Shape { path, .. } = &mut err;
-                        *path = "delivery".to_owned();
-                        err
-                    })?,
-                };
-                if let Some(key) = map.keys().next() {
-                    return Err(LoadError::Shape {
-                        path: key.clone(),
-                        message: format!("unknown field `{key}`, expected `delivery` or `mesh`"),
-                    });
-                }
-                Ok(FilterConfig { delivery, mesh })
-            }
-            other => Ok(FilterConfig {
+        // The envelope's parts are kept as raw JSON and each is parsed straight into its type:
+        // no intermediate JSON tree, which made large configs slow and the module bigger.
+        let top = serde_json::from_str::<BTreeMap<String, &serde_json::value::RawValue>>(text);
+        let Some(mut map) = top.ok().filter(|m| m.contains_key("mesh")) else {
+            return Ok(FilterConfig {
                 delivery: Delivery::Upstream,
-                mesh: MeshConfig::from_value(other)?,
-            }),
+                mesh: mesh_from_json(text)?,
+            });
+        };
+        let mesh = mesh_from_json(map.remove("mesh").map(|r| r.get()).unwrap_or_default())?;
+        let delivery = match map.remove("delivery") {
+            None => Delivery::default(),
+            Some(d) => serde_json::from_str(d.get()).map_err(|e| LoadError::Shape {
+                path: "delivery".to_owned(),
+                message: without_position(&e),
+            })?,
+        };
+        if let Some(key) = map.keys().next() {
+            return Err(LoadError::Shape {
+                path: key.clone(),
+                message: format!("unknown field `{key}`, expected `delivery` or `mesh`"),
+            });
         }
+        Ok(FilterConfig { delivery, mesh })
     }
 
     /// The compact JSON form.
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+/// A MeshConfig from JSON text, with messages as [`MeshConfig::from_value`] words them: the
+/// envelope's `mesh` part is a slice of Envoy's one-line configuration, whose line and column
+/// would only mislead.
+fn mesh_from_json(text: &str) -> Result<MeshConfig, LoadError> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    let mesh: MeshConfig = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        LoadError::Shape {
+            path,
+            message: without_position(e.inner()),
+        }
+    })?;
+    de.end().map_err(|e| LoadError::Shape {
+        path: ".".to_owned(),
+        message: without_position(&e),
+    })?;
+    Ok(mesh)
+}
+
+/// serde_json's message without its ` at line L column C` suffix.
+fn without_position(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    let suffix = format!(" at line {} column {}", e.line(), e.column());
+    match text.strip_suffix(&suffix) {
+        Some(t) => t.to_owned(),
+        None => text,
     }
 }
 
