@@ -433,9 +433,13 @@ pub(crate) fn stub_unimplemented(
 }
 
 /// Counts a host call; `Some(status)` when a test injected a failure for this call.
-fn enter(c: &mut C<'_>, name: &str) -> Option<u32> {
+fn enter(c: &mut C<'_>, name: &'static str) -> Option<u32> {
     let st = c.data_mut();
     st.host_calls += 1;
+    match st.call_counts.iter_mut().find(|(n, _)| *n == name) {
+        Some((_, count)) => *count += 1,
+        None => st.call_counts.push((name, 1)),
+    }
     match &st.inject {
         Some((call, status)) if call == name => Some(*status),
         _ => None,
@@ -492,6 +496,7 @@ fn give(c: &mut C<'_>, data: &[u8], ret_ptr: u32, ret_size: u32, what: &str) -> 
         }
     };
     let len = u32::try_from(data.len())?;
+    c.data_mut().guest_allocations += 1;
     let ptr = alloc.call(&mut *c, len)?;
     if ptr == 0 {
         let msg = format!("{what}: the guest allocator returned null for {len} bytes");

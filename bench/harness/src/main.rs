@@ -1,0 +1,75 @@
+//! `make bench`: runs every measurement and writes `bench/README.md`.
+//!
+//! `mesh-bench [--smoke] [--out FILE]`; `mesh-bench engine-loop CONFIG N` runs the core N times
+//! (valgrind counts its instructions).
+
+use mesh_bench::cost::{engine_loop, CountingAlloc};
+use mesh_bench::{report, run, Options};
+use std::path::PathBuf;
+
+#[global_allocator]
+static ALLOC: CountingAlloc = CountingAlloc;
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("engine-loop") {
+        let file = PathBuf::from(args.get(1).cloned().unwrap_or_default());
+        let n = args.get(2).and_then(|n| n.parse().ok()).unwrap_or(1000);
+        return engine_loop(&file, n);
+    }
+    let root = mesh_tests::workspace_root();
+    let smoke = args.iter().any(|a| a == "--smoke");
+    let out = match args.iter().position(|a| a == "--out") {
+        Some(i) => PathBuf::from(args.get(i + 1).cloned().unwrap_or_default()),
+        None => root.join("bench/README.md"),
+    };
+    let mut opts = if smoke {
+        Options::smoke()
+    } else {
+        Options::full()
+    };
+    let valgrind = std::process::Command::new("valgrind")
+        .arg("--version")
+        .output()
+        .is_ok();
+    if valgrind && !smoke {
+        opts.valgrind = std::env::current_exe().ok();
+    }
+    let results = run(&opts)?;
+    let reading = std::fs::read_to_string(root.join("bench/reading.md"))?;
+    let text = report::markdown(&results, &date(), &machine(), &reading)?;
+    std::fs::write(&out, &text)?;
+    print!("{text}");
+    eprintln!("\nwritten to {}", out.display());
+    Ok(())
+}
+
+/// The date, from `date` (no date crate for one line).
+fn date() -> String {
+    command("date", &["-u", "+%Y-%m-%d %H:%M UTC"])
+}
+
+/// CPU model and count.
+fn machine() -> String {
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".to_owned());
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    format!("{cpus} CPUs ({model}), {}", command("uname", &["-sr"]))
+}
+
+fn command(cmd: &str, args: &[&str]) -> String {
+    std::process::Command::new(cmd)
+        .args(args)
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default()
+}
