@@ -3,6 +3,7 @@
 //! The document is what people write (YAML) and what the filter receives inside Envoy (JSON).
 //! Loading only checks the shape; [`crate::compile`] checks meaning and builds the fast form.
 
+use crate::json;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -351,8 +352,7 @@ impl HeaderRules {
 impl MeshConfig {
     /// Parses the JSON form (what the filter receives from Envoy).
     pub fn from_json(text: &str) -> Result<Self, LoadError> {
-        let mut de = serde_json::Deserializer::from_str(text);
-        serde_path_to_error::deserialize(&mut de).map_err(shape_error)
+        read_json(text)
     }
 
     /// Parses an already-decoded JSON value (the plugin converts YAML to this).
@@ -393,24 +393,35 @@ impl FilterConfig {
     /// Parses what Envoy hands the filter: a [`FilterConfig`] object (it has a `mesh` key) or
     /// a bare [`MeshConfig`]. Error paths are relative to the MeshConfig document either way.
     pub fn from_json(text: &str) -> Result<Self, LoadError> {
-        // The envelope's parts are kept as raw JSON and each is parsed straight into its type:
-        // no intermediate JSON tree, which made large configs slow and the module bigger.
-        let top = serde_json::from_str::<BTreeMap<String, &serde_json::value::RawValue>>(text);
-        let Some(mut map) = top.ok().filter(|m| m.contains_key("mesh")) else {
+        // The envelope's parts are kept as raw JSON and each is read straight into its type.
+        let Some(mut members) = json::members(text).filter(|m| m.iter().any(|(k, _)| k == "mesh"))
+        else {
             return Ok(FilterConfig {
                 delivery: Delivery::Upstream,
-                mesh: mesh_from_json(text)?,
+                mesh: read_json(text)?,
             });
         };
-        let mesh = mesh_from_json(map.remove("mesh").map(|r| r.get()).unwrap_or_default())?;
-        let delivery = match map.remove("delivery") {
+        // A repeated key: the last one counts, as in a JSON object.
+        let mut take = |key: &str| {
+            let mut found = None;
+            members.retain(|(k, v)| match k == key {
+                true => {
+                    found = Some(*v);
+                    false
+                }
+                false => true,
+            });
+            found
+        };
+        let mesh = read_json(take("mesh").unwrap_or_default())?;
+        let delivery = match take("delivery") {
             None => Delivery::default(),
-            Some(d) => serde_json::from_str(d.get()).map_err(|e| LoadError::Shape {
+            Some(d) => json::from_str(d).map_err(|e| LoadError::Shape {
                 path: "delivery".to_owned(),
-                message: without_position(&e),
+                message: e.message,
             })?,
         };
-        if let Some(key) = map.keys().next() {
+        if let Some((key, _)) = members.first() {
             return Err(LoadError::Shape {
                 path: key.clone(),
                 message: format!("unknown field `{key}`, expected `delivery` or `mesh`"),
@@ -425,33 +436,12 @@ impl FilterConfig {
     }
 }
 
-/// A MeshConfig from JSON text, with messages as [`MeshConfig::from_value`] words them: the
-/// envelope's `mesh` part is a slice of Envoy's one-line configuration, whose line and column
-/// would only mislead.
-fn mesh_from_json(text: &str) -> Result<MeshConfig, LoadError> {
-    let mut de = serde_json::Deserializer::from_str(text);
-    let mesh: MeshConfig = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        let path = e.path().to_string();
-        LoadError::Shape {
-            path,
-            message: without_position(e.inner()),
-        }
-    })?;
-    de.end().map_err(|e| LoadError::Shape {
-        path: ".".to_owned(),
-        message: without_position(&e),
-    })?;
-    Ok(mesh)
-}
-
-/// serde_json's message without its ` at line L column C` suffix.
-fn without_position(e: &serde_json::Error) -> String {
-    let text = e.to_string();
-    let suffix = format!(" at line {} column {}", e.line(), e.column());
-    match text.strip_suffix(&suffix) {
-        Some(t) => t.to_owned(),
-        None => text,
-    }
+/// A schema type from JSON text through [`json`], the error naming the field.
+fn read_json<'de, T: Deserialize<'de>>(text: &'de str) -> Result<T, LoadError> {
+    json::from_str(text).map_err(|e| LoadError::Shape {
+        path: e.path.unwrap_or_else(|| ".".to_owned()),
+        message: e.message,
+    })
 }
 
 fn shape_error(e: serde_path_to_error::Error<serde_json::Error>) -> LoadError {

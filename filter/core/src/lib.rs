@@ -9,6 +9,7 @@ pub mod cors;
 pub mod engine;
 pub mod headers;
 pub mod host;
+pub mod json;
 pub mod request;
 pub mod router;
 pub mod upstream;
