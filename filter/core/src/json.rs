@@ -39,11 +39,17 @@ impl de::Error for JsonError {
     }
 
     fn invalid_type(unexp: de::Unexpected<'_>, exp: &dyn de::Expected) -> Self {
-        de::Error::custom(format_args!("invalid type: {}, expected {exp}", describe(&unexp)))
+        de::Error::custom(format_args!(
+            "invalid type: {}, expected {exp}",
+            describe(&unexp)
+        ))
     }
 
     fn invalid_value(unexp: de::Unexpected<'_>, exp: &dyn de::Expected) -> Self {
-        de::Error::custom(format_args!("invalid value: {}, expected {exp}", describe(&unexp)))
+        de::Error::custom(format_args!(
+            "invalid value: {}, expected {exp}",
+            describe(&unexp)
+        ))
     }
 }
 
@@ -328,7 +334,11 @@ impl<'de> Reader<'de> {
             Some(b'"') => self.string().map(drop),
             Some(b'{' | b'[') => {
                 self.enter()?;
-                let close = if self.next() == Some(b'{') { b'}' } else { b']' };
+                let close = if self.next() == Some(b'{') {
+                    b'}'
+                } else {
+                    b']'
+                };
                 self.ws();
                 if self.peek() == Some(close) {
                     self.at += 1;
@@ -574,9 +584,9 @@ impl<'de> de::Deserializer<'de> for &mut Reader<'de> {
         visitor: V,
     ) -> Result<V::Value, JsonError> {
         match self.token()? {
-            Token::Str(s) => {
-                visitor.visit_enum(IntoDeserializer::<JsonError>::into_deserializer(s.into_owned()))
-            }
+            Token::Str(s) => visitor.visit_enum(IntoDeserializer::<JsonError>::into_deserializer(
+                s.into_owned(),
+            )),
             t => Err(Reader::mismatch(&t, &visitor)),
         }
     }
@@ -735,7 +745,10 @@ mod tests {
             err(r#"{"name": "a", "items": [{"on": true, "typo": 1}]}"#).0,
             "items[0].typo"
         );
-        assert_eq!(err(r#"{"items": []}"#), (".".into(), "missing field `name`".into()));
+        assert_eq!(
+            err(r#"{"items": []}"#),
+            (".".into(), "missing field `name`".into())
+        );
         assert_eq!(
             err(r#"{"name": "a", "port": 70000}"#),
             (
@@ -762,14 +775,28 @@ mod tests {
             err(r#"{"name": "a", "items": [{"on": "yes\n"}]}"#).1,
             "invalid type: string \"yes\\n\", expected a boolean"
         );
-        assert_eq!(err(r#"{"name": "a", "items": [{"on": tru}]}"#).0, "items[0].on");
+        assert_eq!(
+            err(r#"{"name": "a", "items": [{"on": tru}]}"#).0,
+            "items[0].on"
+        );
     }
 
     #[test]
     fn bad_json_is_refused_not_panicked_on() {
         for bad in [
-            "", "{", "{\"name\"", "{\"name\": \"a\"} x", "[", "\"\\u12\"", "{\"name\": \"a\u{1}\"}",
-            "{\"name\": \"\\ud800\"}", "-", "1.", "1e", "{,}", "{\"name\": \"a\",}",
+            "",
+            "{",
+            "{\"name\"",
+            "{\"name\": \"a\"} x",
+            "[",
+            "\"\\u12\"",
+            "{\"name\": \"a\u{1}\"}",
+            "{\"name\": \"\\ud800\"}",
+            "-",
+            "1.",
+            "1e",
+            "{,}",
+            "{\"name\": \"a\",}",
         ] {
             assert!(from_str::<Doc>(bad).is_err(), "{bad:?}");
         }
@@ -780,7 +807,10 @@ mod tests {
     #[test]
     fn members_split_the_top_level_object() {
         let m = members(r#" {"a": {"x": [1, "]"]}, "b" : "s" } "#).unwrap();
-        assert_eq!(m, vec![("a".into(), r#"{"x": [1, "]"]}"#), ("b".into(), r#""s""#)]);
+        assert_eq!(
+            m,
+            vec![("a".into(), r#"{"x": [1, "]"]}"#), ("b".into(), r#""s""#)]
+        );
         assert_eq!(members("{}"), Some(vec![]));
         assert_eq!(members("[1]"), None);
         assert_eq!(members("{\"a\": 1} x"), None);
