@@ -4,6 +4,7 @@
 
 pub mod cost;
 pub mod load;
+pub mod profile;
 pub mod report;
 pub mod run;
 pub mod setups;

@@ -99,6 +99,11 @@ pub struct WrkRun {
     pub p99: f64,
     /// Answers that were not 2xx/3xx, plus socket errors.
     pub errors: u64,
+    /// Requests completed.
+    pub requests: u64,
+    /// CPU time the Envoy under test spent per request (µs), all its threads: the cost
+    /// measure that does not depend on which side of the loopback saturates first.
+    pub cpu_us: f64,
 }
 
 /// The wrk script sending `req`.
@@ -180,6 +185,9 @@ pub fn parse_wrk(text: &str) -> Option<WrkRun> {
             }
             _ => {}
         }
+        if let Some((n, _)) = line.split_once(" requests in ") {
+            run.requests = n.trim().parse().unwrap_or(0);
+        }
         if let Some(n) = line.strip_prefix("Non-2xx or 3xx responses:") {
             run.errors += n.trim().parse::<u64>().unwrap_or(0);
         }
@@ -219,6 +227,7 @@ mod tests {
         assert_eq!(r.p99, 1230.0);
         assert_eq!(r.rps, 17000.12);
         assert_eq!(r.errors, 6);
+        assert_eq!(r.requests, 85000);
         assert!(parse_wrk("Requests/sec: 1\n").is_none());
     }
 

@@ -17,6 +17,60 @@ fn main() -> anyhow::Result<()> {
         let n = args.get(2).and_then(|n| n.parse().ok()).unwrap_or(1000);
         return engine_loop(&file, n);
     }
+    if args.first().map(String::as_str) == Some("compile") {
+        // Compiles the N-host config natively M times (to profile configure by hand).
+        let n = args.get(1).and_then(|n| n.parse().ok()).unwrap_or(10_000);
+        let m = args.get(2).and_then(|n| n.parse().ok()).unwrap_or(5);
+        let config = mesh_bench::cost::generated_config(n);
+        for _ in 0..m {
+            let t = std::time::Instant::now();
+            let fc = mesh_core::FilterConfig::from_json(&config)?;
+            let parsed = t.elapsed();
+            let engine = mesh_core::compile_for(&fc.mesh, fc.delivery)?;
+            let compiled = t.elapsed();
+            drop(fc);
+            eprintln!(
+                "{} hosts: parse {parsed:?}, compile {:?}, drop {:?}",
+                engine.size().0,
+                compiled - parsed,
+                t.elapsed() - compiled
+            );
+        }
+        return Ok(());
+    }
+    if args.first().map(String::as_str) == Some("wasm-cost") {
+        // The digimon request's cost in wasmtime for one module (to compare builds by hand).
+        let module = mesh_bench::cost::load_module(std::path::Path::new(
+            args.get(1).map(String::as_str).unwrap_or_default(),
+        ))?;
+        let json = mesh_bench::run::inputs()?.mesh_json;
+        for _ in 0..3 {
+            let c = mesh_bench::cost::wasm_cost(
+                &module,
+                &json,
+                &[mesh_bench::cost::digimon_request()],
+                200_000,
+            )?;
+            eprintln!(
+                "{:.0} ns per request, {:.1} host calls",
+                c.ns_per_request, c.host_calls
+            );
+        }
+        return Ok(());
+    }
+    if args.first().map(String::as_str) == Some("bootstrap") {
+        // The mesh Envoy's bootstrap for N generated hosts (to study one by hand).
+        let n = args.get(1).and_then(|n| n.parse().ok()).unwrap_or(10);
+        let mut local = mesh_bench::setups::mesh_envoy(
+            &mesh_bench::run::inputs()?,
+            &mesh_bench::cost::generated_config(n),
+            9,
+        )?;
+        local.listen = "127.0.0.1:10000".parse()?;
+        local.admin = Some("127.0.0.1:10001".parse()?);
+        println!("{}", local.bootstrap());
+        return Ok(());
+    }
     let root = mesh_tests::workspace_root();
     let smoke = args.iter().any(|a| a == "--smoke");
     let out = match args.iter().position(|a| a == "--out") {

@@ -187,9 +187,17 @@ pub fn markdown(r: &Results, date: &str, machine: &str, reading: &str) -> anyhow
     )?;
     writeln!(
         o,
-        "| setup | req/s | vs native | vs floor | vs Lua | p50 (µs) | p99 (µs) | RSS after (MiB) | start to first answer (ms) |"
+        "| setup | req/s | vs native | vs floor | vs Lua | Envoy CPU per request (µs) | CPU vs floor | p50 (µs) | p99 (µs) | RSS after (MiB) | start to first answer (ms) |"
     )?;
-    writeln!(o, "|---|---:|---:|---:|---:|---:|---:|---:|---:|")?;
+    writeln!(o, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")?;
+    let cpu = |name: &str| {
+        median(
+            &r.wrk
+                .get(name)
+                .map(|v| v.iter().map(|w| w.cpu_us).collect::<Vec<_>>())
+                .unwrap_or_default(),
+        )
+    };
     let per_round = |a: &str, b: &str| -> f64 {
         match (r.wrk.get(a), r.wrk.get(b)) {
             (Some(x), Some(y)) => median(
@@ -208,11 +216,13 @@ pub fn markdown(r: &Results, date: &str, machine: &str, reading: &str) -> anyhow
         let p99 = median(&runs.iter().map(|w| w.p99).collect::<Vec<_>>());
         writeln!(
             o,
-            "| {} | {rps:.0} | {:.2} | {:.2} | {:.2} | {p50:.0} | {p99:.0} | {:.1} | {:.0} |",
+            "| {} | {rps:.0} | {:.2} | {:.2} | {:.2} | {:.1} | {:.2} | {p50:.0} | {p99:.0} | {:.1} | {:.0} |",
             s.name(),
             per_round(s.name(), Setup::Native.name()),
             per_round(s.name(), Setup::Floor.name()),
             per_round(s.name(), Setup::Lua.name()),
+            cpu(s.name()),
+            cpu(s.name()) / cpu(Setup::Floor.name()).max(1e-9),
             r.rss_kib.get(s.name()).copied().unwrap_or(0) as f64 / 1024.0,
             r.startup
                 .get(s.name())
@@ -333,6 +343,32 @@ pub fn markdown(r: &Results, date: &str, machine: &str, reading: &str) -> anyhow
             s.envoy.rss_kib as f64 / 1024.0,
             s.envoy.p50
         )?;
+    }
+
+    if !r.perf.is_empty() {
+        writeln!(o, "\n## Where Envoy's CPU goes under load (perf)\n")?;
+        writeln!(o, "`perf record -e cpu-clock -p ENVOY` during one more wrk run per setup, samples by binary (percent). `envoy` includes V8's runtime (linked in); JIT-compiled Wasm and Lua run from anonymous memory (`[unknown]`/`//anon`/`[JIT]`); the kernel part is mostly loopback TCP.\n")?;
+        let mut dsos: Vec<String> = Vec::new();
+        for (_, shares) in &r.perf {
+            for (d, p) in shares {
+                if *p >= 0.5 && !dsos.contains(d) {
+                    dsos.push(d.clone());
+                }
+            }
+        }
+        write!(o, "| setup |")?;
+        for d in &dsos {
+            write!(o, " {} |", d.replace('|', "/"))?;
+        }
+        writeln!(o, "\n|---|{}", "---:|".repeat(dsos.len()))?;
+        for (name, shares) in &r.perf {
+            write!(o, "| {name} |")?;
+            for d in &dsos {
+                let p = shares.iter().find(|(x, _)| x == d).map_or(0.0, |(_, p)| *p);
+                write!(o, " {p:.1} |")?;
+            }
+            writeln!(o)?;
+        }
     }
 
     writeln!(o, "\n## Startup per module\n")?;

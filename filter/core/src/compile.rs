@@ -16,6 +16,8 @@ use crate::router::{
     Action, HeaderCond, HeaderTest, LocalBody, PathMatch, RedirectSpec, Route, Router, VirtualHost,
 };
 use crate::upstream::{istio_cluster, service_fqdn};
+use std::collections::HashMap;
+use std::sync::Arc;
 
 /// A config that cannot be used. `path` names the field, `reason` says what to change.
 #[derive(Debug, thiserror::Error)]
@@ -153,6 +155,7 @@ pub fn compile_for(cfg: &MeshConfig, delivery: Delivery) -> Result<Engine, Confi
         table: HostTable::new(cfg.host_matching),
         hosts: Vec::with_capacity(cfg.hosts.len()),
     };
+    let mut names = Clusters::default();
     for (hi, host) in cfg.hosts.iter().enumerate() {
         let hosts = At::top("hosts");
         let hp = hosts.index(hi);
@@ -186,6 +189,7 @@ pub fn compile_for(cfg: &MeshConfig, delivery: Delivery) -> Result<Engine, Confi
                 r,
                 &rp,
                 [host_req.clone(), host_resp.clone()],
+                &mut names,
             )?);
         }
         let name = host
@@ -211,12 +215,13 @@ pub fn compile_for(cfg: &MeshConfig, delivery: Delivery) -> Result<Engine, Confi
     ))
 }
 
-fn compile_route(
+fn compile_route<'a>(
     cfg: &MeshConfig,
     host_cors: Option<&crate::config::CorsConfig>,
-    r: &RouteConfig,
+    r: &'a RouteConfig,
     rp: &At<'_>,
     [host_req, host_resp]: [HeaderOps; 2],
+    names: &mut Clusters<'a>,
 ) -> Result<Route, ConfigError> {
     let m = &r.matches;
     let path = match (&m.prefix, &m.path, &m.regex) {
@@ -261,7 +266,7 @@ fn compile_route(
         ));
     }
     let action = if let Some(t) = &r.to {
-        forward(cfg, t, &rp.field("to"))?
+        forward(cfg, t, &rp.field("to"), names)?
     } else if let Some(d) = &r.direct_response {
         Action::Direct(local_body(d, &rp.field("directResponse"))?)
     } else if let Some(rd) = &r.redirect {
@@ -330,7 +335,20 @@ fn compile_route(
     })
 }
 
-fn forward(cfg: &MeshConfig, t: &Target, p: &At<'_>) -> Result<Action, ConfigError> {
+/// Cluster names built once per distinct target and shared by every route that uses it
+/// (configure time at 10,000 hosts is mostly allocation).
+#[derive(Default)]
+struct Clusters<'a> {
+    services: HashMap<(&'a str, u16), Arc<str>>,
+    raw: HashMap<&'a str, Arc<str>>,
+}
+
+fn forward<'a>(
+    cfg: &MeshConfig,
+    t: &'a Target,
+    p: &At<'_>,
+    names: &mut Clusters<'a>,
+) -> Result<Action, ConfigError> {
     let cluster = match (&t.service, t.port, &t.cluster) {
         (Some(svc), Some(port), None) => {
             if svc.is_empty() || !svc.trim_end_matches('.').split('.').all(is_dns_label) {
@@ -342,10 +360,17 @@ fn forward(cfg: &MeshConfig, t: &Target, p: &At<'_>) -> Result<Action, ConfigErr
             if port == 0 {
                 return Err(invalid(p.field("port"), "port must be 1-65535"));
             }
-            istio_cluster(
-                &service_fqdn(svc, &cfg.namespace, &cfg.cluster_domain),
-                port,
-            )
+            names
+                .services
+                .entry((svc.as_str(), port))
+                .or_insert_with(|| {
+                    istio_cluster(
+                        &service_fqdn(svc, &cfg.namespace, &cfg.cluster_domain),
+                        port,
+                    )
+                    .into()
+                })
+                .clone()
         }
         (None, None, Some(c)) => {
             if c.is_empty() || c.bytes().any(|b| b.is_ascii_control() || b == b' ') {
@@ -354,7 +379,11 @@ fn forward(cfg: &MeshConfig, t: &Target, p: &At<'_>) -> Result<Action, ConfigErr
                     "cluster name must be non-empty, without spaces or control characters",
                 ));
             }
-            c.clone()
+            names
+                .raw
+                .entry(c.as_str())
+                .or_insert_with(|| c.as_str().into())
+                .clone()
         }
         (Some(_), None, None) => {
             return Err(invalid(

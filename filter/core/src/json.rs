@@ -81,8 +81,9 @@ fn describe(u: &de::Unexpected<'_>) -> String {
 }
 
 #[derive(Debug, Clone)]
-enum Seg {
-    Key(String),
+enum Seg<'de> {
+    /// Borrowed from the input unless the key had escapes: rendered only on error.
+    Key(std::borrow::Cow<'de, str>),
     Index(usize),
 }
 
@@ -145,7 +146,7 @@ struct Reader<'de> {
     text: &'de [u8],
     src: &'de str,
     at: usize,
-    path: Vec<Seg>,
+    path: Vec<Seg<'de>>,
     depth: usize,
 }
 
@@ -638,16 +639,16 @@ impl<'de> MapAccess<'de> for Members<'_, 'de> {
             return Err(de.syntax("key must be a string"));
         }
         let key = de.string()?;
-        de.path.push(Seg::Key(key.clone().into_owned()));
-        let k = match key {
+        let k = match &key {
             std::borrow::Cow::Borrowed(s) => {
                 seed.deserialize(de::value::BorrowedStrDeserializer::<JsonError>::new(s))
             }
             std::borrow::Cow::Owned(s) => {
-                seed.deserialize(IntoDeserializer::<JsonError>::into_deserializer(s))
+                seed.deserialize(de::value::StrDeserializer::<JsonError>::new(s))
             }
-        }
-        .map_err(|e| de.locate(e))?;
+        };
+        de.path.push(Seg::Key(key));
+        let k = k.map_err(|e| de.locate(e))?;
         de.ws();
         de.eat(b':').map_err(|e| de.locate(e))?;
         Ok(Some(k))

@@ -156,8 +156,8 @@ impl RedirectSpec {
 pub enum Action {
     /// Forward to an Envoy cluster.
     Forward {
-        /// Cluster name set in the upstream header.
-        cluster: String,
+        /// Cluster name set in the upstream header (shared by the routes with the same target).
+        cluster: std::sync::Arc<str>,
         /// Replacement for the matched prefix (or whole path).
         prefix_rewrite: Option<String>,
         /// Replacement authority.
