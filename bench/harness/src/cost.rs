@@ -116,9 +116,13 @@ pub fn wasm_cost(
 ) -> anyhow::Result<WasmCost> {
     // Configure a small config first so the measured configure is the big one alone.
     let mut f = Filter::with_module(module, &mesh_tests_small_config())?;
-    let t = Instant::now();
-    anyhow::ensure!(f.configure(config)?, "the filter refused the config");
-    let configure = t.elapsed();
+    // The fastest of three configures (each replaces the previous engine, as a config push does).
+    let mut configure = Duration::MAX;
+    for _ in 0..3 {
+        let t = Instant::now();
+        anyhow::ensure!(f.configure(config)?, "the filter refused the config");
+        configure = configure.min(t.elapsed());
+    }
     let memory_kib = f.memory_pages() * 64;
     let response = [(":status", "200"), ("content-type", "application/grpc")];
     for r in requests {
@@ -128,13 +132,18 @@ pub fn wasm_cost(
     f.finish()?;
     let calls_before: Vec<(&'static str, u64)> = f.host_call_counts().to_vec();
     let (calls0, allocs0) = (f.host_calls(), f.guest_allocations());
-    let t = Instant::now();
-    for r in requests.iter().cycle().take(n) {
-        f.request(r)?;
-        f.response(&response)?;
+    // The fastest of five passes: on a shared machine, other work only ever adds time.
+    let mut best = f64::MAX;
+    for _ in 0..5 {
+        let t = Instant::now();
+        for r in requests.iter().cycle().take(n / 5) {
+            f.request(r)?;
+            f.response(&response)?;
+        }
+        f.finish()?;
+        best = best.min(t.elapsed().as_nanos() as f64 / (n / 5).max(1) as f64);
     }
-    f.finish()?;
-    let elapsed = t.elapsed();
+    let n = (n / 5).max(1) * 5;
     let per = |x: u64| x as f64 / n as f64;
     let calls_by_name = f
         .host_call_counts()
@@ -149,7 +158,7 @@ pub fn wasm_cost(
         .filter(|(_, c)| *c > 0.0)
         .collect();
     Ok(WasmCost {
-        ns_per_request: elapsed.as_nanos() as f64 / n as f64,
+        ns_per_request: best,
         host_calls: per(f.host_calls() - calls0),
         calls_by_name,
         guest_allocations: per(f.guest_allocations() - allocs0),
@@ -259,11 +268,15 @@ pub fn native_cost(
         engine_once(&engine, b, &mut map);
     }
     let (allocs0, ops0) = (ALLOCATIONS.load(Ordering::Relaxed), map.0);
-    let t = Instant::now();
-    for b in bytes.iter().cycle().take(n) {
-        engine_once(&engine, std::hint::black_box(b), &mut map);
+    let mut ns = f64::MAX;
+    for _ in 0..5 {
+        let t = Instant::now();
+        for b in bytes.iter().cycle().take(n / 5) {
+            engine_once(&engine, std::hint::black_box(b), &mut map);
+        }
+        ns = ns.min(t.elapsed().as_nanos() as f64 / (n / 5).max(1) as f64);
     }
-    let ns = t.elapsed().as_nanos() as f64 / n as f64;
+    let n = (n / 5).max(1) * 5;
     Ok(NativeCost {
         ns,
         allocations: (ALLOCATIONS.load(Ordering::Relaxed) - allocs0) as f64 / n as f64,

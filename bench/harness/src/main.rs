@@ -44,12 +44,12 @@ fn main() -> anyhow::Result<()> {
             args.get(1).map(String::as_str).unwrap_or_default(),
         ))?;
         let json = mesh_bench::run::inputs()?.mesh_json;
-        for _ in 0..3 {
+        for _ in 0..2 {
             let c = mesh_bench::cost::wasm_cost(
                 &module,
                 &json,
                 &[mesh_bench::cost::digimon_request()],
-                200_000,
+                1_000_000,
             )?;
             eprintln!(
                 "{:.0} ns per request, {:.1} host calls",

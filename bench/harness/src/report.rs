@@ -301,6 +301,16 @@ pub fn markdown(r: &Results, date: &str, machine: &str, reading: &str) -> anyhow
         names(mesh),
         names(noop)
     )?;
+    if let Some((a, b)) = r.jit_share {
+        writeln!(
+            o,
+            "| wasmtime: of that, in the module's own code (perf, JIT samples) (ns) | {:.0} ({:.0}%) | {:.0} ({:.0}%) |",
+            a * mesh.ns_per_request,
+            a * 100.0,
+            b * noop.ns_per_request,
+            b * 100.0
+        )?;
+    }
     let n = &r.digimon_native;
     writeln!(
         o,

@@ -117,6 +117,8 @@ pub struct Results {
     pub digimon_native: NativeCost,
     /// Instructions per digimon request natively (valgrind), when measured.
     pub instructions: Option<f64>,
+    /// Share of the wasmtime measurement spent in the modules' own code (perf): mesh, no-op.
+    pub jit_share: Option<(f64, f64)>,
     /// The scaling rows.
     pub scale: Vec<ScaleRow>,
     /// perf samples of Envoy by binary, per setup, under the concurrent load.
@@ -257,13 +259,15 @@ pub fn run(opts: &Options) -> anyhow::Result<Results> {
     std::fs::write(&script, load::wrk_script(&load::routed()))?;
     for _ in 0..opts.rounds {
         for (setup, p) in &procs {
-            let run = load::wrk(
+            let cpu = p.cpu_ns();
+            let mut run = load::wrk(
                 &script,
                 p.port,
                 opts.connections,
                 opts.wrk_duration,
                 cpu_load,
             )?;
+            run.cpu_us = (p.cpu_ns() - cpu) as f64 / 1e3 / run.requests.max(1) as f64;
             anyhow::ensure!(
                 run.errors == 0,
                 "{}: {} failed requests under load",
@@ -317,6 +321,15 @@ pub fn run(opts: &Options) -> anyhow::Result<Results> {
         )?,
     );
     res.digimon_native = cost::native_cost(&inputs.mesh_json, &digimon, opts.cost_requests)?;
+    if let (Some(exe), true) = (&opts.valgrind, opts.perf && crate::profile::available()) {
+        let share = |m: &std::path::Path| {
+            let m = m.display().to_string();
+            crate::profile::jit_share(exe, &["wasm-cost", &m], &std::env::temp_dir())
+        };
+        if let (Some(a), Some(b)) = (share(&inputs.mesh_wasm), share(&inputs.noop_wasm)) {
+            res.jit_share = Some((a, b));
+        }
+    }
     if let Some(exe) = &opts.valgrind {
         let file = std::env::temp_dir().join(format!("mesh-bench-{}.json", std::process::id()));
         std::fs::write(&file, &inputs.mesh_json)?;

@@ -240,10 +240,7 @@ impl Engine {
                         return Ok(RequestOutcome::Reply(reply));
                     }
                 }
-                let vars = Vars {
-                    cluster: &**cluster,
-                    ..vars
-                };
+                let vars = Vars { cluster, ..vars };
                 let mut buf = Vec::new();
                 for ops in &route.request_ops {
                     apply_ops(ops, &vars, h, &mut buf)?;
