@@ -1,7 +1,9 @@
 //! `make bench`: runs every measurement and writes `bench/README.md`.
 //!
-//! `mesh-bench [--smoke] [--out FILE]`; `mesh-bench engine-loop CONFIG N` runs the core N times
-//! (valgrind counts its instructions).
+//! `mesh-bench [--smoke] [--out FILE]`; `mesh-bench rerender` rewrites the report from the last
+//! run with the current `bench/reading.md`; `mesh-bench engine-loop CONFIG N` runs the core N
+//! times (valgrind counts its instructions); `compile`, `wasm-cost` and `bootstrap` are for
+//! studying one part by hand.
 
 use mesh_bench::cost::{engine_loop, CountingAlloc};
 use mesh_bench::{report, run, Options};
@@ -89,9 +91,26 @@ fn main() -> anyhow::Result<()> {
     if valgrind && !smoke {
         opts.valgrind = std::env::current_exe().ok();
     }
-    let results = run(&opts)?;
+    // The measured part and the values are kept in target/, so a change to the prose alone
+    // (`mesh-bench rerender`) does not need another run.
+    let last = root.join("target/bench-last");
+    let (tables, values) = if args.first().map(String::as_str) == Some("rerender") {
+        let values = std::fs::read_to_string(last.join("values.json"))?;
+        (
+            std::fs::read_to_string(last.join("tables.md"))?,
+            serde_json::from_str(&values)?,
+        )
+    } else {
+        let results = run(&opts)?;
+        let tables = report::markdown(&results, &date(), &machine(), "")?;
+        let values = report::values(&results);
+        std::fs::create_dir_all(&last)?;
+        std::fs::write(last.join("tables.md"), &tables)?;
+        std::fs::write(last.join("values.json"), serde_json::to_string(&values)?)?;
+        (tables, values)
+    };
     let reading = std::fs::read_to_string(root.join("bench/reading.md"))?;
-    let text = report::markdown(&results, &date(), &machine(), &reading)?;
+    let text = format!("{tables}{}", report::fill(&reading, &values));
     std::fs::write(&out, &text)?;
     print!("{text}");
     eprintln!("\nwritten to {}", out.display());

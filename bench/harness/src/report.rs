@@ -110,30 +110,90 @@ fn yes(b: bool) -> &'static str {
 /// Values the reading's `{placeholders}` are filled with.
 pub fn values(r: &Results) -> BTreeMap<String, String> {
     let mut v = BTreeMap::new();
-    for (i, (t, m, _)) in targets(r).iter().enumerate() {
-        v.insert(format!("target{i}"), m.clone());
-        let _ = t;
+    let mut put = |k: &str, x: String| {
+        v.insert(k.to_owned(), x);
+    };
+    for (i, (_, m, _)) in targets(r).iter().enumerate() {
+        put(&format!("target{i}"), m.clone());
+    }
+    let cpu = |s: Setup| {
+        median(
+            &r.wrk
+                .get(s.name())
+                .map(|v| v.iter().map(|w| w.cpu_us).collect::<Vec<_>>())
+                .unwrap_or_default(),
+        )
+    };
+    let ratio = |a: Setup, b: Setup| match (r.wrk.get(a.name()), r.wrk.get(b.name())) {
+        (Some(x), Some(y)) => median(
+            &x.iter()
+                .zip(y)
+                .map(|(x, y)| x.rps / y.rps.max(1e-9))
+                .collect::<Vec<_>>(),
+        ),
+        _ => 0.0,
+    };
+    for (k, s) in [
+        ("native", Setup::Native),
+        ("floor", Setup::Floor),
+        ("mesh", Setup::Mesh),
+        ("lua", Setup::Lua),
+        ("direct", Setup::Direct),
+    ] {
+        put(&format!("cpu_{k}"), format!("{:.1}", cpu(s)));
+    }
+    put("cpu_wasm_floor", format!("{:.1}", cpu(Setup::Floor) - cpu(Setup::Native)));
+    put("cpu_mesh_added", format!("{:.1}", cpu(Setup::Mesh) - cpu(Setup::Floor)));
+    put("cpu_lua_added", format!("{:.1}", cpu(Setup::Lua) - cpu(Setup::Native)));
+    put("cpu_mesh_lua", format!("{:.2}", cpu(Setup::Mesh) / cpu(Setup::Lua).max(1e-9)));
+    put("rps_floor_native", format!("{:.2}", ratio(Setup::Floor, Setup::Native)));
+    put("rps_direct_native", format!("{:.2}", ratio(Setup::Direct, Setup::Native)));
+    let p50 = |s: Setup, k: usize| {
+        let mut x = r
+            .sequential
+            .get(&(s.name(), r.kinds.get(k).copied().unwrap_or_default()))
+            .cloned()
+            .unwrap_or_default();
+        pct(&mut x, 0.5)
+    };
+    for (k, i) in [("routed", 0), ("preflight", 1), ("get", 2), ("nf", 3), ("pass", 4)] {
+        put(
+            &format!("seq_{k}_floor"),
+            format!("{:.0}", p50(Setup::Mesh, i) - p50(Setup::Floor, i)),
+        );
+        put(
+            &format!("seq_{k}_lua"),
+            format!("{:.0}", p50(Setup::Lua, i) - p50(Setup::Floor, i)),
+        );
     }
     let (mesh, noop) = &r.digimon_wasm;
-    v.insert(
-        "own_ns".into(),
-        format!("{:.0}", mesh.ns_per_request - noop.ns_per_request),
-    );
-    v.insert("host_calls".into(), format!("{:.0}", mesh.host_calls));
-    v.insert("noop_calls".into(), format!("{:.0}", noop.host_calls));
-    v.insert("native_ns".into(), format!("{:.0}", r.digimon_native.ns));
-    v.insert(
-        "allocs".into(),
-        format!("{:.1}", r.digimon_native.allocations),
-    );
-    v.insert(
-        "module_kb".into(),
-        format!("{:.0}", r.module_bytes.0 as f64 / 1e3),
-    );
-    v.insert(
-        "noop_kb".into(),
-        format!("{:.0}", r.module_bytes.1 as f64 / 1e3),
-    );
+    put("own_ns", format!("{:.0}", mesh.ns_per_request - noop.ns_per_request));
+    if let Some((a, b)) = r.jit_share {
+        put(
+            "jit_own_ns",
+            format!("{:.0}", a * mesh.ns_per_request - b * noop.ns_per_request),
+        );
+        put("jit_mesh_pct", format!("{:.0}", a * 100.0));
+    }
+    put("host_calls", format!("{:.0}", mesh.host_calls));
+    put("native_ns", format!("{:.0}", r.digimon_native.ns));
+    put("allocs", format!("{:.1}", r.digimon_native.allocations));
+    put("instructions", r.instructions.map_or("(not measured)".to_owned(), |i| format!("{i:.0}")));
+    put("module_kb", format!("{:.0}", r.module_bytes.0 as f64 / 1e3));
+    put("noop_kb", format!("{:.0}", r.module_bytes.1 as f64 / 1e3));
+    if let Some(s) = r.scale.last() {
+        put("big_hosts", s.hosts.to_string());
+        put("big_json_mb", format!("{:.1}", s.config_bytes as f64 / 1e6));
+        put("big_configure_ms", format!("{:.0}", s.mesh.configure.as_secs_f64() * 1e3));
+        put("big_compile_ms", format!("{:.0}", s.native.compile.as_secs_f64() * 1e3));
+        put("big_memory_mib", format!("{:.0}", s.mesh.memory_kib as f64 / 1024.0));
+        put("big_start_ms", format!("{:.0}", s.envoy.startup.as_secs_f64() * 1e3));
+        put("big_rss_mib", format!("{:.0}", s.envoy.rss_kib as f64 / 1024.0));
+    }
+    let start = |s: Setup| r.startup.get(s.name()).map_or(0.0, |d| d.as_secs_f64() * 1e3);
+    put("start_native", format!("{:.0}", start(Setup::Native)));
+    put("start_floor", format!("{:.0}", start(Setup::Floor)));
+    put("start_mesh", format!("{:.0}", start(Setup::Mesh)));
     v
 }
 

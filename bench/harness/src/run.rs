@@ -210,6 +210,14 @@ pub fn run(opts: &Options) -> anyhow::Result<Results> {
         Some((a, b)) => (Some(a.as_str()), Some(b.as_str())),
         None => (None, None),
     };
+    // This process (the sequential client, the wasmtime measurements) runs beside wrk, away
+    // from the Envoy under test.
+    if let Some(cpu) = cpu_load {
+        let _ = std::process::Command::new("taskset")
+            .args(["-a", "-cp", cpu, &std::process::id().to_string()])
+            .stdout(std::process::Stdio::null())
+            .status();
+    }
     let mut res = Results {
         envoy_version: envoy_version(&inputs.envoy),
         pinning: pin.clone(),
