@@ -142,12 +142,30 @@ pub fn values(r: &Results) -> BTreeMap<String, String> {
     ] {
         put(&format!("cpu_{k}"), format!("{:.1}", cpu(s)));
     }
-    put("cpu_wasm_floor", format!("{:.1}", cpu(Setup::Floor) - cpu(Setup::Native)));
-    put("cpu_mesh_added", format!("{:.1}", cpu(Setup::Mesh) - cpu(Setup::Floor)));
-    put("cpu_lua_added", format!("{:.1}", cpu(Setup::Lua) - cpu(Setup::Native)));
-    put("cpu_mesh_lua", format!("{:.2}", cpu(Setup::Mesh) / cpu(Setup::Lua).max(1e-9)));
-    put("rps_floor_native", format!("{:.2}", ratio(Setup::Floor, Setup::Native)));
-    put("rps_direct_native", format!("{:.2}", ratio(Setup::Direct, Setup::Native)));
+    put(
+        "cpu_wasm_floor",
+        format!("{:.1}", cpu(Setup::Floor) - cpu(Setup::Native)),
+    );
+    put(
+        "cpu_mesh_added",
+        format!("{:.1}", cpu(Setup::Mesh) - cpu(Setup::Floor)),
+    );
+    put(
+        "cpu_lua_added",
+        format!("{:.1}", cpu(Setup::Lua) - cpu(Setup::Native)),
+    );
+    put(
+        "cpu_mesh_lua",
+        format!("{:.2}", cpu(Setup::Mesh) / cpu(Setup::Lua).max(1e-9)),
+    );
+    put(
+        "rps_floor_native",
+        format!("{:.2}", ratio(Setup::Floor, Setup::Native)),
+    );
+    put(
+        "rps_direct_native",
+        format!("{:.2}", ratio(Setup::Direct, Setup::Native)),
+    );
     let p50 = |s: Setup, k: usize| {
         let mut x = r
             .sequential
@@ -156,7 +174,13 @@ pub fn values(r: &Results) -> BTreeMap<String, String> {
             .unwrap_or_default();
         pct(&mut x, 0.5)
     };
-    for (k, i) in [("routed", 0), ("preflight", 1), ("get", 2), ("nf", 3), ("pass", 4)] {
+    for (k, i) in [
+        ("routed", 0),
+        ("preflight", 1),
+        ("get", 2),
+        ("nf", 3),
+        ("pass", 4),
+    ] {
         put(
             &format!("seq_{k}_floor"),
             format!("{:.0}", p50(Setup::Mesh, i) - p50(Setup::Floor, i)),
@@ -167,7 +191,10 @@ pub fn values(r: &Results) -> BTreeMap<String, String> {
         );
     }
     let (mesh, noop) = &r.digimon_wasm;
-    put("own_ns", format!("{:.0}", mesh.ns_per_request - noop.ns_per_request));
+    put(
+        "own_ns",
+        format!("{:.0}", mesh.ns_per_request - noop.ns_per_request),
+    );
     if let Some((a, b)) = r.jit_share {
         put(
             "jit_own_ns",
@@ -178,19 +205,42 @@ pub fn values(r: &Results) -> BTreeMap<String, String> {
     put("host_calls", format!("{:.0}", mesh.host_calls));
     put("native_ns", format!("{:.0}", r.digimon_native.ns));
     put("allocs", format!("{:.1}", r.digimon_native.allocations));
-    put("instructions", r.instructions.map_or("(not measured)".to_owned(), |i| format!("{i:.0}")));
+    put(
+        "instructions",
+        r.instructions
+            .map_or("(not measured)".to_owned(), |i| format!("{i:.0}")),
+    );
     put("module_kb", format!("{:.0}", r.module_bytes.0 as f64 / 1e3));
     put("noop_kb", format!("{:.0}", r.module_bytes.1 as f64 / 1e3));
     if let Some(s) = r.scale.last() {
         put("big_hosts", s.hosts.to_string());
         put("big_json_mb", format!("{:.1}", s.config_bytes as f64 / 1e6));
-        put("big_configure_ms", format!("{:.0}", s.mesh.configure.as_secs_f64() * 1e3));
-        put("big_compile_ms", format!("{:.0}", s.native.compile.as_secs_f64() * 1e3));
-        put("big_memory_mib", format!("{:.0}", s.mesh.memory_kib as f64 / 1024.0));
-        put("big_start_ms", format!("{:.0}", s.envoy.startup.as_secs_f64() * 1e3));
-        put("big_rss_mib", format!("{:.0}", s.envoy.rss_kib as f64 / 1024.0));
+        put(
+            "big_configure_ms",
+            format!("{:.0}", s.mesh.configure.as_secs_f64() * 1e3),
+        );
+        put(
+            "big_compile_ms",
+            format!("{:.0}", s.native.compile.as_secs_f64() * 1e3),
+        );
+        put(
+            "big_memory_mib",
+            format!("{:.0}", s.mesh.memory_kib as f64 / 1024.0),
+        );
+        put(
+            "big_start_ms",
+            format!("{:.0}", s.envoy.startup.as_secs_f64() * 1e3),
+        );
+        put(
+            "big_rss_mib",
+            format!("{:.0}", s.envoy.rss_kib as f64 / 1024.0),
+        );
     }
-    let start = |s: Setup| r.startup.get(s.name()).map_or(0.0, |d| d.as_secs_f64() * 1e3);
+    let start = |s: Setup| {
+        r.startup
+            .get(s.name())
+            .map_or(0.0, |d| d.as_secs_f64() * 1e3)
+    };
     put("start_native", format!("{:.0}", start(Setup::Native)));
     put("start_floor", format!("{:.0}", start(Setup::Floor)));
     put("start_mesh", format!("{:.0}", start(Setup::Mesh)));

@@ -229,9 +229,11 @@ pub fn local_envoy(setup: Setup, inputs: &Inputs, upstream: u16) -> anyhow::Resu
         Setup::Direct => LocalEnvoy {
             listen: loopback(0),
             admin: None,
-            http_filters: vec![json!({"name": "envoy.filters.http.buffer", "typed_config": {
+            http_filters: vec![
+                json!({"name": "envoy.filters.http.buffer", "typed_config": {
                 "@type": "type.googleapis.com/envoy.extensions.filters.http.buffer.v3.Buffer",
-                "max_request_bytes": 65536}})],
+                "max_request_bytes": 65536}}),
+            ],
             route_config: json!({"name": "direct", "virtual_hosts": [{"name": "all", "domains": ["*"],
                 "routes": [{"match": {"prefix": "/"}, "direct_response": {"status": 200, "body": {"inline_string": "ok"}}}]}]}),
             clusters: vec![],

@@ -270,6 +270,9 @@ pub(crate) struct HostState {
     pub(crate) call_counts: Vec<(&'static str, u64)>,
     /// Buffers the host asked the guest's allocator for (to hand data over).
     pub(crate) guest_allocations: u64,
+    /// The guest's memory and allocator, found on first use.
+    pub(crate) memory: Option<Memory>,
+    pub(crate) allocator: Option<TypedFunc<u32, u32>>,
     pub(crate) inject: Option<(String, u32)>,
 }
 
@@ -297,6 +300,8 @@ impl HostState {
             host_calls: 0,
             call_counts: Vec::new(),
             guest_allocations: 0,
+            memory: None,
+            allocator: None,
             inject: None,
         }
     }
