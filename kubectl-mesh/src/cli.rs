@@ -78,6 +78,7 @@ pub enum Command {
     ///
     /// Deployment/DaemonSet/ReplicaSet/StatefulSet go to apps/v1 (with spec.selector), Ingress
     /// to networking.k8s.io/v1. Plain YAML and Helm templates (files containing `{{`).
+    /// `--check` prints a diff and exits 1 when something needs migrating (for CI).
     Migrate(MigrateArgs),
     /// Run the filter with this config in a local Envoy, service ports mapped to local addresses.
     Run(RunArgs),
@@ -107,8 +108,8 @@ pub struct RunArgs {
 /// Options of `migrate`.
 #[derive(Debug, Args)]
 pub struct MigrateArgs {
-    /// Manifest file, directory (its .yaml/.yml/.json files) or `-` for stdin; repeatable.
-    /// Default: stdin.
+    /// Manifest file, directory (every .yaml/.yml/.json file below it, recursively; a Helm
+    /// chart by its templates/) or `-` for stdin; repeatable. Default: stdin.
     #[arg(
         short = 'f',
         long = "file",
@@ -117,8 +118,12 @@ pub struct MigrateArgs {
     )]
     pub files: Vec<PathBuf>,
     /// Rewrite the files instead of printing (all or nothing: only if every file migrated).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "check")]
     pub in_place: bool,
+    /// For CI: print a unified diff of what would change, write nothing, exit 1 when anything
+    /// needs migrating.
+    #[arg(long)]
+    pub check: bool,
 }
 
 /// Options shaping the rendered objects (render and enable).
@@ -425,13 +430,7 @@ pub async fn run(cli: Cli, out: &mut impl Write) -> Result<Outcome, CliError> {
             }
         }
         Command::Migrate(args) => {
-            migrate::run(
-                &args.files,
-                args.in_place,
-                cli.output == Output::Json,
-                out,
-                &mut std::io::stderr(),
-            )?;
+            return migrate_command(args, cli.output, out);
         }
         Command::Run(args) => {
             run::run(
@@ -491,6 +490,24 @@ pub async fn run(cli: Cli, out: &mut impl Write) -> Result<Outcome, CliError> {
         }
     }
     Ok(Outcome::Success)
+}
+
+/// `migrate`: `--check` finding something to migrate exits 1, like a failed check.
+fn migrate_command(
+    args: &MigrateArgs,
+    output: Output,
+    out: &mut impl Write,
+) -> Result<Outcome, CliError> {
+    let opts = migrate::Options {
+        files: args.files.clone(),
+        in_place: args.in_place,
+        check: args.check,
+        json: output == Output::Json,
+    };
+    Ok(match migrate::run(&opts, out, &mut std::io::stderr())? {
+        migrate::Status::Done => Outcome::Success,
+        migrate::Status::NeedsMigration => Outcome::ChecksFailed,
+    })
 }
 
 fn applied_selector(managed: &[serde_json::Value]) -> String {
