@@ -1,8 +1,9 @@
-//! Command line (clap derive) and dispatch of `version`, `completion`, `render`, `enable`, `check`, `disable`, `migrate`, `run`.
+//! Command line (clap derive) and dispatch of `version`, `completion`, `render`, `enable`, `check`, `disable`, `migrate`, `run`, `import-envoy`.
 
 use crate::check;
 use crate::cluster::{self, ClusterError};
 use crate::enable::{self, EnableError};
+use crate::import::{self, ImportError};
 use crate::migrate::{self, MigrateError};
 use crate::plan;
 use crate::render::{self, Api, Context, Module, RenderError, RenderOptions, Rendered};
@@ -82,6 +83,28 @@ pub enum Command {
     Migrate(MigrateArgs),
     /// Run the filter with this config in a local Envoy, service ports mapped to local addresses.
     Run(RunArgs),
+    /// Turn a standalone Envoy's config (and the Ingress in front of it) into a MeshConfig.
+    ///
+    /// Prints the MeshConfig; everything it cannot express goes to stderr with its path in the
+    /// Envoy file and the reason (`--strict`: that is an error).
+    ImportEnvoy(ImportArgs),
+}
+
+/// Options of `import-envoy`.
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The Envoy config (static bootstrap, v3 or v2, YAML or JSON); `-` for stdin.
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    pub file: PathBuf,
+    /// Ingress manifests whose rules supply the hosts in front of the Envoy.
+    #[arg(long, value_name = "FILE")]
+    pub ingress: Option<PathBuf>,
+    /// Name of the Envoy's Service in the Ingress rules.
+    #[arg(long, default_value = "envoy", value_name = "NAME")]
+    pub envoy_service: String,
+    /// Fail, printing nothing, when anything cannot be carried over.
+    #[arg(long)]
+    pub strict: bool,
 }
 
 /// Options of `run`.
@@ -195,6 +218,9 @@ pub enum CliError {
     /// migrate failed.
     #[error(transparent)]
     Migrate(#[from] MigrateError),
+    /// import-envoy failed.
+    #[error(transparent)]
+    Import(#[from] ImportError),
     /// A malformed flag value.
     #[error("{0}")]
     Usage(String),
@@ -431,6 +457,20 @@ pub async fn run(cli: Cli, out: &mut impl Write) -> Result<Outcome, CliError> {
         }
         Command::Migrate(args) => {
             return migrate_command(args, cli.output, out);
+        }
+        Command::ImportEnvoy(args) => {
+            import::run(
+                &import::Options {
+                    envoy_file: args.file.clone(),
+                    ingress_file: args.ingress.clone(),
+                    envoy_service: args.envoy_service.clone(),
+                    namespace: cli.namespace.clone(),
+                    strict: args.strict,
+                    json: cli.output == Output::Json,
+                },
+                out,
+                &mut std::io::stderr(),
+            )?;
         }
         Command::Run(args) => {
             run::run(
