@@ -2,13 +2,15 @@
 //! front of it) becomes a MeshConfig, and everything it cannot express is listed with its path.
 //!
 //! Layout: `envoy` reads the bootstrap (listener, HTTP filters, clusters), `routes` the virtual
-//! hosts and routes, `cors` and `headers` their CORS policies and header mutations, `strings`
+//! hosts and routes, `matches` route conditions and local answers, `cors` and `headers` their
+//! CORS policies and header mutations, `strings`
 //! Envoy's string matchers, `ingress` the Ingress rules, `notes` what was not carried.
 
 mod cors;
 pub mod envoy;
 mod headers;
 pub mod ingress;
+mod matches;
 pub mod notes;
 pub mod routes;
 mod strings;
