@@ -510,12 +510,24 @@ fn redirect_location(
     out.extend_from_slice(host);
     match spec.port {
         Some(p) => out.extend_from_slice(format!(":{p}").as_bytes()),
-        // Keep the client's port only when neither host nor scheme changed.
-        None if spec.host.is_none() && spec.scheme.is_none() => out.extend_from_slice(
-            original
+        // As Envoy: the client's port stays unless the host changes, or the scheme changes and
+        // the port is the old scheme's default (`http://a:80` -> `https://a`, but
+        // `http://a:8443` -> `https://a:8443`).
+        None if spec.host.is_none() => {
+            let port = original
                 .get(strip_port(original).len()..)
-                .unwrap_or_default(),
-        ),
+                .unwrap_or_default();
+            let old: &[u8] = if scheme == Some(b"https") {
+                b"https"
+            } else {
+                b"http"
+            };
+            let changed = spec.scheme.as_deref().is_some_and(|s| s.as_bytes() != old);
+            let default: &[u8] = if old == b"https" { b":443" } else { b":80" };
+            if !(changed && port == default) {
+                out.extend_from_slice(port);
+            }
+        }
         None => {}
     }
     let path = path_only(vars.path);
@@ -758,6 +770,38 @@ mod tests {
             e.on_request_headers(&mut h).unwrap(),
             RequestOutcome::Reply(_)
         ));
+    }
+
+    /// The port rule of Envoy 1.40's redirects, measured on native Envoy (the import suite's
+    /// handmade config found it): a scheme change drops only the old scheme's default port.
+    #[test]
+    fn redirect_ports_follow_envoy() {
+        let e = engine(json!([{"domains": ["*"], "routes": [
+            {"match": {"path": "/https"}, "redirect": {"scheme": "https"}},
+            {"match": {"path": "/http"}, "redirect": {"scheme": "http"}},
+            {"match": {"path": "/host"}, "redirect": {"host": "new.example"}},
+            {"match": {"path": "/path"}, "redirect": {"path": "/p"}},
+            {"match": {"path": "/port"}, "redirect": {"port": 7000}}
+        ]}]));
+        let loc = |host: &str, path: &str| {
+            let mut h = req(Some(host), "GET", path, &[]);
+            let RequestOutcome::Reply(r) = e.on_request_headers(&mut h).unwrap() else {
+                panic!()
+            };
+            r.headers.text("location").unwrap()
+        };
+        for (host, path, want) in [
+            ("a.example", "/https", "https://a.example/https"),
+            ("a.example:80", "/https", "https://a.example/https"),
+            ("a.example:443", "/https", "https://a.example:443/https"),
+            ("a.example:8443", "/https", "https://a.example:8443/https"),
+            ("a.example:80", "/http", "http://a.example:80/http"),
+            ("a.example:8443", "/host", "http://new.example/host"),
+            ("a.example:8443", "/path", "http://a.example:8443/p"),
+            ("a.example:8443", "/port", "http://a.example:7000/port"),
+        ] {
+            assert_eq!(loc(host, path), want, "{host}{path}");
+        }
     }
 
     #[test]
