@@ -200,6 +200,39 @@ pub fn allows_nothing(c: &CorsConfig) -> bool {
     c.enabled != Some(false) && c.allow_origins.is_empty()
 }
 
+/// True when no CORS applies: no policy, a disabled one, or one allowing no origin.
+pub fn is_off(c: Option<&CorsConfig>) -> bool {
+    c.is_none_or(|c| c.enabled == Some(false) || allows_nothing(c))
+}
+
+/// The policy that turns CORS off.
+pub fn off() -> CorsConfig {
+    CorsConfig {
+        enabled: Some(false),
+        ..Default::default()
+    }
+}
+
+/// What MeshConfig makes of a host policy and a route policy (the route's fields win).
+pub fn merged(host: Option<&CorsConfig>, route: Option<&CorsConfig>) -> Option<CorsConfig> {
+    match (host, route) {
+        (Some(h), Some(r)) => Some(overlay(h, r)),
+        (h, r) => r.or(h).cloned(),
+    }
+}
+
+/// Whether two effective policies behave alike (off is off, however it is written; an unset
+/// `enabled` is on).
+pub fn same(a: Option<&CorsConfig>, b: Option<&CorsConfig>) -> bool {
+    let norm = |c: Option<&CorsConfig>| {
+        (!is_off(c)).then(|| CorsConfig {
+            enabled: None,
+            ..c.cloned().unwrap_or_default()
+        })
+    };
+    norm(a) == norm(b)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

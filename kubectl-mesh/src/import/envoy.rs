@@ -159,7 +159,7 @@ pub fn find_hcm<'a>(
 ) -> Result<Hcm<'a>, ImportError> {
     let mut found: Vec<(usize, At<'a>, At<'a>, Option<u16>)> = Vec::new();
     let listeners = root.get("static_resources").get("listeners");
-    for (li, listener) in listeners.items() {
+    for (li, listener) in listeners.list() {
         let lport = listener
             .get("address")
             .get("socket_address")
@@ -198,7 +198,11 @@ pub fn find_hcm<'a>(
             notes.add(other, Scope::OtherListener, format!("another HTTP listener (listeners[{li}]) with other routes; not imported (one MeshConfig per import: import it separately)"));
         }
     }
-    let l = listeners.at(listener);
+    let l = listeners
+        .list()
+        .into_iter()
+        .find(|(i, _)| *i == listener)
+        .map_or_else(|| listeners.at(listener), |(_, l)| l);
     for key in ["listener_filters", "transport_socket"] {
         if !l.get(key).is_null() {
             notes.add(&l.get(key), Scope::Connection, "listener TLS and inspection are the gateway's job in Istio (Gateway `tls`); not carried");
@@ -328,7 +332,7 @@ pub fn clusters(
     notes: &mut Notes,
 ) -> BTreeMap<String, ClusterTarget> {
     let mut out = BTreeMap::new();
-    for (_, c) in root.get("static_resources").get("clusters").items() {
+    for (_, c) in root.get("static_resources").get("clusters").list() {
         let Some(name) = c.get("name").str() else {
             continue;
         };

@@ -220,8 +220,13 @@ pub fn run(opts: &Options, out: &mut impl Write, err: &mut impl Write) -> Result
         &opts.envoy_service,
         opts.namespace.as_deref(),
     )?;
+    // One line per field and reason (a host-level field can apply to several routes).
+    let mut shown = std::collections::BTreeSet::new();
     for n in &imported.notes {
-        let _ = writeln!(err, "{file}: {n}");
+        let line = format!("{file}: {n}");
+        if shown.insert(line.clone()) {
+            let _ = writeln!(err, "{line}");
+        }
     }
     let lost = imported.notes.iter().filter(|n| !n.info).count();
     if opts.strict && lost > 0 {

@@ -119,6 +119,15 @@ impl<'a> At<'a> {
         (0..n).map(|i| (i, self.at(i))).collect()
     }
 
+    /// The items of a list, or the value itself when it is one object (Envoy's JSON parser
+    /// takes a single message where a list is expected, and configs rely on it).
+    pub fn list(&self) -> Vec<(usize, At<'a>)> {
+        if self.v.is_object() {
+            return vec![(0, self.clone())];
+        }
+        self.items()
+    }
+
     /// True when the field is absent or `null`.
     pub fn is_null(&self) -> bool {
         self.v.is_null()

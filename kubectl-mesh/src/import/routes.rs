@@ -6,7 +6,7 @@ use super::envoy::{ClusterTarget, Hcm, HttpFilterKind};
 use super::headers::{compose, Side};
 use super::matches::{direct_response, redirect, route_match};
 use super::notes::{At, Notes, Scope};
-use mesh_core::config::{CorsConfig, HostConfig, RouteConfig, Target};
+use mesh_core::config::{CorsConfig, HeaderRules, HostConfig, RouteConfig, Target};
 use mesh_core::cors::{GRPC_WEB_ALLOW_HEADERS, GRPC_WEB_EXPOSE_HEADERS};
 use std::collections::BTreeMap;
 
@@ -162,10 +162,10 @@ fn virtual_host(
             .then(|| cors::convert(&vh.get("cors"), &vs, notes))
             .flatten(),
     };
-    let mut routes: Vec<(usize, RouteConfig, Option<CorsConfig>)> = Vec::new();
+    let mut routes: Vec<(RouteConfig, RouteCors)> = Vec::new();
     for (r, route) in vh.get("routes").items() {
         if let Some(x) = convert_route(ctx, rc, vh, &levels, v, r, &route, notes) {
-            routes.push((r, x.0, x.1));
+            routes.push(x);
         }
     }
     if domains.is_empty() || routes.is_empty() {
@@ -189,48 +189,103 @@ fn virtual_host(
         response_headers: Default::default(),
         routes: Vec::new(),
     };
-    // The effective CORS policy goes on each forwarding route; when they all share one, it
-    // moves up to the host, which reads like the original.
-    let forwarding: Vec<&Option<CorsConfig>> = routes
-        .iter()
-        .filter(|(_, r, _)| r.to.is_some())
-        .map(|(_, _, c)| c)
-        .collect();
-    let shared = forwarding
-        .first()
-        .filter(|first| first.is_some() && forwarding.iter().all(|c| c == *first))
-        .and_then(|c| (*c).clone());
-    for (_, mut r, c) in routes {
-        if shared.is_none() && r.to.is_some() {
-            r.cors = c;
-        }
+    // CORS as in the original: the host's policy on the host and what a route changes on the
+    // route, when MeshConfig's field-by-field merge gives each route its effective policy
+    // (else each forwarding route carries its whole effective policy).
+    let host_level = if levels.config.is_some() || levels.vhost.is_some() {
+        cors::effective(&[levels.config.as_ref(), levels.vhost.as_ref()])
+    } else {
+        levels.legacy_vhost.clone()
+    }
+    .filter(|h| ctx.hcm.cors_filter && !cors::is_off(Some(h)));
+    let placed = host_level.as_ref().and_then(|h| {
+        routes
+            .iter()
+            .map(|(r, c)| {
+                if r.to.is_none() {
+                    return Some(None);
+                }
+                [None, c.own.clone(), Some(cors::off()), c.effective.clone()]
+                    .into_iter()
+                    .find(|cand| {
+                        cors::same(
+                            cors::merged(Some(h), cand.as_ref()).as_ref(),
+                            c.effective.as_ref(),
+                        )
+                    })
+            })
+            .collect::<Option<Vec<Option<CorsConfig>>>>()
+    });
+    host.cors = placed.as_ref().and(host_level);
+    for (i, (mut r, c)) in routes.into_iter().enumerate() {
+        r.cors = match &placed {
+            Some(p) => p[i].clone(),
+            None if r.to.is_some() => c.effective,
+            None => None,
+        };
         host.routes.push(r);
     }
-    host.cors = shared;
-    // The same for header rules: composed per route, moved up when every route has the same.
-    for side in [Side::Request, Side::Response] {
-        let pick = |r: &RouteConfig| match side {
-            Side::Request => r.request_headers.clone(),
-            Side::Response => r.response_headers.clone(),
-        };
-        let first = host.routes.first().map(pick).unwrap_or_default();
-        if host.routes.len() > 1
-            && !first.is_empty()
-            && host.routes.iter().all(|r| pick(r) == first)
+    // Header rules are composed per route; a header every route treats the same moves up to
+    // the host (the host's rules run first, which cannot matter for a name the route's
+    // remaining rules do not touch).
+    host.request_headers = hoist(&mut host.routes, |r| &mut r.request_headers);
+    host.response_headers = hoist(&mut host.routes, |r| &mut r.response_headers);
+    Some(host)
+}
+
+/// Moves the header names that every route sets, adds or removes alike to one host-level rule
+/// set, which it returns.
+fn hoist(
+    routes: &mut [RouteConfig],
+    side: impl Fn(&mut RouteConfig) -> &mut HeaderRules,
+) -> HeaderRules {
+    let mut host = HeaderRules::default();
+    if routes.len() < 2 {
+        return host;
+    }
+    let effect = |r: &HeaderRules, name: &str| {
+        (
+            r.remove.iter().any(|n| n.eq_ignore_ascii_case(name)),
+            r.set.get(name).cloned(),
+            r.add.get(name).cloned(),
+        )
+    };
+    let first = side(&mut routes[0]).clone();
+    let names: Vec<String> = first
+        .remove
+        .iter()
+        .chain(first.set.keys())
+        .chain(first.add.keys())
+        .map(|n| n.to_ascii_lowercase())
+        .collect();
+    for name in names {
+        let e = effect(&first, &name);
+        if host.set.contains_key(&name)
+            || host.add.contains_key(&name)
+            || host.remove.contains(&name)
         {
-            for r in &mut host.routes {
-                match side {
-                    Side::Request => r.request_headers = Default::default(),
-                    Side::Response => r.response_headers = Default::default(),
-                }
-            }
-            match side {
-                Side::Request => host.request_headers = first,
-                Side::Response => host.response_headers = first,
-            }
+            continue;
+        }
+        if !routes.iter_mut().all(|r| effect(side(r), &name) == e) {
+            continue;
+        }
+        for r in routes.iter_mut() {
+            let rules = side(r);
+            rules.remove.retain(|n| !n.eq_ignore_ascii_case(&name));
+            rules.set.remove(&name);
+            rules.add.remove(&name);
+        }
+        if e.0 {
+            host.remove.push(name.clone());
+        }
+        if let Some(v) = e.1 {
+            host.set.insert(name.clone(), v);
+        }
+        if let Some(v) = e.2 {
+            host.add.insert(name, v);
         }
     }
-    Some(host)
+    host
 }
 
 /// The typed CORS policy (or a disabled filter config) in a `typed_per_filter_config`, and the
@@ -268,6 +323,15 @@ struct CorsLevels {
     legacy_vhost: Option<CorsConfig>,
 }
 
+/// A route's CORS: the effective policy and the route's own one.
+#[derive(Debug, Clone, Default)]
+struct RouteCors {
+    /// What applies to the route (`enabled: false` when nothing does or nothing is allowed).
+    effective: Option<CorsConfig>,
+    /// The route's own policy, from the level Envoy read for it.
+    own: Option<CorsConfig>,
+}
+
 /// A route's effective CORS policy, from the levels Envoy's CORS filter reads: typed
 /// per-filter configs if any level has one, else the legacy `cors` fields.
 fn route_cors(
@@ -277,7 +341,7 @@ fn route_cors(
     r: usize,
     route: &At<'_>,
     notes: &mut Notes,
-) -> Option<CorsConfig> {
+) -> RouteCors {
     let rs = Scope::Cors {
         vhost: v,
         route: Some(r),
@@ -287,26 +351,33 @@ fn route_cors(
         .then(|| cors::convert(&route.get("route").get("cors"), &rs, notes))
         .flatten();
     let any_typed = levels.config.is_some() || levels.vhost.is_some() || route_typed.is_some();
-    let policy = if any_typed {
-        cors::effective(&[
+    let (policy, own) = if any_typed {
+        let p = cors::effective(&[
             levels.config.as_ref(),
             levels.vhost.as_ref(),
             route_typed.as_ref(),
-        ])
+        ]);
+        (p, route_typed)
     } else {
-        cors::effective(&[levels.legacy_vhost.as_ref(), legacy_route.as_ref()])
-    }?;
+        let p = cors::effective(&[levels.legacy_vhost.as_ref(), legacy_route.as_ref()]);
+        (p, legacy_route)
+    };
+    let Some(policy) = policy else {
+        return RouteCors::default();
+    };
     if !ctx.hcm.cors_filter {
         notes.info(route, "a CORS policy applies here, but the listener has no CORS filter, so it never had an effect");
-        return None;
+        return RouteCors::default();
     }
-    if cors::allows_nothing(&policy) {
-        return Some(CorsConfig {
-            enabled: Some(false),
-            ..Default::default()
-        });
+    let effective = if cors::is_off(Some(&policy)) {
+        cors::off()
+    } else {
+        policy
+    };
+    RouteCors {
+        effective: Some(effective),
+        own,
     }
-    Some(policy)
 }
 
 /// Converts one route: `(route, its effective CORS policy)`, or `None` (noted) when it cannot
@@ -321,7 +392,7 @@ fn convert_route(
     r: usize,
     route: &At<'_>,
     notes: &mut Notes,
-) -> Option<(RouteConfig, Option<CorsConfig>)> {
+) -> Option<(RouteConfig, RouteCors)> {
     let scope = Scope::Route { vhost: v, route: r };
     let drop = |notes: &mut Notes, at: &At<'_>, why: String| {
         notes.add(at, scope.clone(), format!("{why}; route not carried"));
@@ -439,7 +510,7 @@ fn convert_route(
     out.response_headers = compose(&header_levels, Side::Response, c, &scope, notes);
     let policy = route_cors(ctx, levels, v, r, route, notes);
     if out.grpc_web {
-        if let Some(p) = policy.as_ref().filter(|p| p.enabled != Some(false)) {
+        if let Some(p) = policy.effective.as_ref().filter(|p| !cors::is_off(Some(p))) {
             let lacks = |list: &[String], wanted: &[&str]| {
                 list.iter().any(|x| x == "*")
                     || wanted
