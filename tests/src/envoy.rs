@@ -151,6 +151,11 @@ pub struct Envoy {
 
 impl Envoy {
     fn start(spec: &EnvoySpec) -> anyhow::Result<Envoy> {
+        Envoy::start_with(&|port, admin_port| spec.bootstrap(port, admin_port))
+    }
+
+    /// Starts Envoy with the bootstrap `bootstrap(listener port, admin port)` builds.
+    pub fn start_with(bootstrap: &dyn Fn(u16, u16) -> Value) -> anyhow::Result<Envoy> {
         let bin = envoy_binary();
         anyhow::ensure!(
             bin.exists(),
@@ -170,7 +175,7 @@ impl Envoy {
             let cfg = dir.join("envoy.yaml");
             std::fs::write(
                 &cfg,
-                serde_json::to_string_pretty(&spec.bootstrap(port, admin_port))?,
+                serde_json::to_string_pretty(&bootstrap(port, admin_port))?,
             )?;
             let log = dir.join("envoy.log");
             let child = Command::new(&bin)

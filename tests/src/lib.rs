@@ -3,6 +3,7 @@
 pub mod client;
 pub mod conformance;
 pub mod envoy;
+pub mod import_diff;
 pub mod upstream;
 
 use std::path::PathBuf;
