@@ -54,7 +54,11 @@ fn gateway_routes(file: &str) -> Proxy {
 }
 
 /// Renders `config` for `context` and `api` as `kubectl mesh render` does.
-fn render(config: &PathBuf, context: Context, api: Api) -> (mesh_core::MeshConfig, Vec<Value>) {
+fn render(
+    config: &std::path::Path,
+    context: Context,
+    api: Api,
+) -> (mesh_core::MeshConfig, Vec<Value>) {
     let cfg = render::load_config(config).unwrap();
     let opts = RenderOptions {
         name: "kubectl-mesh".into(),
@@ -167,7 +171,12 @@ fn route_diffs(base: &Proxy, after: &Proxy, cfg: &mesh_core::MeshConfig) -> (usi
         .map(str::to_owned)
         .collect();
     let after_rt = Runnable::new(after, &mut ups, &clusters).unwrap();
-    let labels = |rt: &Runnable| rt.listeners.iter().map(|l| l.label.clone()).collect::<Vec<_>>();
+    let labels = |rt: &Runnable| {
+        rt.listeners
+            .iter()
+            .map(|l| l.label.clone())
+            .collect::<Vec<_>>()
+    };
     assert_eq!(labels(&before_rt), labels(&after_rt));
     let probes = istio_probes(&before_rt);
     assert!(probes.len() >= 3, "{}: too few probes", base.name);
@@ -212,8 +221,14 @@ fn config_hosts_are_routed(after: &Proxy, cfg: &mesh_core::MeshConfig, at: &str)
             .header("access-control-request-headers", "content-type,x-grpc-web"),
     );
     assert_eq!(preflight.status, 200, "{}: {preflight:?}", after.name);
-    assert_eq!(preflight.header("access-control-allow-origin"), Some(ORIGIN));
-    assert!(preflight.header("x-upstream").is_none(), "answered by the filter");
+    assert_eq!(
+        preflight.header("access-control-allow-origin"),
+        Some(ORIGIN)
+    );
+    assert!(
+        preflight.header("x-upstream").is_none(),
+        "answered by the filter"
+    );
 
     let call = run.send(
         li,
@@ -223,7 +238,11 @@ fn config_hosts_are_routed(after: &Proxy, cfg: &mesh_core::MeshConfig, at: &str)
             .header("x-grpc-web", "1")
             .body(GRPC_WEB_BODY),
     );
-    assert_eq!(call.header("access-control-allow-origin"), Some(ORIGIN), "{call:?}");
+    assert_eq!(
+        call.header("access-control-allow-origin"),
+        Some(ORIGIN),
+        "{call:?}"
+    );
     assert_eq!(
         call.header("access-control-allow-credentials"),
         Some("true")
@@ -231,7 +250,11 @@ fn config_hosts_are_routed(after: &Proxy, cfg: &mesh_core::MeshConfig, at: &str)
     let got = ups.0[SERVER].log.lock().unwrap().last().cloned();
     let got = got.unwrap_or_else(|| panic!("{}: the server got nothing: {call:?}", after.name));
     assert_eq!(got.path, "/digimon.Digimon/Create");
-    assert_eq!(got.header("content-type"), Some("application/grpc"), "translated");
+    assert_eq!(
+        got.header("content-type"),
+        Some("application/grpc"),
+        "translated"
+    );
     assert_eq!(got.body_len, 13);
     assert_eq!(got.header(mesh_core::UPSTREAM_HEADER), None);
     assert_eq!(got.header(mesh_core::GRPC_WEB_HEADER), None);
@@ -266,12 +289,22 @@ fn upstream_case(base: Proxy, context: Context, api: Api, at: &str) {
 
 #[test]
 fn gateway_1_20_envoyfilter() {
-    upstream_case(gateway_1_20(), Context::Gateway, Api::Envoyfilter, "0.0.0.0_8080");
+    upstream_case(
+        gateway_1_20(),
+        Context::Gateway,
+        Api::Envoyfilter,
+        "0.0.0.0_8080",
+    );
 }
 
 #[test]
 fn gateway_1_20_wasmplugin() {
-    upstream_case(gateway_1_20(), Context::Gateway, Api::Wasmplugin, "0.0.0.0_8080");
+    upstream_case(
+        gateway_1_20(),
+        Context::Gateway,
+        Api::Wasmplugin,
+        "0.0.0.0_8080",
+    );
 }
 
 #[test]
@@ -306,12 +339,22 @@ fn gateway_with_a_virtual_host_per_host_gateway_api() {
 
 #[test]
 fn sidecar_1_20_outbound() {
-    upstream_case(sidecar_1_20(), Context::SidecarOutbound, Api::Envoyfilter, "0.0.0.0_80/");
+    upstream_case(
+        sidecar_1_20(),
+        Context::SidecarOutbound,
+        Api::Envoyfilter,
+        "0.0.0.0_80/",
+    );
 }
 
 #[test]
 fn sidecar_1_20_outbound_wasmplugin() {
-    upstream_case(sidecar_1_20(), Context::SidecarOutbound, Api::Wasmplugin, "0.0.0.0_80/");
+    upstream_case(
+        sidecar_1_20(),
+        Context::SidecarOutbound,
+        Api::Wasmplugin,
+        "0.0.0.0_80/",
+    );
 }
 
 fn inbound_case(api: Api) {
@@ -344,15 +387,28 @@ fn inbound_case(api: Api) {
     );
     assert_eq!(r.header("x-upstream"), Some("inbound|8080||"), "{r:?}");
     assert_eq!(r.header("access-control-allow-origin"), Some(ORIGIN));
-    let got = ups.0["inbound|8080||"].log.lock().unwrap().last().cloned().unwrap();
-    assert_eq!(got.header("content-type"), Some("application/grpc"), "translated");
+    let got = ups.0["inbound|8080||"]
+        .log
+        .lock()
+        .unwrap()
+        .last()
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        got.header("content-type"),
+        Some("application/grpc"),
+        "translated"
+    );
     assert_eq!(got.header(mesh_core::UPSTREAM_HEADER), None);
     assert_eq!(got.header(mesh_core::GRPC_WEB_HEADER), None);
     // In-mesh calls to the workload by its service name are not the config's: untouched.
     let r = run.send(
         li,
-        &Request::get("hello-openshift.vanilla-playground.svc.cluster.local:8080", "/")
-            .header("origin", ORIGIN),
+        &Request::get(
+            "hello-openshift.vanilla-playground.svc.cluster.local:8080",
+            "/",
+        )
+        .header("origin", ORIGIN),
     );
     assert_eq!(r.header("x-upstream"), Some("inbound|8080||"), "{r:?}");
     assert_eq!(r.header("access-control-allow-origin"), None);
@@ -376,7 +432,9 @@ fn an_operation_the_harness_does_not_know_fails_the_test() {
         "match": { "context": "GATEWAY" },
         "patch": { "operation": "ADD", "value": { "name": "x", "domains": ["x"] } },
     });
-    let err = envoyfilter::apply(&mut p, &[patch]).unwrap_err().to_string();
+    let err = envoyfilter::apply(&mut p, &[patch])
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("VIRTUAL_HOST ADD"), "{err}");
 }
 
@@ -384,15 +442,18 @@ fn an_operation_the_harness_does_not_know_fails_the_test() {
 
 #[test]
 fn a_filter_that_owns_every_host_is_caught_changing_istio_routes() {
-    let text = std::fs::read_to_string(example()).unwrap()
-        + "notFound: { status: 404, body: owned }\n";
+    let text =
+        std::fs::read_to_string(example()).unwrap() + "notFound: { status: 404, body: owned }\n";
     let file = std::env::temp_dir().join(format!("istio-owns-all-{}.yaml", std::process::id()));
     std::fs::write(&file, text).unwrap();
     let base = gateway_1_20();
     let (cfg, objects) = render(&file, Context::Gateway, Api::Envoyfilter);
     let after = patched(&base, &objects, Context::Gateway);
     let (_, diffs) = route_diffs(&base, &after, &cfg);
-    assert!(!diffs.is_empty(), "an explicit notFound answers Istio's hosts too");
+    assert!(
+        !diffs.is_empty(),
+        "an explicit notFound answers Istio's hosts too"
+    );
 }
 
 /// The gateway patches without the Wasm filter: what the proxy does while the filter's VM is
@@ -418,7 +479,9 @@ fn with_the_filter_down_the_native_header_strip_still_keeps_clients_from_picking
     // The check sees it when the strip is missing too: spoofed requests reach the server.
     let diffs = without_the_filter(false);
     assert!(
-        diffs.iter().any(|d| d.contains("with x-mesh-upstream") && d.contains(SERVER)),
+        diffs
+            .iter()
+            .any(|d| d.contains("with x-mesh-upstream") && d.contains(SERVER)),
         "{diffs:#?}"
     );
 }

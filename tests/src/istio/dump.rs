@@ -36,7 +36,11 @@ fn configs(dump: &Value) -> impl Iterator<Item = &Value> {
 }
 
 fn of_type<'a>(dump: &'a Value, suffix: &str) -> Option<&'a Value> {
-    configs(dump).find(|c| c["@type"].as_str().is_some_and(|t| t.rsplit('.').next() == Some(suffix)))
+    configs(dump).find(|c| {
+        c["@type"]
+            .as_str()
+            .is_some_and(|t| t.rsplit('.').next() == Some(suffix))
+    })
 }
 
 /// Strips the `@type` an admin dump puts on every top-level resource.
@@ -140,10 +144,17 @@ fn routes(dump: &Value, path: &Path) -> anyhow::Result<BTreeMap<String, Value>> 
     let routes = of_type(dump, "RoutesConfigDump")
         .ok_or_else(|| anyhow!("{}: no RoutesConfigDump", path.display()))?;
     let mut out = BTreeMap::new();
-    for r in routes["dynamic_route_configs"].as_array().into_iter().flatten() {
+    for r in routes["dynamic_route_configs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
         let rc = resource(&r["route_config"]);
         let Some(name) = rc["name"].as_str() else {
-            bail!("{}: a dynamic route configuration without a name", path.display());
+            bail!(
+                "{}: a dynamic route configuration without a name",
+                path.display()
+            );
         };
         out.insert(name.to_owned(), rc);
     }

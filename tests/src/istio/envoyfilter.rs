@@ -56,7 +56,8 @@ pub fn apply(proxy: &mut Proxy, patches: &[Value]) -> anyhow::Result<Applied> {
         }
         let rds_ctx = proxy.rds_context();
         for rc in proxy.routes.values_mut() {
-            counts[i] += patch_route_config(rc, rds_ctx, p).with_context(|| format!("patch {i}"))?;
+            counts[i] +=
+                patch_route_config(rc, rds_ctx, p).with_context(|| format!("patch {i}"))?;
         }
         // Inline route configurations (the sidecar's inbound listener) are patched in their
         // listener's context.
@@ -68,7 +69,8 @@ pub fn apply(proxy: &mut Proxy, patches: &[Value]) -> anyhow::Result<Applied> {
         for (l, ctx) in proxy.listeners.iter_mut().zip(ctx) {
             for hcm in hcms(l) {
                 if let Some(rc) = hcm.get_mut("route_config") {
-                    counts[i] += patch_route_config(rc, ctx, p).with_context(|| format!("patch {i}"))?;
+                    counts[i] +=
+                        patch_route_config(rc, ctx, p).with_context(|| format!("patch {i}"))?;
                 }
             }
         }
@@ -168,8 +170,16 @@ fn patch_listener(l: &mut Value, context: &str, p: &Value) -> anyhow::Result<usi
     let fcm = &lm["filterChain"];
     only_keys(fcm, &["filter"], "match.listener.filterChain")?;
     let fm = &fcm["filter"];
-    only_keys(fm, &["name", "subFilter"], "match.listener.filterChain.filter")?;
-    only_keys(&fm["subFilter"], &["name"], "match.listener.filterChain.filter.subFilter")?;
+    only_keys(
+        fm,
+        &["name", "subFilter"],
+        "match.listener.filterChain.filter",
+    )?;
+    only_keys(
+        &fm["subFilter"],
+        &["name"],
+        "match.listener.filterChain.filter.subFilter",
+    )?;
     let value = &p["patch"]["value"];
     let mut n = 0;
     for chain in chains(l) {
@@ -220,7 +230,11 @@ fn patch_route_config(rc: &mut Value, context: &str, p: &Value) -> anyhow::Resul
         return Ok(0);
     }
     let rm = &m["routeConfiguration"];
-    only_keys(rm, &["name", "portNumber", "vhost"], "match.routeConfiguration")?;
+    only_keys(
+        rm,
+        &["name", "portNumber", "vhost"],
+        "match.routeConfiguration",
+    )?;
     let name = str_of(rc, "name");
     if rm["name"].is_string() && rm["name"] != name {
         return Ok(0);
@@ -235,7 +249,11 @@ fn patch_route_config(rc: &mut Value, context: &str, p: &Value) -> anyhow::Resul
     }
     let vm = &rm["vhost"];
     only_keys(vm, &["name", "route"], "match.routeConfiguration.vhost")?;
-    only_keys(&vm["route"], &["name"], "match.routeConfiguration.vhost.route")?;
+    only_keys(
+        &vm["route"],
+        &["name"],
+        "match.routeConfiguration.vhost.route",
+    )?;
     let value = &p["patch"]["value"];
     let op = str_of(&p["patch"], "operation");
     let mut n = 0;

@@ -14,7 +14,10 @@ use serde_json::{json, Value};
 /// many virtual hosts were added or extended.
 pub fn add_virtual_service(proxy: &mut Proxy, vs: &Value, port: u64) -> anyhow::Result<usize> {
     if proxy.kind != ProxyKind::Gateway {
-        bail!("{}: VirtualServices bound to a gateway only reach gateways", proxy.name);
+        bail!(
+            "{}: VirtualServices bound to a gateway only reach gateways",
+            proxy.name
+        );
     }
     let routes: Vec<Value> = vs["spec"]["http"]
         .as_array()
@@ -30,10 +33,11 @@ pub fn add_virtual_service(proxy: &mut Proxy, vs: &Value, port: u64) -> anyhow::
         };
         for host in vs["spec"]["hosts"].as_array().into_iter().flatten() {
             let host = host.as_str().unwrap_or_default();
-            match vhosts
-                .iter_mut()
-                .find(|v| v["domains"].as_array().is_some_and(|d| d.iter().any(|x| x == host)))
-            {
+            match vhosts.iter_mut().find(|v| {
+                v["domains"]
+                    .as_array()
+                    .is_some_and(|d| d.iter().any(|x| x == host))
+            }) {
                 Some(existing) => {
                     if let Some(r) = existing["routes"].as_array_mut() {
                         r.extend(routes.iter().cloned());

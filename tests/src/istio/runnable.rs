@@ -63,7 +63,11 @@ impl Runnable {
         for l in &proxy.listeners {
             let context = proxy.listener_context(l);
             let lname = l["name"].as_str().unwrap_or("listener");
-            let mut all_chains: Vec<&Value> = l["filter_chains"].as_array().into_iter().flatten().collect();
+            let mut all_chains: Vec<&Value> = l["filter_chains"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .collect();
             if l["default_filter_chain"].is_object() {
                 all_chains.push(&l["default_filter_chain"]);
             }

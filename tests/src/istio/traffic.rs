@@ -164,19 +164,29 @@ pub fn istio_probes(rt: &Runnable) -> Vec<Probe> {
                 req,
             });
         }
-        for vh in l.route_config["virtual_hosts"].as_array().into_iter().flatten() {
+        for vh in l.route_config["virtual_hosts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
             let vname = vh["name"].as_str().unwrap_or_default();
             for d in vh["domains"].as_array().into_iter().flatten().take(3) {
                 let host = host_for(d.as_str().unwrap_or("*"));
                 for req in generic(&host) {
                     out.push(Probe {
                         listener: li,
-                        what: format!("{} vhost {vname}: {} {host}{}", l.label, req.method, req.path),
+                        what: format!(
+                            "{} vhost {vname}: {} {host}{}",
+                            l.label, req.method, req.path
+                        ),
                         req,
                     });
                 }
                 for r in vh["routes"].as_array().into_iter().flatten() {
-                    if r["name"].as_str().is_some_and(|n| n.starts_with("kubectl-mesh")) {
+                    if r["name"]
+                        .as_str()
+                        .is_some_and(|n| n.starts_with("kubectl-mesh"))
+                    {
                         continue;
                     }
                     let (Some(path), Some(headers)) =
