@@ -160,26 +160,33 @@ pub fn import(
         .map(str::to_owned)
         .or_else(|| ing.as_ref().and_then(|i| i.namespace.clone()))
         .unwrap_or_else(|| "default".to_owned());
+    // An Ingress controller (ingress-nginx) matches hosts without port or trailing dot; an
+    // Envoy alone only with strip_any_host_port / ignore_port_in_host_matching /
+    // strip_trailing_host_dot.
+    let via_ingress = ing.is_some();
+    let host_matching = mesh_core::config::HostMatching {
+        ignore_port: hcm.ignore_port || via_ingress,
+        ignore_trailing_dot: hcm.ignore_trailing_dot || via_ingress,
+    };
     let config = MeshConfig {
         api_version: mesh_core::API_VERSION.to_owned(),
         kind: mesh_core::KIND.to_owned(),
         namespace,
         cluster_domain: "cluster.local".to_owned(),
         hosts,
+        host_matching,
         not_found: None,
     };
     // The same validation `render` and the filter run.
     let text = to_yaml(&config);
     let config = crate::render::parse_config(envoy_file, &text).map_err(ImportError::Invalid)?;
-    // An Ingress controller (ingress-nginx) matches hosts without port or trailing dot.
-    let via_ingress = ing.is_some();
     Ok(Imported {
         config,
         notes: notes.list,
         listener: hcm.listener,
         clusters,
-        ignore_port: hcm.ignore_port || via_ingress,
-        ignore_trailing_dot: hcm.ignore_trailing_dot || via_ingress,
+        ignore_port: host_matching.ignore_port,
+        ignore_trailing_dot: host_matching.ignore_trailing_dot,
         strips_host_header: hcm.strips_host_header,
         ingress: ing,
     })

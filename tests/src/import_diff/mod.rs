@@ -12,7 +12,7 @@ use crate::envoy::{Envoy, EnvoySpec};
 use crate::upstream::EchoUpstream;
 use kubectl_mesh::import::{self, ClusterTarget, Imported, Scope};
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -151,11 +151,6 @@ fn native_view(resp: &Response) -> Native {
     }
 }
 
-/// The gRPC-Web filter, which Istio adds before the mesh filter.
-fn grpc_web_filter() -> Value {
-    json!({"name": "envoy.filters.http.grpc_web", "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.grpc_web.v3.GrpcWeb"}})
-}
-
 /// Imports one config, runs both sides and compares every generated request.
 pub fn run_config(dir: &Path) -> anyhow::Result<Report> {
     run_config_with(dir, &|_| {})
@@ -275,18 +270,27 @@ pub fn run_config_with(dir: &Path, tweak: &dyn Fn(&mut Imported)) -> anyhow::Res
         })
         .unwrap_or_default();
     let native_changes = std::cell::RefCell::new(Vec::new());
-    let native_env = Envoy::start_with(&|p, a| {
-        let mut c = Vec::new();
+    let native_env = Envoy::start_with(&|a| {
+        let (p, mut c) = (crate::free_port(), Vec::new());
         let b = native::bootstrap(&original, &imported, &echo_ports, p, a, &mut c);
         *native_changes.borrow_mut() = c;
-        b
+        (b, p)
     })
     .map_err(|e| anyhow::anyhow!("{name}: native Envoy: {e}"))?;
     let mut changes = native_changes.into_inner();
     let outer = match &imported.ingress {
         Some(ing) => Some(
-            Envoy::start_with(&|p, a| {
-                native::ingress_bootstrap(ing, &envoy_service, native_env.port, &echo_ports, p, a)
+            Envoy::start_with(&|a| {
+                let p = crate::free_port();
+                let b = native::ingress_bootstrap(
+                    ing,
+                    &envoy_service,
+                    native_env.port,
+                    &echo_ports,
+                    p,
+                    a,
+                );
+                (b, p)
             })
             .map_err(|e| anyhow::anyhow!("{name}: ingress Envoy: {e}"))?,
         ),
@@ -298,26 +302,15 @@ pub fn run_config_with(dir: &Path, tweak: &dyn Fn(&mut Imported)) -> anyhow::Res
     report.changes = changes;
     let front = outer.as_ref().unwrap_or(&native_env);
 
-    // Mesh: the imported config through the filter; the proxy settings the import notes as the
-    // proxy's run on this side too; gRPC-Web translation as Istio adds it.
-    let mut spec = EnvoySpec::mesh(&cfg.to_filter_json(), mesh_cluster_ports);
-    if cfg.hosts.iter().flat_map(|h| &h.routes).any(|r| r.grpc_web) {
-        spec.http_filters.insert(0, grpc_web_filter());
-    }
-    let proxy = native::proxy_settings(&hcm_original, &imported);
-    let mesh_env = Envoy::start_with(&|p, a| {
-        let mut b = spec.bootstrap(p, a);
-        if let Some(h) = b["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
-            ["typed_config"]
-            .as_object_mut()
-        {
-            for (k, v) in &proxy {
-                h.insert(k.clone(), v.clone());
-            }
-        }
-        b
-    })
-    .map_err(|e| anyhow::anyhow!("{name}: mesh Envoy: {e}"))?;
+    // Mesh: the imported config through the filter, with the gRPC-Web filter the way Istio
+    // gets it (the harness's builder adds it for grpcWeb routes); the settings the import notes
+    // as the proxy's run on this side too.
+    let mut spec = EnvoySpec::mesh(&serde_json::to_string(cfg)?, mesh_cluster_ports);
+    spec.hcm_extra
+        .extend(native::proxy_settings(&hcm_original, &imported));
+    let mesh_env = spec
+        .start()
+        .map_err(|e| anyhow::anyhow!("{name}: mesh Envoy: {e}"))?;
 
     // Requests.
     let rc = &hcm_original["route_config"];
