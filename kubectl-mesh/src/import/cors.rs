@@ -108,20 +108,20 @@ pub fn convert(at: &At<'_>, scope: &Scope, notes: &mut Notes) -> Option<CorsConf
             Err(_) => notes.add(
                 &at.get("max_age"),
                 scope.clone(),
-                format!("max_age `{text}` is not a number of seconds; not carried"),
+                format!("max_age `{text}` is not a number of seconds"),
             ),
         }
     }
     c.allow_credentials = at.get("allow_credentials").bool();
-    if let Some(e) = at.get("enabled").bool() {
-        c.enabled = Some(e);
+    // On is the default: only `false` is worth writing.
+    if at.get("enabled").bool() == Some(false) {
+        c.enabled = Some(false);
     }
     let fe = at.get("filter_enabled");
     if let Some(f) = fraction(&fe) {
         if f <= 0.0 {
             c.enabled = Some(false);
         } else if f < 1.0 {
-            c.enabled = Some(true);
             notes.add(
                 &fe,
                 scope.clone(),
@@ -130,8 +130,6 @@ pub fn convert(at: &At<'_>, scope: &Scope, notes: &mut Notes) -> Option<CorsConf
                     f * 100.0
                 ),
             );
-        } else {
-            c.enabled = Some(true);
         }
         if !fe.get("runtime_key").is_null() {
             notes.add(
@@ -145,7 +143,7 @@ pub fn convert(at: &At<'_>, scope: &Scope, notes: &mut Notes) -> Option<CorsConf
         notes.add(
             &at.get("shadow_enabled"),
             Scope::Unobservable,
-            "shadow mode only counts what CORS would do; not carried",
+            "shadow mode only counts what CORS would do",
         );
     }
     for key in at.keys() {
@@ -155,7 +153,7 @@ pub fn convert(at: &At<'_>, scope: &Scope, notes: &mut Notes) -> Option<CorsConf
                 "allow_private_network_access" => "private network access preflights are not a MeshConfig feature",
                 _ => "not a MeshConfig CORS feature",
             };
-            notes.add(&at.get(key), scope.clone(), format!("{why}; not carried"));
+            notes.add(&at.get(key), scope.clone(), why.to_owned());
         }
     }
     Some(c)

@@ -205,21 +205,25 @@ pub fn find_hcm<'a>(
         .map_or_else(|| listeners.at(listener), |(_, l)| l);
     for key in ["listener_filters", "transport_socket"] {
         if !l.get(key).is_null() {
-            notes.add(&l.get(key), Scope::Connection, "listener TLS and inspection are the gateway's job in Istio (Gateway `tls`); not carried");
+            notes.add(
+                &l.get(key),
+                Scope::Connection,
+                "listener TLS and inspection are the gateway's job in Istio (Gateway `tls`)",
+            );
         }
     }
     if !chain.get("transport_socket").is_null() {
         notes.add(
             &chain.get("transport_socket"),
             Scope::Connection,
-            "TLS termination is the gateway's job in Istio (Gateway `servers[].tls`); not carried",
+            "TLS termination is the gateway's job in Istio (Gateway `servers[].tls`)",
         );
     }
     if !chain.get("filter_chain_match").is_null() {
         notes.add(
             &chain.get("filter_chain_match"),
             Scope::Connection,
-            "filter chain selection (SNI, ports, sources) is not a MeshConfig feature; not carried",
+            "filter chain selection (SNI, ports, sources) is not a MeshConfig feature",
         );
     }
     for (_, f) in chain.get("filters").items() {
@@ -228,7 +232,7 @@ pub fn find_hcm<'a>(
             notes.add(
                 &f,
                 Scope::Connection,
-                format!("network filter `{name}` is not a MeshConfig feature; not carried"),
+                format!("network filter `{name}` is not a MeshConfig feature"),
             );
         }
     }
@@ -273,11 +277,11 @@ pub fn find_hcm<'a>(
         }
         let field = at.get(key);
         if HCM_PROXY.contains(&key) {
-            notes.add(&field, Scope::Proxy, format!("`{key}` is a setting of the proxy, not of the filter: in Istio it comes from the mesh or gateway configuration; not carried"));
+            notes.add(&field, Scope::Proxy, format!("`{key}` is a setting of the proxy, not of the filter: in Istio it comes from the mesh or gateway configuration"));
         } else if ["codec_type", "stat_prefix", "access_log", "tracing"].contains(&key) {
             notes.info(&field, format!("`{key}`: the mesh proxy has its own codec, stats, access log and tracing settings"));
         } else {
-            notes.add(&field, Scope::Unobservable, format!("`{key}` (timeouts, limits, protocol options) is the proxy's own setting in the mesh; not carried"));
+            notes.add(&field, Scope::Unobservable, format!("`{key}` (timeouts, limits, protocol options) is the proxy's own setting in the mesh"));
         }
     }
     Ok(hcm)

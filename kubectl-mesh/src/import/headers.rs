@@ -225,7 +225,7 @@ pub fn compose(
                     .first()
                     .map(|l| l.path().to_owned())
                     .unwrap_or_default(),
-                format!("header `{name}`: {why}; not carried"),
+                format!("header `{name}`: {why}"),
             ));
         }
     }

@@ -294,7 +294,7 @@ pub fn assemble(
             notes.add(
                 &at(&rule.at),
                 scope,
-                "this host is already taken by an earlier rule; not carried",
+                "this host is already taken by an earlier rule",
             );
             continue;
         }
@@ -408,7 +408,14 @@ pub fn assemble(
                     response_headers: Default::default(),
                     routes: vec![r],
                 }),
-                None => notes.add(&at(path), Scope::Domain { vhost: usize::MAX, domain: "*".into() }, "the default backend's port is a name; MeshConfig needs the number; not carried"),
+                None => notes.add(
+                    &at(path),
+                    Scope::Domain {
+                        vhost: usize::MAX,
+                        domain: "*".into(),
+                    },
+                    "the default backend's port is a name; MeshConfig needs the number",
+                ),
             }
         }
     }

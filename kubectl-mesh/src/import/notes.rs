@@ -206,10 +206,7 @@ impl Notes {
             let (scope, reason) = match known_reason(key) {
                 Some((true, reason)) => (Scope::Unobservable, reason.to_owned()),
                 Some((false, reason)) => (fallback.clone(), reason.to_owned()),
-                None => (
-                    fallback.clone(),
-                    "not a MeshConfig feature; not carried over".to_owned(),
-                ),
+                None => (fallback.clone(), "not a MeshConfig feature".to_owned()),
             };
             self.add(&field, scope, reason);
             any = true;
@@ -254,7 +251,7 @@ pub fn known_reason(key: &str) -> Option<(bool, &'static str)> {
         ),
         "require_tls" => (
             false,
-            "requiring TLS is the gateway's job: in Istio set `tls.httpsRedirect: true` on the Gateway server; not carried",
+            "requiring TLS is the gateway's job: in Istio set `tls.httpsRedirect: true` on the Gateway server",
         ),
         "weighted_clusters" => (
             false,

@@ -132,12 +132,34 @@ struct Native {
     host: Option<String>,
 }
 
+/// A gRPC-Web answer carries the echo upstream's (non-gRPC) report in `grpc-message`, where the
+/// grpc_web filter put it (listed normalization): read the report from there, as from a body.
+fn unwrap_grpc_web(resp: &Response) -> Response {
+    let report = resp
+        .header("grpc-message")
+        .filter(|m| serde_json::from_str::<crate::upstream::Received>(m).is_ok());
+    match report {
+        Some(m) => Response {
+            status: resp.status,
+            headers: resp
+                .headers
+                .iter()
+                .filter(|(k, _)| k != "grpc-message")
+                .cloned()
+                .collect(),
+            body: m.as_bytes().to_vec(),
+        },
+        None => resp.clone(),
+    }
+}
+
 fn forwarded_host(resp: &Response) -> Option<String> {
     resp.received()
         .and_then(|r| r.header("host").map(str::to_owned))
 }
 
 fn native_view(resp: &Response) -> Native {
+    let resp = &unwrap_grpc_web(resp);
     let route = resp.header(native::MARKER).and_then(|m| {
         let (v, r) = m.split_once('.')?;
         Some((v.parse().ok()?, r.parse().ok()?))
@@ -412,7 +434,7 @@ pub fn run_config_with(dir: &Path, tweak: &dyn Fn(&mut Imported)) -> anyhow::Res
             *report.skipped.entry(why).or_default() += 1;
             continue;
         }
-        let m_resp = mesh_env.send(req);
+        let m_resp = unwrap_grpc_web(&mesh_env.send(req));
         let m = observe(&m_resp);
         let mut m_host = forwarded_host(&m_resp);
         let mut n_host = n.host.clone();

@@ -156,7 +156,11 @@ pub fn header_sets(m: &Value) -> Vec<Vec<(String, String)>> {
 
 /// Origins to try against the CORS policies found in the config (and a few others).
 pub fn origins(config: &Value) -> Vec<String> {
-    let mut out = vec!["https://other.example".to_owned(), "null".to_owned()];
+    let mut out = vec![
+        "https://other.example".to_owned(),
+        "http://localhost:3000".to_owned(),
+        "null".to_owned(),
+    ];
     let mut visit = |v: &Value| {
         let matchers = v
             .get("allow_origin_string_match")
@@ -263,6 +267,16 @@ pub fn generate(
                     out.push(req);
                 }
             }
+        }
+        // gRPC-Web calls (both sides translate them: native with its own grpc_web filter if it
+        // has one, the mesh with the one Istio adds).
+        for p in &paths {
+            out.push(
+                Request::new("POST", h0, p)
+                    .header("content-type", "application/grpc-web+proto")
+                    .header("x-grpc-web", "1")
+                    .header("origin", "http://localhost:3000"),
+            );
         }
         // CORS: actual requests and preflights from every origin, on the first host.
         for p in &paths {
