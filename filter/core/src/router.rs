@@ -67,8 +67,7 @@ impl HeaderCond {
     /// Whether the request satisfies this condition (`invert` applied). As Envoy: a value test
     /// on an absent header fails, inverted or not; only presence tests invert on absence.
     pub fn holds<R: RequestHeaders + ?Sized>(&self, req: &R) -> bool {
-        if !matches!(self.test, HeaderTest::Present(_)) && req.values(&self.name).next().is_none()
-        {
+        if !matches!(self.test, HeaderTest::Present(_)) && req.values(&self.name).next().is_none() {
             return false;
         }
         self.test.check(req.values(&self.name)) != self.invert

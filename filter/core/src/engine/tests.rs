@@ -440,8 +440,14 @@ fn created_and_3xx_direct_responses_carry_a_location() {
         };
         r.headers.text("location")
     };
-    assert_eq!(location("/made?x=1").as_deref(), Some("http://a.example:8080/made?x=1"));
-    assert_eq!(location("/moved").as_deref(), Some("http://a.example:8080/moved"));
+    assert_eq!(
+        location("/made?x=1").as_deref(),
+        Some("http://a.example:8080/made?x=1")
+    );
+    assert_eq!(
+        location("/moved").as_deref(),
+        Some("http://a.example:8080/moved")
+    );
     assert_eq!(location("/other"), None);
 }
 
