@@ -287,7 +287,7 @@ pub fn assemble(
     for rule in &ing.rules {
         let domain = rule.host.clone().unwrap_or_else(|| "*".to_owned());
         let scope = Scope::Domain {
-            vhost: usize::MAX,
+            vhost: None,
             domain: domain.clone(),
         };
         if used_domains.contains(&domain) {
@@ -411,7 +411,7 @@ pub fn assemble(
                 None => notes.add(
                     &at(path),
                     Scope::Domain {
-                        vhost: usize::MAX,
+                        vhost: None,
                         domain: "*".into(),
                     },
                     "the default backend's port is a name; MeshConfig needs the number",

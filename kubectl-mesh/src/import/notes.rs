@@ -41,10 +41,11 @@ pub enum Scope {
         /// Route index, or the whole virtual host.
         route: Option<usize>,
     },
-    /// One domain of a virtual host could not be carried (requests for it are not routed alike).
+    /// A domain could not be carried (requests for it are not routed alike): one of a virtual
+    /// host's, or an Ingress host (`vhost: None`).
     Domain {
-        /// Virtual host index.
-        vhost: usize,
+        /// Virtual host index, for a domain of the Envoy config.
+        vhost: Option<usize>,
         /// The domain as written.
         domain: String,
     },

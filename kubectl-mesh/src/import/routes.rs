@@ -144,7 +144,7 @@ fn virtual_host(
             Err(why) => notes.add(
                 &d,
                 Scope::Domain {
-                    vhost: v,
+                    vhost: Some(v),
                     domain: text.to_owned(),
                 },
                 why,
