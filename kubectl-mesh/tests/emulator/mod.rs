@@ -163,6 +163,13 @@ impl State {
             .cloned()
     }
 
+    /// Removes an object, as a `kubectl delete` by someone else would.
+    pub fn remove(&mut self, prefix: &str, plural: &str, ns: &str, name: &str) -> Option<Value> {
+        self.objects
+            .get_mut(&(prefix.to_owned(), plural.to_owned()))
+            .and_then(|m| m.remove(&format!("{ns}/{name}")))
+    }
+
     /// Every stored object of a collection.
     pub fn all(&self, prefix: &str, plural: &str) -> Vec<Value> {
         self.objects

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod envoy;
+
 use crate::emulator::Emulator;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -133,4 +135,47 @@ pub async fn run(s: &Setup, args: &[&str]) -> Run {
 
 pub fn live(s: &Setup, prefix: &str, plural: &str, ns: &str, name: &str) -> Option<Value> {
     s.emu.state().get(prefix, plural, ns, name)
+}
+
+/// [`digimon`] plus Istio's ingress gateway: namespace istio-system with the
+/// `istio-ingressgateway` Deployment (pods labelled `istio=ingressgateway`, running
+/// `istio-proxy`).
+pub async fn with_gateway() -> Setup {
+    let s = digimon(json!({})).await;
+    {
+        let mut st = s.emu.state();
+        st.seed(namespace("istio-system", json!({})));
+        st.seed(deployment(
+            "istio-system",
+            "istio-ingressgateway",
+            json!({ "istio": "ingressgateway", "app": "istio-ingressgateway" }),
+            json!([{ "name": "istio-proxy", "image": "istio/proxyv2" }]),
+        ));
+        st.advance_rollouts();
+    }
+    s
+}
+
+/// `kubectl mesh enable` of the digimon example at the gateway (the default context).
+pub fn gateway_enable_args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+    let file = Box::leak(
+        example_yaml()
+            .to_string_lossy()
+            .into_owned()
+            .into_boxed_str(),
+    );
+    let mut args = vec!["enable", "-f", file, "-n", "istio-system"];
+    args.extend_from_slice(extra);
+    args
+}
+
+/// Names of the pods in `ns`.
+pub fn pod_names(s: &Setup, ns: &str) -> Vec<String> {
+    s.emu
+        .state()
+        .all("api/v1", "pods")
+        .iter()
+        .filter(|p| p["metadata"]["namespace"] == ns)
+        .map(|p| p["metadata"]["name"].as_str().unwrap().to_owned())
+        .collect()
 }
