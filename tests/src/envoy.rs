@@ -121,13 +121,22 @@ pub struct Envoy {
 
 impl Envoy {
     fn start(spec: &EnvoySpec) -> anyhow::Result<Envoy> {
+        Envoy::start_with(&|admin_port| {
+            let port = crate::free_port();
+            (spec.bootstrap(port, admin_port), port)
+        })
+    }
+
+    /// Starts Envoy with the bootstrap `make(admin_port)` returns (with the port requests go
+    /// to) and waits until it is ready. Ports are picked free just before start; a rare
+    /// collision is retried with new ones.
+    pub fn start_with(make: &dyn Fn(u16) -> (Value, u16)) -> anyhow::Result<Envoy> {
         let bin = envoy_binary();
         anyhow::ensure!(
             bin.exists(),
             "Envoy not found at {} (set MESH_ENVOY or run `make envoy`)",
             bin.display()
         );
-        // Ports are picked free just before start; a rare collision is retried.
         let mut last_err = None;
         for _ in 0..3 {
             let dir = std::env::temp_dir().join(format!(
@@ -136,12 +145,10 @@ impl Envoy {
                 SEQ.fetch_add(1, Ordering::SeqCst)
             ));
             std::fs::create_dir_all(&dir)?;
-            let (port, admin_port) = (crate::free_port(), crate::free_port());
+            let admin_port = crate::free_port();
+            let (bootstrap, port) = make(admin_port);
             let cfg = dir.join("envoy.yaml");
-            std::fs::write(
-                &cfg,
-                serde_json::to_string_pretty(&spec.bootstrap(port, admin_port))?,
-            )?;
+            std::fs::write(&cfg, serde_json::to_string_pretty(&bootstrap)?)?;
             let log = dir.join("envoy.log");
             let child = Command::new(&bin)
                 .arg("-c")

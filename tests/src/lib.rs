@@ -3,6 +3,7 @@
 pub mod client;
 pub mod conformance;
 pub mod envoy;
+pub mod istio;
 pub mod upstream;
 
 use std::path::PathBuf;
