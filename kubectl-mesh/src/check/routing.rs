@@ -114,7 +114,7 @@ pub fn evaluate(r: &GatewayRouting, workload_labels: &[BTreeMap<String, String>]
                 format!("VirtualService {} also routes {} on {gref}", o.virtual_service, list(&o.hosts)),
                 Status::Warn,
                 Some(format!(
-                    "the filter decides every request for the config's hosts: its routing route is inserted first in every virtual host, so the routes of {vs} for these hosts are not used (only while the filter is not running). {still} Fix: remove {hosts} from {vs}'s hosts (or the hosts from the mesh config)",
+                    "the filter decides every request for the config's hosts: its routing route is inserted first in every virtual host, so the routes of {vs} for these hosts are not used while the filter runs (they serve them again if its VM is gone). {still} Fix: remove {hosts} from {vs}'s hosts (or the hosts from the mesh config)",
                     vs = o.virtual_service,
                     hosts = list(&o.hosts),
                 )),
