@@ -250,7 +250,10 @@ fn selector_text(selector: &BTreeMap<String, String>) -> String {
 }
 
 /// Builds options and renders; namespace falls back to the config's.
-fn prepare(cli_ns: Option<&str>, args: &FilterArgs) -> Result<(RenderOptions, Rendered), CliError> {
+fn prepare(
+    cli_ns: Option<&str>,
+    args: &FilterArgs,
+) -> Result<(mesh_core::MeshConfig, RenderOptions, Rendered), CliError> {
     let cfg = render::load_config(&args.file)?;
     let mut selector = match &args.selector {
         Some(s) => parse_selector(s)?,
@@ -288,7 +291,7 @@ fn prepare(cli_ns: Option<&str>, args: &FilterArgs) -> Result<(RenderOptions, Re
         source: args.file.display().to_string(),
     };
     let rendered = render::render(&cfg, &opts)?;
-    Ok((opts, rendered))
+    Ok((cfg, opts, rendered))
 }
 
 fn now_rfc3339() -> String {
@@ -324,7 +327,7 @@ pub async fn run(cli: Cli, out: &mut impl Write) -> Result<Outcome, CliError> {
             clap_complete::generate(*shell, &mut cmd, "kubectl-mesh", out);
         }
         Command::Render(args) => {
-            let (opts, rendered) = prepare(ns, args)?;
+            let (_, opts, rendered) = prepare(ns, args)?;
             let _ = write!(
                 out,
                 "{}",
@@ -336,7 +339,7 @@ pub async fn run(cli: Cli, out: &mut impl Write) -> Result<Outcome, CliError> {
             wait,
             timeout,
         } => {
-            let (opts, rendered) = prepare(ns, filter)?;
+            let (cfg, mut opts, mut rendered) = prepare(ns, filter)?;
             let cluster =
                 cluster::connect(cli.kubeconfig.as_deref(), cli.context.as_deref()).await?;
             let line = enable::preflight(
@@ -347,6 +350,11 @@ pub async fn run(cli: Cli, out: &mut impl Write) -> Result<Outcome, CliError> {
             )
             .await?;
             let _ = writeln!(out, "{line}");
+            if let Some(line) =
+                enable::choose_gateway(&cluster, &cfg, &mut opts, &mut rendered).await?
+            {
+                let _ = writeln!(out, "{line}");
+            }
             let selector = selector_text(&opts.selector);
             let observed = enable::observe(&cluster, &rendered, &opts.namespace, &selector)
                 .await
@@ -449,6 +457,7 @@ pub async fn run(cli: Cli, out: &mut impl Write) -> Result<Outcome, CliError> {
                     .iter()
                     .all(|(k, v)| labels.get(k) == Some(v) || deployment_labels.get(k) == Some(v))
             });
+            check::gather_proxy_stats(&cluster, &mut input).await;
             let checks = check::evaluate(&input);
             let text = match cli.output {
                 Output::Json => check::to_json(&checks) + "\n",

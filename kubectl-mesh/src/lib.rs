@@ -5,6 +5,7 @@ pub mod cli;
 pub mod cluster;
 pub mod enable;
 pub mod envoy;
+pub mod gateway;
 pub mod istio;
 pub mod migrate;
 pub mod module;
