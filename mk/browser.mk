@@ -9,9 +9,10 @@ DIGIMON_WEB_OUT := $(CURDIR)/target/digimon-web
 # apt-get needs root; elsewhere sudo.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-# The stamp lives inside node_modules: removing node_modules removes it too.
+# The stamp lives inside node_modules: removing node_modules removes it too. No install
+# scripts: esbuild and buf find their binaries in their platform packages without them.
 $(DIGIMON_WEB)/node_modules/.ok: $(DIGIMON_WEB)/package-lock.json
-	cd $(DIGIMON_WEB) && npm ci --no-audit --no-fund
+	cd $(DIGIMON_WEB) && npm ci --no-audit --no-fund --ignore-scripts
 	touch $@
 
 # The page: client code generated from the shared proto (buf + protoc-gen-es, no protoc),
