@@ -143,7 +143,21 @@ impl ProcessGroup {
     /// after a grace period; reaps the direct children. Idempotent; returns what it did (the
     /// same lines on every call).
     pub fn stop(&self) -> Vec<String> {
+        Self::stop_locked(&mut self.lock())
+    }
+
+    /// For a signal handler: stops the group, prints what it did and exits with `code` while
+    /// still holding the group, so no other thread can report the stopped processes as a
+    /// failure first.
+    pub fn stop_and_exit(&self, code: i32) -> ! {
         let mut group = self.lock();
+        for line in Self::stop_locked(&mut group) {
+            println!("  {line}");
+        }
+        std::process::exit(code)
+    }
+
+    fn stop_locked(group: &mut Group) -> Vec<String> {
         group.stopped = true;
         let Some(pgid) = group.pgid else {
             return Vec::new();

@@ -52,7 +52,7 @@ fn args() -> anyhow::Result<Args> {
 
 /// One gRPC-Web call as the page's script makes it: binary frames, CORS headers of a page on
 /// `origin`.
-fn grpc_web(method: &str, message: &Message, origin: &str) -> Request {
+fn grpc_web_call(method: &str, message: &Message, origin: &str) -> Request {
     Request::new(
         "POST",
         "api.backend.com",
@@ -189,7 +189,7 @@ fn show(app: &App) -> anyhow::Result<Vec<String>> {
         (!ok).then(|| "expected a CORS grant for the page's origin with credentials".to_owned()),
     );
 
-    let req = grpc_web("Create", &Message::new().string(1, "Agumon"), WEB);
+    let req = grpc_web_call("Create", &Message::new().string(1, "Agumon"), WEB);
     let r = send(port, &req)?;
     let created = grpc_answer(&r, "Create").and_then(|m| {
         let fields = grpc_web::strings(m.first().context("Create: no message")?)?;
@@ -222,7 +222,7 @@ fn show(app: &App) -> anyhow::Result<Vec<String>> {
     );
 
     let food = Message::new().string(1, "meat");
-    let req = grpc_web(
+    let req = grpc_web_call(
         "Foster",
         &Message::new().string(1, &id).message(2, &food),
         WEB,
@@ -237,7 +237,7 @@ fn show(app: &App) -> anyhow::Result<Vec<String>> {
         fed.err().map(|e| format!("{e:#}")),
     );
 
-    let req = grpc_web("QueryStream", &Message::new().string(1, &id), WEB);
+    let req = grpc_web_call("QueryStream", &Message::new().string(1, &id), WEB);
     let r = send(port, &req)?;
     let updates = grpc_answer(&r, "QueryStream").and_then(|ms| {
         let updates = ms
@@ -266,7 +266,7 @@ fn show(app: &App) -> anyhow::Result<Vec<String>> {
         updates.err().map(|e| format!("{e:#}")),
     );
 
-    let req = grpc_web(
+    let req = grpc_web_call(
         "Create",
         &Message::new().string(1, "Impmon"),
         "http://evil.example",
@@ -358,10 +358,7 @@ fn main() -> ExitCode {
             std::thread::spawn(move || {
                 if let Some(sig) = signals.forever().next() {
                     println!("\nsignal {sig}: stopping");
-                    for line in group.stop() {
-                        println!("  {line}");
-                    }
-                    std::process::exit(128 + sig);
+                    group.stop_and_exit(128 + sig);
                 }
             });
         }
