@@ -5,7 +5,9 @@ use crate::cluster::{self, ClusterError};
 use crate::enable::{self, EnableError};
 use crate::migrate::{self, MigrateError};
 use crate::plan;
-use crate::render::{self, Api, Context, Module, RenderError, RenderOptions, Rendered};
+use crate::render::{
+    self, Api, Context, GatewayOptions, Module, RenderError, RenderOptions, Rendered,
+};
 use crate::run::{self, RunError};
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use std::collections::BTreeMap;
@@ -135,7 +137,7 @@ pub struct FilterArgs {
     #[arg(short = 'l', long)]
     pub selector: Option<String>,
     /// Where in Envoy the filter runs (EnvoyFilter match.context).
-    #[arg(long, value_enum, default_value = "sidecar-inbound")]
+    #[arg(long, value_enum, default_value = "gateway")]
     pub envoy_context: Context,
     /// Istio API that carries the filter.
     #[arg(long, value_enum, default_value = "envoyfilter")]
@@ -152,6 +154,19 @@ pub struct FilterArgs {
     /// Gateway context: the Deployment the rendered mount patch names.
     #[arg(long, default_value = "istio-ingressgateway")]
     pub gateway_deployment: String,
+    /// Gateway context: bind the hosts to this existing Istio Gateway (NAMESPACE/NAME)
+    /// instead of creating one.
+    #[arg(long, value_name = "NAMESPACE/NAME")]
+    pub gateway: Option<String>,
+    /// Gateway context: port of the created Gateway's HTTP server.
+    #[arg(long, default_value_t = 80)]
+    pub http_port: u16,
+    /// Gateway context: also serve HTTPS with this Kubernetes TLS secret (credentialName).
+    #[arg(long, value_name = "SECRET")]
+    pub tls_secret: Option<String>,
+    /// Gateway context: port of the HTTPS server (with --tls-secret).
+    #[arg(long, default_value_t = 443)]
+    pub https_port: u16,
 }
 
 /// Options of `check`.
@@ -163,10 +178,10 @@ pub struct CheckArgs {
     /// Workloads to check (pod labels); default: those the applied filter selects.
     #[arg(short = 'l', long)]
     pub selector: Option<String>,
-    /// The context used with enable (gateways need no injection label; also inferred from
-    /// the applied EnvoyFilter).
-    #[arg(long, value_enum, default_value = "sidecar-inbound")]
-    pub envoy_context: Context,
+    /// The context used with enable (gateways need no injection label). Default: inferred
+    /// from the applied EnvoyFilter.
+    #[arg(long, value_enum)]
+    pub envoy_context: Option<Context>,
     /// The --module-url given to enable, for comparing with `-f`.
     #[arg(long, requires = "module_sha256", value_name = "URL")]
     pub module_url: Option<String>,
@@ -215,6 +230,9 @@ pub enum Outcome {
     Exit(u8),
 }
 
+/// Where the objects go for the gateway context without `-n`: Istio's default gateway namespace.
+pub const GATEWAY_NAMESPACE: &str = "istio-system";
+
 /// Parses `a=b,c=d`.
 pub fn parse_selector(text: &str) -> Result<BTreeMap<String, String>, CliError> {
     text.split(',')
@@ -253,14 +271,26 @@ fn prepare(cli_ns: Option<&str>, args: &FilterArgs) -> Result<(RenderOptions, Re
         },
         _ => Module::ConfigMap(crate::module::EMBEDDED.to_vec()),
     };
+    // The gateway's objects live where the gateway runs; a sidecar's where its workload runs.
+    let default_ns = match args.envoy_context {
+        Context::Gateway => GATEWAY_NAMESPACE.to_owned(),
+        _ => cfg.namespace.clone(),
+    };
     let opts = RenderOptions {
         name: args.name.clone(),
-        namespace: cli_ns.map_or_else(|| cfg.namespace.clone(), str::to_owned),
+        namespace: cli_ns.map_or(default_ns, str::to_owned),
         selector,
         context: args.envoy_context,
         api: args.api,
         module,
         gateway_deployment: args.gateway_deployment.clone(),
+        gateway: GatewayOptions {
+            existing: args.gateway.clone(),
+            http_port: args.http_port,
+            https_port: args.https_port,
+            tls_secret: args.tls_secret.clone(),
+        },
+        source: args.file.display().to_string(),
     };
     let rendered = render::render(&cfg, &opts)?;
     Ok((opts, rendered))
@@ -314,8 +344,13 @@ pub async fn run(cli: Cli, out: &mut impl Write) -> Result<Outcome, CliError> {
             let (opts, rendered) = prepare(ns, filter)?;
             let cluster =
                 cluster::connect(cli.kubeconfig.as_deref(), cli.context.as_deref()).await?;
-            let line =
-                enable::preflight(&cluster, &opts.namespace, opts.api != Api::Envoyfilter).await?;
+            let line = enable::preflight(
+                &cluster,
+                &opts.namespace,
+                opts.api != Api::Envoyfilter,
+                opts.context == Context::Gateway,
+            )
+            .await?;
             let _ = writeln!(out, "{line}");
             let selector = selector_text(&opts.selector);
             let observed = enable::observe(&cluster, &rendered, &opts.namespace, &selector)
@@ -395,7 +430,7 @@ pub async fn run(cli: Cli, out: &mut impl Write) -> Result<Outcome, CliError> {
                 &namespace,
                 "",
                 hash,
-                args.envoy_context == Context::Gateway,
+                args.envoy_context == Some(Context::Gateway),
             )
             .await?;
             // Without an explicit selector, check the workloads the applied filter selects.

@@ -7,7 +7,9 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 /// Every kind kubectl-mesh creates (an uninstalled kind lists as empty).
-pub const MANAGED_KINDS: [(&str, &str); 4] = [
+pub const MANAGED_KINDS: [(&str, &str); 6] = [
+    ("networking.istio.io/v1beta1", "VirtualService"),
+    ("networking.istio.io/v1beta1", "Gateway"),
     ("networking.istio.io/v1alpha3", "EnvoyFilter"),
     ("extensions.istio.io/v1alpha1", "WasmPlugin"),
     ("extensions.istio.io/v1alpha1", "TrafficExtension"),
@@ -65,6 +67,7 @@ pub async fn preflight(
     cluster: &Cluster,
     namespace: &str,
     needs_extensions: bool,
+    needs_gateway_api: bool,
 ) -> Result<String, EnableError> {
     let info = cluster.version().await?;
     let (min_major, min_minor) = MIN_KUBERNETES;
@@ -85,6 +88,16 @@ pub async fn preflight(
         return Err(EnableError::Preflight(
             "Istio is not installed: the API server does not serve networking.istio.io/v1alpha3 EnvoyFilter\n  fix: install Istio (istioctl install) first".into(),
         ));
+    }
+    if needs_gateway_api {
+        let served = cluster.resources("networking.istio.io/v1beta1").await?;
+        for plural in ["gateways", "virtualservices"] {
+            if !served.iter().any(|r| r == plural) {
+                return Err(EnableError::Preflight(format!(
+                    "the API server does not serve networking.istio.io/v1beta1 {plural}, which the gateway context needs to bind the config's hosts\n  fix: use an Istio with networking.istio.io/v1beta1 (1.9 or newer)"
+                )));
+            }
+        }
     }
     if needs_extensions
         && cluster

@@ -4,6 +4,8 @@ pub mod check;
 pub mod cli;
 pub mod cluster;
 pub mod enable;
+pub mod envoy;
+pub mod istio;
 pub mod migrate;
 pub mod module;
 pub mod plan;

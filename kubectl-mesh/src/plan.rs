@@ -473,6 +473,8 @@ mod tests {
             api,
             module,
             gateway_deployment: "gw".into(),
+            gateway: Default::default(),
+            source: "t.yaml".into(),
         };
         render(&cfg, &opts).unwrap()
     }

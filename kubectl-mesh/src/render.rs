@@ -1,14 +1,15 @@
 //! Pure rendering: a mesh config plus options become the Kubernetes objects `enable` applies.
 //!
 //! Nothing here talks to a cluster, so `kubectl mesh render` is offline and the golden tests
-//! compare its output byte for byte.
+//! compare its output byte for byte. The Istio objects themselves are built in [`crate::istio`],
+//! the Envoy pieces inside them in [`crate::envoy`].
 
 use k8s_openapi::api::core::v1::{
     ConfigMap, ConfigMapVolumeSource, Container, PodSpec, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::ByteString;
-use mesh_core::{MeshConfig, UPSTREAM_HEADER};
+use mesh_core::{Delivery, MeshConfig};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -32,10 +33,6 @@ pub const MODULE_DIR: &str = "/var/local/kubectl-mesh";
 pub const MODULE_FILE: &str = "mesh_filter.wasm";
 /// Name of the pod volume holding the module.
 pub const VOLUME_NAME: &str = "kubectl-mesh-filter";
-/// The filter's proxy-wasm root id.
-pub const ROOT_ID: &str = "mesh-filter";
-/// Envoy type of the Wasm HTTP filter.
-pub const WASM_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm";
 /// The container Istio injects; the module is mounted into it.
 pub const PROXY_CONTAINER: &str = "istio-proxy";
 /// ConfigMap data limit (1 MiB): a bigger module must be delivered with `--module-url`.
@@ -44,12 +41,14 @@ pub const CONFIGMAP_LIMIT: usize = 1024 * 1024;
 /// Where in Envoy the filter runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Context {
-    /// Requests arriving at the selected workloads (the server's own sidecar).
-    SidecarInbound,
-    /// Requests the selected workloads send.
-    SidecarOutbound,
-    /// An Istio ingress gateway.
+    /// An Istio ingress gateway: routes the config's hosts (the default: the old standalone
+    /// Envoy sat behind the Ingress, where the gateway now is).
     Gateway,
+    /// Requests the selected workloads send: routes the config's hosts.
+    SidecarOutbound,
+    /// Requests arriving at the selected workloads: CORS, header rules and local answers, then
+    /// Istio delivers them to the workload (no routing elsewhere, which would loop).
+    SidecarInbound,
 }
 
 impl Context {
@@ -105,6 +104,34 @@ pub struct RenderOptions {
     pub module: Module,
     /// For `--context gateway`: the gateway Deployment whose pod spec mounts the module.
     pub gateway_deployment: String,
+    /// For the gateway: which Istio Gateway serves the config's hosts.
+    pub gateway: GatewayOptions,
+    /// The config file, for messages.
+    pub source: String,
+}
+
+/// How the config's hosts reach the gateway.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatewayOptions {
+    /// An existing Istio Gateway (`NAMESPACE/NAME`) to bind to; `None`: kubectl-mesh creates one.
+    pub existing: Option<String>,
+    /// Port of the created Gateway's HTTP server.
+    pub http_port: u16,
+    /// Port of its HTTPS server (with `tls_secret`).
+    pub https_port: u16,
+    /// Kubernetes TLS secret (`credentialName`) for an HTTPS server; `None`: HTTP only.
+    pub tls_secret: Option<String>,
+}
+
+impl Default for GatewayOptions {
+    fn default() -> Self {
+        GatewayOptions {
+            existing: None,
+            http_port: 80,
+            https_port: 443,
+            tls_secret: None,
+        }
+    }
 }
 
 /// Why rendering failed. Each message says what to do.
@@ -142,9 +169,24 @@ pub enum RenderError {
     BadSha256(String),
     /// A sidecar context without a selector would hit every pod in the namespace.
     #[error(
-        "--selector is required for --context {0}: name the workloads, e.g. --selector app=server"
+        "--selector is required for --envoy-context {0}: name the workloads, e.g. --selector app=server"
     )]
     NoSelector(&'static str),
+    /// The config asks for something the chosen context cannot do.
+    #[error("{file}: `{field}`: {reason}\n  fix: {fix}")]
+    Context {
+        /// The config file.
+        file: String,
+        /// Field path in the config.
+        field: String,
+        /// What does not fit.
+        reason: String,
+        /// What to do instead.
+        fix: String,
+    },
+    /// `--gateway` is not `NAMESPACE/NAME`.
+    #[error("--gateway `{0}` must be NAMESPACE/NAME of an Istio Gateway, e.g. --gateway istio-system/public")]
+    BadGateway(String),
 }
 
 /// What `render` produces and `enable` applies.
@@ -199,7 +241,8 @@ fn labels() -> BTreeMap<String, String> {
     BTreeMap::from([(MANAGED_BY_LABEL.to_owned(), MANAGER.to_owned())])
 }
 
-fn meta(name: &str, opts: &RenderOptions, hash: &str) -> Value {
+/// Object metadata: name, namespace, the managed-by label and the config hash.
+pub(crate) fn meta(name: &str, opts: &RenderOptions, hash: &str) -> Value {
     json!({
         "name": name,
         "namespace": opts.namespace,
@@ -218,10 +261,6 @@ pub fn route_filter_name(opts: &RenderOptions) -> String {
     format!("{}-route", opts.name)
 }
 
-fn module_path() -> String {
-    format!("{MODULE_DIR}/{MODULE_FILE}")
-}
-
 /// Digest of the config and the module (16 hex digits), checking the module on the way.
 pub fn config_hash(cfg: &MeshConfig, module: &Module) -> Result<String, RenderError> {
     let module_id = match module {
@@ -237,11 +276,51 @@ pub fn config_hash(cfg: &MeshConfig, module: &Module) -> Result<String, RenderEr
         }
         Module::Remote { url, sha256 } => format!("{url}@{}", sha256.to_ascii_lowercase()),
     };
-    let filter_json = cfg.to_filter_json();
+    let filter_json = cfg.to_json();
     Ok(
         crate::module::sha256_hex(format!("{module_id}\n{filter_json}").as_bytes())[..16]
             .to_owned(),
     )
+}
+
+/// Checks that the config fits the context: inbound, the filter delivers to the workload it
+/// runs in, so every `to` must name that one workload's service (a second service, or a raw
+/// cluster, would have to be reached by routing out of the inbound listener, which loops).
+pub fn check_context(cfg: &MeshConfig, opts: &RenderOptions) -> Result<(), RenderError> {
+    if opts.context.delivery() != Delivery::Local {
+        return Ok(());
+    }
+    let mut first: Option<(String, String)> = None;
+    for (hi, host) in cfg.hosts.iter().enumerate() {
+        for (ri, route) in host.routes.iter().enumerate() {
+            let Some(to) = &route.to else { continue };
+            let field = format!("hosts[{hi}].routes[{ri}].to");
+            let fix = "route it at the gateway (--envoy-context gateway) or from the callers (--envoy-context sidecar-outbound), or give this workload a config that names only its own service".to_owned();
+            let Some(service) = &to.service else {
+                return Err(RenderError::Context {
+                    file: opts.source.clone(),
+                    field,
+                    reason: "sidecar-inbound delivers requests to the workload the filter runs in; a raw cluster target would route them out again".into(),
+                    fix,
+                });
+            };
+            let fqdn =
+                mesh_core::upstream::service_fqdn(service, &cfg.namespace, &cfg.cluster_domain);
+            match &first {
+                None => first = Some((fqdn, field)),
+                Some((f, _)) if *f == fqdn => {}
+                Some((f, other)) => {
+                    return Err(RenderError::Context {
+                        file: opts.source.clone(),
+                        field,
+                        reason: format!("sidecar-inbound delivers requests to the workload the filter runs in, but this route names {fqdn} while `{other}` names {f}; one of them is another workload, and routing to it from its inbound listener would loop"),
+                        fix,
+                    })
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Renders every object for `cfg`.
@@ -252,6 +331,12 @@ pub fn render(cfg: &MeshConfig, opts: &RenderOptions) -> Result<Rendered, Render
             Context::SidecarInbound => "sidecar-inbound",
             _ => "sidecar-outbound",
         }));
+    }
+    check_context(cfg, opts)?;
+    if let Some(g) = &opts.gateway.existing {
+        if g.split('/').filter(|p| !p.is_empty()).count() != 2 {
+            return Err(RenderError::BadGateway(g.clone()));
+        }
     }
     let hash = config_hash(cfg, &opts.module)?;
 
@@ -319,23 +404,21 @@ pub fn render(cfg: &MeshConfig, opts: &RenderOptions) -> Result<Rendered, Render
         }
     }
 
-    let route_patch = route_patch(opts.context);
-    match opts.api {
-        Api::Envoyfilter => {
-            let mut patches = http_filter_patches(cfg, opts);
-            patches.push(route_patch);
-            objects.push(envoy_filter(&opts.name, opts, &hash, patches));
+    objects.extend(crate::istio::filter_objects(cfg, opts, &hash));
+    if opts.context == Context::Gateway {
+        if opts.gateway.existing.is_none() {
+            objects.push(crate::istio::gateway(cfg, opts, &hash));
         }
-        Api::Wasmplugin | Api::Trafficextension => {
-            objects.push(extension(cfg, opts, &hash));
-            // Neither extensions.istio.io API can add a route, so the cluster_header route
-            // that forwards to the filter's choice still needs an EnvoyFilter.
-            objects.push(envoy_filter(
-                &route_filter_name(opts),
-                opts,
-                &hash,
-                vec![route_patch],
-            ));
+        match crate::istio::anchor_virtual_service(cfg, opts, &hash) {
+            Some(vs) => objects.push(vs),
+            None => {
+                return Err(RenderError::Context {
+                    file: opts.source.clone(),
+                    field: "hosts".into(),
+                    reason: "at the gateway, kubectl-mesh binds the hosts with a VirtualService whose one (never used) route must name a service, and no route names one".into(),
+                    fix: "give at least one route `to: {service, port}`".into(),
+                })
+            }
         }
     }
     Ok(Rendered {
@@ -372,168 +455,6 @@ pub fn parse_user_volumes(text: &str) -> Result<Vec<Value>, serde_json::Error> {
             v
         })
         .collect())
-}
-
-fn envoy_filter(name: &str, opts: &RenderOptions, hash: &str, patches: Vec<Value>) -> Value {
-    json!({
-        "apiVersion": "networking.istio.io/v1alpha3",
-        "kind": "EnvoyFilter",
-        "metadata": meta(name, opts, hash),
-        "spec": {
-            "workloadSelector": { "labels": opts.selector },
-            "configPatches": patches,
-        },
-    })
-}
-
-/// The Wasm filter's `config` (envoy.extensions.wasm.v3.PluginConfig) for a local file.
-pub fn plugin_config(cfg: &MeshConfig, code: Value) -> Value {
-    json!({
-        "name": MANAGER,
-        "root_id": ROOT_ID,
-        "fail_open": false,
-        "vm_config": {
-            "vm_id": MANAGER,
-            "runtime": "envoy.wasm.runtime.v8",
-            "code": code,
-        },
-        "configuration": {
-            "@type": "type.googleapis.com/google.protobuf.StringValue",
-            "value": cfg.to_filter_json(),
-        },
-    })
-}
-
-/// The HTTP filter value for a module at a local path (what the ConfigMap delivery uses).
-pub fn http_filter_value(cfg: &MeshConfig, wasm_path: &str) -> Value {
-    json!({
-        "name": MANAGER,
-        "typed_config": {
-            "@type": WASM_TYPE,
-            "config": plugin_config(cfg, json!({ "local": { "filename": wasm_path } })),
-        },
-    })
-}
-
-/// The route Envoy needs first in every virtual host: send to the cluster the filter chose.
-pub fn route_value() -> Value {
-    json!({
-        "name": "kubectl-mesh-upstream",
-        "match": {
-            "prefix": "/",
-            "headers": [{ "name": UPSTREAM_HEADER, "present_match": true }],
-        },
-        "route": { "cluster_header": UPSTREAM_HEADER, "timeout": "0s" },
-        "request_headers_to_remove": [UPSTREAM_HEADER],
-    })
-}
-
-fn listener_match(context: Context) -> Value {
-    json!({
-        "context": context.istio(),
-        "listener": { "filterChain": { "filter": {
-            "name": "envoy.filters.network.http_connection_manager",
-            "subFilter": { "name": "envoy.filters.http.router" },
-        }}},
-    })
-}
-
-fn http_filter_patches(cfg: &MeshConfig, opts: &RenderOptions) -> Vec<Value> {
-    match &opts.module {
-        Module::ConfigMap(_) => vec![json!({
-            "applyTo": "HTTP_FILTER",
-            "match": listener_match(opts.context),
-            "patch": { "operation": "INSERT_BEFORE", "value": http_filter_value(cfg, &module_path()) },
-        })],
-        Module::Remote { url, sha256 } => {
-            // A remote module goes through ECDS: istio-agent downloads and verifies it and
-            // hands Envoy a local file, which an inline HTTP_FILTER could not do.
-            let code = json!({ "remote": {
-                "http_uri": { "uri": url, "timeout": "30s" },
-                "sha256": sha256.to_ascii_lowercase(),
-            }});
-            vec![
-                json!({
-                    "applyTo": "EXTENSION_CONFIG",
-                    "patch": { "operation": "ADD", "value": {
-                        "name": MANAGER,
-                        "typed_config": { "@type": WASM_TYPE, "config": plugin_config(cfg, code) },
-                    }},
-                }),
-                json!({
-                    "applyTo": "HTTP_FILTER",
-                    "match": listener_match(opts.context),
-                    "patch": { "operation": "INSERT_BEFORE", "value": {
-                        "name": MANAGER,
-                        "config_discovery": {
-                            "config_source": { "ads": {}, "initial_fetch_timeout": "0s" },
-                            "type_urls": [WASM_TYPE],
-                        },
-                    }},
-                }),
-            ]
-        }
-    }
-}
-
-fn route_patch(context: Context) -> Value {
-    json!({
-        "applyTo": "HTTP_ROUTE",
-        // An empty routeConfiguration match selects every route configuration and virtual
-        // host of the context, so no vhost is missed whatever Istio names it.
-        "match": { "context": context.istio(), "routeConfiguration": {} },
-        "patch": { "operation": "INSERT_FIRST", "value": route_value() },
-    })
-}
-
-fn extension(cfg: &MeshConfig, opts: &RenderOptions, hash: &str) -> Value {
-    let (url, sha) = match &opts.module {
-        Module::ConfigMap(_) => (format!("file://{}", module_path()), None),
-        Module::Remote { url, sha256 } => (url.clone(), Some(sha256.to_ascii_lowercase())),
-    };
-    // pluginConfig is a Struct; Istio serializes it back to the same JSON for the filter.
-    let plugin_config: Value = serde_json::from_str(&cfg.to_filter_json()).unwrap_or_default();
-    let mut wasm = json!({
-        "url": url,
-        "pluginName": ROOT_ID,
-        "pluginConfig": plugin_config,
-        "failStrategy": "FAIL_CLOSE",
-        "type": "HTTP",
-    });
-    if let (Some(sha), Some(w)) = (sha, wasm.as_object_mut()) {
-        w.insert("sha256".into(), Value::String(sha));
-    }
-    let mode = match opts.context {
-        Context::SidecarInbound => Some("SERVER"),
-        Context::SidecarOutbound => Some("CLIENT"),
-        Context::Gateway => None,
-    };
-    let mut spec = json!({ "selector": { "matchLabels": opts.selector } });
-    if let Some(s) = spec.as_object_mut() {
-        if let Some(mode) = mode {
-            s.insert("match".into(), json!([{ "mode": mode }]));
-        }
-        match opts.api {
-            Api::Trafficextension => {
-                s.insert("wasm".into(), wasm);
-            }
-            _ => {
-                if let Some(w) = wasm.as_object() {
-                    s.extend(w.clone());
-                }
-            }
-        }
-    }
-    let kind = match opts.api {
-        Api::Trafficextension => "TrafficExtension",
-        _ => "WasmPlugin",
-    };
-    json!({
-        "apiVersion": "extensions.istio.io/v1alpha1",
-        "kind": kind,
-        "metadata": meta(&opts.name, opts, hash),
-        "spec": spec,
-    })
 }
 
 /// The strategic-merge patch of a Deployment's pod template, as a printable object.
@@ -634,6 +555,8 @@ mod tests {
             api,
             module,
             gateway_deployment: "istio-ingressgateway".into(),
+            gateway: Default::default(),
+            source: "t.yaml".into(),
         }
     }
 

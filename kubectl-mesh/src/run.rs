@@ -1,10 +1,11 @@
 //! `kubectl mesh run`: runs the filter with a config in a local Envoy, upstreams mapped to local addresses.
 
+use crate::envoy;
 use crate::render::{self, RenderError};
 use crate::supervise::{supervise, EnvoyCommand, SuperviseError};
 use mesh_core::upstream::{istio_cluster, service_fqdn};
 use mesh_core::MeshConfig;
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
@@ -171,77 +172,21 @@ pub fn check_routed(cfg: &MeshConfig, upstreams: &[Upstream]) -> Result<(), RunE
     Err(RunError::Unrouted { missing, hint })
 }
 
-/// The Envoy bootstrap: a listener on 127.0.0.1:`port` with the filter and route `render`
-/// emits, and one STATIC cluster per upstream.
+/// The Envoy bootstrap: a listener on 127.0.0.1:`port` with exactly the filters, routing route
+/// and reserved-header strip that `render` puts into Istio's gateway ([`crate::envoy`]), and
+/// one STATIC cluster per upstream (HTTP/2 for clusters behind gRPC-Web routes).
 pub fn bootstrap(cfg: &MeshConfig, wasm_path: &str, port: u16, upstreams: &[Upstream]) -> Value {
     let grpc = clusters(cfg);
-    let mut filters = Vec::new();
-    if grpc.values().any(|g| *g) {
-        // Istio adds Envoy's grpc_web filter; it translates gRPC-Web to gRPC.
-        filters.push(json!({
-            "name": "envoy.filters.http.grpc_web",
-            "typed_config": { "@type": "type.googleapis.com/envoy.extensions.filters.http.grpc_web.v3.GrpcWeb" },
-        }));
-    }
-    filters.push(render::http_filter_value(cfg, wasm_path));
-    filters.push(json!({
-        "name": "envoy.filters.http.router",
-        "typed_config": { "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router" },
-    }));
-    let clusters: Vec<Value> = upstreams
+    let statics = upstreams
         .iter()
-        .map(|u| {
-            let mut c = json!({
-                "name": u.cluster,
-                "type": "STATIC",
-                "connect_timeout": "5s",
-                "load_assignment": {
-                    "cluster_name": u.cluster,
-                    "endpoints": [{ "lb_endpoints": [{ "endpoint": { "address": { "socket_address": {
-                        "address": u.address.ip().to_string(),
-                        "port_value": u.address.port(),
-                    }}}}]}],
-                },
-            });
-            if grpc.get(&u.cluster).copied().unwrap_or(false) {
-                c["typed_extension_protocol_options"] = json!({
-                    "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
-                        "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
-                        "explicit_http_config": { "http2_protocol_options": {} },
-                    }
-                });
-            }
-            c
+        .map(|u| envoy::StaticCluster {
+            name: u.cluster.clone(),
+            address: u.address,
+            http2: grpc.get(&u.cluster).copied().unwrap_or(false),
         })
         .collect();
-    json!({
-        "static_resources": {
-            "listeners": [{
-                "name": "kubectl-mesh",
-                "address": { "socket_address": { "address": "127.0.0.1", "port_value": port } },
-                "filter_chains": [{ "filters": [{
-                    "name": "envoy.filters.network.http_connection_manager",
-                    "typed_config": {
-                        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
-                        "stat_prefix": "kubectl_mesh",
-                        "http_filters": filters,
-                        "route_config": { "name": "kubectl-mesh", "virtual_hosts": [{
-                            "name": "all",
-                            "domains": ["*"],
-                            "routes": [
-                                render::route_value(),
-                                // Only reached if the filter did not route (never expected).
-                                { "match": { "prefix": "/" }, "direct_response": {
-                                    "status": 500, "body": { "inline_string": "mesh filter did not route" },
-                                }},
-                            ],
-                        }]},
-                    },
-                }]}],
-            }],
-            "clusters": clusters,
-        },
-    })
+    let listen = SocketAddr::new(IpAddr::from([127, 0, 0, 1]), port);
+    envoy::LocalEnvoy::mesh(cfg, envoy::local_code(wasm_path), listen, statics).bootstrap()
 }
 
 /// Finds `envoy` on `PATH`.
@@ -413,11 +358,16 @@ mod tests {
         assert_eq!(l["address"]["socket_address"]["address"], "127.0.0.1");
         let hcm = &l["filter_chains"][0]["filters"][0]["typed_config"];
         let filters = hcm["http_filters"].as_array().unwrap();
-        assert!(filters.contains(&render::http_filter_value(&cfg, "/tmp/m.wasm")));
+        let rendered = envoy::mesh_http_filters(
+            &cfg,
+            mesh_core::Delivery::Upstream,
+            envoy::local_code("/tmp/m.wasm"),
+        );
+        assert_eq!(filters[..rendered.len()], rendered[..]);
         assert_eq!(filters.last().unwrap()["name"], "envoy.filters.http.router");
         assert_eq!(
             hcm["route_config"]["virtual_hosts"][0]["routes"][0],
-            render::route_value()
+            envoy::routing_route()
         );
         let cl = b["static_resources"]["clusters"].as_array().unwrap();
         assert_eq!(cl.len(), ups.len());

@@ -14,7 +14,14 @@ use std::time::Duration;
 const BIN: &str = env!("CARGO_BIN_EXE_kubectl-mesh");
 const SERVER: &str = "io.kompose.service=server";
 
+/// The server's own part of the digimon config: these tests drive the sidecar-inbound
+/// context, where the namespace label, pod annotations and rollouts come into play.
 fn mesh_yaml() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/digimon-server.yaml")
+}
+
+/// The whole digimon example, for the gateway.
+fn example_yaml() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/digimon/mesh.yaml")
 }
 
@@ -129,7 +136,15 @@ async fn run(s: &Setup, args: &[&str]) -> Run {
 
 fn enable_args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
     let file = Box::leak(mesh_yaml().to_string_lossy().into_owned().into_boxed_str());
-    let mut args = vec!["enable", "-f", file, "-l", SERVER];
+    let mut args = vec![
+        "enable",
+        "-f",
+        file,
+        "-l",
+        SERVER,
+        "--envoy-context",
+        "sidecar-inbound",
+    ];
     args.extend_from_slice(extra);
     args
 }
@@ -220,7 +235,15 @@ async fn an_edited_config_updates_the_filter_and_rolls_the_pods_only() {
     std::fs::write(&edited, text).unwrap();
     let r = run(
         &s,
-        &["enable", "-f", edited.to_str().unwrap(), "-l", SERVER],
+        &[
+            "enable",
+            "-f",
+            edited.to_str().unwrap(),
+            "-l",
+            SERVER,
+            "--envoy-context",
+            "sidecar-inbound",
+        ],
     )
     .await;
     assert_eq!(r.code, 0, "{r:?}");
@@ -549,6 +572,8 @@ async fn preflight_errors_are_clear_and_change_nothing() {
             mesh_yaml().to_str().unwrap(),
             "-l",
             "app=nothing",
+            "--envoy-context",
+            "sidecar-inbound",
         ],
     )
     .await;
@@ -700,7 +725,7 @@ async fn gateway_enable_mounts_the_module_into_the_gateway_deployment() {
             json!([{ "name": "istio-proxy", "image": "istio/proxyv2" }]),
         ));
     }
-    let file = mesh_yaml();
+    let file = example_yaml();
     let args = [
         "enable",
         "-f",

@@ -20,6 +20,8 @@ fn manifest() -> PathBuf {
 
 struct Case {
     golden: &'static str,
+    /// The config file, relative to the crate.
+    config: &'static str,
     namespace: &'static str,
     selector: &'static [(&'static str, &'static str)],
     context: Context,
@@ -30,6 +32,7 @@ struct Case {
 const CASES: &[Case] = &[
     Case {
         golden: "digimon-sidecar-inbound",
+        config: "tests/fixtures/digimon-server.yaml",
         namespace: "digimon",
         selector: &[("io.kompose.service", "server")],
         context: Context::SidecarInbound,
@@ -38,6 +41,7 @@ const CASES: &[Case] = &[
     },
     Case {
         golden: "digimon-gateway",
+        config: "../examples/digimon/mesh.yaml",
         namespace: "istio-system",
         selector: &[("istio", "ingressgateway")],
         context: Context::Gateway,
@@ -46,6 +50,7 @@ const CASES: &[Case] = &[
     },
     Case {
         golden: "digimon-sidecar-outbound-remote",
+        config: "../examples/digimon/mesh.yaml",
         namespace: "digimon",
         selector: &[("io.kompose.service", "web")],
         context: Context::SidecarOutbound,
@@ -54,6 +59,7 @@ const CASES: &[Case] = &[
     },
     Case {
         golden: "digimon-wasmplugin",
+        config: "tests/fixtures/digimon-server.yaml",
         namespace: "digimon",
         selector: &[("io.kompose.service", "server")],
         context: Context::SidecarInbound,
@@ -62,6 +68,7 @@ const CASES: &[Case] = &[
     },
     Case {
         golden: "digimon-trafficextension-remote",
+        config: "../examples/digimon/mesh.yaml",
         namespace: "istio-system",
         selector: &[("istio", "ingressgateway")],
         context: Context::Gateway,
@@ -90,17 +97,32 @@ fn options(case: &Case) -> RenderOptions {
             Module::ConfigMap(FAKE_MODULE.to_vec())
         },
         gateway_deployment: "istio-ingressgateway".into(),
+        gateway: Default::default(),
+        source: case.config.into(),
     }
 }
 
-fn digimon() -> mesh_core::MeshConfig {
-    render::load_config(&manifest().join("../examples/digimon/mesh.yaml")).unwrap()
+fn config(case: &Case) -> mesh_core::MeshConfig {
+    render::load_config(&manifest().join(case.config)).unwrap()
 }
 
 fn rendered(case: &Case) -> (RenderOptions, Rendered) {
     let opts = options(case);
-    let r = render::render(&digimon(), &opts).unwrap();
+    let r = render::render(&config(case), &opts).unwrap();
     (opts, r)
+}
+
+#[test]
+fn sidecar_inbound_refuses_routes_to_another_workload() {
+    let case = &CASES[0];
+    assert_eq!(case.context, Context::SidecarInbound);
+    let full = render::load_config(&manifest().join("../examples/digimon/mesh.yaml")).unwrap();
+    let err = render::render(&full, &options(case))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("hosts[1].routes[0].to"), "{err}");
+    assert!(err.contains("web.digimon.svc.cluster.local"), "{err}");
+    assert!(err.contains("--envoy-context gateway"), "{err}");
 }
 
 #[test]
@@ -311,8 +333,8 @@ fn istio_objects_validate_against_the_crd_schemas() {
     }
     assert_eq!(
         seen.len(),
-        3,
-        "EnvoyFilter, WasmPlugin and TrafficExtension all covered: {seen:?}"
+        5,
+        "EnvoyFilter, WasmPlugin, TrafficExtension, Gateway and VirtualService all covered: {seen:?}"
     );
 }
 
@@ -451,8 +473,13 @@ fn wasm() -> PathBuf {
     path
 }
 
-/// A bootstrap whose listener carries the rendered HTTP filter and route, as Istio would insert them.
-fn bootstrap(filter: &Value, route: &Value) -> Value {
+/// A bootstrap whose listener carries the rendered HTTP filters and route, as Istio would
+/// insert them (the Istio-shape suite in tests/ applies them to real Istio config dumps).
+fn bootstrap(filters: &[Value], route: Option<&Value>) -> Value {
+    let mut http_filters = filters.to_vec();
+    http_filters.push(kubectl_mesh::envoy::router_filter());
+    let mut routes: Vec<Value> = route.into_iter().cloned().collect();
+    routes.push(json!({ "match": { "prefix": "/" }, "direct_response": { "status": 404 } }));
     json!({
         "static_resources": {
             "listeners": [{
@@ -463,13 +490,9 @@ fn bootstrap(filter: &Value, route: &Value) -> Value {
                     "typed_config": {
                         "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
                         "stat_prefix": "http",
-                        "http_filters": [filter, {
-                            "name": "envoy.filters.http.router",
-                            "typed_config": { "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router" },
-                        }],
+                        "http_filters": http_filters,
                         "route_config": { "name": "r", "virtual_hosts": [{
-                            "name": "all", "domains": ["*"],
-                            "routes": [route, { "match": { "prefix": "/" }, "direct_response": { "status": 404 } }],
+                            "name": "all", "domains": ["*"], "routes": routes,
                         }]},
                     },
                 }]}],
@@ -483,14 +506,27 @@ fn bootstrap(filter: &Value, route: &Value) -> Value {
     })
 }
 
-fn patch_value(r: &Rendered, apply_to: &str) -> Value {
+fn patch_values(r: &Rendered, apply_to: &str, operation: &str) -> Vec<Value> {
     r.objects
         .iter()
         .filter(|o| o["kind"] == "EnvoyFilter")
         .flat_map(|o| o["spec"]["configPatches"].as_array().unwrap().clone())
-        .find(|p| p["applyTo"] == apply_to)
+        .filter(|p| p["applyTo"] == apply_to && p["patch"]["operation"] == operation)
         .map(|p| p["patch"]["value"].clone())
-        .unwrap_or_else(|| panic!("no {apply_to} patch"))
+        .collect()
+}
+
+/// The rendered HTTP filters with the module pointed at the local build.
+fn local_filters(r: &Rendered) -> Vec<Value> {
+    let module = wasm();
+    let mut filters = patch_values(r, "HTTP_FILTER", "INSERT_BEFORE");
+    let code = &mut filters[0]["typed_config"]["config"]["vm_config"]["code"]["local"]["filename"];
+    assert_eq!(
+        code,
+        &json!(format!("{}/{}", render::MODULE_DIR, render::MODULE_FILE))
+    );
+    *code = json!(module.to_str().unwrap());
+    filters
 }
 
 fn envoy_validate(config: &Value, name: &str) -> (bool, String) {
@@ -510,21 +546,14 @@ fn envoy_validate(config: &Value, name: &str) -> (bool, String) {
 
 #[test]
 fn envoy_loads_the_rendered_filter_and_route() {
-    let module = wasm();
     for case in CASES
         .iter()
         .filter(|c| !c.remote && c.api == Api::Envoyfilter)
     {
         let (_, r) = rendered(case);
-        let mut filter = patch_value(&r, "HTTP_FILTER");
-        let code = &mut filter["typed_config"]["config"]["vm_config"]["code"]["local"]["filename"];
-        assert_eq!(
-            code,
-            &json!(format!("{}/{}", render::MODULE_DIR, render::MODULE_FILE))
-        );
-        *code = json!(module.to_str().unwrap());
-        let route = patch_value(&r, "HTTP_ROUTE");
-        let (ok, log) = envoy_validate(&bootstrap(&filter, &route), case.golden);
+        let filters = local_filters(&r);
+        let route = patch_values(&r, "HTTP_ROUTE", "INSERT_FIRST");
+        let (ok, log) = envoy_validate(&bootstrap(&filters, route.first()), case.golden);
         assert!(
             ok,
             "{}: envoy rejected the rendered patches:\n{log}",
@@ -535,18 +564,20 @@ fn envoy_loads_the_rendered_filter_and_route() {
 
 #[test]
 fn envoy_validation_can_fail() {
-    let (_, r) = rendered(&CASES[0]);
-    let mut filter = patch_value(&r, "HTTP_FILTER");
-    filter["typed_config"]["config"]["vm_config"]["code"]["local"]["filename"] =
-        json!(wasm().to_str().unwrap());
-    let mut route = patch_value(&r, "HTTP_ROUTE");
+    let gateway = CASES
+        .iter()
+        .find(|c| c.context == Context::Gateway)
+        .unwrap();
+    let (_, r) = rendered(gateway);
+    let mut filters = local_filters(&r);
+    let mut route = patch_values(&r, "HTTP_ROUTE", "INSERT_FIRST").remove(0);
     route["route"]["cluster_headr"] = json!("x");
-    let (ok, _) = envoy_validate(&bootstrap(&filter, &route), "broken-route");
+    let (ok, _) = envoy_validate(&bootstrap(&filters, Some(&route)), "broken-route");
     assert!(!ok, "a misspelled route field must be rejected");
     // Validate mode starts the VM and configures the filter: a config it refuses fails, so the
     // passing test above proves the filter accepts the rendered configuration.
-    let route = patch_value(&r, "HTTP_ROUTE");
-    filter["typed_config"]["config"]["configuration"]["value"] = json!("{\"bogus\":1}");
-    let (ok, log) = envoy_validate(&bootstrap(&filter, &route), "broken-config");
+    let route = patch_values(&r, "HTTP_ROUTE", "INSERT_FIRST").remove(0);
+    filters[0]["typed_config"]["config"]["configuration"]["value"] = json!("{\"bogus\":1}");
+    let (ok, log) = envoy_validate(&bootstrap(&filters, Some(&route)), "broken-config");
     assert!(!ok && log.contains("bogus"), "{log}");
 }

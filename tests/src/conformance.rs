@@ -487,9 +487,9 @@ pub fn run_case(path: &Path) -> anyhow::Result<CaseReport> {
             .clone()
             .unwrap_or_else(|| vec![cors_filter()]),
         clusters: clusters.clone(),
-        strip_host_port: true,
+        hcm_extra: crate::envoy::strip_any_host_port(),
     };
-    let mesh_spec = EnvoySpec::mesh(&case.mesh.to_filter_json(), clusters);
+    let mesh_spec = EnvoySpec::mesh(&case.mesh.to_json(), clusters);
     // Start both at once: Envoy start-up (and the wasm compile) dominates a case's run time.
     let (native, mesh) = std::thread::scope(|s| {
         let n = s.spawn(|| native_spec.start());

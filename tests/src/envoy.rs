@@ -2,8 +2,9 @@
 //! readiness wait, and its log printed when the test fails.
 
 use crate::client::Request;
+use kubectl_mesh::envoy;
 use serde_json::{json, Value};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -24,50 +25,6 @@ pub fn wasm_module() -> PathBuf {
     }
 }
 
-/// The HTTP filter entry that loads the mesh filter with `config_json`.
-pub fn wasm_filter(wasm: &Path, config_json: &str) -> Value {
-    json!({
-        "name": "envoy.filters.http.wasm",
-        "typed_config": {
-            "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
-            "config": {
-                "name": "mesh-filter",
-                "root_id": "mesh-filter",
-                "vm_config": {
-                    "vm_id": "mesh-filter",
-                    "runtime": "envoy.wasm.runtime.v8",
-                    "code": {"local": {"filename": wasm.display().to_string()}}
-                },
-                "configuration": {
-                    "@type": "type.googleapis.com/google.protobuf.StringValue",
-                    "value": config_json
-                },
-                "fail_open": false
-            }
-        }
-    })
-}
-
-/// The route table the mesh filter needs: forward to the cluster it names in its header, and
-/// a loud 500 if a request ever arrives without one (the filter always routes or answers).
-pub fn mesh_route_config() -> Value {
-    json!({
-        "name": "mesh",
-        "virtual_hosts": [{
-            "name": "mesh",
-            "domains": ["*"],
-            "routes": [
-                {
-                    "match": {"prefix": "/", "headers": [{"name": mesh_core::UPSTREAM_HEADER, "present_match": true}]},
-                    "route": {"cluster_header": mesh_core::UPSTREAM_HEADER, "timeout": "0s"},
-                    "request_headers_to_remove": [mesh_core::UPSTREAM_HEADER]
-                },
-                {"match": {"prefix": "/"}, "direct_response": {"status": 500, "body": {"inline_string": "mesh filter did not route\n"}}}
-            ]
-        }]
-    })
-}
-
 /// What an Envoy instance should run.
 #[derive(Debug, Clone)]
 pub struct EnvoySpec {
@@ -77,64 +34,77 @@ pub struct EnvoySpec {
     pub http_filters: Vec<Value>,
     /// Clusters: name and loopback port.
     pub clusters: Vec<(String, u16)>,
-    /// Strip `:port` from Host before routing (native configs need it; the filter does not).
-    pub strip_host_port: bool,
+    /// Extra HTTP connection manager fields: the mesh side's reserved-header strip, or
+    /// `strip_any_host_port` for native configs whose domains have no ports.
+    pub hcm_extra: serde_json::Map<String, Value>,
 }
 
 impl EnvoySpec {
-    /// The mesh filter with `config_json`, routing to `clusters`.
+    /// The mesh filter with `config_json` (a MeshConfig or the filter's envelope, possibly
+    /// invalid on purpose), routing to `clusters`: the filters, routing route and header strip
+    /// `render` emits, from the plugin's builder.
     pub fn mesh(config_json: &str, clusters: Vec<(String, u16)>) -> EnvoySpec {
+        let grpc_web = mesh_core::FilterConfig::from_json(config_json)
+            .map(|fc| envoy::uses_grpc_web(&fc.mesh))
+            .unwrap_or(false);
+        let code = envoy::local_code(&wasm_module().display().to_string());
+        let mut http_filters = vec![envoy::http_filter(envoy::plugin_config_json(
+            config_json,
+            true,
+            code,
+        ))];
+        if grpc_web {
+            http_filters.push(envoy::grpc_web_filter());
+        }
+        let local = envoy::LocalEnvoy::mesh_with(http_filters, loopback(0), vec![]);
         EnvoySpec {
-            route_config: mesh_route_config(),
-            http_filters: vec![wasm_filter(&wasm_module(), config_json)],
+            route_config: local.route_config,
+            http_filters: local.http_filters,
             clusters,
-            strip_host_port: false,
+            hcm_extra: local.hcm_extra,
         }
     }
 
     /// The bootstrap document for listener `port` and admin `admin_port`.
     pub fn bootstrap(&self, port: u16, admin_port: u16) -> Value {
-        let mut filters = self.http_filters.clone();
-        filters.push(json!({"name": "envoy.filters.http.router", "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}));
-        let clusters: Vec<Value> = self
-            .clusters
-            .iter()
-            .map(|(name, p)| {
-                json!({
-                    "name": name, "type": "STATIC", "connect_timeout": "1s",
-                    "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": p}}}}]}]}
+        let mut hcm_extra = self.hcm_extra.clone();
+        // Room for the 64 KiB header cases (Envoy's default limit is 60 KiB).
+        hcm_extra.insert("max_request_headers_kb".into(), json!(96));
+        hcm_extra.insert("stat_prefix".into(), json!("test"));
+        envoy::LocalEnvoy {
+            listen: loopback(port),
+            admin: Some(loopback(admin_port)),
+            http_filters: self.http_filters.clone(),
+            route_config: self.route_config.clone(),
+            clusters: self
+                .clusters
+                .iter()
+                .map(|(name, p)| envoy::StaticCluster {
+                    name: name.clone(),
+                    address: loopback(*p),
+                    http2: false,
                 })
-            })
-            .collect();
-        json!({
-            "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin_port}}},
-            "static_resources": {
-                "listeners": [{
-                    "name": "test",
-                    "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
-                    "filter_chains": [{"filters": [{
-                        "name": "envoy.filters.network.http_connection_manager",
-                        "typed_config": {
-                            "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
-                            "stat_prefix": "test",
-                            "codec_type": "AUTO",
-                            "strip_any_host_port": self.strip_host_port,
-                            // Room for the 64 KiB header cases (Envoy's default limit is 60 KiB).
-                            "max_request_headers_kb": 96,
-                            "route_config": self.route_config,
-                            "http_filters": filters
-                        }
-                    }]}]
-                }],
-                "clusters": clusters
-            }
-        })
+                .collect(),
+            hcm_extra,
+        }
+        .bootstrap()
     }
 
     /// Starts Envoy and waits until it is ready.
     pub fn start(&self) -> anyhow::Result<Envoy> {
         Envoy::start(self)
     }
+}
+
+/// `strip_any_host_port: true`, which native configs need: their domains have no ports.
+pub fn strip_any_host_port() -> serde_json::Map<String, Value> {
+    let mut m = serde_json::Map::new();
+    m.insert("strip_any_host_port".into(), json!(true));
+    m
+}
+
+fn loopback(port: u16) -> std::net::SocketAddr {
+    std::net::SocketAddr::from(([127, 0, 0, 1], port))
 }
 
 static SEQ: AtomicUsize = AtomicUsize::new(0);

@@ -25,7 +25,7 @@ pub fn load_mesh_config(path: &std::path::Path) -> anyhow::Result<String> {
     let cfg = mesh_core::MeshConfig::from_yaml(&text)
         .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     mesh_core::compile(&cfg).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    Ok(cfg.to_filter_json())
+    Ok(cfg.to_json())
 }
 
 /// Picks a free loopback port (bind to :0, read it, release it).

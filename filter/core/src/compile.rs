@@ -4,11 +4,13 @@
 //! before rendering anything.
 
 use crate::config::{
-    DirectResponse, HeaderMatch, LoadError, MeshConfig, RouteConfig, Target, API_VERSION, KIND,
+    Delivery, DirectResponse, FilterConfig, HeaderMatch, LoadError, MeshConfig, RouteConfig,
+    Target, API_VERSION, KIND,
 };
 use crate::cors::CorsPolicy;
 use crate::engine::Engine;
 use crate::headers::HeaderOps;
+use crate::host::HostTable;
 use crate::router::{
     Action, HeaderCond, HeaderTest, LocalBody, PathMatch, RedirectSpec, Route, Router, VirtualHost,
 };
@@ -48,13 +50,20 @@ fn invalid(path: impl Into<String>, reason: impl ToString) -> ConfigError {
     }
 }
 
-/// Parses JSON and compiles it: what the filter does in `on_configure`.
+/// Parses what Envoy hands the filter (a [`FilterConfig`] or a bare [`MeshConfig`]) and
+/// compiles it: what the filter does in `on_configure`.
 pub fn compile_json(text: &str) -> Result<Engine, ConfigError> {
-    compile(&MeshConfig::from_json(text)?)
+    let fc = FilterConfig::from_json(text)?;
+    compile_for(&fc.mesh, fc.delivery)
 }
 
-/// Validates and compiles a config.
+/// Validates and compiles a config for upstream delivery (gateway, sidecar-outbound).
 pub fn compile(cfg: &MeshConfig) -> Result<Engine, ConfigError> {
+    compile_for(cfg, Delivery::Upstream)
+}
+
+/// Validates and compiles a config for `delivery`.
+pub fn compile_for(cfg: &MeshConfig, delivery: Delivery) -> Result<Engine, ConfigError> {
     if cfg.api_version != API_VERSION {
         return Err(invalid(
             "apiVersion",
@@ -91,7 +100,10 @@ pub fn compile(cfg: &MeshConfig) -> Result<Engine, ConfigError> {
             "at least one host is needed (use domains: [\"*\"] for every host)",
         ));
     }
-    let mut router = Router::default();
+    let mut router = Router {
+        table: HostTable::new(cfg.host_matching),
+        hosts: Vec::with_capacity(cfg.hosts.len()),
+    };
     for (hi, host) in cfg.hosts.iter().enumerate() {
         let hp = format!("hosts[{hi}]");
         if host.domains.is_empty() {
@@ -141,7 +153,12 @@ pub fn compile(cfg: &MeshConfig) -> Result<Engine, ConfigError> {
             content_type: Some("application/json".to_owned()),
         },
     };
-    Ok(Engine::new(router, not_found))
+    Ok(Engine::new(
+        router,
+        not_found,
+        cfg.not_found.is_some(),
+        delivery,
+    ))
 }
 
 fn compile_route(
@@ -256,6 +273,7 @@ fn compile_route(
         methods: m.methods.clone(),
         headers,
         action,
+        grpc_web: r.grpc_web,
         cors,
         request_ops: [host_req, req],
         response_ops: [host_resp, resp],
@@ -393,7 +411,7 @@ fn full_regex(re: &str, field: &str) -> Result<Regex, ConfigError> {
 }
 
 fn check_host(h: &str, field: &str) -> Result<(), ConfigError> {
-    let mut t = crate::host::HostTable::default();
+    let mut t = HostTable::default();
     if h.contains('*') {
         return Err(invalid(
             field.to_owned(),

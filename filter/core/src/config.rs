@@ -41,9 +41,73 @@ pub struct MeshConfig {
     /// Virtual hosts, matched by the request's Host/`:authority`.
     #[serde(default)]
     pub hosts: Vec<HostConfig>,
-    /// What to answer when no host or no route matches. Default: 404 with a JSON body.
+    /// How the request's Host/`:authority` is compared with `domains`.
+    #[serde(default, skip_serializing_if = "HostMatching::is_default")]
+    pub host_matching: HostMatching,
+    /// The answer when a listed host has no matching route (default: 404 with a JSON body).
+    /// Setting it also makes the filter answer requests for hosts the config does not list,
+    /// which otherwise pass through untouched.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub not_found: Option<DirectResponse>,
+}
+
+/// Host comparison options. The defaults ignore a port and a trailing dot, as Istio's gateways
+/// do (`ignore_port_in_host_matching`); an imported standalone Envoy may have compared them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HostMatching {
+    /// `true`: `Host: api.example.com:8080` matches `api.example.com` (Envoy's
+    /// `strip_any_host_port`). `false`: the port is part of the host (a domain may list it).
+    #[serde(default = "yes")]
+    pub ignore_port: bool,
+    /// `true`: `api.example.com.` matches `api.example.com` (Envoy's `strip_trailing_host_dot`).
+    #[serde(default = "yes")]
+    pub ignore_trailing_dot: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for HostMatching {
+    fn default() -> Self {
+        HostMatching {
+            ignore_port: true,
+            ignore_trailing_dot: true,
+        }
+    }
+}
+
+impl HostMatching {
+    /// True for the default (both ignored), which is not written out.
+    pub fn is_default(&self) -> bool {
+        *self == HostMatching::default()
+    }
+}
+
+/// How the filter delivers a request it routes; set by `kubectl mesh render` from the context.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Delivery {
+    /// Gateway and sidecar-outbound: name the upstream cluster in the routing header.
+    #[default]
+    Upstream,
+    /// Sidecar-inbound: the request is already at its workload. Apply CORS, header rules,
+    /// rewrites and local answers, and let Istio's inbound route deliver it (setting the
+    /// routing header there would send it out again, in a loop).
+    Local,
+}
+
+/// What the filter receives from Envoy: the user's document and how to deliver. A bare
+/// [`MeshConfig`] is read as `delivery: upstream`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FilterConfig {
+    /// How routed requests are delivered.
+    #[serde(default)]
+    pub delivery: Delivery,
+    /// The config document.
+    pub mesh: MeshConfig,
 }
 
 fn default_namespace() -> String {
@@ -309,9 +373,58 @@ impl MeshConfig {
         })
     }
 
-    /// The compact JSON that is handed to the filter inside Envoy.
-    pub fn to_filter_json(&self) -> String {
+    /// The compact JSON of the document itself.
+    pub fn to_json(&self) -> String {
         // Serializing plain structs with string keys cannot fail.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// The JSON handed to the filter inside Envoy for `delivery`.
+    pub fn to_filter_json(&self, delivery: Delivery) -> String {
+        FilterConfig {
+            delivery,
+            mesh: self.clone(),
+        }
+        .to_json()
+    }
+}
+
+impl FilterConfig {
+    /// Parses what Envoy hands the filter: a [`FilterConfig`] object (it has a `mesh` key) or
+    /// a bare [`MeshConfig`]. Error paths are relative to the MeshConfig document either way.
+    pub fn from_json(text: &str) -> Result<Self, LoadError> {
+        let mut de = serde_json::Deserializer::from_str(text);
+        let value: serde_json::Value =
+            serde_path_to_error::deserialize(&mut de).map_err(shape_error)?;
+        match value {
+            serde_json::Value::Object(mut map) if map.contains_key("mesh") => {
+                let mesh = MeshConfig::from_value(map.remove("mesh").unwrap_or_default())?;
+                let delivery = match map.remove("delivery") {
+                    None => Delivery::default(),
+                    Some(d) => serde_path_to_error::deserialize(d).map_err(|e| {
+                        let mut err = shape_error(e);
+                        let LoadError::Shape { path, .. } = &mut err;
+                        *path = "delivery".to_owned();
+                        err
+                    })?,
+                };
+                if let Some(key) = map.keys().next() {
+                    return Err(LoadError::Shape {
+                        path: key.clone(),
+                        message: format!("unknown field `{key}`, expected `delivery` or `mesh`"),
+                    });
+                }
+                Ok(FilterConfig { delivery, mesh })
+            }
+            other => Ok(FilterConfig {
+                delivery: Delivery::Upstream,
+                mesh: MeshConfig::from_value(other)?,
+            }),
+        }
+    }
+
+    /// The compact JSON form.
+    pub fn to_json(&self) -> String {
         serde_json::to_string(self).unwrap_or_default()
     }
 }

@@ -8,6 +8,8 @@
 //! from a disallowed origin is forwarded; routes that answer locally get no CORS at all.
 
 use crate::config::{CorsConfig, OriginMatch};
+use crate::engine::HeaderMap;
+use crate::request::HeaderList;
 use regex::bytes::{Regex, RegexBuilder};
 
 /// Request headers a gRPC-Web client sends.
@@ -172,6 +174,73 @@ impl CorsPolicy {
     /// True if `origin` may make cross-origin requests.
     pub fn allows(&self, origin: &[u8]) -> bool {
         self.any_origin || self.origins.iter().any(|r| r.matches(origin))
+    }
+
+    /// The headers of the answer to a preflight from an allowed origin, header for header what
+    /// Envoy sends: its CORS filter answers the preflight and then also runs its response half
+    /// on that answer, so `Access-Control-Expose-Headers` is on preflights too. `*` methods or
+    /// headers echo the preflight's `Access-Control-Request-Method`/`-Headers`
+    /// (`request_headers` is empty when absent).
+    pub fn preflight_headers(
+        &self,
+        origin: &[u8],
+        request_method: &[u8],
+        request_headers: &[u8],
+    ) -> HeaderList {
+        let mut headers = HeaderList(Vec::with_capacity(7));
+        headers
+            .0
+            .push(("access-control-allow-origin".to_owned(), origin.to_vec()));
+        if self.credentials {
+            headers.0.push((
+                "access-control-allow-credentials".to_owned(),
+                b"true".to_vec(),
+            ));
+        }
+        for (name, value, echo) in [
+            (
+                "access-control-allow-methods",
+                &self.allow_methods,
+                request_method,
+            ),
+            (
+                "access-control-allow-headers",
+                &self.allow_headers,
+                request_headers,
+            ),
+        ] {
+            if let Some(v) = value {
+                let v = if CorsPolicy::echo(v) {
+                    echo
+                } else {
+                    v.as_bytes()
+                };
+                headers.0.push((name.to_owned(), v.to_vec()));
+            }
+        }
+        for (name, value) in [
+            ("access-control-max-age", &self.max_age),
+            ("access-control-expose-headers", &self.expose_headers),
+        ] {
+            if let Some(v) = value {
+                headers.0.push((name.to_owned(), v.as_bytes().to_vec()));
+            }
+        }
+        headers.0.push(("vary".to_owned(), b"Origin".to_vec()));
+        headers
+    }
+
+    /// Adds the grant for an allowed `origin` to an actual response.
+    pub fn grant<H: HeaderMap>(&self, origin: &[u8], h: &mut H) -> Result<(), H::Error> {
+        h.set("access-control-allow-origin", origin)?;
+        if self.credentials {
+            h.set("access-control-allow-credentials", b"true")?;
+        }
+        if let Some(e) = &self.expose_headers {
+            h.set("access-control-expose-headers", e.as_bytes())?;
+        }
+        // The answer depends on the Origin: caches must key on it.
+        h.add("vary", b"Origin")
     }
 }
 

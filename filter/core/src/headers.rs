@@ -1,7 +1,7 @@
 //! Header rules: validated names, injection-proof values, `${var}` templates, and their application.
 
 use crate::config::HeaderRules;
-use crate::upstream::UPSTREAM_HEADER;
+use crate::upstream::RESERVED_HEADERS;
 
 /// Why a header rule is unusable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -171,7 +171,7 @@ impl HeaderOps {
                 return Err(HeaderError::BadName(n.to_owned()));
             }
             let lower = n.to_ascii_lowercase();
-            if lower == "host" || lower == UPSTREAM_HEADER {
+            if lower == "host" || RESERVED_HEADERS.contains(&lower.as_str()) {
                 return Err(HeaderError::Reserved(n.to_owned()));
             }
             Ok(lower)

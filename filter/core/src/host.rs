@@ -3,6 +3,7 @@
 //! Normalization is allocation-free: lower-casing happens in a stack buffer, because this runs
 //! on every request inside the Wasm VM.
 
+use crate::config::HostMatching;
 use std::collections::HashMap;
 
 /// Longest host name that can match an exact or wildcard domain (DNS limit is 253).
@@ -20,6 +21,9 @@ pub enum DomainError {
     /// The same domain listed twice.
     #[error("domain `{0}` is listed by more than one host; each domain may appear once")]
     Duplicate(String),
+    /// A port in a domain that could never match, because ports are ignored.
+    #[error("domain `{0}` has a port, but hostMatching.ignorePort is true (the default), so the request's port is never compared; remove the port or set hostMatching.ignorePort: false")]
+    Port(String),
 }
 
 /// Virtual-host lookup table: exact names, `*.suffix` wildcards (longest first) and a catch-all.
@@ -29,12 +33,26 @@ pub struct HostTable {
     /// (".suffix", host index), sorted longest suffix first.
     wildcards: Vec<(String, usize)>,
     catch_all: Option<usize>,
+    matching: HostMatching,
 }
 
 impl HostTable {
-    /// Adds a domain for host `index`. Domains are stored lower-case without a trailing dot.
+    /// An empty table comparing hosts as `matching` says.
+    pub fn new(matching: HostMatching) -> Self {
+        HostTable {
+            matching,
+            ..HostTable::default()
+        }
+    }
+
+    /// Adds a domain for host `index`. Domains are stored lower-case, without a trailing dot
+    /// when trailing dots are ignored.
     pub fn insert(&mut self, domain: &str, index: usize) -> Result<(), DomainError> {
-        let d = domain.trim_end_matches('.').to_ascii_lowercase();
+        let d = match self.matching.ignore_trailing_dot {
+            true => domain.trim_end_matches('.'),
+            false => domain,
+        }
+        .to_ascii_lowercase();
         if d.is_empty() {
             return Err(DomainError::Empty);
         }
@@ -56,6 +74,9 @@ impl HostTable {
         if !valid || body.len() > MAX_HOST {
             return Err(DomainError::Invalid(domain.to_owned()));
         }
+        if self.matching.ignore_port && strip_port(body.as_bytes()).len() != body.len() {
+            return Err(DomainError::Port(domain.to_owned()));
+        }
         if wildcard {
             if self.wildcards.iter().any(|(s, _)| s == body) {
                 return Err(DomainError::Duplicate(domain.to_owned()));
@@ -72,7 +93,7 @@ impl HostTable {
     /// `None` authority (absent header) can only reach the catch-all.
     pub fn lookup(&self, authority: Option<&[u8]>) -> Option<usize> {
         let mut buf = [0u8; MAX_HOST];
-        let Some(host) = authority.and_then(|a| normalize(a, &mut buf)) else {
+        let Some(host) = authority.and_then(|a| normalize(a, self.matching, &mut buf)) else {
             return self.catch_all;
         };
         if let Some(i) = self.exact.get(host) {
@@ -87,11 +108,21 @@ impl HostTable {
     }
 }
 
-/// Strips the port and a trailing dot and lower-cases into `buf`.
+/// Strips the port and a trailing dot (as `matching` says) and lower-cases into `buf`.
 /// Returns `None` for an empty, over-long or non-ASCII host, which can only match the catch-all.
-pub fn normalize<'b>(authority: &[u8], buf: &'b mut [u8; MAX_HOST]) -> Option<&'b str> {
-    let host = strip_port(authority);
-    let host = host.strip_suffix(b".").unwrap_or(host);
+pub fn normalize<'b>(
+    authority: &[u8],
+    matching: HostMatching,
+    buf: &'b mut [u8; MAX_HOST],
+) -> Option<&'b str> {
+    let host = match matching.ignore_port {
+        true => strip_port(authority),
+        false => authority,
+    };
+    let host = match matching.ignore_trailing_dot {
+        true => host.strip_suffix(b".").unwrap_or(host),
+        false => host,
+    };
     if host.is_empty() || host.len() > MAX_HOST || !host.is_ascii() {
         return None;
     }
@@ -128,7 +159,11 @@ mod tests {
     use super::*;
 
     fn table(domains: &[&str]) -> HostTable {
-        let mut t = HostTable::default();
+        table_with(domains, HostMatching::default())
+    }
+
+    fn table_with(domains: &[&str], matching: HostMatching) -> HostTable {
+        let mut t = HostTable::new(matching);
         for (i, d) in domains.iter().enumerate() {
             t.insert(d, i).unwrap();
         }
@@ -159,6 +194,36 @@ mod tests {
         }
         assert_eq!(t.lookup(Some(b"[::1]:9000")), Some(1));
         assert_eq!(t.lookup(Some(b"[::1]")), Some(1));
+    }
+
+    #[test]
+    fn exact_matching_compares_port_and_trailing_dot_like_envoy_without_stripping() {
+        let exact = HostMatching {
+            ignore_port: false,
+            ignore_trailing_dot: false,
+        };
+        let t = table_with(&["grpc", "grpc:9911", "*.svc:80", "dot."], exact);
+        assert_eq!(t.lookup(Some(b"grpc")), Some(0));
+        assert_eq!(t.lookup(Some(b"GRPC:9911")), Some(1));
+        assert_eq!(t.lookup(Some(b"grpc:9912")), None);
+        assert_eq!(t.lookup(Some(b"grpc.")), None);
+        assert_eq!(t.lookup(Some(b"a.svc:80")), Some(2));
+        assert_eq!(t.lookup(Some(b"a.svc")), None);
+        assert_eq!(t.lookup(Some(b"dot.")), Some(3));
+        assert_eq!(t.lookup(Some(b"dot")), None);
+        let port_only = HostMatching {
+            ignore_port: false,
+            ignore_trailing_dot: true,
+        };
+        let t = table_with(&["grpc"], port_only);
+        assert_eq!(t.lookup(Some(b"grpc.")), Some(0));
+        assert_eq!(t.lookup(Some(b"grpc:1")), None);
+        // With ports ignored, a domain with a port could never match: refused.
+        let mut t = HostTable::default();
+        assert!(matches!(
+            t.insert("grpc:9911", 0),
+            Err(DomainError::Port(_))
+        ));
     }
 
     #[test]

@@ -8,12 +8,12 @@ pub mod cors;
 pub mod engine;
 pub mod headers;
 pub mod host;
+pub mod request;
 pub mod router;
 pub mod upstream;
 
-pub use compile::{compile, compile_json, ConfigError};
-pub use config::{MeshConfig, API_VERSION, KIND};
-pub use engine::{
-    Engine, HeaderList, HeaderMap, LocalReply, ReplyKind, RequestOutcome, RequestState,
-};
-pub use upstream::UPSTREAM_HEADER;
+pub use compile::{compile, compile_for, compile_json, ConfigError};
+pub use config::{Delivery, FilterConfig, HostMatching, MeshConfig, API_VERSION, KIND};
+pub use engine::{Engine, HeaderMap, LocalReply, ReplyKind, RequestOutcome, RequestState};
+pub use request::{HeaderList, Pairs, RequestHeaders};
+pub use upstream::{GRPC_WEB_HEADER, RESERVED_HEADERS, UPSTREAM_HEADER};

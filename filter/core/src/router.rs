@@ -1,8 +1,10 @@
-//! The router: compiled routes, path/method/header conditions and the action each route takes.
+//! The router: compiled routes, path/method/header conditions, route finding, and the action
+//! each route takes (including where a redirect points).
 
 use crate::cors::CorsPolicy;
 use crate::headers::HeaderOps;
-use crate::host::HostTable;
+use crate::host::{strip_port, HostTable};
+use crate::request::RequestHeaders;
 use regex::bytes::Regex;
 
 /// How a route compares the path (always without the query string). No `match`: prefix `/`.
@@ -41,15 +43,30 @@ pub enum HeaderTest {
 }
 
 impl HeaderTest {
-    /// Applies the test to a header's value (`None`: absent).
-    pub fn check(&self, value: Option<&[u8]>) -> bool {
-        match (self, value) {
-            (HeaderTest::Present(want), v) => v.is_some() == *want,
-            (_, None) => false,
-            (HeaderTest::Exact(e), Some(v)) => v == e.as_slice(),
-            (HeaderTest::Prefix(p), Some(v)) => v.starts_with(p),
-            (HeaderTest::Regex(r), Some(v)) => r.is_match(v),
+    /// Applies the test to one value.
+    fn check_value(&self, v: &[u8]) -> bool {
+        match self {
+            HeaderTest::Present(_) => true,
+            HeaderTest::Exact(e) => v == e.as_slice(),
+            HeaderTest::Prefix(p) => v.starts_with(p),
+            HeaderTest::Regex(r) => r.is_match(v),
         }
+    }
+
+    /// Applies the test to every value of a header: like Envoy 1.40, a repeated header
+    /// satisfies a value test when any one of its values does; an absent one never does.
+    pub fn check<'v>(&self, mut values: impl Iterator<Item = &'v [u8]>) -> bool {
+        match self {
+            HeaderTest::Present(want) => values.next().is_some() == *want,
+            test => values.any(|v| test.check_value(v)),
+        }
+    }
+}
+
+impl HeaderCond {
+    /// Whether the request satisfies this condition (`invert` applied).
+    pub fn holds<R: RequestHeaders + ?Sized>(&self, req: &R) -> bool {
+        self.test.check(req.values(&self.name)) != self.invert
     }
 }
 
@@ -83,6 +100,57 @@ pub struct RedirectSpec {
     pub strip_query: bool,
 }
 
+impl RedirectSpec {
+    /// The `location` for a request with this scheme, Host/`:authority` and path (with query),
+    /// matched by a route with path condition `matched`.
+    pub fn location(
+        &self,
+        matched: &PathMatch,
+        scheme: Option<&[u8]>,
+        authority: &[u8],
+        full_path: &[u8],
+    ) -> Vec<u8> {
+        let mut out = Vec::new();
+        match &self.scheme {
+            Some(s) => out.extend_from_slice(s.as_bytes()),
+            None => out.extend_from_slice(scheme.filter(|s| *s == b"https").unwrap_or(b"http")),
+        }
+        out.extend_from_slice(b"://");
+        let host = self
+            .host
+            .as_deref()
+            .map(str::as_bytes)
+            .unwrap_or_else(|| strip_port(authority));
+        out.extend_from_slice(host);
+        match self.port {
+            Some(p) => out.extend_from_slice(format!(":{p}").as_bytes()),
+            // Keep the client's port only when neither host nor scheme changed.
+            None if self.host.is_none() && self.scheme.is_none() => out.extend_from_slice(
+                authority
+                    .get(strip_port(authority).len()..)
+                    .unwrap_or_default(),
+            ),
+            None => {}
+        }
+        let path = path_only(full_path);
+        let query = if self.strip_query {
+            &b""[..]
+        } else {
+            full_path.get(path.len()..).unwrap_or_default()
+        };
+        match (&self.path, &self.prefix_rewrite, matched) {
+            (Some(p), _, _) => out.extend_from_slice(p.as_bytes()),
+            (None, Some(rw), PathMatch::Prefix(prefix)) => {
+                out.extend_from_slice(rw.as_bytes());
+                out.extend_from_slice(path.get(prefix.len()..).unwrap_or_default());
+            }
+            _ => out.extend_from_slice(path),
+        }
+        out.extend_from_slice(query);
+        out
+    }
+}
+
 /// What a matched route does.
 #[derive(Debug, Clone)]
 pub enum Action {
@@ -114,6 +182,8 @@ pub struct Route {
     pub headers: Vec<HeaderCond>,
     /// The action.
     pub action: Action,
+    /// A gRPC-Web route: marked for the `grpc_web` filter placed after the filter.
+    pub grpc_web: bool,
     /// Effective CORS policy (host merged with route).
     pub cors: Option<CorsPolicy>,
     /// Request header changes: host's then route's.
@@ -123,6 +193,11 @@ pub struct Route {
 }
 
 impl Route {
+    /// Whether the request matches this route: path, method, then every header condition.
+    pub fn matches<R: RequestHeaders + ?Sized>(&self, req: &R, path: &[u8], method: &[u8]) -> bool {
+        self.matches_path_method(path, method) && self.headers.iter().all(|c| c.holds(req))
+    }
+
     /// Path and method conditions (header conditions need the request; see [`Route::headers`]).
     pub fn matches_path_method(&self, path: &[u8], method: &[u8]) -> bool {
         let path = path_only(path);
@@ -165,6 +240,24 @@ pub struct Router {
     pub table: HostTable,
     /// Hosts, indexed by the table.
     pub hosts: Vec<VirtualHost>,
+}
+
+impl Router {
+    /// The first route of host `host` that the request matches, with its index.
+    pub fn find<R: RequestHeaders + ?Sized>(
+        &self,
+        host: usize,
+        req: &R,
+        path: &[u8],
+        method: &[u8],
+    ) -> Option<(usize, &Route)> {
+        self.hosts
+            .get(host)?
+            .routes
+            .iter()
+            .enumerate()
+            .find(|(_, r)| r.matches(req, path, method))
+    }
 }
 
 /// `/a/b?x#y` -> `/a/b`.

@@ -3,9 +3,18 @@
 //! Istio names outbound clusters `outbound|PORT|SUBSET|FQDN`; the filter names the cluster in
 //! [`UPSTREAM_HEADER`] and a `cluster_header` route sends the request there.
 
-/// Request header the filter sets to the chosen cluster; a `cluster_header` route reads it.
-/// The filter removes any client-sent value first, so a client cannot pick the upstream.
+/// Request header the filter sets to the chosen cluster; a `cluster_header` route reads it
+/// and removes it before forwarding. The filter removes a client-sent value, so a client can
+/// never pick the upstream.
 pub const UPSTREAM_HEADER: &str = "x-mesh-upstream";
+
+/// Request header the filter sets (`1`) on requests of `grpcWeb` routes: the `grpc_web` filter
+/// kubectl-mesh places after it translates only requests that carry it, so traffic the config
+/// does not own is never translated. Removed before forwarding, like [`UPSTREAM_HEADER`].
+pub const GRPC_WEB_HEADER: &str = "x-mesh-grpc-web";
+
+/// Headers only the filter may set: removed from every request that arrives with them.
+pub const RESERVED_HEADERS: [&str; 2] = [UPSTREAM_HEADER, GRPC_WEB_HEADER];
 
 /// Fully-qualified service name: `server` -> `server.NS.svc.DOMAIN`, `server.other` ->
 /// `server.other.svc.DOMAIN`, `x.ns.svc` -> `x.ns.svc.DOMAIN`; anything longer is kept as given.

@@ -154,7 +154,7 @@ proptest! {
         if let Ok(engine) = compile_json(&doc.to_string()) {
             // Whatever was accepted must handle a request without panicking.
             let mut h = HeaderList::from_pairs([(":authority", "a.com"), (":path", "/api/x?y"), (":method", "GET")]);
-            let _ = engine.on_request_headers(&mut h);
+            let _ = engine.on_request_list(&mut h);
         }
     }
 }
@@ -417,9 +417,9 @@ fn reference_path_match(rule: &PathRule, methods: &[&str], path: &[u8], method: 
 fn routes(engine: &mesh_core::Engine, path: &[u8], method: &str) -> bool {
     let mut h = HeaderList::from_pairs([(":authority", "any.test"), (":method", method)]);
     h.0.push((":path".to_owned(), path.to_vec()));
-    match engine.on_request_headers(&mut h).unwrap() {
-        RequestOutcome::Forward { cluster, .. } => {
-            assert_eq!(h.text(UPSTREAM_HEADER).as_deref(), Some(cluster.as_str()));
+    match engine.on_request_list(&mut h) {
+        RequestOutcome::Forward(state) => {
+            assert_eq!(h.text(UPSTREAM_HEADER).as_deref(), engine.cluster(&state));
             true
         }
         RequestOutcome::Reply(r) => {
@@ -427,6 +427,7 @@ fn routes(engine: &mesh_core::Engine, path: &[u8], method: &str) -> bool {
             assert_eq!(h.text(UPSTREAM_HEADER), None);
             false
         }
+        RequestOutcome::PassThrough => panic!("a catch-all host owns every request"),
     }
 }
 

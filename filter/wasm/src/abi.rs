@@ -16,13 +16,7 @@ const NOT_FOUND: u32 = 1;
 
 #[link(wasm_import_module = "env")]
 extern "C" {
-    fn proxy_get_header_map_value(
-        map: u32,
-        key: *const u8,
-        key_len: usize,
-        out: *mut *mut u8,
-        out_len: *mut usize,
-    ) -> u32;
+    fn proxy_get_header_map_pairs(map: u32, out: *mut *mut u8, out_len: *mut usize) -> u32;
     fn proxy_replace_header_map_value(
         map: u32,
         key: *const u8,
@@ -58,6 +52,7 @@ extern "C" {
     ) -> u32;
     fn proxy_define_metric(kind: u32, name: *const u8, name_len: usize, out_id: *mut u32) -> u32;
     fn proxy_increment_metric(id: u32, offset: i64) -> u32;
+    fn proxy_record_metric(id: u32, value: u64) -> u32;
 }
 
 /// Takes ownership of a host-allocated buffer (allocated by `proxy_on_memory_allocate`, which
@@ -70,13 +65,14 @@ fn owned(ptr: *mut u8, len: usize) -> Vec<u8> {
     unsafe { Vec::from_raw_parts(ptr, len, len) }
 }
 
-/// First value of header `key` in `map`; `Ok(None)` when absent; `Err(status)` otherwise.
-pub fn get_header(map: u32, key: &str) -> Result<Option<Vec<u8>>, u32> {
+/// The whole header map `map` in the proxy-wasm map encoding (one host call); empty when the
+/// host has no such map.
+pub fn get_header_pairs(map: u32) -> Result<Vec<u8>, u32> {
     let (mut ptr, mut len) = (null_mut(), 0usize);
-    // SAFETY: key is a live slice; ptr/len are valid out-parameters.
-    match unsafe { proxy_get_header_map_value(map, key.as_ptr(), key.len(), &mut ptr, &mut len) } {
-        OK => Ok(Some(owned(ptr, len))),
-        NOT_FOUND => Ok(None),
+    // SAFETY: ptr/len are valid out-parameters.
+    match unsafe { proxy_get_header_map_pairs(map, &mut ptr, &mut len) } {
+        OK => Ok(owned(ptr, len)),
+        NOT_FOUND => Ok(Vec::new()),
         status => Err(status),
     }
 }
@@ -146,9 +142,24 @@ pub fn send_local_response(
 
 /// Defines a counter (`kind` 0) and returns its id.
 pub fn define_counter(name: &str) -> Result<u32, u32> {
+    define_metric(0, name)
+}
+
+/// Defines a gauge (`kind` 1) and returns its id.
+pub fn define_gauge(name: &str) -> Result<u32, u32> {
+    define_metric(1, name)
+}
+
+fn define_metric(kind: u32, name: &str) -> Result<u32, u32> {
     let mut id = 0u32;
     // SAFETY: name is live; id is a valid out-parameter.
-    status(unsafe { proxy_define_metric(0, name.as_ptr(), name.len(), &mut id) }).map(|()| id)
+    status(unsafe { proxy_define_metric(kind, name.as_ptr(), name.len(), &mut id) }).map(|()| id)
+}
+
+/// Sets a gauge.
+pub fn record(id: u32, value: u64) -> Result<(), u32> {
+    // SAFETY: plain values.
+    status(unsafe { proxy_record_metric(id, value) })
 }
 
 /// Adds `offset` to a metric.

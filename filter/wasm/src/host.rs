@@ -31,6 +31,9 @@ pub enum HostError {
     /// Reading the plugin configuration failed.
     #[error("reading plugin configuration failed with status {0}")]
     Configuration(u32),
+    /// The host returned request headers that are not in the proxy-wasm map encoding.
+    #[error("the host's request header map is malformed")]
+    Malformed,
 }
 
 /// A header map of the current stream (request or response headers).
@@ -46,11 +49,15 @@ impl HostHeaders {
     }
 }
 
+impl HostHeaders {
+    /// Every header of the map, in one host call (the engine reads the request from this).
+    pub fn pairs(&self) -> Result<Vec<u8>, HostError> {
+        abi::get_header_pairs(self.0 as u32).map_err(self.err("get pairs"))
+    }
+}
+
 impl HeaderMap for HostHeaders {
     type Error = HostError;
-    fn get(&mut self, name: &str) -> Result<Option<Vec<u8>>, HostError> {
-        abi::get_header(self.0 as u32, name).map_err(self.err("get"))
-    }
     fn set(&mut self, name: &str, value: &[u8]) -> Result<(), HostError> {
         abi::replace_header(self.0 as u32, name, value).map_err(self.err("set"))
     }

@@ -6,7 +6,7 @@ pub mod host;
 pub mod metrics;
 
 use host::{HostError, HostHeaders};
-use mesh_core::{Engine, RequestOutcome, RequestState};
+use mesh_core::{Engine, Pairs, RequestOutcome, RequestState};
 use metrics::Metrics;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel, MapType};
@@ -38,6 +38,7 @@ impl RootContext for MeshRoot {
             Err(e) => {
                 log::error!("mesh-filter: {e}");
                 metrics.error();
+                metrics.configured(false);
                 return false;
             }
         };
@@ -47,10 +48,12 @@ impl RootContext for MeshRoot {
                 let (hosts, routes) = engine.size();
                 log::info!("mesh-filter: configured {hosts} hosts, {routes} routes");
                 self.engine = Some(Rc::new(engine));
+                metrics.configured(true);
                 true
             }
             Err(e) => {
                 log::error!("mesh-filter: invalid configuration: {e}");
+                metrics.configured(false);
                 false
             }
         }
@@ -95,15 +98,27 @@ impl MeshHttp {
 
 impl Context for MeshHttp {}
 
+impl MeshHttp {
+    /// The request phase: one host call reads every header, the engine decides, its changes go
+    /// back as single header calls.
+    fn request(&self) -> Result<RequestOutcome, HostError> {
+        let mut map = HostHeaders(MapType::HttpRequestHeaders);
+        let bytes = map.pairs()?;
+        let pairs = Pairs::parse(&bytes).map_err(|_| HostError::Malformed)?;
+        self.engine.on_request_headers(&pairs, &mut map)
+    }
+}
+
 impl HttpContext for MeshHttp {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        match self
-            .engine
-            .on_request_headers(&mut HostHeaders(MapType::HttpRequestHeaders))
-        {
-            Ok(RequestOutcome::Forward { state, .. }) => {
+        match self.request() {
+            Ok(RequestOutcome::PassThrough) => {
+                self.metrics.passed();
+                Action::Continue
+            }
+            Ok(RequestOutcome::Forward(state)) => {
                 self.metrics.routed();
-                self.state = Some(state);
+                self.state = Some(state).filter(RequestState::needs_response);
                 Action::Continue
             }
             Ok(RequestOutcome::Reply(reply)) => {

@@ -7,11 +7,13 @@ use mesh_core::ReplyKind;
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Metrics {
     routed: u32,
+    passed: u32,
     not_found: u32,
     preflight: u32,
     direct: u32,
     redirect: u32,
     errors: u32,
+    config_ok: u32,
 }
 
 impl Metrics {
@@ -20,11 +22,13 @@ impl Metrics {
         let c = |name: &str| abi::define_counter(name).unwrap_or(0);
         Metrics {
             routed: c("mesh_filter_routed"),
+            passed: c("mesh_filter_passed_through"),
             not_found: c("mesh_filter_not_found"),
             preflight: c("mesh_filter_cors_preflight"),
             direct: c("mesh_filter_direct_response"),
             redirect: c("mesh_filter_redirect"),
             errors: c("mesh_filter_host_errors"),
+            config_ok: abi::define_gauge("mesh_filter_config_ok").unwrap_or(0),
         }
     }
 
@@ -39,6 +43,11 @@ impl Metrics {
         Self::bump(self.routed);
     }
 
+    /// One request the config does not own, left to Istio's routes.
+    pub fn passed(&self) {
+        Self::bump(self.passed);
+    }
+
     /// One local reply of `kind`.
     pub fn reply(&self, kind: ReplyKind) {
         Self::bump(match kind {
@@ -47,6 +56,14 @@ impl Metrics {
             ReplyKind::Direct => self.direct,
             ReplyKind::Redirect => self.redirect,
         });
+    }
+
+    /// Whether the last configuration was accepted (1) or refused (0): `kubectl mesh check`
+    /// reads it from the proxy's stats.
+    pub fn configured(&self, ok: bool) {
+        if self.config_ok != 0 {
+            let _ = abi::record(self.config_ok, u64::from(ok));
+        }
     }
 
     /// One failed host call.

@@ -53,12 +53,26 @@ const CORE: &[Resource] = &[
         namespaced: true,
     },
 ];
-const NETWORKING: &[Resource] = &[Resource {
-    prefix: "apis/networking.istio.io/v1alpha3",
-    plural: "envoyfilters",
-    kind: "EnvoyFilter",
-    namespaced: true,
-}];
+const NETWORKING: &[Resource] = &[
+    Resource {
+        prefix: "apis/networking.istio.io/v1alpha3",
+        plural: "envoyfilters",
+        kind: "EnvoyFilter",
+        namespaced: true,
+    },
+    Resource {
+        prefix: "apis/networking.istio.io/v1beta1",
+        plural: "gateways",
+        kind: "Gateway",
+        namespaced: true,
+    },
+    Resource {
+        prefix: "apis/networking.istio.io/v1beta1",
+        plural: "virtualservices",
+        kind: "VirtualService",
+        namespaced: true,
+    },
+];
 const EXTENSIONS: &[Resource] = &[
     Resource {
         prefix: "apis/extensions.istio.io/v1alpha1",
@@ -78,7 +92,7 @@ const EXTENSIONS: &[Resource] = &[
 pub struct State {
     /// `/version` answer: (major, minor).
     pub version: (String, String),
-    /// Serve networking.istio.io (EnvoyFilter).
+    /// Serve networking.istio.io (EnvoyFilter, Gateway, VirtualService).
     pub istio: bool,
     /// Serve extensions.istio.io (WasmPlugin, TrafficExtension).
     pub extensions: bool,

@@ -36,7 +36,7 @@ fn native_spec(clusters: Vec<(String, u16)>) -> EnvoySpec {
             json!({"name": "envoy.filters.http.cors", "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.cors.v3.Cors"}}),
         ],
         clusters,
-        strip_host_port: true,
+        hcm_extra: mesh_tests::envoy::strip_any_host_port(),
     }
 }
 
@@ -136,7 +136,7 @@ fn engine_ns_per_request(iters: u32) -> anyhow::Result<(f64, f64)> {
     let t = Instant::now();
     for _ in 0..iters {
         let mut h = req.clone();
-        if let Ok(RequestOutcome::Forward { state, .. }) = engine.on_request_headers(&mut h) {
+        if let RequestOutcome::Forward(state) = engine.on_request_list(&mut h) {
             let mut resp = HeaderList::from_pairs([(":status", "200")]);
             let _ = engine.on_response_headers(&state, &mut resp);
             std::hint::black_box(resp);

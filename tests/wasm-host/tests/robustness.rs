@@ -101,7 +101,8 @@ fn a_rejected_reconfiguration_keeps_the_previous_routes() {
     let r = f.request(&req("a.test", "GET", "/", &[])).unwrap();
     assert_forward(&r, "two");
     // Counters are defined once per VM and keep counting across configurations.
-    assert_eq!(f.metrics().len(), 6, "{:?}", f.metrics());
+    assert_eq!(f.metrics().len(), 8, "{:?}", f.metrics());
+    assert_eq!(f.metric("mesh_filter_config_ok"), Some(1));
     assert_eq!(f.metric("mesh_filter_routed"), Some(2));
 }
 

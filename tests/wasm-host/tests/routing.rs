@@ -32,7 +32,11 @@ fn digimon_example_routes_grpc_web_and_the_web_app() {
     assert_mutations(
         &r.mutations(),
         &[],
-        &[(UPSTREAM, "outbound|6000||server.digimon.svc.cluster.local")],
+        &[
+            (UPSTREAM, "outbound|6000||server.digimon.svc.cluster.local"),
+            // The marker that lets the grpc_web filter after this one translate the call.
+            (mesh_core::GRPC_WEB_HEADER, "1"),
+        ],
     );
     let resp = f
         .response(&[(":status", "200"), ("grpc-status", "0")])
@@ -637,4 +641,32 @@ fn bodies_and_trailers_pass_through() {
         Action::Continue
     );
     f.finish().unwrap();
+}
+
+#[test]
+fn requests_for_unlisted_hosts_are_left_untouched() {
+    let mut f = Filter::new(&digimon_json()).unwrap();
+    for (host, extra) in [
+        ("other.example", vec![("origin", "http://web.backend.com")]),
+        (
+            "server.digimon.svc.cluster.local:6000",
+            vec![("content-type", "application/grpc-web-text")],
+        ),
+    ] {
+        let before = f.host_calls();
+        let r = f
+            .request(&req(host, "POST", "/digimon.Digimon/Query", &extra))
+            .unwrap();
+        assert_eq!(r.action, Action::Continue, "{r:#?}");
+        assert!(r.local_response.is_none(), "{r:#?}");
+        assert_mutations(&r.mutations(), &[], &[]);
+        // One call reads every header, one counts the request; nothing else.
+        assert_eq!(f.host_calls() - before, 2, "{host}");
+        let before = f.host_calls();
+        let resp = f.response(&[(":status", "200")]).unwrap();
+        assert_mutations(&resp.mutations(), &[], &[]);
+        assert_eq!(f.host_calls() - before, 0, "no response work for {host}");
+        f.finish().unwrap();
+    }
+    assert_eq!(f.metric("mesh_filter_passed_through"), Some(2));
 }

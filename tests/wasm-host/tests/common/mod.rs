@@ -23,9 +23,7 @@ pub fn features() -> Filter {
 pub fn digimon_json() -> String {
     let yaml =
         std::fs::read_to_string(workspace_root().join("examples/digimon/mesh.yaml")).unwrap();
-    mesh_core::MeshConfig::from_yaml(&yaml)
-        .unwrap()
-        .to_filter_json()
+    mesh_core::MeshConfig::from_yaml(&yaml).unwrap().to_json()
 }
 
 /// A minimal document around `hosts` (a JSON array).

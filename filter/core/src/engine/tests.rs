@@ -1,0 +1,528 @@
+//! Unit tests of the request flow (separate file: the flow itself reads in one screen).
+
+use super::*;
+use crate::compile_json;
+use serde_json::json;
+
+fn engine(hosts: serde_json::Value) -> Engine {
+    let doc = json!({"apiVersion": "kubectl-mesh/v1alpha1", "kind": "MeshConfig", "namespace": "digimon", "hosts": hosts});
+    compile_json(&doc.to_string()).unwrap()
+}
+
+fn req(authority: Option<&str>, method: &str, path: &str, extra: &[(&str, &str)]) -> HeaderList {
+    let mut h = HeaderList::from_pairs([(":method", method), (":path", path), (":scheme", "http")]);
+    if let Some(a) = authority {
+        h.0.push((":authority".into(), a.as_bytes().to_vec()));
+    }
+    h.0.extend(HeaderList::from_pairs(extra.iter().copied()).0);
+    h
+}
+
+fn digimon() -> Engine {
+    engine(json!([
+        {"domains": ["api.backend.com"],
+         "cors": {"allowOrigins": [{"exact": "http://web.backend.com"}], "allowMethods": ["POST"], "allowCredentials": true, "maxAge": 60},
+         "routes": [{"match": {"prefix": "/digimon.Digimon/"}, "grpcWeb": true, "to": {"service": "server", "port": 6000}}]},
+        {"domains": ["web.backend.com"], "routes": [{"to": {"service": "web", "port": 8060}}]}
+    ]))
+}
+
+#[test]
+fn routes_by_host_and_prefix_and_strips_spoofed_header() {
+    let e = digimon();
+    let mut h = req(
+        Some("api.backend.com"),
+        "POST",
+        "/digimon.Digimon/Query",
+        &[("x-mesh-upstream", "evil")],
+    );
+    let out = e.on_request_list(&mut h);
+    assert!(
+        matches!(out, RequestOutcome::Forward(ref st) if e.cluster(st) == Some("outbound|6000||server.digimon.svc.cluster.local"))
+    );
+    assert_eq!(h.0.iter().filter(|(k, _)| k == UPSTREAM_HEADER).count(), 1);
+    assert_eq!(
+        h.text(UPSTREAM_HEADER).unwrap(),
+        "outbound|6000||server.digimon.svc.cluster.local"
+    );
+
+    let mut h = req(Some("WEB.backend.com:80"), "GET", "/index.html", &[]);
+    assert!(
+        matches!(e.on_request_list(&mut h), RequestOutcome::Forward(ref st) if e.cluster(st).unwrap().contains("web.digimon"))
+    );
+}
+
+#[test]
+fn hosts_the_config_does_not_list_pass_through_untouched() {
+    let e = digimon();
+    let cases = [
+        req(
+            Some("other.com"),
+            "GET",
+            "/",
+            &[("origin", "http://web.backend.com")],
+        ),
+        req(None, "GET", "/", &[]),
+        req(
+            Some("other.com"),
+            "OPTIONS",
+            "/",
+            &[
+                ("origin", "http://web.backend.com"),
+                ("access-control-request-method", "POST"),
+            ],
+        ),
+    ];
+    for mut h in cases {
+        let before = h.clone();
+        assert_eq!(e.on_request_list(&mut h), RequestOutcome::PassThrough);
+        assert_eq!(h, before, "an unowned request must not change");
+    }
+    // A client-sent routing header is the one thing removed, wherever it goes.
+    for name in RESERVED_HEADERS {
+        let mut h = req(Some("other.com"), "GET", "/", &[(name, "outbound|1||evil")]);
+        assert_eq!(e.on_request_list(&mut h), RequestOutcome::PassThrough);
+        assert_eq!(h.text(name), None, "{name}");
+        assert_eq!(h.0.len(), 4, "only the reserved header goes");
+    }
+}
+
+#[test]
+fn a_listed_host_without_a_matching_route_gets_the_not_found_answer() {
+    let e = digimon();
+    let mut h = req(
+        Some("api.backend.com"),
+        "GET",
+        "/other",
+        &[(UPSTREAM_HEADER, "x")],
+    );
+    match e.on_request_list(&mut h) {
+        RequestOutcome::Reply(r) => assert_eq!((r.kind, r.status), (ReplyKind::NotFound, 404)),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(h.text(UPSTREAM_HEADER), None);
+}
+
+#[test]
+fn an_explicit_not_found_owns_every_host() {
+    let doc = json!({"apiVersion": "kubectl-mesh/v1alpha1", "kind": "MeshConfig",
+        "notFound": {"status": 421, "body": "not here"},
+        "hosts": [{"domains": ["a.test"], "routes": [{"to": {"cluster": "c"}}]}]});
+    let e = compile_json(&doc.to_string()).unwrap();
+    for authority in [Some("other.test"), None] {
+        let mut h = req(authority, "GET", "/", &[]);
+        match e.on_request_list(&mut h) {
+            RequestOutcome::Reply(r) => {
+                assert_eq!(
+                    (r.kind, r.status, r.body.as_slice()),
+                    (ReplyKind::NotFound, 421, &b"not here"[..])
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+#[test]
+fn local_delivery_never_names_an_upstream_and_marks_grpc_web() {
+    let doc = json!({"delivery": "local", "mesh": {"apiVersion": "kubectl-mesh/v1alpha1", "kind": "MeshConfig",
+        "hosts": [{"domains": ["api.test"], "routes": [
+            {"match": {"prefix": "/g/"}, "grpcWeb": true, "to": {"service": "server", "port": 6000, "prefixRewrite": "/"}},
+            {"to": {"service": "server", "port": 6000}}]}]}});
+    let e = compile_json(&doc.to_string()).unwrap();
+    assert_eq!(e.delivery(), Delivery::Local);
+    let mut h = req(Some("api.test"), "POST", "/g/x", &[]);
+    assert!(matches!(
+        e.on_request_list(&mut h),
+        RequestOutcome::Forward(_)
+    ));
+    assert_eq!(h.text(UPSTREAM_HEADER), None);
+    assert_eq!(h.text(GRPC_WEB_HEADER).as_deref(), Some("1"));
+    assert_eq!(h.text(":path").as_deref(), Some("/x"));
+    let mut h = req(Some("api.test"), "GET", "/plain", &[]);
+    assert!(matches!(
+        e.on_request_list(&mut h),
+        RequestOutcome::Forward(_)
+    ));
+    assert_eq!(
+        (h.text(UPSTREAM_HEADER), h.text(GRPC_WEB_HEADER)),
+        (None, None)
+    );
+    // Upstream delivery marks the same route and names its cluster.
+    let up = digimon();
+    let mut h = req(
+        Some("api.backend.com"),
+        "POST",
+        "/digimon.Digimon/Query",
+        &[],
+    );
+    assert!(matches!(
+        up.on_request_list(&mut h),
+        RequestOutcome::Forward(_)
+    ));
+    assert_eq!(h.text(GRPC_WEB_HEADER).as_deref(), Some("1"));
+    let mut h = req(
+        Some("web.backend.com"),
+        "GET",
+        "/",
+        &[(GRPC_WEB_HEADER, "1")],
+    );
+    assert!(matches!(
+        up.on_request_list(&mut h),
+        RequestOutcome::Forward(_)
+    ));
+    assert_eq!(
+        h.text(GRPC_WEB_HEADER),
+        None,
+        "a client-sent marker is removed"
+    );
+}
+
+#[test]
+fn header_conditions_hold_when_any_value_of_a_repeated_header_matches() {
+    let e = engine(json!([{"domains": ["a.test"], "routes": [
+        {"match": {"headers": [{"name": "x-p", "prefix": "ab"}]}, "to": {"cluster": "prefix"}},
+        {"match": {"headers": [{"name": "x-q", "exact": "no", "invert": true}]}, "to": {"cluster": "inverted"}},
+        {"to": {"cluster": "rest"}}
+    ]}]));
+    let cluster = |extra: &[(&str, &str)]| {
+        let mut h = req(Some("a.test"), "GET", "/", extra);
+        match e.on_request_list(&mut h) {
+            RequestOutcome::Forward(st) => e.cluster(&st).unwrap().to_owned(),
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(cluster(&[("x-p", "zzz"), ("x-p", "abc")]), "prefix");
+    assert_eq!(cluster(&[("x-p", "zzz"), ("x-p", "zab")]), "inverted");
+    // invert applies to the any-value result: one value `no` makes the condition false.
+    assert_eq!(cluster(&[("x-q", "yes"), ("x-q", "no")]), "rest");
+    assert_eq!(cluster(&[("x-q", "yes")]), "inverted");
+}
+
+#[test]
+fn response_phase_is_skipped_when_it_has_nothing_to_do() {
+    let e = digimon();
+    let mut h = req(Some("web.backend.com"), "GET", "/", &[]);
+    let RequestOutcome::Forward(st) = e.on_request_list(&mut h) else {
+        panic!()
+    };
+    assert!(!st.needs_response());
+    let mut h = req(
+        Some("api.backend.com"),
+        "POST",
+        "/digimon.Digimon/Q",
+        &[("origin", "http://web.backend.com")],
+    );
+    let RequestOutcome::Forward(st) = e.on_request_list(&mut h) else {
+        panic!()
+    };
+    assert!(st.needs_response());
+    let mut h = req(
+        Some("api.backend.com"),
+        "POST",
+        "/digimon.Digimon/Q",
+        &[("origin", "http://evil")],
+    );
+    let RequestOutcome::Forward(st) = e.on_request_list(&mut h) else {
+        panic!()
+    };
+    assert!(!st.needs_response());
+}
+
+#[test]
+fn cors_preflight_and_actual() {
+    let e = digimon();
+    let origin = ("origin", "http://web.backend.com");
+    let mut pre = req(
+        Some("api.backend.com"),
+        "OPTIONS",
+        "/digimon.Digimon/Query",
+        &[origin, ("access-control-request-method", "POST")],
+    );
+    let RequestOutcome::Reply(r) = e.on_request_list(&mut pre) else {
+        panic!()
+    };
+    assert_eq!((r.kind, r.status), (ReplyKind::Preflight, 200));
+    assert_eq!(
+        r.headers.text("access-control-allow-origin").unwrap(),
+        "http://web.backend.com"
+    );
+    assert_eq!(
+        r.headers.text("access-control-allow-credentials").unwrap(),
+        "true"
+    );
+    assert!(r
+        .headers
+        .text("access-control-allow-headers")
+        .unwrap()
+        .contains("x-grpc-web"));
+    assert_eq!(r.headers.text("access-control-max-age").unwrap(), "60");
+
+    let mut bad = req(
+        Some("api.backend.com"),
+        "OPTIONS",
+        "/digimon.Digimon/Query",
+        &[
+            ("origin", "http://evil"),
+            ("access-control-request-method", "POST"),
+        ],
+    );
+    assert!(matches!(
+        e.on_request_list(&mut bad),
+        RequestOutcome::Forward { .. }
+    ));
+
+    let mut actual = req(
+        Some("api.backend.com"),
+        "POST",
+        "/digimon.Digimon/Query",
+        &[origin],
+    );
+    let RequestOutcome::Forward(state) = e.on_request_list(&mut actual) else {
+        panic!()
+    };
+    let mut resp = HeaderList::from_pairs([(":status", "200")]);
+    e.on_response_headers(&state, &mut resp).unwrap();
+    assert_eq!(
+        resp.text("access-control-allow-origin").unwrap(),
+        "http://web.backend.com"
+    );
+    assert!(resp
+        .text("access-control-expose-headers")
+        .unwrap()
+        .contains("grpc-status"));
+
+    let mut other = req(
+        Some("api.backend.com"),
+        "POST",
+        "/digimon.Digimon/Query",
+        &[("origin", "http://evil")],
+    );
+    let RequestOutcome::Forward(state) = e.on_request_list(&mut other) else {
+        panic!()
+    };
+    let mut resp = HeaderList::from_pairs([(":status", "200")]);
+    e.on_response_headers(&state, &mut resp).unwrap();
+    assert_eq!(resp.text("access-control-allow-origin"), None);
+}
+
+#[test]
+fn rewrites_direct_responses_and_redirects() {
+    let e = engine(json!([{"domains": ["*"], "routes": [
+        {"match": {"prefix": "/old/"}, "redirect": {"prefixRewrite": "/new/", "status": 308}},
+        {"match": {"path": "/health"}, "directResponse": {"status": 200, "body": "ok"}, "responseHeaders": {"set": {"x-served-by": "mesh ${route}"}}, "name": "health"},
+        {"match": {"prefix": "/api/", "methods": ["GET"], "headers": [{"name": "x-env", "exact": "canary"}]},
+         "to": {"cluster": "canary", "prefixRewrite": "/v2/", "hostRewrite": "internal"},
+         "requestHeaders": {"set": {"x-original-host": "${host}"}, "remove": ["x-drop"]}},
+        {"match": {"regex": "/api/[0-9]+"}, "to": {"service": "api.other", "port": 80}}
+    ]}]));
+    let mut h = req(Some("a.com:8080"), "GET", "/old/x?q=1", &[]);
+    let RequestOutcome::Reply(r) = e.on_request_list(&mut h) else {
+        panic!()
+    };
+    assert_eq!(
+        (r.status, r.headers.text("location").unwrap()),
+        (308, "http://a.com:8080/new/x?q=1".to_string())
+    );
+
+    let mut h = req(Some("a.com"), "GET", "/health", &[]);
+    let RequestOutcome::Reply(r) = e.on_request_list(&mut h) else {
+        panic!()
+    };
+    assert_eq!(
+        (
+            r.status,
+            r.body.as_slice(),
+            r.headers.text("x-served-by").unwrap()
+        ),
+        (200, &b"ok"[..], "mesh health".into())
+    );
+
+    let mut h = req(
+        Some("a.com"),
+        "GET",
+        "/api/users?x",
+        &[("x-env", "canary"), ("x-drop", "1")],
+    );
+    let RequestOutcome::Forward(st) = e.on_request_list(&mut h) else {
+        panic!()
+    };
+    assert_eq!(e.cluster(&st), Some("canary"));
+    assert_eq!(h.text(":path").unwrap(), "/v2/users?x");
+    assert_eq!(h.text(":authority").unwrap(), "internal");
+    assert_eq!(h.text("x-original-host").unwrap(), "a.com");
+    assert_eq!(h.text("x-drop"), None);
+
+    let mut h = req(Some("a.com"), "GET", "/api/123", &[]);
+    let RequestOutcome::Forward(st) = e.on_request_list(&mut h) else {
+        panic!()
+    };
+    assert_eq!(
+        e.cluster(&st),
+        Some("outbound|80||api.other.svc.cluster.local")
+    );
+    let mut h = req(Some("a.com"), "GET", "/api/12x", &[]);
+    assert!(matches!(
+        e.on_request_list(&mut h),
+        RequestOutcome::Reply(_)
+    ));
+}
+
+#[test]
+fn preflights_match_envoy_expose_and_star_echo() {
+    let e = engine(json!([{"domains": ["a.test"], "routes": [
+        {"match": {"prefix": "/star/"}, "to": {"cluster": "c"},
+         "cors": {"allowOrigins": [{"exact": "https://o"}], "allowMethods": ["*"], "allowHeaders": ["*"], "exposeHeaders": ["x-e"]}},
+        {"match": {"prefix": "/"}, "to": {"cluster": "c"},
+         "cors": {"allowOrigins": [{"exact": "https://o"}], "allowMethods": ["GET"], "exposeHeaders": ["x-e"]}}
+    ]}]));
+    let pre = |path: &str, extra: &[(&str, &str)]| {
+        let mut all = vec![
+            ("origin", "https://o"),
+            ("access-control-request-method", "PATCH"),
+        ];
+        all.extend_from_slice(extra);
+        let mut h = req(Some("a.test"), "OPTIONS", path, &all);
+        match e.on_request_list(&mut h) {
+            RequestOutcome::Reply(r) => r.headers,
+            other => panic!("{other:?}"),
+        }
+    };
+    let h = pre("/x", &[]);
+    assert_eq!(
+        h.text("access-control-expose-headers").as_deref(),
+        Some("x-e")
+    );
+    assert_eq!(
+        h.text("access-control-allow-methods").as_deref(),
+        Some("GET")
+    );
+    let h = pre("/star/x", &[("access-control-request-headers", "x-a, x-b")]);
+    assert_eq!(
+        h.text("access-control-allow-methods").as_deref(),
+        Some("PATCH")
+    );
+    assert_eq!(
+        h.text("access-control-allow-headers").as_deref(),
+        Some("x-a, x-b")
+    );
+    // Envoy sends the echo even when the request has no headers to echo.
+    let h = pre("/star/x", &[]);
+    assert_eq!(h.text("access-control-allow-headers").as_deref(), Some(""));
+    // OPTIONS with an empty request method is not a preflight: forwarded, CORS on the answer.
+    let mut h = req(
+        Some("a.test"),
+        "OPTIONS",
+        "/x",
+        &[
+            ("origin", "https://o"),
+            ("access-control-request-method", ""),
+        ],
+    );
+    let RequestOutcome::Forward(state) = e.on_request_list(&mut h) else {
+        panic!()
+    };
+    let mut resp = HeaderList::default();
+    e.on_response_headers(&state, &mut resp).unwrap();
+    assert_eq!(
+        resp.text("access-control-allow-origin").as_deref(),
+        Some("https://o")
+    );
+}
+
+#[test]
+fn direct_responses_and_redirects_get_no_cors_like_envoy() {
+    let e = engine(json!([{"domains": ["a.test"],
+    "cors": {"allowOrigins": [{"any": true}], "exposeHeaders": ["x-e"]},
+    "routes": [
+        {"match": {"path": "/direct"}, "directResponse": {"status": 200, "body": "ok"}},
+        {"match": {"prefix": "/old/"}, "redirect": {"prefixRewrite": "/new/"}}
+    ]}]));
+    for (method, path) in [
+        ("GET", "/direct"),
+        ("OPTIONS", "/direct"),
+        ("OPTIONS", "/old/x"),
+    ] {
+        let mut h = req(
+            Some("a.test"),
+            method,
+            path,
+            &[
+                ("origin", "https://o"),
+                ("access-control-request-method", "GET"),
+            ],
+        );
+        let RequestOutcome::Reply(r) = e.on_request_list(&mut h) else {
+            panic!()
+        };
+        assert_ne!(r.kind, ReplyKind::Preflight, "{method} {path}");
+        assert_eq!(r.headers.text("access-control-allow-origin"), None);
+    }
+}
+
+#[test]
+fn header_rules_skip_empty_values_and_see_the_forwarded_request_on_responses() {
+    let e = engine(json!([{"domains": ["a.test"], "routes": [{
+        "match": {"prefix": "/api/"},
+        "to": {"cluster": "c", "prefixRewrite": "/v2/", "hostRewrite": "internal"},
+        "requestHeaders": {"set": {"x-route": "${route}", "x-empty": "", "x-host": "${host}"}},
+        "responseHeaders": {"set": {"x-resp": "${host}${path}"}, "add": {"x-route": "${route}"}}
+    }]}]));
+    let mut h = req(
+        Some("a.test"),
+        "GET",
+        "/api/x?q",
+        &[
+            ("x-route", "client"),
+            ("x-empty", "client"),
+            ("x-envoy-original-path", "/spoof"),
+        ],
+    );
+    let RequestOutcome::Forward(state) = e.on_request_list(&mut h) else {
+        panic!()
+    };
+    // An empty value sets nothing, so the client's value stays (Envoy's keep_empty_value).
+    assert_eq!(h.text("x-route").as_deref(), Some("client"));
+    assert_eq!(h.text("x-empty").as_deref(), Some("client"));
+    assert_eq!(h.text("x-host").as_deref(), Some("a.test"));
+    assert_eq!(h.text("x-envoy-original-path").as_deref(), Some("/api/x?q"));
+    assert_eq!(h.text("x-envoy-original-host").as_deref(), Some("a.test"));
+    let mut resp = HeaderList::default();
+    e.on_response_headers(&state, &mut resp).unwrap();
+    assert_eq!(resp.text("x-resp").as_deref(), Some("internal/v2/x?q"));
+    assert_eq!(resp.text("x-route"), None);
+}
+
+#[test]
+fn invalid_configs_name_the_field() {
+    let cases = [
+        (
+            json!({"apiVersion": "v0", "kind": "MeshConfig", "hosts": []}),
+            "apiVersion",
+        ),
+        (
+            json!({"apiVersion": "kubectl-mesh/v1alpha1", "kind": "MeshConfig", "hosts": [{"domains": ["a"], "routes": [{"match": {"regex": "("}, "to": {"cluster": "c"}}]}]}),
+            "hosts[0].routes[0].match.regex",
+        ),
+        (
+            json!({"apiVersion": "kubectl-mesh/v1alpha1", "kind": "MeshConfig", "hosts": [{"domains": ["a"], "routes": [{"to": {"service": "s"}}]}]}),
+            "hosts[0].routes[0].to.port",
+        ),
+        (
+            json!({"apiVersion": "kubectl-mesh/v1alpha1", "kind": "MeshConfig", "hosts": [{"domains": ["a"], "routes": [{"to": {"service": "s", "port": 1}, "typo": 1}]}]}),
+            "hosts[0].routes[0].typo",
+        ),
+        (
+            json!({"apiVersion": "kubectl-mesh/v1alpha1", "kind": "MeshConfig", "hosts": [{"domains": ["a"], "cors": {"allowOrigins": [{"any": true}], "allowCredentials": true}, "routes": [{"to": {"cluster": "c"}}]}]}),
+            "hosts[0].cors",
+        ),
+        (
+            json!({"apiVersion": "kubectl-mesh/v1alpha1", "kind": "MeshConfig", "hosts": [{"domains": ["a"], "routes": [{"to": {"cluster": "c"}, "requestHeaders": {"set": {"x": "a\nb"}}}]}]}),
+            "hosts[0].routes[0].requestHeaders",
+        ),
+    ];
+    for (doc, path) in cases {
+        let err = compile_json(&doc.to_string()).unwrap_err();
+        assert_eq!(err.path(), path, "{err}");
+    }
+}
