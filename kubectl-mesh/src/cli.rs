@@ -104,6 +104,9 @@ pub struct RunArgs {
     /// Only print the Envoy bootstrap (the module is still written where it points).
     #[arg(long)]
     pub print_config: bool,
+    /// Envoy logs at info level (default: warnings and errors only).
+    #[arg(short = 'v', long)]
+    pub verbose: bool,
 }
 
 /// Options of `migrate`.
@@ -223,6 +226,8 @@ pub enum Outcome {
     Success,
     /// Exit 1 without an error message (failed checks were already printed).
     ChecksFailed,
+    /// Exit with this code, the one of the process `run` started (Envoy).
+    Exit(u8),
 }
 
 /// Where the objects go for the gateway context without `-n`: Istio's default gateway namespace.
@@ -478,16 +483,21 @@ pub async fn run(cli: Cli, out: &mut impl Write) -> Result<Outcome, CliError> {
             )?;
         }
         Command::Run(args) => {
-            run::run(
+            let code = run::run(
                 &run::RunOptions {
                     file: args.file.clone(),
                     upstreams: args.upstreams.clone(),
                     port: args.port,
                     envoy: args.envoy.clone(),
                     print_config: args.print_config,
+                    verbose: args.verbose,
                 },
                 out,
-            )?;
+            )
+            .await?;
+            if code != 0 {
+                return Ok(Outcome::Exit(code));
+            }
         }
         Command::Disable => {
             let cluster =

@@ -12,3 +12,4 @@ pub mod module;
 pub mod plan;
 pub mod render;
 pub mod run;
+pub mod supervise;
