@@ -78,12 +78,19 @@ pub async fn supervise(cmd: &EnvoyCommand, out: &mut impl Write) -> Result<u8, S
             source,
         })?,
     );
-    // The filter logs a rejected config as an error, so warnings still show it.
-    let level = if cmd.verbose { "info" } else { "warn" };
+    // The filter logs a rejected config as an error, so warnings still show it. Without -v,
+    // Envoy's `misc` warnings go: they only say that `fail_open` is deprecated, which
+    // kubectl-mesh keeps on purpose (the Envoys in older Istio releases know nothing newer).
+    let (level, components) = if cmd.verbose {
+        ("info", "wasm:info")
+    } else {
+        ("warn", "misc:error")
+    };
     let mut child = tokio::process::Command::new(&cmd.envoy)
         .arg("-c")
         .arg(&cmd.bootstrap)
         .args(["--disable-hot-restart", "--log-level", level])
+        .args(["--component-log-level", components])
         .stdin(std::process::Stdio::null())
         // If this process fails or is dropped before Envoy exits, Envoy goes with it.
         .kill_on_drop(true)
