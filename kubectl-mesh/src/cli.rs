@@ -128,6 +128,9 @@ pub struct RunArgs {
     /// Only print the Envoy bootstrap (the module is still written where it points).
     #[arg(long)]
     pub print_config: bool,
+    /// Envoy logs at info level (default: warnings and errors only).
+    #[arg(short = 'v', long)]
+    pub verbose: bool,
 }
 
 /// Options of `migrate`.
@@ -254,6 +257,8 @@ pub enum Outcome {
     Success,
     /// Exit 1 without an error message (failed checks were already printed).
     ChecksFailed,
+    /// Exit with this code, the one of the process `run` started (Envoy).
+    Exit(u8),
 }
 
 /// Where the objects go for the gateway context without `-n`: Istio's default gateway namespace.
@@ -281,7 +286,10 @@ fn selector_text(selector: &BTreeMap<String, String>) -> String {
 }
 
 /// Builds options and renders; namespace falls back to the config's.
-fn prepare(cli_ns: Option<&str>, args: &FilterArgs) -> Result<(RenderOptions, Rendered), CliError> {
+fn prepare(
+    cli_ns: Option<&str>,
+    args: &FilterArgs,
+) -> Result<(mesh_core::MeshConfig, RenderOptions, Rendered), CliError> {
     let cfg = render::load_config(&args.file)?;
     let mut selector = match &args.selector {
         Some(s) => parse_selector(s)?,
@@ -319,7 +327,7 @@ fn prepare(cli_ns: Option<&str>, args: &FilterArgs) -> Result<(RenderOptions, Re
         source: args.file.display().to_string(),
     };
     let rendered = render::render(&cfg, &opts)?;
-    Ok((opts, rendered))
+    Ok((cfg, opts, rendered))
 }
 
 fn now_rfc3339() -> String {
@@ -355,7 +363,7 @@ pub async fn run(cli: Cli, out: &mut impl Write) -> Result<Outcome, CliError> {
             clap_complete::generate(*shell, &mut cmd, "kubectl-mesh", out);
         }
         Command::Render(args) => {
-            let (opts, rendered) = prepare(ns, args)?;
+            let (_, opts, rendered) = prepare(ns, args)?;
             let _ = write!(
                 out,
                 "{}",
@@ -367,7 +375,7 @@ pub async fn run(cli: Cli, out: &mut impl Write) -> Result<Outcome, CliError> {
             wait,
             timeout,
         } => {
-            let (opts, rendered) = prepare(ns, filter)?;
+            let (cfg, mut opts, mut rendered) = prepare(ns, filter)?;
             let cluster =
                 cluster::connect(cli.kubeconfig.as_deref(), cli.context.as_deref()).await?;
             let line = enable::preflight(
@@ -378,6 +386,11 @@ pub async fn run(cli: Cli, out: &mut impl Write) -> Result<Outcome, CliError> {
             )
             .await?;
             let _ = writeln!(out, "{line}");
+            if let Some(line) =
+                enable::choose_gateway(&cluster, &cfg, &mut opts, &mut rendered).await?
+            {
+                let _ = writeln!(out, "{line}");
+            }
             let selector = selector_text(&opts.selector);
             let observed = enable::observe(&cluster, &rendered, &opts.namespace, &selector)
                 .await
@@ -480,6 +493,7 @@ pub async fn run(cli: Cli, out: &mut impl Write) -> Result<Outcome, CliError> {
                     .iter()
                     .all(|(k, v)| labels.get(k) == Some(v) || deployment_labels.get(k) == Some(v))
             });
+            check::gather_proxy_stats(&cluster, &mut input).await;
             let checks = check::evaluate(&input);
             let text = match cli.output {
                 Output::Json => check::to_json(&checks) + "\n",
@@ -508,16 +522,21 @@ pub async fn run(cli: Cli, out: &mut impl Write) -> Result<Outcome, CliError> {
             )?;
         }
         Command::Run(args) => {
-            run::run(
+            let code = run::run(
                 &run::RunOptions {
                     file: args.file.clone(),
                     upstreams: args.upstreams.clone(),
                     port: args.port,
                     envoy: args.envoy.clone(),
                     print_config: args.print_config,
+                    verbose: args.verbose,
                 },
                 out,
-            )?;
+            )
+            .await?;
+            if code != 0 {
+                return Ok(Outcome::Exit(code));
+            }
         }
         Command::Disable => {
             let cluster =

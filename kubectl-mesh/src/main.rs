@@ -13,6 +13,7 @@ fn main() -> anyhow::Result<ExitCode> {
     match runtime.block_on(run(cli, &mut stdout)) {
         Ok(Outcome::Success) => Ok(ExitCode::SUCCESS),
         Ok(Outcome::ChecksFailed) => Ok(ExitCode::FAILURE),
+        Ok(Outcome::Exit(code)) => Ok(ExitCode::from(code)),
         Err(e) => {
             drop(stdout);
             eprintln!("error: {}", anyhow::Error::from(e));
