@@ -1,8 +1,9 @@
-//! Command line (clap derive) and dispatch of `version`, `completion`, `render`, `enable`, `check`, `disable`, `migrate`, `run`.
+//! Command line (clap derive) and dispatch of `version`, `completion`, `render`, `enable`, `check`, `disable`, `migrate`, `run`, `import-envoy`.
 
 use crate::check;
 use crate::cluster::{self, ClusterError};
 use crate::enable::{self, EnableError};
+use crate::import::{self, ImportError};
 use crate::migrate::{self, MigrateError};
 use crate::plan;
 use crate::render::{
@@ -80,9 +81,32 @@ pub enum Command {
     ///
     /// Deployment/DaemonSet/ReplicaSet/StatefulSet go to apps/v1 (with spec.selector), Ingress
     /// to networking.k8s.io/v1. Plain YAML and Helm templates (files containing `{{`).
+    /// `--check` prints a diff and exits 1 when something needs migrating (for CI).
     Migrate(MigrateArgs),
     /// Run the filter with this config in a local Envoy, service ports mapped to local addresses.
     Run(RunArgs),
+    /// Turn a standalone Envoy's config (and the Ingress in front of it) into a MeshConfig.
+    ///
+    /// Prints the MeshConfig; everything it cannot express goes to stderr with its path in the
+    /// Envoy file and the reason (`--strict`: that is an error).
+    ImportEnvoy(ImportArgs),
+}
+
+/// Options of `import-envoy`.
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The Envoy config (static bootstrap, v3 or v2, YAML or JSON); `-` for stdin.
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    pub file: PathBuf,
+    /// Ingress manifests whose rules supply the hosts in front of the Envoy.
+    #[arg(long, value_name = "FILE")]
+    pub ingress: Option<PathBuf>,
+    /// Name of the Envoy's Service in the Ingress rules.
+    #[arg(long, default_value = "envoy", value_name = "NAME")]
+    pub envoy_service: String,
+    /// Fail, printing nothing, when anything cannot be carried over.
+    #[arg(long)]
+    pub strict: bool,
 }
 
 /// Options of `run`.
@@ -112,8 +136,8 @@ pub struct RunArgs {
 /// Options of `migrate`.
 #[derive(Debug, Args)]
 pub struct MigrateArgs {
-    /// Manifest file, directory (its .yaml/.yml/.json files) or `-` for stdin; repeatable.
-    /// Default: stdin.
+    /// Manifest file, directory (every .yaml/.yml/.json file below it, recursively; a Helm
+    /// chart by its templates/) or `-` for stdin; repeatable. Default: stdin.
     #[arg(
         short = 'f',
         long = "file",
@@ -122,8 +146,12 @@ pub struct MigrateArgs {
     )]
     pub files: Vec<PathBuf>,
     /// Rewrite the files instead of printing (all or nothing: only if every file migrated).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "check")]
     pub in_place: bool,
+    /// For CI: print a unified diff of what would change, write nothing, exit 1 when anything
+    /// needs migrating.
+    #[arg(long)]
+    pub check: bool,
 }
 
 /// Options shaping the rendered objects (render and enable).
@@ -208,6 +236,9 @@ pub enum CliError {
     /// migrate failed.
     #[error(transparent)]
     Migrate(#[from] MigrateError),
+    /// import-envoy failed.
+    #[error(transparent)]
+    Import(#[from] ImportError),
     /// A malformed flag value.
     #[error("{0}")]
     Usage(String),
@@ -474,10 +505,18 @@ pub async fn run(cli: Cli, out: &mut impl Write) -> Result<Outcome, CliError> {
             }
         }
         Command::Migrate(args) => {
-            migrate::run(
-                &args.files,
-                args.in_place,
-                cli.output == Output::Json,
+            return migrate_command(args, cli.output, out);
+        }
+        Command::ImportEnvoy(args) => {
+            import::run(
+                &import::Options {
+                    envoy_file: args.file.clone(),
+                    ingress_file: args.ingress.clone(),
+                    envoy_service: args.envoy_service.clone(),
+                    namespace: cli.namespace.clone(),
+                    strict: args.strict,
+                    json: cli.output == Output::Json,
+                },
                 out,
                 &mut std::io::stderr(),
             )?;
@@ -545,6 +584,24 @@ pub async fn run(cli: Cli, out: &mut impl Write) -> Result<Outcome, CliError> {
         }
     }
     Ok(Outcome::Success)
+}
+
+/// `migrate`: `--check` finding something to migrate exits 1, like a failed check.
+fn migrate_command(
+    args: &MigrateArgs,
+    output: Output,
+    out: &mut impl Write,
+) -> Result<Outcome, CliError> {
+    let opts = migrate::Options {
+        files: args.files.clone(),
+        in_place: args.in_place,
+        check: args.check,
+        json: output == Output::Json,
+    };
+    Ok(match migrate::run(&opts, out, &mut std::io::stderr())? {
+        migrate::Status::Done => Outcome::Success,
+        migrate::Status::NeedsMigration => Outcome::ChecksFailed,
+    })
 }
 
 fn applied_selector(managed: &[serde_json::Value]) -> String {

@@ -1,4 +1,4 @@
-//! kubectl-mesh: renders a mesh config into Istio objects and applies, checks and removes them; runs the filter in a local Envoy; migrates old manifests.
+//! kubectl-mesh: renders a mesh config into Istio objects and applies, checks and removes them; runs the filter in a local Envoy; imports a standalone Envoy's config; migrates old manifests.
 
 pub mod check;
 pub mod cli;
@@ -6,6 +6,7 @@ pub mod cluster;
 pub mod enable;
 pub mod envoy;
 pub mod gateway;
+pub mod import;
 pub mod istio;
 pub mod migrate;
 pub mod module;

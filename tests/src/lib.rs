@@ -6,6 +6,7 @@ pub mod client;
 pub mod conformance;
 pub mod envoy;
 pub mod grpc_web;
+pub mod import_diff;
 pub mod istio;
 pub mod upstream;
 
