@@ -1,20 +1,16 @@
-//! Command line (clap derive) and dispatch of `version`, `completion`, `render`, `enable`, `check`, `disable`, `migrate`, `run`, `import-envoy`.
+//! The command line (clap derive): flags, errors, exit outcomes, and the dispatch to one function per subcommand in [`crate::commands`].
 
-use crate::check;
-use crate::cluster::{self, ClusterError};
-use crate::enable::{self, EnableError};
-use crate::import::{self, ImportError};
-use crate::migrate::{self, MigrateError};
-use crate::plan;
-use crate::render::{
-    self, Api, Context, GatewayOptions, Module, RenderError, RenderOptions, Rendered,
-};
-use crate::run::{self, RunError};
-use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
+use crate::cluster::ClusterError;
+use crate::commands;
+use crate::enable::EnableError;
+use crate::import::ImportError;
+use crate::migrate::MigrateError;
+use crate::render::{Api, Context, RenderError};
+use crate::run::RunError;
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
-use std::time::Duration;
 
 /// Move routing, CORS and header logic into an Istio mesh as a Wasm filter.
 #[derive(Debug, Parser)]
@@ -277,353 +273,30 @@ pub fn parse_selector(text: &str) -> Result<BTreeMap<String, String>, CliError> 
         .collect()
 }
 
-fn selector_text(selector: &BTreeMap<String, String>) -> String {
-    selector
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
-/// Builds options and renders; namespace falls back to the config's.
-fn prepare(
-    cli_ns: Option<&str>,
-    args: &FilterArgs,
-) -> Result<(mesh_core::MeshConfig, RenderOptions, Rendered), CliError> {
-    let cfg = render::load_config(&args.file)?;
-    let mut selector = match &args.selector {
-        Some(s) => parse_selector(s)?,
-        None => BTreeMap::new(),
-    };
-    if selector.is_empty() && args.envoy_context == Context::Gateway {
-        selector.insert("istio".into(), "ingressgateway".into());
-    }
-    let module = match (&args.module_url, &args.module_sha256) {
-        (Some(url), Some(sha256)) => Module::Remote {
-            url: url.clone(),
-            sha256: sha256.clone(),
-        },
-        _ => Module::ConfigMap(crate::module::EMBEDDED.to_vec()),
-    };
-    // The gateway's objects live where the gateway runs; a sidecar's where its workload runs.
-    let default_ns = match args.envoy_context {
-        Context::Gateway => GATEWAY_NAMESPACE.to_owned(),
-        _ => cfg.namespace.clone(),
-    };
-    let opts = RenderOptions {
-        name: args.name.clone(),
-        namespace: cli_ns.map_or(default_ns, str::to_owned),
-        selector,
-        context: args.envoy_context,
-        api: args.api,
-        module,
-        gateway_deployment: args.gateway_deployment.clone(),
-        gateway: GatewayOptions {
-            existing: args.gateway.clone(),
-            http_port: args.http_port,
-            https_port: args.https_port,
-            tls_secret: args.tls_secret.clone(),
-        },
-        source: args.file.display().to_string(),
-    };
-    let rendered = render::render(&cfg, &opts)?;
-    Ok((cfg, opts, rendered))
-}
-
-fn now_rfc3339() -> String {
-    k8s_openapi::jiff::Timestamp::now()
-        .round(k8s_openapi::jiff::Unit::Second)
-        .map(|t| t.to_string())
-        .unwrap_or_default()
-}
-
-/// Runs the parsed command, writing to `out`.
+/// Runs the parsed command, writing to `out`: one function per subcommand in
+/// [`crate::commands`].
 pub async fn run(cli: Cli, out: &mut impl Write) -> Result<Outcome, CliError> {
-    let ns = cli.namespace.as_deref();
     match &cli.command {
-        Command::Version => {
-            let module = crate::module::EMBEDDED;
-            let digest = if module.is_empty() {
-                "none (built without `make wasm`)".to_owned()
-            } else {
-                format!(
-                    "sha256:{} ({} bytes)",
-                    crate::module::sha256_hex(module),
-                    module.len()
-                )
-            };
-            let _ = writeln!(
-                out,
-                "kubectl-mesh {}\nfilter module: {digest}",
-                env!("CARGO_PKG_VERSION")
-            );
-        }
-        Command::Completion { shell } => {
-            let mut cmd = Cli::command();
-            clap_complete::generate(*shell, &mut cmd, "kubectl-mesh", out);
-        }
-        Command::Render(args) => {
-            let (_, opts, rendered) = prepare(ns, args)?;
-            let _ = write!(
-                out,
-                "{}",
-                render::render_text(&rendered, &opts, cli.output == Output::Json)
-            );
-        }
+        Command::Version => commands::version(out),
+        Command::Completion { shell } => commands::completion(*shell, out),
+        Command::Render(args) => commands::render(&cli, args, out),
         Command::Enable {
             filter,
             wait,
             timeout,
-        } => {
-            let (cfg, mut opts, mut rendered) = prepare(ns, filter)?;
-            let cluster =
-                cluster::connect(cli.kubeconfig.as_deref(), cli.context.as_deref()).await?;
-            let line = enable::preflight(
-                &cluster,
-                &opts.namespace,
-                opts.api != Api::Envoyfilter,
-                opts.context == Context::Gateway,
-            )
-            .await?;
-            let _ = writeln!(out, "{line}");
-            if let Some(line) =
-                enable::choose_gateway(&cluster, &cfg, &mut opts, &mut rendered).await?
-            {
-                let _ = writeln!(out, "{line}");
-            }
-            let selector = selector_text(&opts.selector);
-            let observed = enable::observe(&cluster, &rendered, &opts.namespace, &selector)
-                .await
-                .map_err(EnableError::from)?;
-            let actions = plan::plan_enable(
-                &rendered,
-                &opts.namespace,
-                &selector,
-                &observed,
-                &now_rfc3339(),
-            )
-            .map_err(EnableError::from)?;
-            if actions.is_empty() {
-                let _ = writeln!(
-                    out,
-                    "nothing to change: namespace {} is already set up",
-                    opts.namespace
-                );
-            } else if cli.dry_run {
-                let _ = writeln!(out, "dry run, would apply {} changes:", actions.len());
-                for a in &actions {
-                    let _ = writeln!(out, "  - {a}");
-                }
-                return Ok(Outcome::Success);
-            } else {
-                let _ = writeln!(out, "applying {} changes:", actions.len());
-                enable::execute(&cluster, &actions, out).await?;
-                if !*wait
-                    && actions
-                        .iter()
-                        .any(|a| matches!(a, plan::Action::PatchDeployment { .. }))
-                {
-                    let _ = writeln!(
-                        out,
-                        "pods are rolling: follow with --wait or `kubectl mesh check`"
-                    );
-                }
-            }
-            if *wait {
-                enable::wait(
-                    &cluster,
-                    &opts.namespace,
-                    &selector,
-                    Duration::from_secs(*timeout),
-                    out,
-                )
-                .await?;
-            }
-        }
-        Command::Check(args) => {
-            let cluster =
-                cluster::connect(cli.kubeconfig.as_deref(), cli.context.as_deref()).await?;
-            // With -f, compare the applied config with the file (same digest enable writes).
-            let desired = match &args.file {
-                Some(file) => {
-                    let cfg = render::load_config(file)?;
-                    let module = match (&args.module_url, &args.module_sha256) {
-                        (Some(url), Some(sha256)) => Module::Remote {
-                            url: url.clone(),
-                            sha256: sha256.clone(),
-                        },
-                        _ => Module::ConfigMap(crate::module::EMBEDDED.to_vec()),
-                    };
-                    Some((cfg.namespace.clone(), render::config_hash(&cfg, &module)?))
-                }
-                None => None,
-            };
-            let namespace = ns
-                .map(str::to_owned)
-                .or_else(|| desired.as_ref().map(|(n, _)| n.clone()))
-                .unwrap_or_else(|| cluster.default_namespace().to_owned());
-            let selector = args.selector.clone().unwrap_or_default();
-            let hash = desired.map(|(_, h)| h);
-            let mut input = check::gather(
-                &cluster,
-                &namespace,
-                "",
-                hash,
-                args.envoy_context == Some(Context::Gateway),
-            )
-            .await?;
-            // Without an explicit selector, check the workloads the applied filter selects.
-            let selector = if selector.is_empty() {
-                applied_selector(&input.managed)
-            } else {
-                selector
-            };
-            let wanted = parse_selector(&selector)?;
-            input.workloads.retain(|w| {
-                let labels = w
-                    .deployment
-                    .spec
-                    .template
-                    .metadata
-                    .as_ref()
-                    .and_then(|m| m.labels.clone())
-                    .unwrap_or_default();
-                let deployment_labels = w.deployment.metadata.labels.clone().unwrap_or_default();
-                wanted
-                    .iter()
-                    .all(|(k, v)| labels.get(k) == Some(v) || deployment_labels.get(k) == Some(v))
-            });
-            check::gather_proxy_stats(&cluster, &mut input).await;
-            let checks = check::evaluate(&input);
-            let text = match cli.output {
-                Output::Json => check::to_json(&checks) + "\n",
-                Output::Yaml => check::to_text(&checks),
-            };
-            let _ = write!(out, "{text}");
-            if checks.iter().any(|c| c.status == check::Status::Fail) {
-                return Ok(Outcome::ChecksFailed);
-            }
-        }
-        Command::Migrate(args) => {
-            return migrate_command(args, cli.output, out);
-        }
-        Command::ImportEnvoy(args) => {
-            import::run(
-                &import::Options {
-                    envoy_file: args.file.clone(),
-                    ingress_file: args.ingress.clone(),
-                    envoy_service: args.envoy_service.clone(),
-                    namespace: cli.namespace.clone(),
-                    strict: args.strict,
-                    json: cli.output == Output::Json,
-                },
-                out,
-                &mut std::io::stderr(),
-            )?;
-        }
-        Command::Run(args) => {
-            let code = run::run(
-                &run::RunOptions {
-                    file: args.file.clone(),
-                    upstreams: args.upstreams.clone(),
-                    port: args.port,
-                    envoy: args.envoy.clone(),
-                    print_config: args.print_config,
-                    verbose: args.verbose,
-                },
-                out,
-            )
-            .await?;
-            if code != 0 {
-                return Ok(Outcome::Exit(code));
-            }
-        }
-        Command::Disable => {
-            let cluster =
-                cluster::connect(cli.kubeconfig.as_deref(), cli.context.as_deref()).await?;
-            let namespace =
-                ns.map_or_else(|| cluster.default_namespace().to_owned(), str::to_owned);
-            let Some(ns_obj) = cluster
-                .namespace(&namespace)
-                .await
-                .map_err(EnableError::from)?
-            else {
-                return Err(EnableError::Preflight(format!(
-                    "namespace {namespace} does not exist"
-                ))
-                .into());
-            };
-            let mut managed = Vec::new();
-            for (av, kind) in enable::MANAGED_KINDS {
-                managed.extend(
-                    cluster
-                        .list_managed(av, kind, &namespace)
-                        .await
-                        .map_err(EnableError::from)?,
-                );
-            }
-            let deployments = cluster
-                .deployments(&namespace, "")
-                .await
-                .map_err(EnableError::from)?;
-            let actions = plan::plan_disable(&ns_obj, &managed, &deployments);
-            if actions.is_empty() {
-                let _ = writeln!(
-                    out,
-                    "nothing to change: kubectl-mesh added nothing to namespace {namespace}"
-                );
-            } else if cli.dry_run {
-                let _ = writeln!(out, "dry run, would apply {} changes:", actions.len());
-                for a in &actions {
-                    let _ = writeln!(out, "  - {a}");
-                }
-            } else {
-                let _ = writeln!(out, "removing {} things kubectl-mesh added:", actions.len());
-                enable::execute(&cluster, &actions, out).await?;
-            }
-        }
+        } => commands::enable(&cli, filter, *wait, *timeout, out).await,
+        Command::Check(args) => commands::check(&cli, args, out).await,
+        Command::Disable => commands::disable(&cli, out).await,
+        Command::Migrate(args) => commands::migrate(&cli, args, out),
+        Command::ImportEnvoy(args) => commands::import_envoy(&cli, args, out),
+        Command::Run(args) => commands::run_local(args, out).await,
     }
-    Ok(Outcome::Success)
-}
-
-/// `migrate`: `--check` finding something to migrate exits 1, like a failed check.
-fn migrate_command(
-    args: &MigrateArgs,
-    output: Output,
-    out: &mut impl Write,
-) -> Result<Outcome, CliError> {
-    let opts = migrate::Options {
-        files: args.files.clone(),
-        in_place: args.in_place,
-        check: args.check,
-        json: output == Output::Json,
-    };
-    Ok(match migrate::run(&opts, out, &mut std::io::stderr())? {
-        migrate::Status::Done => Outcome::Success,
-        migrate::Status::NeedsMigration => Outcome::ChecksFailed,
-    })
-}
-
-fn applied_selector(managed: &[serde_json::Value]) -> String {
-    for o in managed {
-        let s = &o["spec"];
-        for labels in [
-            &s["selector"]["matchLabels"],
-            &s["workloadSelector"]["labels"],
-        ] {
-            if let Ok(map) = serde_json::from_value::<BTreeMap<String, String>>(labels.clone()) {
-                if !map.is_empty() {
-                    return selector_text(&map);
-                }
-            }
-        }
-    }
-    String::new()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::CommandFactory;
 
     #[test]
     fn cli_definition_is_consistent() {

@@ -3,6 +3,7 @@
 pub mod check;
 pub mod cli;
 pub mod cluster;
+pub mod commands;
 pub mod enable;
 pub mod envoy;
 pub mod gateway;
