@@ -181,17 +181,19 @@ fn get(port: u16, host: &str, path: &str, extra: &str) -> Option<String> {
     Some(out)
 }
 
-/// Envoy from $MESH_ENVOY and an embedded module, or None (the test prints why it skips).
+/// Envoy ($MESH_ENVOY, else the pinned one); the build must embed the module.
 fn envoy() -> Option<String> {
-    let Some(envoy) = std::env::var("MESH_ENVOY").ok().filter(|e| !e.is_empty()) else {
-        println!("skipped: MESH_ENVOY is not set (`make test-plugin` exports it)");
-        return None;
-    };
-    if kubectl_mesh::module::EMBEDDED.is_empty() {
-        println!("skipped: this build has no embedded filter module (run `make wasm`)");
-        return None;
-    }
-    Some(envoy)
+    let envoy = envoy_process::binary();
+    assert!(
+        envoy.exists(),
+        "no Envoy at {} (run `make envoy`, or set MESH_ENVOY)",
+        envoy.display()
+    );
+    assert!(
+        !kubectl_mesh::module::EMBEDDED.is_empty(),
+        "this build has no embedded filter module (run `make wasm`)"
+    );
+    Some(envoy.display().to_string())
 }
 
 /// A config routing api.test/api/ to service `server` port 6000, in a fresh directory.

@@ -9,15 +9,12 @@ use kubectl_mesh::envoy::{self, LocalEnvoy, StaticCluster};
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// The Envoy binary: `$MESH_ENVOY`, else the Makefile's pinned one.
 pub fn binary() -> PathBuf {
-    let path = std::env::var_os("MESH_ENVOY")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| manifest().join("../.venv/envoy-1.40.0/bin/envoy"));
+    let path = envoy_process::binary();
     assert!(
         path.exists(),
         "no Envoy at {} (run `make envoy`, or set MESH_ENVOY)",
@@ -203,8 +200,7 @@ pub fn write_lds(dir: &Path, version: u32, listener: &Value) {
 
 /// A running Envoy, killed on drop; its log is printed when the test fails.
 pub struct Envoy {
-    child: Child,
-    dir: PathBuf,
+    process: envoy_process::Envoy,
     /// Its ports.
     pub ports: Ports,
 }
@@ -212,27 +208,14 @@ pub struct Envoy {
 impl Envoy {
     /// Starts Envoy with `bootstrap` and waits until its Prometheus listener answers.
     pub async fn start(bootstrap: &Value, dir: &Path, ports: Ports) -> Envoy {
-        let config = dir.join("envoy.json");
-        std::fs::write(&config, serde_json::to_string_pretty(bootstrap).unwrap()).unwrap();
-        let child = Command::new(binary())
-            .arg("-c")
-            .arg(&config)
-            .args(["--concurrency", "1", "--disable-hot-restart", "-l", "info"])
-            .arg("--log-path")
-            .arg(dir.join("envoy.log"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        binary();
         let mut envoy = Envoy {
-            child,
-            dir: dir.to_owned(),
+            process: envoy_process::Envoy::spawn(bootstrap, dir, &[]).unwrap(),
             ports,
         };
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            if let Some(status) = envoy.child.try_wait().unwrap() {
+            if let Some(status) = envoy.process.exited() {
                 panic!("Envoy exited with {status}:\n{}", envoy.log());
             }
             if let Ok((200, _)) = get(ports.prometheus, "gateway", "/stats/prometheus", &[]).await {
@@ -274,24 +257,7 @@ impl Envoy {
 
     /// Its log so far.
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("envoy.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for Envoy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            let log = self.log();
-            let tail: Vec<&str> = log.lines().rev().take(60).collect();
-            eprintln!("---- Envoy log ({}) ----", self.dir.display());
-            for l in tail.iter().rev() {
-                eprintln!("{l}");
-            }
-        } else {
-            let _ = std::fs::remove_dir_all(&self.dir);
-        }
+        self.process.log()
     }
 }
 
