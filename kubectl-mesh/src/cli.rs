@@ -31,6 +31,10 @@ pub struct Cli {
     /// Show what would change without changing anything.
     #[arg(long, global = true)]
     pub dry_run: bool,
+    /// Log more to stderr: -v what is done, -vv each API request; `run`: Envoy logs at info.
+    /// `RUST_LOG` (e.g. `RUST_LOG=kubectl_mesh=debug`) overrides the level.
+    #[arg(short = 'v', long = "verbose", global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -124,9 +128,6 @@ pub struct RunArgs {
     /// Only print the Envoy bootstrap (the module is still written where it points).
     #[arg(long)]
     pub print_config: bool,
-    /// Envoy logs at info level (default: warnings and errors only).
-    #[arg(short = 'v', long)]
-    pub verbose: bool,
 }
 
 /// Options of `migrate`.
@@ -257,6 +258,24 @@ pub enum Outcome {
     Exit(u8),
 }
 
+/// Sends `tracing` output to stderr: warnings by default, `-v` what kubectl-mesh does, `-vv`
+/// also each Kubernetes API request; `RUST_LOG` overrides.
+pub fn init_logging(verbose: u8) {
+    let level = match verbose {
+        0 => "warn",
+        1 => "warn,kubectl_mesh=info",
+        2 => "info,kubectl_mesh=debug,kube_client=debug",
+        _ => "debug,kubectl_mesh=trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
 /// Where the objects go for the gateway context without `-n`: Istio's default gateway namespace.
 pub const GATEWAY_NAMESPACE: &str = "istio-system";
 
@@ -289,7 +308,7 @@ pub async fn run(cli: Cli, out: &mut impl Write) -> Result<Outcome, CliError> {
         Command::Disable => commands::disable(&cli, out).await,
         Command::Migrate(args) => commands::migrate(&cli, args, out),
         Command::ImportEnvoy(args) => commands::import_envoy(&cli, args, out),
-        Command::Run(args) => commands::run_local(args, out).await,
+        Command::Run(args) => commands::run_local(args, cli.verbose > 0, out).await,
     }
 }
 

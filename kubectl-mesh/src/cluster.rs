@@ -221,6 +221,12 @@ impl Cluster {
 
     /// The live version of a rendered object, or `None`.
     pub async fn get_object(&self, obj: &Value) -> Result<Option<Value>, ClusterError> {
+        tracing::debug!(
+            "read {} {}/{}",
+            obj["kind"].as_str().unwrap_or("?"),
+            obj["metadata"]["namespace"].as_str().unwrap_or(""),
+            obj["metadata"]["name"].as_str().unwrap_or("?")
+        );
         let (av, kind, ns, name) = identity(obj)?;
         let found = self
             .dynamic(&av, &kind, &ns)
@@ -232,6 +238,12 @@ impl Cluster {
 
     /// Server-side apply with field manager `kubectl-mesh`.
     pub async fn apply(&self, obj: &Value) -> Result<(), ClusterError> {
+        tracing::debug!(
+            "server-side apply {} {}/{}",
+            obj["kind"].as_str().unwrap_or("?"),
+            obj["metadata"]["namespace"].as_str().unwrap_or(""),
+            obj["metadata"]["name"].as_str().unwrap_or("?")
+        );
         let (av, kind, ns, name) = identity(obj)?;
         let params = PatchParams::apply(crate::render::MANAGER).force();
         self.dynamic(&av, &kind, &ns)

@@ -89,6 +89,7 @@ pub async fn enable(
         &now_rfc3339(),
     )
     .map_err(EnableError::from)?;
+    tracing::info!("planned {} changes", actions.len());
     if actions.is_empty() {
         let _ = writeln!(
             out,
@@ -152,6 +153,7 @@ pub async fn check(cli: &Cli, args: &CheckArgs, out: &mut impl Write) -> Result<
         .or_else(|| desired.as_ref().map(|(n, _)| n.clone()))
         .unwrap_or_else(|| cluster.default_namespace().to_owned());
     let hash = desired.map(|(_, h)| h);
+    tracing::info!("checking namespace {namespace} (gateway: {gateway})");
     let mut input = check::gather(&cluster, &namespace, "", hash, gateway).await?;
     // Without an explicit selector, check the workloads the applied filter selects.
     let selector = match &args.selector {
@@ -266,7 +268,11 @@ pub fn import_envoy(
 }
 
 /// `run`: the filter with the config in a local Envoy; exits with Envoy's status.
-pub async fn run_local(args: &RunArgs, out: &mut impl Write) -> Result<Outcome, CliError> {
+pub async fn run_local(
+    args: &RunArgs,
+    verbose: bool,
+    out: &mut impl Write,
+) -> Result<Outcome, CliError> {
     let code = run::run(
         &run::RunOptions {
             file: args.file.clone(),
@@ -274,7 +280,7 @@ pub async fn run_local(args: &RunArgs, out: &mut impl Write) -> Result<Outcome, 
             port: args.port,
             envoy: args.envoy.clone(),
             print_config: args.print_config,
-            verbose: args.verbose,
+            verbose,
         },
         out,
     )
@@ -347,6 +353,15 @@ fn prepare(
         source: args.file.display().to_string(),
     };
     let rendered = render::render(&cfg, &opts)?;
+    tracing::info!(
+        "{}: {} objects for {:?} in namespace {} (selector {}), config hash {}",
+        opts.source,
+        rendered.objects.len(),
+        opts.context,
+        opts.namespace,
+        selector_text(&opts.selector),
+        rendered.config_hash
+    );
     Ok((cfg, opts, rendered))
 }
 

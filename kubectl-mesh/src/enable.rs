@@ -283,7 +283,9 @@ pub async fn execute(
 ) -> Result<(), EnableError> {
     let mut applied = Vec::new();
     for (i, action) in actions.iter().enumerate() {
+        tracing::info!("{}/{}: {action}", i + 1, actions.len());
         if let Err(cause) = run_action(cluster, action).await {
+            tracing::warn!("{action} failed: {cause}");
             // Without an answer the request may still have reached the server, so that one
             // action is reported as unknown rather than claimed either way.
             let lost = matches!(cause, ClusterError::Unreachable { .. });

@@ -1,11 +1,12 @@
 //! `kubectl-mesh`: the kubectl plugin entry point; all logic is in the library.
 
 use clap::Parser;
-use kubectl_mesh::cli::{run, Cli, Outcome};
+use kubectl_mesh::cli::{init_logging, run, Cli, Outcome};
 use std::process::ExitCode;
 
 fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
+    init_logging(cli.verbose);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

@@ -941,3 +941,22 @@ fn version_and_completion_work_offline() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "usage errors exit non-zero");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verbose_logs_what_enable_does_on_stderr_and_quiet_logs_nothing() {
+    let s = digimon(json!({})).await;
+    let r = run(&s, &enable_args(&["--dry-run"])).await;
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stderr.is_empty(), "quiet by default: {r:?}");
+    let r = run(&s, &enable_args(&["-v"])).await;
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stderr.contains("objects for SidecarInbound"), "{r:?}");
+    assert!(r.stderr.contains("planned"), "{r:?}");
+    assert!(r.stderr.contains("1/"), "each change is logged: {r:?}");
+    assert!(!r.stderr.contains("read ConfigMap"), "-v is not -vv: {r:?}");
+    let r = run(&s, &enable_args(&["-vv", "--dry-run"])).await;
+    assert!(
+        r.stderr.contains("read ConfigMap"),
+        "-vv shows each read: {r:?}"
+    );
+}
