@@ -49,8 +49,10 @@ wasm: wasm-target wasm-opt
 	@ls -l $(WASM)
 
 # --- the two commands ----------------------------------------------------------------------
-demo: wasm envoy
-	$(CARGO) run --quiet -p mesh-tests --bin digimon-demo -- examples/digimon/mesh.yaml
+# The digimon app behind `kubectl mesh run` (mk/browser.mk builds its parts);
+# `make demo DEMO_ARGS=--serve` keeps it running for a browser until Ctrl-C.
+demo: wasm envoy digimon-web digimon-bins
+	$(CARGO) run --quiet -p mesh-tests --bin digimon-demo -- examples/digimon/mesh.yaml $(DEMO_ARGS)
 
 # Every suite appends its cargo output to target/test-logs; the summary sums them.
 TEST_LOG_DIR := $(CURDIR)/target/test-logs

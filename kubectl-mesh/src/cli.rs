@@ -1,19 +1,16 @@
-//! Command line (clap derive) and dispatch of `version`, `completion`, `render`, `enable`, `check`, `disable`, `migrate`, `run`.
+//! The command line (clap derive): flags, errors, exit outcomes, and the dispatch to one function per subcommand in [`crate::commands`].
 
-use crate::check;
-use crate::cluster::{self, ClusterError};
-use crate::enable::{self, EnableError};
-use crate::migrate::{self, MigrateError};
-use crate::plan;
-use crate::render::{
-    self, Api, Context, GatewayOptions, Module, RenderError, RenderOptions, Rendered,
-};
-use crate::run::{self, RunError};
-use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
+use crate::cluster::ClusterError;
+use crate::commands;
+use crate::enable::EnableError;
+use crate::import::ImportError;
+use crate::migrate::MigrateError;
+use crate::render::{Api, Context, RenderError};
+use crate::run::RunError;
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
-use std::time::Duration;
 
 /// Move routing, CORS and header logic into an Istio mesh as a Wasm filter.
 #[derive(Debug, Parser)]
@@ -34,6 +31,10 @@ pub struct Cli {
     /// Show what would change without changing anything.
     #[arg(long, global = true)]
     pub dry_run: bool,
+    /// Log more to stderr: -v what is done, -vv each API request; `run`: Envoy logs at info.
+    /// `RUST_LOG` (e.g. `RUST_LOG=kubectl_mesh=debug`) overrides the level.
+    #[arg(short = 'v', long = "verbose", global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -80,9 +81,32 @@ pub enum Command {
     ///
     /// Deployment/DaemonSet/ReplicaSet/StatefulSet go to apps/v1 (with spec.selector), Ingress
     /// to networking.k8s.io/v1. Plain YAML and Helm templates (files containing `{{`).
+    /// `--check` prints a diff and exits 1 when something needs migrating (for CI).
     Migrate(MigrateArgs),
     /// Run the filter with this config in a local Envoy, service ports mapped to local addresses.
     Run(RunArgs),
+    /// Turn a standalone Envoy's config (and the Ingress in front of it) into a MeshConfig.
+    ///
+    /// Prints the MeshConfig; everything it cannot express goes to stderr with its path in the
+    /// Envoy file and the reason (`--strict`: that is an error).
+    ImportEnvoy(ImportArgs),
+}
+
+/// Options of `import-envoy`.
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The Envoy config (static bootstrap, v3 or v2, YAML or JSON); `-` for stdin.
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    pub file: PathBuf,
+    /// Ingress manifests whose rules supply the hosts in front of the Envoy.
+    #[arg(long, value_name = "FILE")]
+    pub ingress: Option<PathBuf>,
+    /// Name of the Envoy's Service in the Ingress rules.
+    #[arg(long, default_value = "envoy", value_name = "NAME")]
+    pub envoy_service: String,
+    /// Fail, printing nothing, when anything cannot be carried over.
+    #[arg(long)]
+    pub strict: bool,
 }
 
 /// Options of `run`.
@@ -109,8 +133,8 @@ pub struct RunArgs {
 /// Options of `migrate`.
 #[derive(Debug, Args)]
 pub struct MigrateArgs {
-    /// Manifest file, directory (its .yaml/.yml/.json files) or `-` for stdin; repeatable.
-    /// Default: stdin.
+    /// Manifest file, directory (every .yaml/.yml/.json file below it, recursively; a Helm
+    /// chart by its templates/) or `-` for stdin; repeatable. Default: stdin.
     #[arg(
         short = 'f',
         long = "file",
@@ -119,8 +143,12 @@ pub struct MigrateArgs {
     )]
     pub files: Vec<PathBuf>,
     /// Rewrite the files instead of printing (all or nothing: only if every file migrated).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "check")]
     pub in_place: bool,
+    /// For CI: print a unified diff of what would change, write nothing, exit 1 when anything
+    /// needs migrating.
+    #[arg(long)]
+    pub check: bool,
 }
 
 /// Options shaping the rendered objects (render and enable).
@@ -205,6 +233,9 @@ pub enum CliError {
     /// migrate failed.
     #[error(transparent)]
     Migrate(#[from] MigrateError),
+    /// import-envoy failed.
+    #[error(transparent)]
+    Import(#[from] ImportError),
     /// A malformed flag value.
     #[error("{0}")]
     Usage(String),
@@ -223,6 +254,26 @@ pub enum Outcome {
     Success,
     /// Exit 1 without an error message (failed checks were already printed).
     ChecksFailed,
+    /// Exit with this code, the one of the process `run` started (Envoy).
+    Exit(u8),
+}
+
+/// Sends `tracing` output to stderr: warnings by default, `-v` what kubectl-mesh does, `-vv`
+/// also each Kubernetes API request; `RUST_LOG` overrides.
+pub fn init_logging(verbose: u8) {
+    let level = match verbose {
+        0 => "warn",
+        1 => "warn,kubectl_mesh=info",
+        2 => "info,kubectl_mesh=debug,kube_client=debug",
+        _ => "debug,kubectl_mesh=trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
 }
 
 /// Where the objects go for the gateway context without `-n`: Istio's default gateway namespace.
@@ -241,313 +292,30 @@ pub fn parse_selector(text: &str) -> Result<BTreeMap<String, String>, CliError> 
         .collect()
 }
 
-fn selector_text(selector: &BTreeMap<String, String>) -> String {
-    selector
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
-/// Builds options and renders; namespace falls back to the config's.
-fn prepare(cli_ns: Option<&str>, args: &FilterArgs) -> Result<(RenderOptions, Rendered), CliError> {
-    let cfg = render::load_config(&args.file)?;
-    let mut selector = match &args.selector {
-        Some(s) => parse_selector(s)?,
-        None => BTreeMap::new(),
-    };
-    if selector.is_empty() && args.envoy_context == Context::Gateway {
-        selector.insert("istio".into(), "ingressgateway".into());
-    }
-    let module = match (&args.module_url, &args.module_sha256) {
-        (Some(url), Some(sha256)) => Module::Remote {
-            url: url.clone(),
-            sha256: sha256.clone(),
-        },
-        _ => Module::ConfigMap(crate::module::EMBEDDED.to_vec()),
-    };
-    // The gateway's objects live where the gateway runs; a sidecar's where its workload runs.
-    let default_ns = match args.envoy_context {
-        Context::Gateway => GATEWAY_NAMESPACE.to_owned(),
-        _ => cfg.namespace.clone(),
-    };
-    let opts = RenderOptions {
-        name: args.name.clone(),
-        namespace: cli_ns.map_or(default_ns, str::to_owned),
-        selector,
-        context: args.envoy_context,
-        api: args.api,
-        module,
-        gateway_deployment: args.gateway_deployment.clone(),
-        gateway: GatewayOptions {
-            existing: args.gateway.clone(),
-            http_port: args.http_port,
-            https_port: args.https_port,
-            tls_secret: args.tls_secret.clone(),
-        },
-        source: args.file.display().to_string(),
-    };
-    let rendered = render::render(&cfg, &opts)?;
-    Ok((opts, rendered))
-}
-
-fn now_rfc3339() -> String {
-    k8s_openapi::jiff::Timestamp::now()
-        .round(k8s_openapi::jiff::Unit::Second)
-        .map(|t| t.to_string())
-        .unwrap_or_default()
-}
-
-/// Runs the parsed command, writing to `out`.
+/// Runs the parsed command, writing to `out`: one function per subcommand in
+/// [`crate::commands`].
 pub async fn run(cli: Cli, out: &mut impl Write) -> Result<Outcome, CliError> {
-    let ns = cli.namespace.as_deref();
     match &cli.command {
-        Command::Version => {
-            let module = crate::module::EMBEDDED;
-            let digest = if module.is_empty() {
-                "none (built without `make wasm`)".to_owned()
-            } else {
-                format!(
-                    "sha256:{} ({} bytes)",
-                    crate::module::sha256_hex(module),
-                    module.len()
-                )
-            };
-            let _ = writeln!(
-                out,
-                "kubectl-mesh {}\nfilter module: {digest}",
-                env!("CARGO_PKG_VERSION")
-            );
-        }
-        Command::Completion { shell } => {
-            let mut cmd = Cli::command();
-            clap_complete::generate(*shell, &mut cmd, "kubectl-mesh", out);
-        }
-        Command::Render(args) => {
-            let (opts, rendered) = prepare(ns, args)?;
-            let _ = write!(
-                out,
-                "{}",
-                render::render_text(&rendered, &opts, cli.output == Output::Json)
-            );
-        }
+        Command::Version => commands::version(out),
+        Command::Completion { shell } => commands::completion(*shell, out),
+        Command::Render(args) => commands::render(&cli, args, out),
         Command::Enable {
             filter,
             wait,
             timeout,
-        } => {
-            let (opts, rendered) = prepare(ns, filter)?;
-            let cluster =
-                cluster::connect(cli.kubeconfig.as_deref(), cli.context.as_deref()).await?;
-            let line = enable::preflight(
-                &cluster,
-                &opts.namespace,
-                opts.api != Api::Envoyfilter,
-                opts.context == Context::Gateway,
-            )
-            .await?;
-            let _ = writeln!(out, "{line}");
-            let selector = selector_text(&opts.selector);
-            let observed = enable::observe(&cluster, &rendered, &opts.namespace, &selector)
-                .await
-                .map_err(EnableError::from)?;
-            let actions = plan::plan_enable(
-                &rendered,
-                &opts.namespace,
-                &selector,
-                &observed,
-                &now_rfc3339(),
-            )
-            .map_err(EnableError::from)?;
-            if actions.is_empty() {
-                let _ = writeln!(
-                    out,
-                    "nothing to change: namespace {} is already set up",
-                    opts.namespace
-                );
-            } else if cli.dry_run {
-                let _ = writeln!(out, "dry run, would apply {} changes:", actions.len());
-                for a in &actions {
-                    let _ = writeln!(out, "  - {a}");
-                }
-                return Ok(Outcome::Success);
-            } else {
-                let _ = writeln!(out, "applying {} changes:", actions.len());
-                enable::execute(&cluster, &actions, out).await?;
-                if !*wait
-                    && actions
-                        .iter()
-                        .any(|a| matches!(a, plan::Action::PatchDeployment { .. }))
-                {
-                    let _ = writeln!(
-                        out,
-                        "pods are rolling: follow with --wait or `kubectl mesh check`"
-                    );
-                }
-            }
-            if *wait {
-                enable::wait(
-                    &cluster,
-                    &opts.namespace,
-                    &selector,
-                    Duration::from_secs(*timeout),
-                    out,
-                )
-                .await?;
-            }
-        }
-        Command::Check(args) => {
-            let cluster =
-                cluster::connect(cli.kubeconfig.as_deref(), cli.context.as_deref()).await?;
-            // With -f, compare the applied config with the file (same digest enable writes).
-            let desired = match &args.file {
-                Some(file) => {
-                    let cfg = render::load_config(file)?;
-                    let module = match (&args.module_url, &args.module_sha256) {
-                        (Some(url), Some(sha256)) => Module::Remote {
-                            url: url.clone(),
-                            sha256: sha256.clone(),
-                        },
-                        _ => Module::ConfigMap(crate::module::EMBEDDED.to_vec()),
-                    };
-                    Some((cfg.namespace.clone(), render::config_hash(&cfg, &module)?))
-                }
-                None => None,
-            };
-            let namespace = ns
-                .map(str::to_owned)
-                .or_else(|| desired.as_ref().map(|(n, _)| n.clone()))
-                .unwrap_or_else(|| cluster.default_namespace().to_owned());
-            let selector = args.selector.clone().unwrap_or_default();
-            let hash = desired.map(|(_, h)| h);
-            let mut input = check::gather(
-                &cluster,
-                &namespace,
-                "",
-                hash,
-                args.envoy_context == Some(Context::Gateway),
-            )
-            .await?;
-            // Without an explicit selector, check the workloads the applied filter selects.
-            let selector = if selector.is_empty() {
-                applied_selector(&input.managed)
-            } else {
-                selector
-            };
-            let wanted = parse_selector(&selector)?;
-            input.workloads.retain(|w| {
-                let labels = w
-                    .deployment
-                    .spec
-                    .template
-                    .metadata
-                    .as_ref()
-                    .and_then(|m| m.labels.clone())
-                    .unwrap_or_default();
-                let deployment_labels = w.deployment.metadata.labels.clone().unwrap_or_default();
-                wanted
-                    .iter()
-                    .all(|(k, v)| labels.get(k) == Some(v) || deployment_labels.get(k) == Some(v))
-            });
-            let checks = check::evaluate(&input);
-            let text = match cli.output {
-                Output::Json => check::to_json(&checks) + "\n",
-                Output::Yaml => check::to_text(&checks),
-            };
-            let _ = write!(out, "{text}");
-            if checks.iter().any(|c| c.status == check::Status::Fail) {
-                return Ok(Outcome::ChecksFailed);
-            }
-        }
-        Command::Migrate(args) => {
-            migrate::run(
-                &args.files,
-                args.in_place,
-                cli.output == Output::Json,
-                out,
-                &mut std::io::stderr(),
-            )?;
-        }
-        Command::Run(args) => {
-            run::run(
-                &run::RunOptions {
-                    file: args.file.clone(),
-                    upstreams: args.upstreams.clone(),
-                    port: args.port,
-                    envoy: args.envoy.clone(),
-                    print_config: args.print_config,
-                },
-                out,
-            )?;
-        }
-        Command::Disable => {
-            let cluster =
-                cluster::connect(cli.kubeconfig.as_deref(), cli.context.as_deref()).await?;
-            let namespace =
-                ns.map_or_else(|| cluster.default_namespace().to_owned(), str::to_owned);
-            let Some(ns_obj) = cluster
-                .namespace(&namespace)
-                .await
-                .map_err(EnableError::from)?
-            else {
-                return Err(EnableError::Preflight(format!(
-                    "namespace {namespace} does not exist"
-                ))
-                .into());
-            };
-            let mut managed = Vec::new();
-            for (av, kind) in enable::MANAGED_KINDS {
-                managed.extend(
-                    cluster
-                        .list_managed(av, kind, &namespace)
-                        .await
-                        .map_err(EnableError::from)?,
-                );
-            }
-            let deployments = cluster
-                .deployments(&namespace, "")
-                .await
-                .map_err(EnableError::from)?;
-            let actions = plan::plan_disable(&ns_obj, &managed, &deployments);
-            if actions.is_empty() {
-                let _ = writeln!(
-                    out,
-                    "nothing to change: kubectl-mesh added nothing to namespace {namespace}"
-                );
-            } else if cli.dry_run {
-                let _ = writeln!(out, "dry run, would apply {} changes:", actions.len());
-                for a in &actions {
-                    let _ = writeln!(out, "  - {a}");
-                }
-            } else {
-                let _ = writeln!(out, "removing {} things kubectl-mesh added:", actions.len());
-                enable::execute(&cluster, &actions, out).await?;
-            }
-        }
+        } => commands::enable(&cli, filter, *wait, *timeout, out).await,
+        Command::Check(args) => commands::check(&cli, args, out).await,
+        Command::Disable => commands::disable(&cli, out).await,
+        Command::Migrate(args) => commands::migrate(&cli, args, out),
+        Command::ImportEnvoy(args) => commands::import_envoy(&cli, args, out),
+        Command::Run(args) => commands::run_local(args, cli.verbose > 0, out).await,
     }
-    Ok(Outcome::Success)
-}
-
-fn applied_selector(managed: &[serde_json::Value]) -> String {
-    for o in managed {
-        let s = &o["spec"];
-        for labels in [
-            &s["selector"]["matchLabels"],
-            &s["workloadSelector"]["labels"],
-        ] {
-            if let Ok(map) = serde_json::from_value::<BTreeMap<String, String>>(labels.clone()) {
-                if !map.is_empty() {
-                    return selector_text(&map);
-                }
-            }
-        }
-    }
-    String::new()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::CommandFactory;
 
     #[test]
     fn cli_definition_is_consistent() {

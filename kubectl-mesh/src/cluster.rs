@@ -42,6 +42,15 @@ pub enum ClusterError {
     /// A rendered object lacks apiVersion/kind/name (a bug in render).
     #[error("object without apiVersion, kind or metadata.name: {0}")]
     BadObject(String),
+    /// A raw request could not be built (a name that is not a valid URL path).
+    #[error("cannot build the request for {what}")]
+    Request {
+        /// What was being done.
+        what: String,
+        /// The builder's error.
+        #[source]
+        source: http::Error,
+    },
 }
 
 impl ClusterError {
@@ -58,6 +67,9 @@ impl ClusterError {
 #[derive(Clone)]
 pub struct Cluster {
     client: Client,
+    /// For reads through the pod proxy: no retries (kube retries a 503 up to 15 times with
+    /// growing delays, and a pod port that refuses answers 503) and a shorter timeout.
+    probe: Client,
     url: String,
 }
 
@@ -119,8 +131,12 @@ pub async fn connect(
     // (and a report of what was applied) rather than a hung kubectl.
     config.read_timeout = Some(std::time::Duration::from_secs(30));
     let url = config.cluster_url.to_string();
+    let mut probe = config.clone();
+    probe.default_retry = false;
+    probe.read_timeout = Some(std::time::Duration::from_secs(10));
     let client = Client::try_from(config).map_err(|e| ClusterError::Config(e.to_string()))?;
-    Ok(Cluster { client, url })
+    let probe = Client::try_from(probe).map_err(|e| ClusterError::Config(e.to_string()))?;
+    Ok(Cluster { client, probe, url })
 }
 
 impl Cluster {
@@ -205,6 +221,12 @@ impl Cluster {
 
     /// The live version of a rendered object, or `None`.
     pub async fn get_object(&self, obj: &Value) -> Result<Option<Value>, ClusterError> {
+        tracing::debug!(
+            "read {} {}/{}",
+            obj["kind"].as_str().unwrap_or("?"),
+            obj["metadata"]["namespace"].as_str().unwrap_or(""),
+            obj["metadata"]["name"].as_str().unwrap_or("?")
+        );
         let (av, kind, ns, name) = identity(obj)?;
         let found = self
             .dynamic(&av, &kind, &ns)
@@ -216,6 +238,12 @@ impl Cluster {
 
     /// Server-side apply with field manager `kubectl-mesh`.
     pub async fn apply(&self, obj: &Value) -> Result<(), ClusterError> {
+        tracing::debug!(
+            "server-side apply {} {}/{}",
+            obj["kind"].as_str().unwrap_or("?"),
+            obj["metadata"]["namespace"].as_str().unwrap_or(""),
+            obj["metadata"]["name"].as_str().unwrap_or("?")
+        );
         let (av, kind, ns, name) = identity(obj)?;
         let params = PatchParams::apply(crate::render::MANAGER).force();
         self.dynamic(&av, &kind, &ns)
@@ -250,6 +278,49 @@ impl Cluster {
             Err(kube::Error::Api(s)) if s.code == 404 => Ok(Vec::new()),
             Err(e) => Err(self.err(format!("listing {kind} in {ns}"), e)),
         }
+    }
+
+    /// Objects of a kind in every namespace; an uninstalled kind lists as empty.
+    pub async fn list_all(
+        &self,
+        api_version: &str,
+        kind: &str,
+    ) -> Result<Vec<Value>, ClusterError> {
+        let api: Api<DynamicObject> =
+            Api::all_with(self.client.clone(), &resource(api_version, kind));
+        match api.list(&ListParams::default()).await {
+            Ok(list) => Ok(list
+                .items
+                .into_iter()
+                .filter_map(|o| serde_json::to_value(o).ok())
+                .collect()),
+            Err(kube::Error::Api(s)) if s.code == 404 => Ok(Vec::new()),
+            Err(e) => Err(self.err(format!("listing {kind} in all namespaces"), e)),
+        }
+    }
+
+    /// `GET` through the API server's pod proxy
+    /// (`/api/v1/namespaces/NS/pods/POD:PORT/proxy/PATH`): what the pod answers on that port.
+    pub async fn pod_proxy_get(
+        &self,
+        ns: &str,
+        pod: &str,
+        port: u16,
+        path: &str,
+    ) -> Result<String, ClusterError> {
+        let what = format!("reading /{path} of pod {ns}/{pod} on port {port}");
+        let uri = format!("/api/v1/namespaces/{ns}/pods/{pod}:{port}/proxy/{path}");
+        let request =
+            http::Request::get(uri)
+                .body(Vec::new())
+                .map_err(|source| ClusterError::Request {
+                    what: what.clone(),
+                    source,
+                })?;
+        self.probe
+            .request_text(request)
+            .await
+            .map_err(|e| self.err(what, e))
     }
 
     /// Deletes one object; a missing one counts as deleted.

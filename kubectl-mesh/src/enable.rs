@@ -1,8 +1,12 @@
 //! `enable` and `disable`: preflight, run the planned actions in order, report progress.
 
 use crate::cluster::{Cluster, ClusterError};
+use crate::gateway::{self, GatewayChoice, Listen};
 use crate::plan::{self, Action, Observed, PlanError, MIN_KUBERNETES};
-use crate::render::Rendered;
+use crate::render::{Context, RenderError, RenderOptions, Rendered};
+use mesh_core::MeshConfig;
+use serde_json::json;
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
@@ -28,6 +32,9 @@ pub enum EnableError {
     /// The plan could not be made.
     #[error(transparent)]
     Plan(#[from] PlanError),
+    /// Rendering again for the chosen Gateway failed.
+    #[error(transparent)]
+    Render(#[from] RenderError),
     /// An action failed after others had succeeded.
     #[error("{cause}\napplied:\n{}{}\nnot applied:\n{}\nfix the cause and run the same command again: it continues where it stopped", list(.applied), unknown_list(.unknown), list(.not_applied))]
     Partial {
@@ -122,6 +129,108 @@ pub async fn preflight(
     ))
 }
 
+/// The Istio Gateway kind the gateway context binds to.
+const GATEWAY: (&str, &str) = ("networking.istio.io/v1beta1", "Gateway");
+
+fn listens_text(listens: &[Listen]) -> String {
+    listens
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(" and ")
+}
+
+/// Gateway context: which Istio Gateway the config's hosts are bound to. With `--gateway`, it
+/// must exist. Without, the Gateways of every namespace are read and [`gateway::choose`]
+/// decides; when it picks an existing one, `opts` names it and `rendered` is rendered again
+/// (without kubectl-mesh's own Gateway). Returns the line to print; `None` for sidecars.
+pub async fn choose_gateway(
+    cluster: &Cluster,
+    cfg: &MeshConfig,
+    opts: &mut RenderOptions,
+    rendered: &mut Rendered,
+) -> Result<Option<String>, EnableError> {
+    if opts.context != Context::Gateway {
+        return Ok(None);
+    }
+    let (api_version, kind) = GATEWAY;
+    if let Some(existing) = &opts.gateway.existing {
+        let (namespace, name) = existing.split_once('/').unwrap_or_default();
+        let stub = json!({
+            "apiVersion": api_version, "kind": kind,
+            "metadata": { "namespace": namespace, "name": name },
+        });
+        if cluster.get_object(&stub).await?.is_none() {
+            return Err(EnableError::Preflight(format!(
+                "--gateway {existing}: no such Istio Gateway\n  fix: name an existing one (kubectl get gateways.networking.istio.io -A), or leave --gateway out and kubectl-mesh finds or creates one"
+            )));
+        }
+        return Ok(Some(format!(
+            "gateway: binding the hosts to {existing} (--gateway)"
+        )));
+    }
+    let selector: String = opts
+        .selector
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut labels: Vec<BTreeMap<String, String>> = cluster
+        .deployments(&opts.namespace, &selector)
+        .await?
+        .iter()
+        .map(|d| {
+            d.spec
+                .template
+                .metadata
+                .as_ref()
+                .and_then(|m| m.labels.clone())
+                .unwrap_or_default()
+        })
+        .collect();
+    if labels.is_empty() {
+        // The plan reports the missing Deployment; judge by the selector meanwhile.
+        labels.push(opts.selector.clone());
+    }
+    let hosts = crate::istio::domains(cfg);
+    let g = &opts.gateway;
+    let listens =
+        gateway::required_listens(g.http_port, g.tls_secret.as_ref().map(|_| g.https_port));
+    let gateways = cluster.list_all(api_version, kind).await?;
+    let choice = gateway::choose(&gateways, &labels, &hosts, &opts.namespace, &listens);
+    let line = match choice {
+        GatewayChoice::Create => format!(
+            "gateway: no Istio Gateway of these pods serves {} on {}; creating {}/{}",
+            hosts.join(", "),
+            listens_text(&listens),
+            opts.namespace,
+            opts.name
+        ),
+        GatewayChoice::Existing { gateway, unserved } => {
+            let line = if unserved.is_empty() {
+                format!(
+                    "gateway: using the existing Gateway {gateway}, which serves {} on {}",
+                    hosts.join(", "),
+                    listens_text(&listens)
+                )
+            } else {
+                let missing: Vec<String> = unserved
+                    .iter()
+                    .map(|(h, l)| format!("{h} on {l}"))
+                    .collect();
+                format!(
+                    "gateway: using the existing Gateway {gateway}: it already terminates HTTPS for some of the hosts, and a second Gateway with the same host on the same HTTPS port conflicts in Istio\n  warning: {gateway} does not serve {}; add them to its servers (kubectl mesh check reports them until then)",
+                    missing.join(", ")
+                )
+            };
+            opts.gateway.existing = Some(gateway);
+            *rendered = crate::render::render(cfg, opts)?;
+            line
+        }
+    };
+    Ok(Some(line))
+}
+
 /// Reads what `plan_enable` compares against.
 pub async fn observe(
     cluster: &Cluster,
@@ -174,7 +283,9 @@ pub async fn execute(
 ) -> Result<(), EnableError> {
     let mut applied = Vec::new();
     for (i, action) in actions.iter().enumerate() {
+        tracing::info!("{}/{}: {action}", i + 1, actions.len());
         if let Err(cause) = run_action(cluster, action).await {
+            tracing::warn!("{action} failed: {cause}");
             // Without an answer the request may still have reached the server, so that one
             // action is reported as unknown rather than claimed either way.
             let lost = matches!(cause, ClusterError::Unreachable { .. });

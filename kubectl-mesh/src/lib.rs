@@ -1,13 +1,17 @@
-//! kubectl-mesh: renders a mesh config into Istio objects and applies, checks and removes them; runs the filter in a local Envoy; migrates old manifests.
+//! kubectl-mesh: renders a mesh config into Istio objects and applies, checks and removes them; runs the filter in a local Envoy; imports a standalone Envoy's config; migrates old manifests.
 
 pub mod check;
 pub mod cli;
 pub mod cluster;
+pub mod commands;
 pub mod enable;
 pub mod envoy;
+pub mod gateway;
+pub mod import;
 pub mod istio;
 pub mod migrate;
 pub mod module;
 pub mod plan;
 pub mod render;
 pub mod run;
+pub mod supervise;

@@ -2,6 +2,7 @@
 
 use crate::envoy;
 use crate::render::{self, RenderError};
+use crate::supervise::{supervise, EnvoyCommand, SuperviseError};
 use mesh_core::upstream::{istio_cluster, service_fqdn};
 use mesh_core::MeshConfig;
 use serde_json::Value;
@@ -55,14 +56,9 @@ pub enum RunError {
         /// The I/O error.
         source: std::io::Error,
     },
-    /// Envoy could not be started.
-    #[error("cannot start {envoy}: {source}")]
-    Exec {
-        /// The Envoy binary.
-        envoy: String,
-        /// The I/O error.
-        source: std::io::Error,
-    },
+    /// Envoy failed to start or to run.
+    #[error(transparent)]
+    Envoy(#[from] SuperviseError),
 }
 
 /// One `--upstream`: the Envoy cluster and the local address it goes to.
@@ -213,6 +209,8 @@ pub struct RunOptions {
     pub envoy: Option<PathBuf>,
     /// Only print the bootstrap.
     pub print_config: bool,
+    /// Envoy logs at info level instead of warning.
+    pub verbose: bool,
 }
 
 fn write(path: &Path, bytes: &[u8]) -> Result<(), RunError> {
@@ -222,9 +220,9 @@ fn write(path: &Path, bytes: &[u8]) -> Result<(), RunError> {
     })
 }
 
-/// Validates, writes the module and bootstrap to a temporary directory, prints the mapping and
-/// replaces this process with Envoy (or only prints the bootstrap).
-pub fn run(opts: &RunOptions, out: &mut impl Write) -> Result<(), RunError> {
+/// Validates, writes the module and bootstrap to a temporary directory, prints the mapping,
+/// runs Envoy until it exits and returns its exit code (or only prints the bootstrap, code 0).
+pub async fn run(opts: &RunOptions, out: &mut impl Write) -> Result<u8, RunError> {
     let cfg = render::load_config(&opts.file)?;
     let upstreams = opts
         .upstreams
@@ -266,7 +264,7 @@ pub fn run(opts: &RunOptions, out: &mut impl Write) -> Result<(), RunError> {
     let yaml = serde_yaml_ng::to_string(&config).unwrap_or_default();
     if opts.print_config {
         let _ = write!(out, "{yaml}");
-        return Ok(());
+        return Ok(0);
     }
     let file = dir.join(format!("bootstrap-{}.yaml", opts.port));
     write(&file, yaml.as_bytes())?;
@@ -282,35 +280,13 @@ pub fn run(opts: &RunOptions, out: &mut impl Write) -> Result<(), RunError> {
     let envoy = envoy.unwrap_or_else(|| PathBuf::from("envoy"));
     let _ = writeln!(out, "starting {} -c {}", envoy.display(), file.display());
     let _ = out.flush();
-    let mut cmd = std::process::Command::new(&envoy);
-    cmd.arg("-c").arg(&file).args([
-        "--disable-hot-restart",
-        "--log-level",
-        "warn",
-        "--component-log-level",
-        "wasm:info",
-    ]);
-    let source = exec(&mut cmd);
-    Err(RunError::Exec {
-        envoy: envoy.display().to_string(),
-        source,
-    })
-}
-
-/// Replaces this process with `cmd`, so a signal to it reaches Envoy; returns only on failure.
-#[cfg(unix)]
-fn exec(cmd: &mut std::process::Command) -> std::io::Error {
-    use std::os::unix::process::CommandExt;
-    cmd.exec()
-}
-
-/// Runs `cmd` and exits with its status (no exec outside unix).
-#[cfg(not(unix))]
-fn exec(cmd: &mut std::process::Command) -> std::io::Error {
-    match cmd.status() {
-        Ok(s) => std::process::exit(s.code().unwrap_or(1)),
-        Err(e) => e,
-    }
+    let cmd = EnvoyCommand {
+        envoy,
+        bootstrap: file,
+        port: opts.port,
+        verbose: opts.verbose,
+    };
+    Ok(supervise(&cmd, out).await?)
 }
 
 #[cfg(test)]

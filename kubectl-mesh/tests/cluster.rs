@@ -5,134 +5,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod emulator;
+mod support;
 
-use emulator::Emulator;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-const BIN: &str = env!("CARGO_BIN_EXE_kubectl-mesh");
-const SERVER: &str = "io.kompose.service=server";
-
-/// The server's own part of the digimon config: these tests drive the sidecar-inbound
-/// context, where the namespace label, pod annotations and rollouts come into play.
-fn mesh_yaml() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/digimon-server.yaml")
-}
-
-/// The whole digimon example, for the gateway.
-fn example_yaml() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/digimon/mesh.yaml")
-}
-
-struct Setup {
-    emu: Emulator,
-    kubeconfig: PathBuf,
-    _dir: TempDir,
-}
-
-/// A directory removed when the test ends.
-struct TempDir(PathBuf);
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl std::fmt::Debug for Run {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "exit {}\n--- stdout\n{}--- stderr\n{}",
-            self.code, self.stdout, self.stderr
-        )
-    }
-}
-
-fn namespace(name: &str, labels: Value) -> Value {
-    json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": name, "labels": labels } })
-}
-
-fn deployment(ns: &str, name: &str, labels: Value, containers: Value) -> Value {
-    json!({
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": { "name": name, "namespace": ns, "labels": labels },
-        "spec": {
-            "replicas": 1,
-            "selector": { "matchLabels": labels },
-            "template": {
-                "metadata": { "labels": labels, "annotations": { "user/own": "keep" } },
-                "spec": { "containers": containers },
-            },
-        },
-    })
-}
-
-/// The digimon namespace with its server and web Deployments (pods running, no sidecars yet).
-async fn digimon(ns_labels: Value) -> Setup {
-    let emu = Emulator::start().await;
-    {
-        let mut st = emu.state();
-        st.seed(namespace("digimon", ns_labels));
-        st.seed(deployment(
-            "digimon",
-            "server",
-            json!({ "io.kompose.service": "server" }),
-            json!([{ "name": "server", "image": "superj80820/digimon-service" }]),
-        ));
-        st.seed(deployment(
-            "digimon",
-            "web",
-            json!({ "io.kompose.service": "web" }),
-            json!([{ "name": "web", "image": "superj80820/digimon-web" }]),
-        ));
-        st.advance_rollouts();
-    }
-    let dir = std::env::temp_dir().join(format!(
-        "kubectl-mesh-emu-{}-{}",
-        std::process::id(),
-        emu.url.rsplit(':').next().unwrap()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    let kubeconfig = emu.kubeconfig(&dir, "digimon");
-    Setup {
-        emu,
-        kubeconfig,
-        _dir: TempDir(dir),
-    }
-}
-
-fn command(kubeconfig: &Path, args: &[&str]) -> tokio::process::Command {
-    let mut cmd = tokio::process::Command::new(BIN);
-    cmd.arg("--kubeconfig")
-        .arg(kubeconfig)
-        .args(args)
-        .env_remove("KUBECONFIG");
-    cmd.stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    cmd
-}
-
-async fn run(s: &Setup, args: &[&str]) -> Run {
-    let out = tokio::time::timeout(
-        Duration::from_secs(60),
-        command(&s.kubeconfig, args).output(),
-    )
-    .await
-    .expect("kubectl-mesh hung")
-    .unwrap();
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into(),
-        stderr: String::from_utf8_lossy(&out.stderr).into(),
-    }
-}
+use support::*;
 
 fn enable_args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
     let file = Box::leak(mesh_yaml().to_string_lossy().into_owned().into_boxed_str());
@@ -147,10 +26,6 @@ fn enable_args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
     ];
     args.extend_from_slice(extra);
     args
-}
-
-fn live(s: &Setup, prefix: &str, plural: &str, ns: &str, name: &str) -> Option<Value> {
-    s.emu.state().get(prefix, plural, ns, name)
 }
 
 fn server_annotations(s: &Setup) -> Value {
@@ -1065,4 +940,23 @@ fn version_and_completion_work_offline() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "usage errors exit non-zero");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verbose_logs_what_enable_does_on_stderr_and_quiet_logs_nothing() {
+    let s = digimon(json!({})).await;
+    let r = run(&s, &enable_args(&["--dry-run"])).await;
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stderr.is_empty(), "quiet by default: {r:?}");
+    let r = run(&s, &enable_args(&["-v"])).await;
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stderr.contains("objects for SidecarInbound"), "{r:?}");
+    assert!(r.stderr.contains("planned"), "{r:?}");
+    assert!(r.stderr.contains("1/"), "each change is logged: {r:?}");
+    assert!(!r.stderr.contains("read ConfigMap"), "-v is not -vv: {r:?}");
+    let r = run(&s, &enable_args(&["-vv", "--dry-run"])).await;
+    assert!(
+        r.stderr.contains("read ConfigMap"),
+        "-vv shows each read: {r:?}"
+    );
 }

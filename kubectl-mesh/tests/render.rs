@@ -450,9 +450,7 @@ fn core_objects_are_valid_kubernetes_types() {
 // ---- real Envoy ----------------------------------------------------------------------------
 
 fn envoy() -> PathBuf {
-    let path = std::env::var_os("MESH_ENVOY")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| manifest().join("../.venv/envoy-1.40.0/bin/envoy"));
+    let path = envoy_process::binary();
     assert!(
         path.exists(),
         "no Envoy at {} (run `make envoy`, or set MESH_ENVOY)",

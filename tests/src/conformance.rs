@@ -116,6 +116,10 @@ pub struct NativeSide {
     /// HTTP filters before the router; default: the CORS filter alone.
     #[serde(default)]
     pub http_filters: Option<Vec<Value>>,
+    /// HTTP connection manager fields; default `strip_any_host_port: true`. `{}` compares
+    /// hosts as Envoy does by default (port and trailing dot are part of the host).
+    #[serde(default)]
+    pub hcm: Option<serde_json::Map<String, Value>>,
 }
 
 /// A compact request matrix: the cross product of all lists (each defaults to one entry).
@@ -487,7 +491,11 @@ pub fn run_case(path: &Path) -> anyhow::Result<CaseReport> {
             .clone()
             .unwrap_or_else(|| vec![cors_filter()]),
         clusters: clusters.clone(),
-        hcm_extra: crate::envoy::strip_any_host_port(),
+        hcm_extra: case
+            .native
+            .hcm
+            .clone()
+            .unwrap_or_else(crate::envoy::strip_any_host_port),
     };
     let mesh_spec = EnvoySpec::mesh(&case.mesh.to_json(), clusters);
     // Start both at once: Envoy start-up (and the wasm compile) dominates a case's run time.

@@ -5,17 +5,11 @@ use crate::client::Request;
 use kubectl_mesh::envoy;
 use serde_json::{json, Value};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// Path of the Envoy binary: `$MESH_ENVOY`, else the Makefile's pinned virtualenv.
-pub fn envoy_binary() -> PathBuf {
-    match std::env::var_os("MESH_ENVOY") {
-        Some(p) => PathBuf::from(p),
-        None => crate::workspace_root().join(".venv/envoy-1.40.0/bin/envoy"),
-    }
-}
+pub use envoy_process::binary as envoy_binary;
 
 /// Path of the filter module: `$MESH_WASM`, else the default release build output.
 pub fn wasm_module() -> PathBuf {
@@ -109,25 +103,28 @@ fn loopback(port: u16) -> std::net::SocketAddr {
 
 static SEQ: AtomicUsize = AtomicUsize::new(0);
 
-/// A running Envoy; killed on drop, and its log printed if the thread is panicking.
+/// A running Envoy with its listener and admin ports; killed on drop, and its log printed if
+/// the test failed.
 pub struct Envoy {
-    child: Child,
+    process: envoy_process::Envoy,
     /// Listener port.
     pub port: u16,
     /// Admin port.
     pub admin_port: u16,
-    dir: PathBuf,
 }
 
 impl Envoy {
     fn start(spec: &EnvoySpec) -> anyhow::Result<Envoy> {
-        let bin = envoy_binary();
-        anyhow::ensure!(
-            bin.exists(),
-            "Envoy not found at {} (set MESH_ENVOY or run `make envoy`)",
-            bin.display()
-        );
-        // Ports are picked free just before start; a rare collision is retried.
+        Envoy::start_with(&|admin_port| {
+            let port = crate::free_port();
+            (spec.bootstrap(port, admin_port), port)
+        })
+    }
+
+    /// Starts Envoy with the bootstrap `make(admin_port)` returns (with the port requests go
+    /// to) and waits until it is ready. Ports are picked free just before start; a rare
+    /// collision is retried with new ones.
+    pub fn start_with(make: &dyn Fn(u16) -> (Value, u16)) -> anyhow::Result<Envoy> {
         let mut last_err = None;
         for _ in 0..3 {
             let dir = std::env::temp_dir().join(format!(
@@ -135,37 +132,17 @@ impl Envoy {
                 std::process::id(),
                 SEQ.fetch_add(1, Ordering::SeqCst)
             ));
-            std::fs::create_dir_all(&dir)?;
-            let (port, admin_port) = (crate::free_port(), crate::free_port());
-            let cfg = dir.join("envoy.yaml");
-            std::fs::write(
-                &cfg,
-                serde_json::to_string_pretty(&spec.bootstrap(port, admin_port))?,
+            let admin_port = crate::free_port();
+            let (bootstrap, port) = make(admin_port);
+            let process = envoy_process::Envoy::spawn(
+                &bootstrap,
+                &dir,
+                &["--component-log-level", "wasm:debug"],
             )?;
-            let log = dir.join("envoy.log");
-            let child = Command::new(&bin)
-                .arg("-c")
-                .arg(&cfg)
-                .args([
-                    "--concurrency",
-                    "1",
-                    "--disable-hot-restart",
-                    "-l",
-                    "info",
-                    "--component-log-level",
-                    "wasm:debug",
-                ])
-                .arg("--log-path")
-                .arg(&log)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()?;
             let mut envoy = Envoy {
-                child,
+                process,
                 port,
                 admin_port,
-                dir: dir.clone(),
             };
             match envoy.wait_ready(Duration::from_secs(60)) {
                 Ok(()) => return Ok(envoy),
@@ -179,7 +156,7 @@ impl Envoy {
     fn wait_ready(&mut self, timeout: Duration) -> anyhow::Result<()> {
         let start = Instant::now();
         while start.elapsed() < timeout {
-            if let Some(status) = self.child.try_wait()? {
+            if let Some(status) = self.process.exited() {
                 anyhow::bail!("Envoy exited with {status}; log:\n{}", self.log());
             }
             if let Ok(r) = Request::get("admin", "/ready").send(self.admin_port) {
@@ -217,38 +194,11 @@ impl Envoy {
 
     /// The process id, while it runs.
     pub fn pid(&self) -> Option<u32> {
-        Some(self.child.id())
+        Some(self.process.pid())
     }
 
     /// Envoy's log so far.
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("envoy.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for Envoy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            let log = self.log();
-            // The startup inventory of extensions is noise; show the rest.
-            let tail: Vec<&str> = log
-                .lines()
-                .rev()
-                .filter(|l| !l.contains("][main]"))
-                .take(150)
-                .collect();
-            eprintln!(
-                "---- Envoy log (last {} lines, {}) ----",
-                tail.len(),
-                self.dir.display()
-            );
-            for l in tail.iter().rev() {
-                eprintln!("{l}");
-            }
-        } else {
-            let _ = std::fs::remove_dir_all(&self.dir);
-        }
+        self.process.log()
     }
 }

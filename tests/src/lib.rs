@@ -1,8 +1,13 @@
-//! Support for cross-crate tests: a real Envoy process, echo upstreams and a raw HTTP client.
+//! Support for cross-crate tests: a real Envoy process, echo upstreams, a raw HTTP client, a
+//! gRPC-Web codec and the digimon app behind `kubectl mesh run`.
 
+pub mod app;
 pub mod client;
 pub mod conformance;
 pub mod envoy;
+pub mod grpc_web;
+pub mod import_diff;
+pub mod istio;
 pub mod upstream;
 
 use std::path::PathBuf;

@@ -9,7 +9,7 @@ use crate::config::Delivery;
 use crate::cors::CorsPolicy;
 use crate::headers::{HeaderOps, Vars};
 use crate::request::{HeaderList, RequestHeaders};
-use crate::router::{Action, LocalBody, Route, Router};
+use crate::router::{Action, LocalBody, RedirectSpec, Route, Router};
 use crate::upstream::{GRPC_WEB_HEADER, RESERVED_HEADERS, UPSTREAM_HEADER};
 
 /// Changes to a header map. Names are lower-case.
@@ -213,6 +213,22 @@ impl Engine {
         match &route.action {
             Action::Direct(body) => {
                 let mut reply = self.reply(ReplyKind::Direct, body);
+                // As Envoy (RFC 7231 7.1.2): a 201 or 3xx direct response names the request's
+                // URL in `location`.
+                if body.status == 201 || (300..400).contains(&body.status) {
+                    let here = RedirectSpec {
+                        scheme: None,
+                        host: None,
+                        port: None,
+                        path: None,
+                        prefix_rewrite: None,
+                        status: body.status,
+                        strip_query: false,
+                    };
+                    let location =
+                        here.location(&route.path, req.first(":scheme"), vars.host, vars.path);
+                    reply.headers.0.push(("location".to_owned(), location));
+                }
                 finish_local(route, &vars, &mut reply);
                 Ok(RequestOutcome::Reply(reply))
             }

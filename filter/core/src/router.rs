@@ -64,8 +64,12 @@ impl HeaderTest {
 }
 
 impl HeaderCond {
-    /// Whether the request satisfies this condition (`invert` applied).
+    /// Whether the request satisfies this condition (`invert` applied). As Envoy: a value test
+    /// on an absent header fails, inverted or not; only presence tests invert on absence.
     pub fn holds<R: RequestHeaders + ?Sized>(&self, req: &R) -> bool {
+        if !matches!(self.test, HeaderTest::Present(_)) && req.values(&self.name).next().is_none() {
+            return false;
+        }
         self.test.check(req.values(&self.name)) != self.invert
     }
 }
@@ -124,12 +128,24 @@ impl RedirectSpec {
         out.extend_from_slice(host);
         match self.port {
             Some(p) => out.extend_from_slice(format!(":{p}").as_bytes()),
-            // Keep the client's port only when neither host nor scheme changed.
-            None if self.host.is_none() && self.scheme.is_none() => out.extend_from_slice(
-                authority
+            // As Envoy: the client's port stays unless the host changes, or the scheme changes
+            // and the port is the old scheme's default (`http://a:80` -> `https://a`, but
+            // `http://a:8443` -> `https://a:8443`).
+            None if self.host.is_none() => {
+                let port = authority
                     .get(strip_port(authority).len()..)
-                    .unwrap_or_default(),
-            ),
+                    .unwrap_or_default();
+                let old: &[u8] = if scheme == Some(b"https") {
+                    b"https"
+                } else {
+                    b"http"
+                };
+                let changed = self.scheme.as_deref().is_some_and(|s| s.as_bytes() != old);
+                let default: &[u8] = if old == b"https" { b":443" } else { b":80" };
+                if !(changed && port == default) {
+                    out.extend_from_slice(port);
+                }
+            }
             None => {}
         }
         let path = path_only(full_path);

@@ -109,6 +109,9 @@ pub struct State {
     pub log: Vec<String>,
     /// Field managers seen on apply, by `plural/namespace/name`.
     pub managers: BTreeMap<String, String>,
+    /// Where the pod proxy (`/api/v1/namespaces/NS/pods/POD:PORT/proxy/PATH`) forwards, by
+    /// `(namespace, pod, port)`; a pod port not listed refuses the connection.
+    pub pod_proxies: BTreeMap<(String, String, u16), std::net::SocketAddr>,
     rv: u64,
 }
 
@@ -158,6 +161,13 @@ impl State {
             .get(&(prefix.to_owned(), plural.to_owned()))
             .and_then(|m| m.get(&format!("{ns}/{name}")))
             .cloned()
+    }
+
+    /// Removes an object, as a `kubectl delete` by someone else would.
+    pub fn remove(&mut self, prefix: &str, plural: &str, ns: &str, name: &str) -> Option<Value> {
+        self.objects
+            .get_mut(&(prefix.to_owned(), plural.to_owned()))
+            .and_then(|m| m.remove(&format!("{ns}/{name}")))
     }
 
     /// Every stored object of a collection.
@@ -299,6 +309,7 @@ impl Emulator {
             drop_response: Vec::new(),
             log: Vec::new(),
             managers: BTreeMap::new(),
+            pod_proxies: BTreeMap::new(),
             rv: 100,
         }));
         let shared = state.clone();
@@ -392,6 +403,14 @@ async fn handle(state: Arc<Mutex<State>>, req: Request<Incoming>) -> Result<Repl
         .await
         .map(|b| b.to_bytes())
         .unwrap_or_default();
+    if let Some(target) = pod_proxy_target(&path) {
+        let raw_query = query
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("&");
+        return Ok(pod_proxy(&state, &method, &path, target, &raw_query).await);
+    }
     let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
     st.log.push(format!("{method} /{path}"));
     let answer = route(&mut st, &method, &path, &query, &content_type, &body);
@@ -404,6 +423,114 @@ async fn handle(state: Arc<Mutex<State>>, req: Request<Incoming>) -> Result<Repl
         return Err(Dropped);
     }
     answer
+}
+
+/// `(namespace, pod, port, path)` of a pod proxy request.
+fn pod_proxy_target(path: &str) -> Option<(String, String, String, String)> {
+    let parts: Vec<&str> = path.splitn(8, '/').collect();
+    match parts.as_slice() {
+        ["api", "v1", "namespaces", ns, "pods", pod_port, "proxy", rest @ ..] => {
+            let (pod, port) = pod_port.split_once(':').unwrap_or((pod_port, ""));
+            Some((
+                ns.to_string(),
+                pod.to_string(),
+                port.to_string(),
+                rest.first().copied().unwrap_or_default().to_owned(),
+            ))
+        }
+        _ => None,
+    }
+}
+
+/// The API server's pod proxy: RBAC on `pods/proxy`, the pod must exist, the port must be a
+/// number; then the pod's own answer (status, content type and body) is passed back, or 503
+/// when nothing listens there, as the API server does.
+async fn pod_proxy(
+    state: &Arc<Mutex<State>>,
+    method: &Method,
+    path: &str,
+    (ns, pod, port, rest): (String, String, String, String),
+    query: &str,
+) -> Reply {
+    let target = {
+        let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
+        st.log.push(format!("{method} /{path}"));
+        if st
+            .forbidden
+            .iter()
+            .any(|(p, n)| p == "pods/proxy" && (n == "*" || *n == pod))
+        {
+            return status(403, "Forbidden", format!(
+                "pods \"{pod}\" is forbidden: User \"dev\" cannot get resource \"pods/proxy\" in API group \"\" in the namespace \"{ns}\""
+            ));
+        }
+        if st.get("api/v1", "pods", &ns, &pod).is_none() {
+            return status(404, "NotFound", format!("pods \"{pod}\" not found"));
+        }
+        let Ok(port) = port.parse::<u16>() else {
+            return status(400, "BadRequest", format!("invalid port {port:?} in {pod}"));
+        };
+        st.pod_proxies
+            .get(&(ns.clone(), pod.clone(), port))
+            .copied()
+            .ok_or(port)
+    };
+    let refused = |port: u16| {
+        status(
+            503,
+            "ServiceUnavailable",
+            format!(
+            "error trying to reach service: dial tcp 10.1.0.7:{port}: connect: connection refused"
+        ),
+        )
+    };
+    let addr = match target {
+        Ok(addr) => addr,
+        Err(port) => return refused(port),
+    };
+    let uri = if query.is_empty() {
+        format!("/{rest}")
+    } else {
+        format!("/{rest}?{query}")
+    };
+    match forward(addr, method, &uri).await {
+        Ok((code, content_type, body)) => {
+            let mut r = Response::new(Full::new(body));
+            *r.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_GATEWAY);
+            if let Ok(v) = hyper::header::HeaderValue::from_str(&content_type) {
+                r.headers_mut().insert("content-type", v);
+            }
+            r
+        }
+        Err(_) => refused(addr.port()),
+    }
+}
+
+/// One HTTP/1.1 request to `addr`: status, content type and body of the answer.
+async fn forward(
+    addr: std::net::SocketAddr,
+    method: &Method,
+    uri: &str,
+) -> Result<(u16, String, Bytes), Box<dyn std::error::Error + Send + Sync>> {
+    let stream = tokio::net::TcpStream::connect(addr).await?;
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+    tokio::spawn(conn);
+    let request = Request::builder()
+        .method(method.clone())
+        .uri(uri)
+        .header("host", addr.to_string())
+        .body(Full::new(Bytes::new()))?;
+    let response = sender.send_request(request).await?;
+    let code = response.status().as_u16();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("text/plain")
+        .to_owned();
+    let body = response.into_body().collect().await?.to_bytes();
+    Ok((code, content_type, body))
 }
 
 fn decode(s: &str) -> String {

@@ -1,10 +1,17 @@
 //! `kubectl mesh check`: a grouped pass/warn/fail checklist; `evaluate` is pure, `gather` reads.
 
-use crate::cluster::{Cluster, ClusterError};
-use crate::plan::{parse_version, INJECTION_LABEL, MIN_KUBERNETES, REV_LABEL};
+mod gather;
+pub mod proxy;
+pub mod routing;
+
+pub use gather::{gather, gather_proxy_stats};
+
+use crate::plan::{INJECTION_LABEL, MIN_KUBERNETES, REV_LABEL};
 use crate::render::{CONFIG_HASH_ANNOTATION, PROXY_CONTAINER};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
+use proxy::PodStats;
+use routing::GatewayRouting;
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -42,6 +49,8 @@ pub struct Workload {
     pub deployment: Deployment,
     /// Pods its selector matches.
     pub pods: Vec<Pod>,
+    /// Stats of the running pods' proxies (filled by [`gather_proxy_stats`]).
+    pub proxies: Vec<PodStats>,
 }
 
 /// What `evaluate` looks at, read from the cluster by `gather`.
@@ -69,6 +78,8 @@ pub struct CheckInput {
     pub workloads: Vec<Workload>,
     /// Whether this is a gateway setup (no injection label needed).
     pub gateway: bool,
+    /// Gateway context: the anchor VirtualService, its Gateway and every VirtualService.
+    pub routing: Option<GatewayRouting>,
 }
 
 impl Default for CheckInput {
@@ -85,6 +96,7 @@ impl Default for CheckInput {
             desired_hash: None,
             workloads: Vec::new(),
             gateway: false,
+            routing: None,
         }
     }
 }
@@ -190,13 +202,7 @@ pub fn evaluate(input: &CheckInput) -> Vec<Check> {
     };
     out.push(pass(g, format!("namespace {ns} exists")));
     // A gateway is not injected, so it needs no label; the applied filter says which it is.
-    let gateway = input.gateway
-        || input.managed.iter().any(|o| {
-            o["spec"]["configPatches"]
-                .as_array()
-                .is_some_and(|p| p.iter().any(|p| p["match"]["context"] == "GATEWAY"))
-        });
-    if !gateway {
+    if !is_gateway(input.gateway, &input.managed) {
         let labels = namespace.metadata.labels.clone().unwrap_or_default();
         let injected = labels.get(INJECTION_LABEL).is_some_and(|v| v == "enabled")
             || labels.contains_key(REV_LABEL);
@@ -214,9 +220,7 @@ pub fn evaluate(input: &CheckInput) -> Vec<Check> {
             )
         });
     }
-    let filter = input.managed.iter().find(|o| {
-        o["kind"] != "ConfigMap" && o["metadata"]["annotations"][CONFIG_HASH_ANNOTATION].is_string()
-    });
+    let filter = filter_object(&input.managed);
     let applied_hash = filter
         .and_then(|f| f["metadata"]["annotations"][CONFIG_HASH_ANNOTATION].as_str())
         .map(str::to_owned);
@@ -261,6 +265,22 @@ pub fn evaluate(input: &CheckInput) -> Vec<Check> {
         })
         .unwrap_or_default();
 
+    if let Some(routing) = &input.routing {
+        let labels: Vec<BTreeMap<String, String>> = input
+            .workloads
+            .iter()
+            .map(|w| {
+                w.deployment
+                    .spec
+                    .template
+                    .metadata
+                    .as_ref()
+                    .and_then(|m| m.labels.clone())
+                    .unwrap_or_default()
+            })
+            .collect();
+        out.extend(routing::evaluate(routing, &labels));
+    }
     if input.workloads.is_empty() {
         out.push(check(
             "Workloads",
@@ -365,80 +385,32 @@ pub fn evaluate(input: &CheckInput) -> Vec<Check> {
                 Some("the workload is not set up for the applied config: run kubectl mesh enable".into()),
             ),
         });
+        for p in &w.proxies {
+            out.extend(proxy::evaluate_pod(g, &name, p));
+        }
     }
     out
 }
 
-/// Reads everything `evaluate` needs; an unreachable API becomes a failed check, not an error.
-pub async fn gather(
-    cluster: &Cluster,
-    namespace: &str,
-    selector: &str,
-    desired_hash: Option<String>,
-    gateway: bool,
-) -> Result<CheckInput, ClusterError> {
-    let mut input = CheckInput {
-        url: cluster.url().to_owned(),
-        namespace_name: namespace.to_owned(),
-        desired_hash,
-        gateway,
-        ..Default::default()
-    };
-    match cluster.version().await {
-        Ok(info) => input.version = Ok(parse_version(&info)),
-        Err(e @ ClusterError::Unreachable { .. }) => {
-            input.version = Err(e.to_string());
-            return Ok(input);
-        }
-        Err(e) => return Err(e),
-    }
-    input.networking_versions = cluster.served_versions("networking.istio.io").await?;
-    input.extensions_versions = cluster.served_versions("extensions.istio.io").await?;
-    input.envoyfilter_served = cluster
-        .resources("networking.istio.io/v1alpha3")
-        .await?
-        .iter()
-        .any(|r| r == "envoyfilters");
-    input.namespace = cluster.namespace(namespace).await?;
-    if input.namespace.is_none() {
-        return Ok(input);
-    }
-    if input.envoyfilter_served {
-        input.managed.extend(
-            cluster
-                .list_managed("networking.istio.io/v1alpha3", "EnvoyFilter", namespace)
-                .await?,
-        );
-    }
-    if !input.extensions_versions.is_empty() {
-        for kind in ["WasmPlugin", "TrafficExtension"] {
-            input.managed.extend(
-                cluster
-                    .list_managed("extensions.istio.io/v1alpha1", kind, namespace)
-                    .await?,
-            );
-        }
-    }
-    input
-        .managed
-        .extend(cluster.list_managed("v1", "ConfigMap", namespace).await?);
-    // Put the extension object (which carries the filter) before the route-only EnvoyFilter.
-    input.managed.sort_by_key(|o| {
-        o["kind"] == "EnvoyFilter"
-            && o["metadata"]["name"]
-                .as_str()
-                .is_some_and(|n| n.ends_with("-route"))
-    });
-    for d in cluster.deployments(namespace, selector).await? {
-        let pods = cluster
-            .pods(namespace, &crate::plan::pod_selector(&d))
-            .await?;
-        input.workloads.push(Workload {
-            deployment: d,
-            pods,
-        });
-    }
-    Ok(input)
+/// Whether the setup is the gateway context: asked for, or the applied filter says so.
+fn is_gateway(asked: bool, managed: &[Value]) -> bool {
+    asked
+        || managed.iter().any(|o| {
+            o["spec"]["configPatches"]
+                .as_array()
+                .is_some_and(|p| p.iter().any(|p| p["match"]["context"] == "GATEWAY"))
+        })
+}
+
+/// The object carrying the filter (EnvoyFilter, WasmPlugin or TrafficExtension; `gather`
+/// sorts the route-only EnvoyFilter after the extension object).
+fn filter_object(managed: &[Value]) -> Option<&Value> {
+    managed.iter().find(|o| {
+        matches!(
+            o["kind"].as_str(),
+            Some("EnvoyFilter" | "WasmPlugin" | "TrafficExtension")
+        ) && o["metadata"]["annotations"][CONFIG_HASH_ANNOTATION].is_string()
+    })
 }
 
 /// Text form: groups with one line per check.

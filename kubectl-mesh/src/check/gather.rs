@@ -1,0 +1,170 @@
+//! Reads what `evaluate` looks at from the cluster: thin I/O, no decisions.
+
+use super::proxy::{
+    PodStats, ProxyStats, AGENT_PROMETHEUS_PORT, ENVOY_PROMETHEUS_PORT, PROMETHEUS_PATH,
+};
+use super::routing::GatewayRouting;
+use super::{filter_object, is_gateway, CheckInput, Workload};
+use crate::cluster::{Cluster, ClusterError};
+use crate::plan::parse_version;
+use crate::render::PROXY_CONTAINER;
+use serde_json::json;
+
+/// Reads everything `evaluate` needs; an unreachable API becomes a failed check, not an error.
+pub async fn gather(
+    cluster: &Cluster,
+    namespace: &str,
+    selector: &str,
+    desired_hash: Option<String>,
+    gateway: bool,
+) -> Result<CheckInput, ClusterError> {
+    let mut input = CheckInput {
+        url: cluster.url().to_owned(),
+        namespace_name: namespace.to_owned(),
+        desired_hash,
+        gateway,
+        ..Default::default()
+    };
+    match cluster.version().await {
+        Ok(info) => input.version = Ok(parse_version(&info)),
+        Err(e @ ClusterError::Unreachable { .. }) => {
+            input.version = Err(e.to_string());
+            return Ok(input);
+        }
+        Err(e) => return Err(e),
+    }
+    input.networking_versions = cluster.served_versions("networking.istio.io").await?;
+    input.extensions_versions = cluster.served_versions("extensions.istio.io").await?;
+    input.envoyfilter_served = cluster
+        .resources("networking.istio.io/v1alpha3")
+        .await?
+        .iter()
+        .any(|r| r == "envoyfilters");
+    input.namespace = cluster.namespace(namespace).await?;
+    if input.namespace.is_none() {
+        return Ok(input);
+    }
+    if input.envoyfilter_served {
+        input.managed.extend(
+            cluster
+                .list_managed("networking.istio.io/v1alpha3", "EnvoyFilter", namespace)
+                .await?,
+        );
+    }
+    if !input.extensions_versions.is_empty() {
+        for kind in ["WasmPlugin", "TrafficExtension"] {
+            input.managed.extend(
+                cluster
+                    .list_managed("extensions.istio.io/v1alpha1", kind, namespace)
+                    .await?,
+            );
+        }
+    }
+    input
+        .managed
+        .extend(cluster.list_managed("v1", "ConfigMap", namespace).await?);
+    // Put the extension object (which carries the filter) before the route-only EnvoyFilter.
+    input.managed.sort_by_key(|o| {
+        o["kind"] == "EnvoyFilter"
+            && o["metadata"]["name"]
+                .as_str()
+                .is_some_and(|n| n.ends_with("-route"))
+    });
+    for d in cluster.deployments(namespace, selector).await? {
+        let pods = cluster
+            .pods(namespace, &crate::plan::pod_selector(&d))
+            .await?;
+        input.workloads.push(Workload {
+            deployment: d,
+            pods,
+            proxies: Vec::new(),
+        });
+    }
+    if is_gateway(input.gateway, &input.managed) {
+        input.routing = gateway_routing(cluster, &input).await?;
+    }
+    Ok(input)
+}
+
+const VIRTUAL_SERVICE: (&str, &str) = ("networking.istio.io/v1beta1", "VirtualService");
+const GATEWAY: (&str, &str) = ("networking.istio.io/v1beta1", "Gateway");
+
+async fn get(
+    cluster: &Cluster,
+    (api_version, kind): (&str, &str),
+    reference: &str,
+) -> Result<Option<serde_json::Value>, ClusterError> {
+    let (namespace, name) = reference.split_once('/').unwrap_or_default();
+    let stub = json!({
+        "apiVersion": api_version, "kind": kind,
+        "metadata": { "namespace": namespace, "name": name },
+    });
+    match cluster.get_object(&stub).await {
+        // A group that is not served (no Istio) has nothing to find.
+        Err(e) if e.code() == Some(404) => Ok(None),
+        other => other,
+    }
+}
+
+/// The anchor VirtualService (named like the filter object), the Gateways it binds to and
+/// every VirtualService in the cluster; `None` without a filter object (already a failure).
+async fn gateway_routing(
+    cluster: &Cluster,
+    input: &CheckInput,
+) -> Result<Option<GatewayRouting>, ClusterError> {
+    let Some(name) = filter_object(&input.managed).and_then(|f| f["metadata"]["name"].as_str())
+    else {
+        return Ok(None);
+    };
+    let anchor_ref = format!("{}/{name}", input.namespace_name);
+    let anchor = get(cluster, VIRTUAL_SERVICE, &anchor_ref).await?;
+    let mut gateways = Vec::new();
+    for g in anchor.iter().flat_map(crate::gateway::bound_gateways) {
+        let live = get(cluster, GATEWAY, &g).await?;
+        gateways.push((g, live));
+    }
+    let (api_version, kind) = VIRTUAL_SERVICE;
+    Ok(Some(GatewayRouting {
+        anchor_ref,
+        anchor,
+        gateways,
+        virtual_services: cluster.list_all(api_version, kind).await?,
+    }))
+}
+
+/// Reads the Prometheus stats of every running pod with `istio-proxy` in the (already
+/// selected) workloads, through the API server's pod proxy: Envoy's port 15090, then
+/// istio-agent's 15020. A pod whose stats cannot be read gets the reason, not an error.
+pub async fn gather_proxy_stats(cluster: &Cluster, input: &mut CheckInput) {
+    let namespace = input.namespace_name.clone();
+    for w in &mut input.workloads {
+        for pod in &w.pods {
+            let running = pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
+            let proxied = pod
+                .spec
+                .as_ref()
+                .is_some_and(|s| s.containers.iter().any(|c| c.name == PROXY_CONTAINER));
+            let Some(name) = pod.metadata.name.clone().filter(|_| running && proxied) else {
+                continue;
+            };
+            let mut errors = Vec::new();
+            let mut stats = None;
+            for port in [ENVOY_PROMETHEUS_PORT, AGENT_PROMETHEUS_PORT] {
+                match cluster
+                    .pod_proxy_get(&namespace, &name, port, PROMETHEUS_PATH)
+                    .await
+                {
+                    Ok(text) => {
+                        stats = Some(ProxyStats::parse(&text));
+                        break;
+                    }
+                    Err(e) => errors.push(e.to_string()),
+                }
+            }
+            w.proxies.push(PodStats {
+                pod: name,
+                stats: stats.ok_or_else(|| errors.join("\n         then ")),
+            });
+        }
+    }
+}

@@ -1,0 +1,156 @@
+//! Unit tests of `render.rs`.
+
+use super::*;
+
+fn cfg() -> MeshConfig {
+    parse_config(
+        "t.yaml",
+        "apiVersion: kubectl-mesh/v1alpha1\nkind: MeshConfig\nhosts:\n- domains: ['*']\n  routes:\n  - to: {service: web, port: 80}\n",
+    )
+    .unwrap()
+}
+
+fn opts(context: Context, api: Api, module: Module) -> RenderOptions {
+    RenderOptions {
+        name: "kubectl-mesh".into(),
+        namespace: "ns".into(),
+        selector: BTreeMap::from([("app".into(), "web".into())]),
+        context,
+        api,
+        module,
+        gateway_deployment: "istio-ingressgateway".into(),
+        gateway: Default::default(),
+        source: "t.yaml".into(),
+    }
+}
+
+#[test]
+fn config_errors_name_file_and_field() {
+    let e = parse_config(
+        "m.yaml",
+        "apiVersion: kubectl-mesh/v1alpha1\nkind: MeshConfig\nhosts:\n- domains: []\n  routes: []\n",
+    )
+    .unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        msg.starts_with("m.yaml: invalid field `hosts[0].domains`"),
+        "{msg}"
+    );
+    assert!(msg.contains("fix:"), "{msg}");
+    let e = parse_config("m.yaml", "apiVersion: x\nkind: MeshConfig\nbogus: 1\n").unwrap_err();
+    assert!(e.to_string().contains("bogus"), "{e}");
+}
+
+#[test]
+fn empty_module_refuses_with_make_hint() {
+    let e = render(
+        &cfg(),
+        &opts(
+            Context::Gateway,
+            Api::Envoyfilter,
+            Module::ConfigMap(vec![]),
+        ),
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("make wasm"), "{e}");
+}
+
+#[test]
+fn oversized_module_points_to_module_url() {
+    let big = vec![0u8; CONFIGMAP_LIMIT + 1];
+    let e = render(
+        &cfg(),
+        &opts(Context::Gateway, Api::Envoyfilter, Module::ConfigMap(big)),
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("--module-url"), "{e}");
+}
+
+#[test]
+fn sidecar_without_selector_is_refused() {
+    let mut o = opts(
+        Context::SidecarInbound,
+        Api::Envoyfilter,
+        Module::ConfigMap(vec![1]),
+    );
+    o.selector.clear();
+    assert!(matches!(
+        render(&cfg(), &o),
+        Err(RenderError::NoSelector(_))
+    ));
+}
+
+#[test]
+fn bad_sha_is_refused() {
+    let m = Module::Remote {
+        url: "https://x/m.wasm".into(),
+        sha256: "abc".into(),
+    };
+    let e = render(&cfg(), &opts(Context::Gateway, Api::Envoyfilter, m)).unwrap_err();
+    assert!(matches!(e, RenderError::BadSha256(_)));
+}
+
+#[test]
+fn sidecar_gets_user_volume_annotations_and_gateway_gets_pod_spec() {
+    let r = render(
+        &cfg(),
+        &opts(
+            Context::SidecarInbound,
+            Api::Envoyfilter,
+            Module::ConfigMap(vec![1]),
+        ),
+    )
+    .unwrap();
+    let mounts = parse_user_volumes(&r.pod_annotations[USER_VOLUME_MOUNT_ANNOTATION]).unwrap();
+    let mount: VolumeMount = serde_json::from_value(mounts[0].clone()).unwrap();
+    assert_eq!(
+        (mount.name.as_str(), mount.mount_path.as_str()),
+        (VOLUME_NAME, MODULE_DIR)
+    );
+    assert!(r.gateway_pod_spec.is_none());
+    let r = render(
+        &cfg(),
+        &opts(
+            Context::Gateway,
+            Api::Envoyfilter,
+            Module::ConfigMap(vec![1]),
+        ),
+    )
+    .unwrap();
+    assert!(!r.pod_annotations.contains_key(USER_VOLUME_ANNOTATION));
+    assert!(r.gateway_pod_spec.is_some());
+}
+
+#[test]
+fn hash_follows_config_and_module() {
+    let o = opts(
+        Context::Gateway,
+        Api::Envoyfilter,
+        Module::ConfigMap(vec![1]),
+    );
+    let a = render(&cfg(), &o).unwrap().config_hash;
+    let o2 = opts(
+        Context::Gateway,
+        Api::Envoyfilter,
+        Module::ConfigMap(vec![2]),
+    );
+    assert_ne!(a, render(&cfg(), &o2).unwrap().config_hash);
+    let mut c = cfg();
+    c.namespace = "other".into();
+    assert_ne!(a, render(&c, &o).unwrap().config_hash);
+}
+
+#[test]
+fn every_object_is_labelled_managed_by() {
+    for api in [Api::Envoyfilter, Api::Wasmplugin, Api::Trafficextension] {
+        let r = render(
+            &cfg(),
+            &opts(Context::SidecarOutbound, api, Module::ConfigMap(vec![1])),
+        )
+        .unwrap();
+        assert_eq!(r.objects.len(), if api == Api::Envoyfilter { 2 } else { 3 });
+        for o in &r.objects {
+            assert_eq!(o["metadata"]["labels"][MANAGED_BY_LABEL], MANAGER, "{o}");
+        }
+    }
+}

@@ -1,0 +1,282 @@
+//! The gateway context against the API emulator: `enable` binds the config's hosts to an
+//! existing Istio Gateway that serves them (or creates one), and `check` reports the anchor,
+//! the Gateway and the VirtualServices that also claim the config's hosts.
+
+// A failed unwrap in a test is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod emulator;
+mod support;
+
+use serde_json::{json, Value};
+use support::*;
+
+const NET: &str = "apis/networking.istio.io/v1beta1";
+
+fn gateway(ns: &str, name: &str, selector: Value, servers: Value) -> Value {
+    json!({
+        "apiVersion": "networking.istio.io/v1beta1", "kind": "Gateway",
+        "metadata": { "namespace": ns, "name": name },
+        "spec": { "selector": selector, "servers": servers },
+    })
+}
+
+fn http(hosts: &[&str]) -> Value {
+    json!({ "port": { "number": 80, "name": "http", "protocol": "HTTP" }, "hosts": hosts })
+}
+
+fn virtual_service(ns: &str, name: &str, gateways: &[&str], hosts: &[&str], http: Value) -> Value {
+    json!({
+        "apiVersion": "networking.istio.io/v1beta1", "kind": "VirtualService",
+        "metadata": { "namespace": ns, "name": name },
+        "spec": { "gateways": gateways, "hosts": hosts, "http": http },
+    })
+}
+
+fn ingress() -> Value {
+    json!({ "istio": "ingressgateway" })
+}
+
+fn anchor_gateways(s: &Setup) -> Value {
+    live(s, NET, "virtualservices", "istio-system", "kubectl-mesh").unwrap()["spec"]["gateways"]
+        .clone()
+}
+
+fn has(r: &Run, line: &str) {
+    assert!(r.stdout.contains(line), "missing {line:?}:\n{r:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enable_binds_the_hosts_to_an_existing_gateway_that_serves_them() {
+    let s = with_gateway().await;
+    {
+        let mut st = s.emu.state();
+        // Sorted first, serving everything, but for other pods: never chosen.
+        st.seed(gateway(
+            "istio-system",
+            "aaa-eastwest",
+            json!({ "istio": "eastwestgateway" }),
+            json!([http(&["*"])]),
+        ));
+        st.seed(gateway(
+            "istio-system",
+            "public",
+            ingress(),
+            json!([http(&["*.backend.com"])]),
+        ));
+    }
+    let r = run(&s, &gateway_enable_args(&[])).await;
+    assert_eq!(r.code, 0, "{r:?}");
+    has(&r, "gateway: using the existing Gateway istio-system/public, which serves api.backend.com, web.backend.com on HTTP port 80");
+    assert!(
+        live(&s, NET, "gateways", "istio-system", "kubectl-mesh").is_none(),
+        "no Gateway of its own"
+    );
+    assert_eq!(anchor_gateways(&s), json!(["istio-system/public"]));
+    let r = run(&s, &gateway_enable_args(&[])).await;
+    has(&r, "nothing to change");
+
+    s.emu.state().advance_rollouts();
+    let r = run(&s, &["check", "-n", "istio-system"]).await;
+    assert_eq!(r.code, 0, "{r:?}");
+    has(
+        &r,
+        "[ok]   Gateway istio-system/public serves api.backend.com, web.backend.com",
+    );
+
+    // Someone deletes it: check fails, and enable creates kubectl-mesh's own and rebinds.
+    s.emu
+        .state()
+        .remove(NET, "gateways", "istio-system", "public");
+    let r = run(&s, &["check", "-n", "istio-system"]).await;
+    assert_ne!(r.code, 0, "{r:?}");
+    has(&r, "[FAIL] Gateway istio-system/public exists");
+    let r = run(&s, &gateway_enable_args(&[])).await;
+    assert_eq!(r.code, 0, "{r:?}");
+    has(&r, "gateway: no Istio Gateway of these pods serves api.backend.com, web.backend.com on HTTP port 80; creating istio-system/kubectl-mesh");
+    assert!(live(&s, NET, "gateways", "istio-system", "kubectl-mesh").is_some());
+    assert_eq!(anchor_gateways(&s), json!(["istio-system/kubectl-mesh"]));
+
+    // Its own Gateway is never taken for an existing one (that would delete it).
+    let r = run(&s, &gateway_enable_args(&[])).await;
+    has(&r, "creating istio-system/kubectl-mesh");
+    has(&r, "nothing to change");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_host_namespaces_decide_whether_a_gateway_can_take_the_anchor() {
+    let s = with_gateway().await;
+    s.emu.state().seed(namespace("apps", json!({})));
+    // `apps/*` admits only VirtualServices of namespace apps; the anchor lives in istio-system.
+    s.emu.state().seed(gateway(
+        "apps",
+        "shared",
+        ingress(),
+        json!([http(&["apps/*"])]),
+    ));
+    let r = run(&s, &gateway_enable_args(&["--dry-run"])).await;
+    assert_eq!(r.code, 0, "{r:?}");
+    has(&r, "creating istio-system/kubectl-mesh");
+    assert!(s.emu.state().writes().is_empty());
+
+    s.emu.state().seed(gateway(
+        "apps",
+        "open",
+        ingress(),
+        json!([http(&["*/api.backend.com", "istio-system/web.backend.com"])]),
+    ));
+    let r = run(&s, &gateway_enable_args(&[])).await;
+    assert_eq!(r.code, 0, "{r:?}");
+    has(&r, "using the existing Gateway apps/open");
+    assert_eq!(anchor_gateways(&s), json!(["apps/open"]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_https_host_another_gateway_terminates_is_not_duplicated() {
+    let s = with_gateway().await;
+    s.emu.state().seed(gateway(
+        "istio-system",
+        "api-tls",
+        ingress(),
+        json!([{
+            "port": { "number": 443, "name": "https", "protocol": "HTTPS" },
+            "tls": { "mode": "SIMPLE", "credentialName": "api-cert" },
+            "hosts": ["api.backend.com"],
+        }]),
+    ));
+    let r = run(&s, &gateway_enable_args(&["--tls-secret", "backend-cert"])).await;
+    assert_eq!(r.code, 0, "{r:?}");
+    has(
+        &r,
+        "gateway: using the existing Gateway istio-system/api-tls: it already terminates HTTPS",
+    );
+    has(&r, "warning: istio-system/api-tls does not serve api.backend.com on HTTP port 80, web.backend.com on HTTP port 80, web.backend.com on HTTPS port 443");
+    assert!(live(&s, NET, "gateways", "istio-system", "kubectl-mesh").is_none());
+
+    s.emu.state().advance_rollouts();
+    let r = run(&s, &["check", "-n", "istio-system"]).await;
+    assert_ne!(r.code, 0, "{r:?}");
+    has(
+        &r,
+        "[FAIL] Gateway istio-system/api-tls serves api.backend.com, web.backend.com",
+    );
+    has(
+        &r,
+        "no server of istio-system/api-tls admits web.backend.com",
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_named_gateway_must_exist() {
+    let s = with_gateway().await;
+    let r = run(
+        &s,
+        &gateway_enable_args(&["--gateway", "istio-system/nope"]),
+    )
+    .await;
+    assert_ne!(r.code, 0, "{r:?}");
+    assert!(
+        r.stderr
+            .contains("--gateway istio-system/nope: no such Istio Gateway"),
+        "{r:?}"
+    );
+    assert!(s.emu.state().writes().is_empty());
+    s.emu.state().seed(gateway(
+        "istio-system",
+        "nope",
+        json!({}),
+        json!([http(&["*"])]),
+    ));
+    let r = run(
+        &s,
+        &gateway_enable_args(&["--gateway", "istio-system/nope"]),
+    )
+    .await;
+    assert_eq!(r.code, 0, "{r:?}");
+    has(
+        &r,
+        "gateway: binding the hosts to istio-system/nope (--gateway)",
+    );
+    assert_eq!(anchor_gateways(&s), json!(["istio-system/nope"]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_warns_about_virtual_services_sharing_the_hosts_and_says_who_wins() {
+    let s = with_gateway().await;
+    assert_eq!(run(&s, &gateway_enable_args(&[])).await.code, 0);
+    {
+        let mut st = s.emu.state();
+        st.advance_rollouts();
+        let route = |host: &str| json!({ "destination": { "host": host } });
+        st.seed(virtual_service(
+            "digimon",
+            "legacy",
+            &["istio-system/kubectl-mesh"],
+            &["api.backend.com"],
+            json!([{
+                "corsPolicy": { "allowOrigins": [{ "exact": "http://web.backend.com" }] },
+                "route": [route("server")],
+            }]),
+        ));
+        st.seed(virtual_service(
+            "istio-system",
+            "wild",
+            &["kubectl-mesh"],
+            &["*.backend.com"],
+            json!([{ "route": [route("web")] }]),
+        ));
+        // A short name means the VirtualService's own namespace: another Gateway.
+        st.seed(virtual_service(
+            "digimon",
+            "elsewhere",
+            &["kubectl-mesh"],
+            &["api.backend.com"],
+            json!([{ "route": [route("server")] }]),
+        ));
+        st.seed(virtual_service(
+            "digimon",
+            "shop",
+            &["istio-system/kubectl-mesh"],
+            &["shop.example"],
+            json!([{ "route": [route("shop")] }]),
+        ));
+        st.seed(virtual_service(
+            "digimon",
+            "in-mesh",
+            &["mesh"],
+            &["api.backend.com"],
+            json!([{ "route": [route("server")] }]),
+        ));
+    }
+    let r = run(&s, &["check", "-n", "istio-system"]).await;
+    assert_eq!(r.code, 0, "warnings only: {r:?}");
+    has(&r, "[warn] VirtualService digimon/legacy also routes api.backend.com on istio-system/kubectl-mesh");
+    has(&r, "[warn] VirtualService istio-system/wild also routes *.backend.com on istio-system/kubectl-mesh");
+    has(
+        &r,
+        "its routing route is inserted first in every virtual host",
+    );
+    has(&r, "its corsPolicy still apply to them");
+    has(
+        &r,
+        "Fix: remove api.backend.com from digimon/legacy's hosts",
+    );
+    for quiet in [
+        "elsewhere",
+        "shop",
+        "in-mesh",
+        "VirtualService istio-system/kubectl-mesh also",
+    ] {
+        assert!(!r.stdout.contains(quiet), "{quiet}: {r:?}");
+    }
+
+    s.emu
+        .state()
+        .remove(NET, "virtualservices", "istio-system", "kubectl-mesh");
+    let r = run(&s, &["check", "-n", "istio-system"]).await;
+    assert_ne!(r.code, 0, "{r:?}");
+    has(
+        &r,
+        "[FAIL] anchor VirtualService istio-system/kubectl-mesh present",
+    );
+}

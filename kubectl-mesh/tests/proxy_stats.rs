@@ -1,0 +1,245 @@
+//! `kubectl mesh check` proves the filter runs: the real binary reads istio-proxy's stats
+//! through the API emulator's pod proxy, which forwards to a real Envoy (1.40) running the
+//! embedded filter with the stats setup of a real Istio gateway (its stats inclusion list and
+//! its :15090 Prometheus listener, from ../shared/fixtures/istio).
+
+// A failed unwrap in a test is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod emulator;
+mod support;
+
+use kubectl_mesh::envoy as builder;
+use serde_json::Value;
+use support::envoy::{self, Envoy, Ports};
+use support::*;
+
+/// Gateway enabled with the digimon example, rolled out; returns the gateway pod's name.
+async fn enabled_gateway() -> (Setup, String) {
+    let s = with_gateway().await;
+    let r = run(&s, &gateway_enable_args(&[])).await;
+    assert_eq!(r.code, 0, "{r:?}");
+    s.emu.state().advance_rollouts();
+    let pods = pod_names(&s, "istio-system");
+    assert_eq!(pods.len(), 1, "{pods:?}");
+    let pod = pods[0].clone();
+    (s, pod)
+}
+
+fn digimon_config() -> mesh_core::MeshConfig {
+    kubectl_mesh::render::load_config(&example_yaml()).unwrap()
+}
+
+/// The gateway pod's port `port` answers with the Envoy's Prometheus listener.
+fn expose(s: &Setup, pod: &str, port: u16, envoy: &Envoy) {
+    s.emu.state().pod_proxies.insert(
+        ("istio-system".into(), pod.into(), port),
+        envoy.ports.prometheus,
+    );
+}
+
+/// Sends the digimon mix through the filter: 3 routed, 2 passed through (a host the config
+/// does not own), 1 CORS preflight and 1 unknown path of an owned host answered by the filter.
+async fn traffic(envoy: &Envoy) {
+    let at = envoy.ports.listen;
+    for _ in 0..3 {
+        let (status, body) = envoy::get(at, "web.backend.com", "/", &[]).await.unwrap();
+        assert_eq!((status, body.as_str()), (200, "upstream"));
+    }
+    for _ in 0..2 {
+        let (status, _) = envoy::get(at, "shop.example", "/", &[]).await.unwrap();
+        assert_eq!(
+            status, 404,
+            "not the config's: Istio's routes (here a 404) decide"
+        );
+    }
+    let preflight = [
+        ("origin", "http://web.backend.com"),
+        ("access-control-request-method", "POST"),
+    ];
+    let (status, _) = envoy::request(
+        at,
+        "OPTIONS",
+        "api.backend.com",
+        "/digimon.Digimon/Query",
+        &preflight,
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 200);
+    let (status, body) = envoy::get(at, "api.backend.com", "/nope", &[])
+        .await
+        .unwrap();
+    assert_eq!(status, 404);
+    assert!(body.contains("not_found"), "{body}");
+}
+
+fn has(r: &Run, line: &str) {
+    assert!(r.stdout.contains(line), "missing {line:?}:\n{r:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_proves_the_filter_runs_and_counts_its_requests() {
+    let (s, pod) = enabled_gateway().await;
+    let dir = envoy::workdir();
+    let ports = Ports::new();
+    let local = envoy::mesh(&digimon_config(), &dir, ports, envoy::upstream().await);
+    let envoy = Envoy::start(&envoy::with_istio_stats(&local, ports, &[]), &dir, ports).await;
+    traffic(&envoy).await;
+    expose(&s, &pod, 15090, &envoy);
+
+    let r = run(&s, &["check", "-n", "istio-system"]).await;
+    assert_eq!(r.code, 0, "{r:?}");
+    has(
+        &r,
+        &format!("[ok]   pod {pod}: filter loaded and configured"),
+    );
+    has(&r, &format!("[ok]   pod {pod}: Wasm VM running"));
+    has(
+        &r,
+        &format!("[ok]   pod {pod}: requests: 3 routed, 2 passed through, 2 answered by the filter (1 CORS preflight, 1 not found)"),
+    );
+    has(&r, &format!("[ok]   pod {pod}: no failed host calls"));
+    let path =
+        format!("GET /api/v1/namespaces/istio-system/pods/{pod}:15090/proxy/stats/prometheus");
+    assert!(s.emu.state().log.contains(&path), "{:?}", s.emu.state().log);
+
+    // Where 15090 cannot be reached, istio-agent's merged endpoint (15020) serves the same.
+    {
+        let mut st = s.emu.state();
+        st.pod_proxies.clear();
+        st.pod_proxies.insert(
+            ("istio-system".into(), pod.clone(), 15020),
+            envoy.ports.prometheus,
+        );
+    }
+    let r = run(&s, &["check", "-n", "istio-system", "-o", "json"]).await;
+    assert_eq!(r.code, 0, "{r:?}");
+    let v: Value = serde_json::from_str(&r.stdout).unwrap();
+    let loaded = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == format!("pod {pod}: filter loaded and configured"))
+        .unwrap_or_else(|| panic!("{r:?}"));
+    assert_eq!(loaded["status"], "pass");
+}
+
+/// Istio's inclusion list keeps `wasmcustom.*` through its `wasm` prefix, and only through it:
+/// without that one pattern the same proxy exports none of the filter's stats.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn istios_wasm_stats_prefix_is_what_keeps_the_counters() {
+    let (s, pod) = enabled_gateway().await;
+    let dir = envoy::workdir();
+    let ports = Ports::new();
+    let local = envoy::mesh(&digimon_config(), &dir, ports, envoy::upstream().await);
+    let envoy = Envoy::start(
+        &envoy::with_istio_stats(&local, ports, &["wasm"]),
+        &dir,
+        ports,
+    )
+    .await;
+    traffic(&envoy).await;
+    expose(&s, &pod, 15090, &envoy);
+    let r = run(&s, &["check", "-n", "istio-system"]).await;
+    assert_ne!(r.code, 0, "{r:?}");
+    has(&r, &format!("[FAIL] pod {pod}: filter loaded"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxy_without_the_filter_is_not_loaded_with_the_fix() {
+    let (s, pod) = enabled_gateway().await;
+    let dir = envoy::workdir();
+    let ports = Ports::new();
+    // The pod's proxy as it runs when it started before enable: no mesh filter at all.
+    let mut local = envoy::mesh(&digimon_config(), &dir, ports, envoy::upstream().await);
+    local.http_filters.clear();
+    let envoy = Envoy::start(&envoy::with_istio_stats(&local, ports, &[]), &dir, ports).await;
+    expose(&s, &pod, 15090, &envoy);
+    let r = run(&s, &["check", "-n", "istio-system"]).await;
+    assert_ne!(r.code, 0, "{r:?}");
+    has(&r, &format!("[FAIL] pod {pod}: filter loaded\n"));
+    has(
+        &r,
+        "hint: not loaded: istio-proxy exports no mesh_filter_* stats",
+    );
+    has(
+        &r,
+        "kubectl rollout restart deployment/istio-ingressgateway",
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_configuration_fails_while_the_old_one_keeps_running() {
+    let (s, pod) = enabled_gateway().await;
+    let dir = envoy::workdir();
+    let ports = Ports::new();
+    let cfg = digimon_config();
+    let local = envoy::mesh(&cfg, &dir, ports, envoy::upstream().await);
+    let (bootstrap, good) = envoy::with_file_lds(envoy::with_istio_stats(&local, ports, &[]), &dir);
+    envoy::write_lds(&dir, 1, &good);
+    let envoy = Envoy::start(&bootstrap, &dir, ports).await;
+    envoy.wait_metric("mesh_filter_config_ok", 1).await;
+    traffic(&envoy).await;
+
+    // istiod pushes a listener whose filter configuration the filter refuses.
+    let bad_config = r#"{"apiVersion":"kubectl-mesh/v1alpha1","kind":"MeshConfig","hosts":[{"domains":["a"],"routes":[{"match":{"regex":"("},"to":{"cluster":"c"}}]}]}"#;
+    let code = builder::local_code(&dir.join("mesh_filter.wasm").display().to_string());
+    let mut bad_local = local.clone();
+    bad_local.http_filters = vec![builder::http_filter(builder::plugin_config_json(
+        bad_config, true, code,
+    ))];
+    let (_, bad) = envoy::with_file_lds(bad_local.bootstrap(), &dir);
+    envoy::write_lds(&dir, 2, &bad);
+    envoy.wait_metric("mesh_filter_config_ok", 0).await;
+    let (status, _) = envoy::get(envoy.ports.listen, "web.backend.com", "/", &[])
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "Envoy keeps the listener it had");
+
+    expose(&s, &pod, 15090, &envoy);
+    let r = run(&s, &["check", "-n", "istio-system"]).await;
+    assert_ne!(r.code, 0, "{r:?}");
+    has(
+        &r,
+        &format!("[FAIL] pod {pod}: filter loaded and configured"),
+    );
+    has(&r, "refused the filter's last configuration");
+    has(
+        &r,
+        &format!("kubectl logs {pod} -c istio-proxy | grep mesh-filter"),
+    );
+    assert!(
+        envoy.log().contains("hosts[0].routes[0].match.regex"),
+        "the log the hint points at names the field"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_proxy_is_a_warning_naming_the_cause() {
+    let (s, pod) = enabled_gateway().await;
+    // Nothing listens on the pod's ports: the API server answers 503.
+    let r = run(&s, &["check", "-n", "istio-system"]).await;
+    assert_eq!(r.code, 0, "a warning, not a failure: {r:?}");
+    has(&r, &format!("[warn] pod {pod}: proxy stats readable"));
+    has(&r, "connect: connection refused");
+    has(&r, "pods/proxy");
+    let log = s.emu.state().log.clone();
+    for port in [15090, 15020] {
+        let path =
+            format!("GET /api/v1/namespaces/istio-system/pods/{pod}:{port}/proxy/stats/prometheus");
+        assert_eq!(
+            log.iter().filter(|l| **l == path).count(),
+            1,
+            "no retries: {log:?}"
+        );
+    }
+    // Without RBAC for pods/proxy.
+    s.emu
+        .state()
+        .forbidden
+        .push(("pods/proxy".into(), "*".into()));
+    let r = run(&s, &["check", "-n", "istio-system"]).await;
+    assert_eq!(r.code, 0, "{r:?}");
+    has(&r, "cannot get resource \"pods/proxy\"");
+}

@@ -1,0 +1,327 @@
+//! Istio's EnvoyFilter semantics, for the operations kubectl-mesh renders: which listeners,
+//! filter chains, filters, route configurations, virtual hosts and routes a patch matches, and
+//! what `MERGE`, `INSERT_BEFORE` and `INSERT_FIRST` do there (after istiod's
+//! `pilot/pkg/networking/core/envoyfilter`). Any other operation or match field is an error:
+//! a patch this harness cannot apply faithfully must fail the test, not be skipped.
+
+use super::dump::Proxy;
+use anyhow::{bail, Context as _};
+use serde_json::{Map, Value};
+
+/// How many places each patch changed, in patch order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Applied(pub Vec<usize>);
+
+/// The (applyTo, operation) pairs kubectl-mesh renders and this harness implements.
+const SUPPORTED: &[(&str, &str)] = &[
+    ("NETWORK_FILTER", "MERGE"),
+    ("HTTP_FILTER", "INSERT_BEFORE"),
+    ("HTTP_ROUTE", "INSERT_FIRST"),
+    ("HTTP_ROUTE", "MERGE"),
+];
+
+/// Applies `patches` (EnvoyFilter `configPatches`, in order) to `proxy`, in the order istiod
+/// applies them: listener patches (network filters, then HTTP filters) when it builds
+/// listeners, route patches when it builds route configurations.
+pub fn apply(proxy: &mut Proxy, patches: &[Value]) -> anyhow::Result<Applied> {
+    let mut counts = vec![0; patches.len()];
+    for (i, p) in patches.iter().enumerate() {
+        let key = (str_of(p, "applyTo"), str_of(&p["patch"], "operation"));
+        if !SUPPORTED.contains(&key) {
+            bail!(
+                "patch {i}: {} {} is not an operation the harness implements (kubectl-mesh does not render it)",
+                key.0,
+                key.1
+            );
+        }
+    }
+    for apply_to in ["NETWORK_FILTER", "HTTP_FILTER"] {
+        for (i, p) in patches.iter().enumerate() {
+            if str_of(p, "applyTo") != apply_to {
+                continue;
+            }
+            let ctx: Vec<&'static str> = proxy
+                .listeners
+                .iter()
+                .map(|l| proxy.listener_context(l))
+                .collect();
+            for (l, ctx) in proxy.listeners.iter_mut().zip(ctx) {
+                counts[i] += patch_listener(l, ctx, p).with_context(|| format!("patch {i}"))?;
+            }
+        }
+    }
+    for (i, p) in patches.iter().enumerate() {
+        if str_of(p, "applyTo") != "HTTP_ROUTE" {
+            continue;
+        }
+        let rds_ctx = proxy.rds_context();
+        for rc in proxy.routes.values_mut() {
+            counts[i] +=
+                patch_route_config(rc, rds_ctx, p).with_context(|| format!("patch {i}"))?;
+        }
+        // Inline route configurations (the sidecar's inbound listener) are patched in their
+        // listener's context.
+        let ctx: Vec<&'static str> = proxy
+            .listeners
+            .iter()
+            .map(|l| proxy.listener_context(l))
+            .collect();
+        for (l, ctx) in proxy.listeners.iter_mut().zip(ctx) {
+            for hcm in hcms(l) {
+                if let Some(rc) = hcm.get_mut("route_config") {
+                    counts[i] +=
+                        patch_route_config(rc, ctx, p).with_context(|| format!("patch {i}"))?;
+                }
+            }
+        }
+    }
+    Ok(Applied(counts))
+}
+
+/// Inserts `filter` just before the router in every HTTP connection manager of `context`:
+/// where istiod places a WasmPlugin/TrafficExtension without a phase.
+pub fn place_plugin(proxy: &mut Proxy, context: &str, filter: &Value) -> usize {
+    let ctx: Vec<&'static str> = proxy
+        .listeners
+        .iter()
+        .map(|l| proxy.listener_context(l))
+        .collect();
+    let mut n = 0;
+    for (l, c) in proxy.listeners.iter_mut().zip(ctx) {
+        if c != context {
+            continue;
+        }
+        for hcm in hcms(l) {
+            if let Some(filters) = hcm.get_mut("http_filters").and_then(Value::as_array_mut) {
+                if let Some(at) = filters.iter().position(|f| f["name"] == ROUTER) {
+                    filters.insert(at, filter.clone());
+                    n += 1;
+                }
+            }
+        }
+    }
+    n
+}
+
+const ROUTER: &str = "envoy.filters.http.router";
+const HCM: &str = "envoy.filters.network.http_connection_manager";
+
+fn str_of<'a>(v: &'a Value, key: &str) -> &'a str {
+    v[key].as_str().unwrap_or_default()
+}
+
+/// Fails on match fields the harness does not implement, so none is silently ignored.
+fn only_keys(v: &Value, allowed: &[&str], what: &str) -> anyhow::Result<()> {
+    for k in v.as_object().into_iter().flat_map(Map::keys) {
+        if !allowed.contains(&k.as_str()) {
+            bail!("{what}.{k} is not implemented by the harness");
+        }
+    }
+    Ok(())
+}
+
+fn context_matches(m: &Value, context: &str) -> bool {
+    matches!(m["context"].as_str(), None | Some("ANY")) || m["context"] == context
+}
+
+/// Every filter chain of a listener, including the default one.
+fn chains(l: &mut Value) -> Vec<&mut Value> {
+    let mut out: Vec<&mut Value> = Vec::new();
+    let obj = match l.as_object_mut() {
+        Some(o) => o,
+        None => return out,
+    };
+    for (k, v) in obj.iter_mut() {
+        match k.as_str() {
+            "filter_chains" => out.extend(v.as_array_mut().into_iter().flatten()),
+            "default_filter_chain" => out.push(v),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// The HTTP connection managers' typed configs of a listener.
+fn hcms(l: &mut Value) -> Vec<&mut Map<String, Value>> {
+    chains(l)
+        .into_iter()
+        .flat_map(|c| c["filters"].as_array_mut().into_iter().flatten())
+        .filter(|f| f["name"] == HCM)
+        .filter_map(|f| f["typed_config"].as_object_mut())
+        .collect()
+}
+
+fn patch_listener(l: &mut Value, context: &str, p: &Value) -> anyhow::Result<usize> {
+    let m = &p["match"];
+    only_keys(m, &["context", "listener"], "match")?;
+    if !context_matches(m, context) {
+        return Ok(0);
+    }
+    let lm = &m["listener"];
+    only_keys(lm, &["name", "portNumber", "filterChain"], "match.listener")?;
+    if lm["name"].is_string() && lm["name"] != l["name"] {
+        return Ok(0);
+    }
+    if let Some(port) = lm["portNumber"].as_u64() {
+        if l["address"]["socket_address"]["port_value"].as_u64() != Some(port) {
+            return Ok(0);
+        }
+    }
+    let fcm = &lm["filterChain"];
+    only_keys(fcm, &["filter"], "match.listener.filterChain")?;
+    let fm = &fcm["filter"];
+    only_keys(
+        fm,
+        &["name", "subFilter"],
+        "match.listener.filterChain.filter",
+    )?;
+    only_keys(
+        &fm["subFilter"],
+        &["name"],
+        "match.listener.filterChain.filter.subFilter",
+    )?;
+    let value = &p["patch"]["value"];
+    let mut n = 0;
+    for chain in chains(l) {
+        for f in chain["filters"].as_array_mut().into_iter().flatten() {
+            if fm["name"].is_string() && fm["name"] != f["name"] {
+                continue;
+            }
+            match (str_of(p, "applyTo"), str_of(&p["patch"], "operation")) {
+                ("NETWORK_FILTER", "MERGE") => {
+                    if fm["subFilter"].is_object() {
+                        bail!("NETWORK_FILTER with a subFilter match");
+                    }
+                    merge(f, value);
+                    n += 1;
+                }
+                ("HTTP_FILTER", "INSERT_BEFORE") => {
+                    let Some(sub) = fm["subFilter"]["name"].as_str() else {
+                        bail!("INSERT_BEFORE without match.listener.filterChain.filter.subFilter.name is not implemented");
+                    };
+                    let Some(filters) = f["typed_config"]["http_filters"].as_array_mut() else {
+                        continue;
+                    };
+                    if let Some(at) = filters.iter().position(|h| h["name"] == sub) {
+                        filters.insert(at, value.clone());
+                        n += 1;
+                    }
+                }
+                (a, o) => bail!("{a} {o} on a listener"),
+            }
+        }
+    }
+    Ok(n)
+}
+
+/// The port istiod encodes in a sidecar route configuration's name (`80`,
+/// `inbound|8080||`, `svc.ns.svc.cluster.local:8080`).
+fn route_port(name: &str) -> Option<u64> {
+    if let Some(rest) = name.strip_prefix("inbound|") {
+        return rest.split('|').next()?.parse().ok();
+    }
+    name.parse().ok()
+}
+
+fn patch_route_config(rc: &mut Value, context: &str, p: &Value) -> anyhow::Result<usize> {
+    let m = &p["match"];
+    only_keys(m, &["context", "routeConfiguration"], "match")?;
+    if !context_matches(m, context) {
+        return Ok(0);
+    }
+    let rm = &m["routeConfiguration"];
+    only_keys(
+        rm,
+        &["name", "portNumber", "vhost"],
+        "match.routeConfiguration",
+    )?;
+    let name = str_of(rc, "name");
+    if rm["name"].is_string() && rm["name"] != name {
+        return Ok(0);
+    }
+    if let Some(port) = rm["portNumber"].as_u64() {
+        if context == "GATEWAY" {
+            bail!("routeConfiguration.portNumber at a gateway is not implemented");
+        }
+        if route_port(name) != Some(port) {
+            return Ok(0);
+        }
+    }
+    let vm = &rm["vhost"];
+    only_keys(vm, &["name", "route"], "match.routeConfiguration.vhost")?;
+    only_keys(
+        &vm["route"],
+        &["name"],
+        "match.routeConfiguration.vhost.route",
+    )?;
+    let value = &p["patch"]["value"];
+    let op = str_of(&p["patch"], "operation");
+    let mut n = 0;
+    for vh in rc["virtual_hosts"].as_array_mut().into_iter().flatten() {
+        if vm["name"].is_string() && vm["name"] != vh["name"] {
+            continue;
+        }
+        let routes = match vh.get_mut("routes").and_then(Value::as_array_mut) {
+            Some(r) => r,
+            None => continue,
+        };
+        match op {
+            // As istiod: merges into every matching route of the vhost.
+            "MERGE" => {
+                for r in routes.iter_mut() {
+                    if vm["route"]["name"].is_string() && vm["route"]["name"] != r["name"] {
+                        continue;
+                    }
+                    merge(r, value);
+                    n += 1;
+                }
+            }
+            // Without a route match, INSERT_FIRST puts the route first in the vhost.
+            "INSERT_FIRST" if vm["route"].is_null() => {
+                routes.insert(0, value.clone());
+                n += 1;
+            }
+            _ => bail!("HTTP_ROUTE {op} with a route match is not implemented"),
+        }
+    }
+    Ok(n)
+}
+
+/// istiod's merge (protobuf `Merge` on the JSON form): objects merge field by field, lists
+/// are appended to, anything else is replaced.
+pub fn merge(dst: &mut Value, src: &Value) {
+    match (dst, src) {
+        (Value::Object(d), Value::Object(s)) => {
+            for (k, v) in s {
+                match d.get_mut(k) {
+                    Some(existing) => merge(existing, v),
+                    None => {
+                        d.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+        }
+        (Value::Array(d), Value::Array(s)) => d.extend(s.iter().cloned()),
+        (d, s) => *d = s.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn merge_is_protobuf_merge() {
+        let mut d = json!({"a": {"b": 1, "l": [1]}, "s": "x"});
+        merge(&mut d, &json!({"a": {"c": 2, "l": [2]}, "s": "y"}));
+        assert_eq!(d, json!({"a": {"b": 1, "c": 2, "l": [1, 2]}, "s": "y"}));
+    }
+
+    #[test]
+    fn route_ports_follow_istio_names() {
+        assert_eq!(route_port("80"), Some(80));
+        assert_eq!(route_port("inbound|8080||"), Some(8080));
+        assert_eq!(route_port("svc.ns.svc.cluster.local:8080"), None);
+    }
+}

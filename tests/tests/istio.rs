@@ -1,0 +1,501 @@
+//! The Istio-shape suite: what `kubectl mesh render` emits, applied with Istio's EnvoyFilter
+//! semantics to real config dumps of Istio gateways and sidecars, run in real Envoy. Per dump
+//! and context: the config's hosts are routed with CORS and gRPC-Web translation, preflights
+//! are answered, a client cannot pick the upstream, and every request Istio's own routes served
+//! before the patches gets the same upstream and status after them. See tests/istio/README.md.
+
+use kubectl_mesh::envoy as builder;
+use kubectl_mesh::render::{self, Api, Context, GatewayOptions, Module, RenderOptions};
+use mesh_tests::client::Request;
+use mesh_tests::istio::dump::{Proxy, ProxyKind};
+use mesh_tests::istio::runnable::{Runnable, Upstreams};
+use mesh_tests::istio::traffic::{istio_probes, listener, Outcome, Running};
+use mesh_tests::istio::{envoyfilter, fixtures, istiod};
+use mesh_tests::workspace_root;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+const SERVER: &str = "outbound|6000||server.digimon.svc.cluster.local";
+const WEB: &str = "outbound|8060||web.digimon.svc.cluster.local";
+const ORIGIN: &str = "http://web.backend.com";
+/// A gRPC-Web text call: one frame, base64 (20 characters, 13 bytes decoded).
+const GRPC_WEB_BODY: &str = "AAAAAAYKBEFndW1vbg==";
+
+fn example() -> PathBuf {
+    workspace_root().join("examples/digimon/mesh.yaml")
+}
+
+/// The server's own part of the example (what its sidecar-inbound filter can do).
+fn server_only() -> PathBuf {
+    workspace_root().join("kubectl-mesh/tests/fixtures/digimon-server.yaml")
+}
+
+fn gateway_1_20() -> Proxy {
+    Proxy::load(
+        &fixtures().join("gateway-1.20-ossm2.6-config_dump.json"),
+        ProxyKind::Gateway,
+    )
+    .unwrap()
+}
+
+fn sidecar_1_20() -> Proxy {
+    Proxy::load(
+        &fixtures().join("sidecar-1.20-ossm2.6-config_dump.json"),
+        ProxyKind::Sidecar,
+    )
+    .unwrap()
+}
+
+/// Istio's own gateway route test data (one virtual host per host, no `*`), served through
+/// the 1.20 gateway's listener.
+fn gateway_routes(file: &str) -> Proxy {
+    Proxy::routes_only(&fixtures().join(file), &gateway_1_20()).unwrap()
+}
+
+/// Renders `config` for `context` and `api` as `kubectl mesh render` does.
+fn render(
+    config: &std::path::Path,
+    context: Context,
+    api: Api,
+) -> (mesh_core::MeshConfig, Vec<Value>) {
+    let cfg = render::load_config(config).unwrap();
+    let opts = RenderOptions {
+        name: "kubectl-mesh".into(),
+        namespace: "istio-system".into(),
+        selector: BTreeMap::from([("app".into(), "x".into())]),
+        context,
+        api,
+        module: Module::ConfigMap(b"\0asm\x01\0\0\0".to_vec()),
+        gateway_deployment: "istio-ingressgateway".into(),
+        gateway: GatewayOptions::default(),
+        source: config.display().to_string(),
+    };
+    (cfg.clone(), render::render(&cfg, &opts).unwrap().objects)
+}
+
+/// Points every module path in `v` at the module this build made.
+fn local_module(v: &mut Value) {
+    let path = format!("{}/{}", render::MODULE_DIR, render::MODULE_FILE);
+    match v {
+        Value::String(s) if *s == path => {
+            *s = mesh_tests::envoy::wasm_module().display().to_string();
+        }
+        Value::Array(a) => a.iter_mut().for_each(local_module),
+        Value::Object(m) => m.values_mut().for_each(local_module),
+        _ => {}
+    }
+}
+
+fn kind<'a>(objects: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    objects.iter().filter(|o| o["kind"] == kind).collect()
+}
+
+/// The proxy with everything kubectl-mesh adds: the anchor VirtualService as istiod builds it
+/// (gateways), the WasmPlugin/TrafficExtension filter where istiod places it, and the
+/// EnvoyFilter patches. Asserts that every patch landed somewhere.
+fn patched(base: &Proxy, objects: &[Value], context: Context) -> Proxy {
+    let mut p = base.clone();
+    let istio_ctx = context.istio();
+    if let Some(vs) = kind(objects, "VirtualService").first() {
+        let port = kind(objects, "Gateway")
+            .first()
+            .and_then(|g| g["spec"]["servers"][0]["port"]["number"].as_u64())
+            .unwrap_or(80);
+        assert!(istiod::add_virtual_service(&mut p, vs, port).unwrap() > 0);
+    }
+    for plugin in kind(objects, "WasmPlugin")
+        .into_iter()
+        .chain(kind(objects, "TrafficExtension"))
+    {
+        let spec = &plugin["spec"];
+        let wasm = if spec["wasm"].is_object() {
+            &spec["wasm"]
+        } else {
+            spec
+        };
+        // istiod hands pluginConfig to the filter as JSON text; the module comes from `url`.
+        assert_eq!(
+            wasm["url"],
+            format!("file://{}/{}", render::MODULE_DIR, render::MODULE_FILE)
+        );
+        let filter = builder::http_filter(builder::plugin_config_json(
+            &wasm["pluginConfig"].to_string(),
+            wasm["failStrategy"] == "FAIL_OPEN",
+            builder::local_code(&mesh_tests::envoy::wasm_module().display().to_string()),
+        ));
+        assert!(envoyfilter::place_plugin(&mut p, istio_ctx, &filter) > 0);
+    }
+    let mut patches: Vec<Value> = kind(objects, "EnvoyFilter")
+        .into_iter()
+        .flat_map(|f| f["spec"]["configPatches"].as_array().unwrap().clone())
+        .collect();
+    patches.iter_mut().for_each(local_module);
+    let applied = envoyfilter::apply(&mut p, &patches).unwrap();
+    for (patch, n) in patches.iter().zip(&applied.0) {
+        assert!(
+            *n > 0,
+            "{}: this patch matched nothing, so it would do nothing in Istio:\n{patch:#}",
+            base.name
+        );
+    }
+    p
+}
+
+/// Istio's own routes, before and after: same upstream, same status, also for requests that
+/// carry the filter's reserved headers (which the patches strip before anything reads them).
+fn istio_routes_are_untouched(base: &Proxy, after: &Proxy, cfg: &mesh_core::MeshConfig) {
+    let (n, diffs) = route_diffs(base, after, cfg);
+    eprintln!(
+        "{}: {n} requests on Istio's own routes, {} differ",
+        base.name,
+        diffs.len()
+    );
+    assert!(
+        diffs.is_empty(),
+        "{}: Istio's own routes changed:\n{}",
+        base.name,
+        diffs.join("\n")
+    );
+}
+
+/// The requests on Istio's own routes whose outcome the patches changed (and how many were
+/// sent).
+fn route_diffs(base: &Proxy, after: &Proxy, cfg: &mesh_core::MeshConfig) -> (usize, Vec<String>) {
+    let mut ups = Upstreams::default();
+    let before_rt = Runnable::new(base, &mut ups, &[]).unwrap();
+    let clusters: Vec<String> = mesh_core::compile(cfg)
+        .unwrap()
+        .clusters()
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    let after_rt = Runnable::new(after, &mut ups, &clusters).unwrap();
+    let labels = |rt: &Runnable| {
+        rt.listeners
+            .iter()
+            .map(|l| l.label.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(labels(&before_rt), labels(&after_rt));
+    let probes = istio_probes(&before_rt);
+    assert!(probes.len() >= 3, "{}: too few probes", base.name);
+    let spoofed: Vec<_> = probes
+        .iter()
+        .cloned()
+        .map(|mut p| {
+            p.req = p
+                .req
+                .header(mesh_core::UPSTREAM_HEADER, SERVER)
+                .header(mesh_core::GRPC_WEB_HEADER, "1");
+            p.what += " (with x-mesh-upstream and x-mesh-grpc-web)";
+            p
+        })
+        .collect();
+    let all: Vec<_> = probes.into_iter().chain(spoofed).collect();
+    let before = Running::start(&before_rt).unwrap().outcomes(&all);
+    let after = Running::start(&after_rt).unwrap().outcomes(&all);
+    let diffs: Vec<String> = all
+        .iter()
+        .zip(before.iter().zip(&after))
+        .filter(|(_, (b, a))| b != a)
+        .map(|(p, (b, a))| format!("  {}: before {b}, after {a}", p.what))
+        .collect();
+    (all.len(), diffs)
+}
+
+/// The config's hosts through the patched proxy's listener `at` (gateway, sidecar-outbound).
+fn config_hosts_are_routed(after: &Proxy, cfg: &mesh_core::MeshConfig, at: &str) {
+    let mut ups = Upstreams::default();
+    let clusters: Vec<String> = [SERVER, WEB].map(str::to_owned).to_vec();
+    let rt = Runnable::new(after, &mut ups, &clusters).unwrap();
+    let li = listener(&rt, at).unwrap_or_else(|| panic!("{}: no listener {at}", after.name));
+    let run = Running::start(&rt).unwrap();
+    let _ = cfg;
+
+    let preflight = run.send(
+        li,
+        &Request::new("OPTIONS", "api.backend.com", "/digimon.Digimon/Create")
+            .header("origin", ORIGIN)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "content-type,x-grpc-web"),
+    );
+    assert_eq!(preflight.status, 200, "{}: {preflight:?}", after.name);
+    assert_eq!(
+        preflight.header("access-control-allow-origin"),
+        Some(ORIGIN)
+    );
+    assert!(
+        preflight.header("x-upstream").is_none(),
+        "answered by the filter"
+    );
+
+    let call = run.send(
+        li,
+        &Request::new("POST", "api.backend.com", "/digimon.Digimon/Create")
+            .header("origin", ORIGIN)
+            .header("content-type", "application/grpc-web-text")
+            .header("x-grpc-web", "1")
+            .body(GRPC_WEB_BODY),
+    );
+    assert_eq!(
+        call.header("access-control-allow-origin"),
+        Some(ORIGIN),
+        "{call:?}"
+    );
+    assert_eq!(
+        call.header("access-control-allow-credentials"),
+        Some("true")
+    );
+    let got = ups.0[SERVER].log.lock().unwrap().last().cloned();
+    let got = got.unwrap_or_else(|| panic!("{}: the server got nothing: {call:?}", after.name));
+    assert_eq!(got.path, "/digimon.Digimon/Create");
+    assert_eq!(
+        got.header("content-type"),
+        Some("application/grpc"),
+        "translated"
+    );
+    assert_eq!(got.body_len, 13);
+    assert_eq!(got.header(mesh_core::UPSTREAM_HEADER), None);
+    assert_eq!(got.header(mesh_core::GRPC_WEB_HEADER), None);
+
+    // The web host, also with a client trying to pick the server itself.
+    for spoof in [None, Some(SERVER)] {
+        let mut req = Request::get("web.backend.com", "/index.html");
+        if let Some(s) = spoof {
+            req = req.header(mesh_core::UPSTREAM_HEADER, s);
+        }
+        let r = run.send(li, &req);
+        let got = Outcome::from(&r);
+        assert_eq!(
+            (got.status, got.upstream.as_deref()),
+            (200, Some(WEB)),
+            "{}: {r:?}",
+            after.name
+        );
+    }
+    // A path the config does not route on its own host: the filter's 404.
+    let r = run.send(li, &Request::get("api.backend.com", "/admin"));
+    assert_eq!((r.status, r.header("x-upstream")), (404, None), "{r:?}");
+    assert_eq!(r.header("content-type"), Some("application/json"));
+}
+
+fn upstream_case(base: Proxy, context: Context, api: Api, at: &str) {
+    let (cfg, objects) = render(&example(), context, api);
+    let after = patched(&base, &objects, context);
+    istio_routes_are_untouched(&base, &after, &cfg);
+    config_hosts_are_routed(&after, &cfg, at);
+}
+
+#[test]
+fn gateway_1_20_envoyfilter() {
+    upstream_case(
+        gateway_1_20(),
+        Context::Gateway,
+        Api::Envoyfilter,
+        "0.0.0.0_8080",
+    );
+}
+
+#[test]
+fn gateway_1_20_wasmplugin() {
+    upstream_case(
+        gateway_1_20(),
+        Context::Gateway,
+        Api::Wasmplugin,
+        "0.0.0.0_8080",
+    );
+}
+
+#[test]
+fn gateway_1_20_trafficextension() {
+    upstream_case(
+        gateway_1_20(),
+        Context::Gateway,
+        Api::Trafficextension,
+        "0.0.0.0_8080",
+    );
+}
+
+#[test]
+fn gateway_with_a_virtual_host_per_host_istio_gateway() {
+    upstream_case(
+        gateway_routes("gateway-1.21dev-routes-istio-gateway.json"),
+        Context::Gateway,
+        Api::Envoyfilter,
+        "gateway-for-http.8080",
+    );
+}
+
+#[test]
+fn gateway_with_a_virtual_host_per_host_gateway_api() {
+    upstream_case(
+        gateway_routes("gateway-1.21dev-routes-k8s-gateway-api.json"),
+        Context::Gateway,
+        Api::Envoyfilter,
+        "gateway-for-http.80",
+    );
+}
+
+#[test]
+fn sidecar_1_20_outbound() {
+    upstream_case(
+        sidecar_1_20(),
+        Context::SidecarOutbound,
+        Api::Envoyfilter,
+        "0.0.0.0_80/",
+    );
+}
+
+#[test]
+fn sidecar_1_20_outbound_wasmplugin() {
+    upstream_case(
+        sidecar_1_20(),
+        Context::SidecarOutbound,
+        Api::Wasmplugin,
+        "0.0.0.0_80/",
+    );
+}
+
+fn inbound_case(api: Api) {
+    let base = sidecar_1_20();
+    let (cfg, objects) = render(&server_only(), Context::SidecarInbound, api);
+    let after = patched(&base, &objects, Context::SidecarInbound);
+    istio_routes_are_untouched(&base, &after, &cfg);
+
+    // The workload's own inbound HTTP chain: the filter answers preflights and adds CORS, and
+    // the request is delivered to the workload itself (Istio's inbound cluster), not routed
+    // out again.
+    let mut ups = Upstreams::default();
+    let rt = Runnable::new(&after, &mut ups, &[]).unwrap();
+    let li = listener(&rt, "virtualInbound/0.0.0.0_8080").expect("inbound chain for port 8080");
+    let run = Running::start(&rt).unwrap();
+    let r = run.send(
+        li,
+        &Request::new("OPTIONS", "api.backend.com", "/digimon.Digimon/Create")
+            .header("origin", ORIGIN)
+            .header("access-control-request-method", "POST"),
+    );
+    assert_eq!((r.status, r.header("x-upstream")), (200, None), "{r:?}");
+    assert_eq!(r.header("access-control-allow-origin"), Some(ORIGIN));
+    let r = run.send(
+        li,
+        &Request::new("POST", "api.backend.com", "/digimon.Digimon/Create")
+            .header("origin", ORIGIN)
+            .header("content-type", "application/grpc-web-text")
+            .body(GRPC_WEB_BODY),
+    );
+    assert_eq!(r.header("x-upstream"), Some("inbound|8080||"), "{r:?}");
+    assert_eq!(r.header("access-control-allow-origin"), Some(ORIGIN));
+    let got = ups.0["inbound|8080||"]
+        .log
+        .lock()
+        .unwrap()
+        .last()
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        got.header("content-type"),
+        Some("application/grpc"),
+        "translated"
+    );
+    assert_eq!(got.header(mesh_core::UPSTREAM_HEADER), None);
+    assert_eq!(got.header(mesh_core::GRPC_WEB_HEADER), None);
+    // In-mesh calls to the workload by its service name are not the config's: untouched.
+    let r = run.send(
+        li,
+        &Request::get(
+            "hello-openshift.vanilla-playground.svc.cluster.local:8080",
+            "/",
+        )
+        .header("origin", ORIGIN),
+    );
+    assert_eq!(r.header("x-upstream"), Some("inbound|8080||"), "{r:?}");
+    assert_eq!(r.header("access-control-allow-origin"), None);
+}
+
+#[test]
+fn sidecar_1_20_inbound() {
+    inbound_case(Api::Envoyfilter);
+}
+
+#[test]
+fn sidecar_1_20_inbound_wasmplugin() {
+    inbound_case(Api::Wasmplugin);
+}
+
+#[test]
+fn an_operation_the_harness_does_not_know_fails_the_test() {
+    let mut p = gateway_1_20();
+    let patch = serde_json::json!({
+        "applyTo": "VIRTUAL_HOST",
+        "match": { "context": "GATEWAY" },
+        "patch": { "operation": "ADD", "value": { "name": "x", "domains": ["x"] } },
+    });
+    let err = envoyfilter::apply(&mut p, &[patch])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("VIRTUAL_HOST ADD"), "{err}");
+}
+
+// ---- the checks can fail: what each part of the rendered objects is for -------------------
+
+#[test]
+fn a_filter_that_owns_every_host_is_caught_changing_istio_routes() {
+    let text =
+        std::fs::read_to_string(example()).unwrap() + "notFound: { status: 404, body: owned }\n";
+    let file = std::env::temp_dir().join(format!("istio-owns-all-{}.yaml", std::process::id()));
+    std::fs::write(&file, text).unwrap();
+    let base = gateway_1_20();
+    let (cfg, objects) = render(&file, Context::Gateway, Api::Envoyfilter);
+    let after = patched(&base, &objects, Context::Gateway);
+    let (_, diffs) = route_diffs(&base, &after, &cfg);
+    assert!(
+        !diffs.is_empty(),
+        "an explicit notFound answers Istio's hosts too"
+    );
+}
+
+/// The gateway patches without the Wasm filter: what the proxy does while the filter's VM is
+/// down (fail open at a shared gateway), optionally without the native header strip too.
+fn without_the_filter(strip: bool) -> Vec<String> {
+    let base = gateway_1_20();
+    let (cfg, mut objects) = render(&example(), Context::Gateway, Api::Envoyfilter);
+    for o in objects.iter_mut().filter(|o| o["kind"] == "EnvoyFilter") {
+        let patches = o["spec"]["configPatches"].as_array_mut().unwrap();
+        patches.retain(|p| p["patch"]["value"]["name"] != builder::FILTER_NAME);
+        if !strip {
+            patches.retain(|p| p["applyTo"] != "NETWORK_FILTER");
+        }
+    }
+    let after = patched(&base, &objects, Context::Gateway);
+    route_diffs(&base, &after, &cfg).1
+}
+
+#[test]
+fn with_the_filter_down_the_native_header_strip_still_keeps_clients_from_picking_the_upstream() {
+    let diffs = without_the_filter(true);
+    assert!(diffs.is_empty(), "{diffs:#?}");
+    // The check sees it when the strip is missing too: spoofed requests reach the server.
+    let diffs = without_the_filter(false);
+    assert!(
+        diffs
+            .iter()
+            .any(|d| d.contains("with x-mesh-upstream") && d.contains(SERVER)),
+        "{diffs:#?}"
+    );
+}
+
+#[test]
+fn without_the_anchor_virtual_service_a_gateway_with_per_host_vhosts_does_not_route_the_config() {
+    let base = gateway_routes("gateway-1.21dev-routes-istio-gateway.json");
+    let (_, mut objects) = render(&example(), Context::Gateway, Api::Envoyfilter);
+    objects.retain(|o| o["kind"] != "VirtualService");
+    let after = patched(&base, &objects, Context::Gateway);
+    let mut ups = Upstreams::default();
+    let rt = Runnable::new(&after, &mut ups, &[SERVER.into(), WEB.into()]).unwrap();
+    let run = Running::start(&rt).unwrap();
+    let r = run.send(0, &Request::get("web.backend.com", "/"));
+    // Envoy's own "no route": no virtual host takes the config's hosts without the anchor.
+    assert_eq!(Outcome::from(&r), Outcome::plain(404, None), "{r:?}");
+}
