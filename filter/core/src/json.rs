@@ -222,20 +222,23 @@ impl<'de> Reader<'de> {
     fn string(&mut self) -> Result<std::borrow::Cow<'de, str>, JsonError> {
         self.eat(b'"')?;
         let start = self.at;
-        loop {
-            match self.next() {
-                Some(b'"') => {
-                    let s = self.src.get(start..self.at - 1).unwrap_or_default();
-                    return Ok(std::borrow::Cow::Borrowed(s));
-                }
-                Some(b'\\') => break,
-                Some(b) if b < 0x20 => return Err(self.syntax("control character in string")),
-                Some(_) => {}
-                None => return Err(self.syntax("EOF while parsing a string")),
+        // Most strings have no escapes: find the end in one scan and borrow.
+        let rest = self.text.get(start..).unwrap_or_default();
+        let stop = rest
+            .iter()
+            .position(|&b| b == b'"' || b == b'\\' || b < 0x20);
+        self.at = start + stop.unwrap_or(rest.len());
+        match stop.and_then(|i| rest.get(i)) {
+            Some(b'"') => {
+                let s = self.src.get(start..self.at).unwrap_or_default();
+                self.at += 1;
+                return Ok(std::borrow::Cow::Borrowed(s));
             }
+            Some(b'\\') => {}
+            Some(_) => return Err(self.syntax("control character in string")),
+            None => return Err(self.syntax("EOF while parsing a string")),
         }
         // Escapes: continue into an owned buffer.
-        self.at -= 1;
         let mut out: Vec<u8> = self.text.get(start..self.at).unwrap_or_default().to_vec();
         loop {
             match self.next() {
