@@ -133,9 +133,10 @@ fn machine() -> String {
                 .map(|m| m.trim().to_owned())
         })
         .unwrap_or_else(|| "unknown CPU".to_owned());
-    let cpus = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
+    // Counted from /proc/cpuinfo: this process is pinned to one CPU by then.
+    let cpus = std::fs::read_to_string("/proc/cpuinfo")
+        .map(|s| s.lines().filter(|l| l.starts_with("processor")).count())
+        .unwrap_or(0);
     format!("{cpus} CPUs ({model}), {}", command("uname", &["-sr"]))
 }
 
