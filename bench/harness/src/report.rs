@@ -159,6 +159,10 @@ pub fn values(r: &Results) -> BTreeMap<String, String> {
         format!("{:.2}", cpu(Setup::Mesh) / cpu(Setup::Lua).max(1e-9)),
     );
     put(
+        "cpu_mesh_floor",
+        format!("{:.2}", cpu(Setup::Mesh) / cpu(Setup::Floor).max(1e-9)),
+    );
+    put(
         "rps_floor_native",
         format!("{:.2}", ratio(Setup::Floor, Setup::Native)),
     );
