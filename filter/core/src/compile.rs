@@ -3,6 +3,7 @@
 //! This is the one validator: the filter runs it in `on_configure`, the plugin runs it natively
 //! before rendering anything.
 
+use crate::bytes_regex::ByteRegex;
 use crate::config::{
     Delivery, DirectResponse, FilterConfig, HeaderMatch, LoadError, MeshConfig, RouteConfig,
     Target, API_VERSION, KIND,
@@ -15,7 +16,8 @@ use crate::router::{
     Action, HeaderCond, HeaderTest, LocalBody, PathMatch, RedirectSpec, Route, Router, VirtualHost,
 };
 use crate::upstream::{istio_cluster, service_fqdn};
-use regex::bytes::Regex;
+use std::collections::HashMap;
+use std::sync::Arc;
 
 /// A config that cannot be used. `path` names the field, `reason` says what to change.
 #[derive(Debug, thiserror::Error)]
@@ -43,10 +45,59 @@ impl ConfigError {
     }
 }
 
-fn invalid(path: impl Into<String>, reason: impl ToString) -> ConfigError {
+fn invalid(path: impl ToString, reason: impl ToString) -> ConfigError {
     ConfigError::Invalid {
-        path: path.into(),
+        path: path.to_string(),
         reason: reason.to_string(),
+    }
+}
+
+/// One step of a field path.
+#[derive(Debug, Clone, Copy)]
+enum Seg {
+    Field(&'static str),
+    Index(usize),
+}
+
+/// Where a field is (`hosts[0].routes[2].match.regex`), rendered only when an error names it:
+/// configuring 10,000 hosts must not format a path for every field that is fine.
+#[derive(Debug, Clone, Copy)]
+struct At<'a> {
+    parent: Option<&'a At<'a>>,
+    seg: Seg,
+}
+
+impl<'a> At<'a> {
+    fn top(name: &'static str) -> At<'static> {
+        At {
+            parent: None,
+            seg: Seg::Field(name),
+        }
+    }
+    fn field(&'a self, name: &'static str) -> At<'a> {
+        At {
+            parent: Some(self),
+            seg: Seg::Field(name),
+        }
+    }
+    fn index(&'a self, i: usize) -> At<'a> {
+        At {
+            parent: Some(self),
+            seg: Seg::Index(i),
+        }
+    }
+}
+
+impl std::fmt::Display for At<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(p) = self.parent {
+            p.fmt(f)?;
+        }
+        match self.seg {
+            Seg::Field(name) if self.parent.is_some() => write!(f, ".{name}"),
+            Seg::Field(name) => f.write_str(name),
+            Seg::Index(i) => write!(f, "[{i}]"),
+        }
     }
 }
 
@@ -104,38 +155,41 @@ pub fn compile_for(cfg: &MeshConfig, delivery: Delivery) -> Result<Engine, Confi
         table: HostTable::new(cfg.host_matching),
         hosts: Vec::with_capacity(cfg.hosts.len()),
     };
+    let mut names = Clusters::default();
     for (hi, host) in cfg.hosts.iter().enumerate() {
-        let hp = format!("hosts[{hi}]");
+        let hosts = At::top("hosts");
+        let hp = hosts.index(hi);
         if host.domains.is_empty() {
-            return Err(invalid(format!("{hp}.domains"), "list at least one domain"));
+            return Err(invalid(hp.field("domains"), "list at least one domain"));
         }
         for (di, d) in host.domains.iter().enumerate() {
             router
                 .table
                 .insert(d, hi)
-                .map_err(|e| invalid(format!("{hp}.domains[{di}]"), e))?;
+                .map_err(|e| invalid(hp.field("domains").index(di), e))?;
         }
         if host.routes.is_empty() {
-            return Err(invalid(format!("{hp}.routes"), "list at least one route"));
+            return Err(invalid(hp.field("routes"), "list at least one route"));
         }
         let host_req = HeaderOps::compile(&host.request_headers)
-            .map_err(|e| invalid(format!("{hp}.requestHeaders"), e))?;
+            .map_err(|e| invalid(hp.field("requestHeaders"), e))?;
         let host_resp = HeaderOps::compile(&host.response_headers)
-            .map_err(|e| invalid(format!("{hp}.responseHeaders"), e))?;
+            .map_err(|e| invalid(hp.field("responseHeaders"), e))?;
         if let Some(c) = &host.cors {
             // Check the host policy on its own too, so its errors name the host's field.
-            CorsPolicy::compile(None, Some(c), false)
-                .map_err(|e| invalid(format!("{hp}.cors"), e))?;
+            CorsPolicy::compile(None, Some(c), false).map_err(|e| invalid(hp.field("cors"), e))?;
         }
         let mut routes = Vec::with_capacity(host.routes.len());
         for (ri, r) in host.routes.iter().enumerate() {
-            let rp = format!("{hp}.routes[{ri}]");
+            let routes_at = hp.field("routes");
+            let rp = routes_at.index(ri);
             routes.push(compile_route(
                 cfg,
                 host.cors.as_ref(),
                 r,
                 &rp,
                 [host_req.clone(), host_resp.clone()],
+                &mut names,
             )?);
         }
         let name = host
@@ -146,7 +200,7 @@ pub fn compile_for(cfg: &MeshConfig, delivery: Delivery) -> Result<Engine, Confi
         router.hosts.push(VirtualHost { name, routes });
     }
     let not_found = match &cfg.not_found {
-        Some(d) => local_body(d, "notFound")?,
+        Some(d) => local_body(d, &At::top("notFound"))?,
         None => LocalBody {
             status: 404,
             body: br#"{"error":"not_found","message":"no route for this host and path"}"#.to_vec(),
@@ -161,22 +215,23 @@ pub fn compile_for(cfg: &MeshConfig, delivery: Delivery) -> Result<Engine, Confi
     ))
 }
 
-fn compile_route(
+fn compile_route<'a>(
     cfg: &MeshConfig,
     host_cors: Option<&crate::config::CorsConfig>,
-    r: &RouteConfig,
-    rp: &str,
+    r: &'a RouteConfig,
+    rp: &At<'_>,
     [host_req, host_resp]: [HeaderOps; 2],
+    names: &mut Clusters<'a>,
 ) -> Result<Route, ConfigError> {
     let m = &r.matches;
     let path = match (&m.prefix, &m.path, &m.regex) {
         (None, None, None) => PathMatch::Prefix("/".to_owned()),
-        (Some(p), None, None) => PathMatch::Prefix(abs_path(p, &format!("{rp}.match.prefix"))?),
-        (None, Some(p), None) => PathMatch::Exact(abs_path(p, &format!("{rp}.match.path"))?),
-        (None, None, Some(re)) => PathMatch::Regex(full_regex(re, &format!("{rp}.match.regex"))?),
+        (Some(p), None, None) => PathMatch::Prefix(abs_path(p, &rp.field("match.prefix"))?),
+        (None, Some(p), None) => PathMatch::Exact(abs_path(p, &rp.field("match.path"))?),
+        (None, None, Some(re)) => PathMatch::Regex(full_regex(re, &rp.field("match.regex"))?),
         _ => {
             return Err(invalid(
-                format!("{rp}.match"),
+                rp.field("match"),
                 "give only one of prefix, path and regex",
             ))
         }
@@ -188,7 +243,7 @@ fn compile_route(
                 .all(|b| b.is_ascii_uppercase() || b == b'-' || b == b'_')
         {
             return Err(invalid(
-                format!("{rp}.match.methods[{i}]"),
+                rp.field("match.methods").index(i),
                 format!("`{meth}` is not an HTTP method; write it upper-case, like GET"),
             ));
         }
@@ -197,7 +252,7 @@ fn compile_route(
         .headers
         .iter()
         .enumerate()
-        .map(|(i, h)| header_cond(h, &format!("{rp}.match.headers[{i}]")))
+        .map(|(i, h)| header_cond(h, &rp.field("match.headers").index(i)))
         .collect::<Result<Vec<_>, _>>()?;
     let actions = [
         r.to.is_some(),
@@ -206,42 +261,42 @@ fn compile_route(
     ];
     if actions.iter().filter(|a| **a).count() != 1 {
         return Err(invalid(
-            rp.to_owned(),
+            rp,
             "give exactly one action: to, directResponse or redirect",
         ));
     }
     let action = if let Some(t) = &r.to {
-        forward(cfg, t, &format!("{rp}.to"))?
+        forward(cfg, t, &rp.field("to"), names)?
     } else if let Some(d) = &r.direct_response {
-        Action::Direct(local_body(d, &format!("{rp}.directResponse"))?)
+        Action::Direct(local_body(d, &rp.field("directResponse"))?)
     } else if let Some(rd) = &r.redirect {
-        let p = format!("{rp}.redirect");
+        let p = rp.field("redirect");
         let status = rd.status.unwrap_or(301);
         if ![301, 302, 303, 307, 308].contains(&status) {
             return Err(invalid(
-                format!("{p}.status"),
+                p.field("status"),
                 format!("{status} is not a redirect status; use 301, 302, 303, 307 or 308"),
             ));
         }
         if let Some(s) = &rd.scheme {
             if s != "http" && s != "https" {
                 return Err(invalid(
-                    format!("{p}.scheme"),
+                    p.field("scheme"),
                     format!("`{s}` must be http or https"),
                 ));
             }
         }
         if let Some(h) = &rd.host {
-            check_host(h, &format!("{p}.host"))?;
+            check_host(h, &p.field("host"))?;
         }
         if let Some(x) = &rd.path {
-            abs_path(x, &format!("{p}.path"))?;
+            abs_path(x, &p.field("path"))?;
         }
         if let Some(x) = &rd.prefix_rewrite {
-            abs_path(x, &format!("{p}.prefixRewrite"))?;
+            abs_path(x, &p.field("prefixRewrite"))?;
             if !matches!(path, PathMatch::Prefix(_)) || rd.path.is_some() {
                 return Err(invalid(
-                    format!("{p}.prefixRewrite"),
+                    p.field("prefixRewrite"),
                     "needs a prefix match and no redirect.path",
                 ));
             }
@@ -257,16 +312,16 @@ fn compile_route(
         })
     } else {
         return Err(invalid(
-            rp.to_owned(),
+            rp,
             "give exactly one action: to, directResponse or redirect",
         ));
     };
     let cors = CorsPolicy::compile(r.cors.as_ref(), host_cors, r.grpc_web)
-        .map_err(|e| invalid(format!("{rp}.cors"), e))?;
+        .map_err(|e| invalid(rp.field("cors"), e))?;
     let req = HeaderOps::compile(&r.request_headers)
-        .map_err(|e| invalid(format!("{rp}.requestHeaders"), e))?;
+        .map_err(|e| invalid(rp.field("requestHeaders"), e))?;
     let resp = HeaderOps::compile(&r.response_headers)
-        .map_err(|e| invalid(format!("{rp}.responseHeaders"), e))?;
+        .map_err(|e| invalid(rp.field("responseHeaders"), e))?;
     Ok(Route {
         name: r.name.clone().unwrap_or_default(),
         path,
@@ -280,50 +335,69 @@ fn compile_route(
     })
 }
 
-fn forward(cfg: &MeshConfig, t: &Target, p: &str) -> Result<Action, ConfigError> {
+/// Cluster names built once per distinct target and shared by every route that uses it
+/// (configure time at 10,000 hosts is mostly allocation).
+#[derive(Default)]
+struct Clusters<'a> {
+    services: HashMap<(&'a str, u16), Arc<str>>,
+    raw: HashMap<&'a str, Arc<str>>,
+}
+
+fn forward<'a>(
+    cfg: &MeshConfig,
+    t: &'a Target,
+    p: &At<'_>,
+    names: &mut Clusters<'a>,
+) -> Result<Action, ConfigError> {
     let cluster = match (&t.service, t.port, &t.cluster) {
         (Some(svc), Some(port), None) => {
             if svc.is_empty() || !svc.trim_end_matches('.').split('.').all(is_dns_label) {
                 return Err(invalid(
-                    format!("{p}.service"),
+                    p.field("service"),
                     format!("`{svc}` is not a service name like `server` or `server.namespace`"),
                 ));
             }
             if port == 0 {
-                return Err(invalid(format!("{p}.port"), "port must be 1-65535"));
+                return Err(invalid(p.field("port"), "port must be 1-65535"));
             }
-            istio_cluster(
-                &service_fqdn(svc, &cfg.namespace, &cfg.cluster_domain),
-                port,
-            )
+            names
+                .services
+                .entry((svc.as_str(), port))
+                .or_insert_with(|| {
+                    istio_cluster(
+                        &service_fqdn(svc, &cfg.namespace, &cfg.cluster_domain),
+                        port,
+                    )
+                    .into()
+                })
+                .clone()
         }
         (None, None, Some(c)) => {
             if c.is_empty() || c.bytes().any(|b| b.is_ascii_control() || b == b' ') {
                 return Err(invalid(
-                    format!("{p}.cluster"),
+                    p.field("cluster"),
                     "cluster name must be non-empty, without spaces or control characters",
                 ));
             }
-            c.clone()
+            names
+                .raw
+                .entry(c.as_str())
+                .or_insert_with(|| c.as_str().into())
+                .clone()
         }
         (Some(_), None, None) => {
             return Err(invalid(
-                format!("{p}.port"),
+                p.field("port"),
                 "a service target needs its port, e.g. port: 8080",
             ))
         }
-        _ => {
-            return Err(invalid(
-                p.to_owned(),
-                "give either service and port, or cluster",
-            ))
-        }
+        _ => return Err(invalid(p, "give either service and port, or cluster")),
     };
     if let Some(x) = &t.prefix_rewrite {
-        abs_path(x, &format!("{p}.prefixRewrite"))?;
+        abs_path(x, &p.field("prefixRewrite"))?;
     }
     if let Some(h) = &t.host_rewrite {
-        check_host(h, &format!("{p}.hostRewrite"))?;
+        check_host(h, &p.field("hostRewrite"))?;
     }
     Ok(Action::Forward {
         cluster,
@@ -332,7 +406,7 @@ fn forward(cfg: &MeshConfig, t: &Target, p: &str) -> Result<Action, ConfigError>
     })
 }
 
-fn header_cond(h: &HeaderMatch, p: &str) -> Result<HeaderCond, ConfigError> {
+fn header_cond(h: &HeaderMatch, p: &At<'_>) -> Result<HeaderCond, ConfigError> {
     if h.name.is_empty()
         || !h
             .name
@@ -340,18 +414,18 @@ fn header_cond(h: &HeaderMatch, p: &str) -> Result<HeaderCond, ConfigError> {
             .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
     {
         return Err(invalid(
-            format!("{p}.name"),
+            p.field("name"),
             format!("`{}` is not a header name", h.name),
         ));
     }
     let test = match (&h.exact, &h.prefix, &h.regex, h.present) {
         (Some(v), None, None, None) => HeaderTest::Exact(v.as_bytes().to_vec()),
         (None, Some(v), None, None) => HeaderTest::Prefix(v.as_bytes().to_vec()),
-        (None, None, Some(r), None) => HeaderTest::Regex(full_regex(r, &format!("{p}.regex"))?),
+        (None, None, Some(r), None) => HeaderTest::Regex(full_regex(r, &p.field("regex"))?),
         (None, None, None, Some(b)) => HeaderTest::Present(b),
         _ => {
             return Err(invalid(
-                p.to_owned(),
+                p,
                 "give exactly one of exact, prefix, regex or present",
             ))
         }
@@ -363,17 +437,17 @@ fn header_cond(h: &HeaderMatch, p: &str) -> Result<HeaderCond, ConfigError> {
     })
 }
 
-fn local_body(d: &DirectResponse, p: &str) -> Result<LocalBody, ConfigError> {
+fn local_body(d: &DirectResponse, p: &At<'_>) -> Result<LocalBody, ConfigError> {
     if !(200..=599).contains(&d.status) {
         return Err(invalid(
-            format!("{p}.status"),
+            p.field("status"),
             format!("{} is not an HTTP status from 200 to 599", d.status),
         ));
     }
     if let Some(ct) = &d.content_type {
         if ct.bytes().any(|b| b.is_ascii_control()) {
             return Err(invalid(
-                format!("{p}.contentType"),
+                p.field("contentType"),
                 "contains control characters",
             ));
         }
@@ -390,10 +464,10 @@ fn local_body(d: &DirectResponse, p: &str) -> Result<LocalBody, ConfigError> {
     })
 }
 
-fn abs_path(p: &str, field: &str) -> Result<String, ConfigError> {
+fn abs_path(p: &str, field: &At<'_>) -> Result<String, ConfigError> {
     if !p.starts_with('/') || p.bytes().any(|b| b.is_ascii_control() || b == b' ') {
         return Err(invalid(
-            field.to_owned(),
+            field,
             format!("`{p}` must start with `/` and have no spaces or control characters"),
         ));
     }
@@ -402,23 +476,19 @@ fn abs_path(p: &str, field: &str) -> Result<String, ConfigError> {
 
 /// Whole-input, byte-wise regex: like Envoy's RE2 on paths and header values, `.` matches any
 /// byte (also invalid UTF-8) and `\w`/`\d` are ASCII.
-fn full_regex(re: &str, field: &str) -> Result<Regex, ConfigError> {
-    regex::bytes::RegexBuilder::new(&format!("^(?:{re})$"))
-        .unicode(false)
-        .size_limit(1 << 20)
-        .build()
-        .map_err(|e| invalid(field.to_owned(), format!("invalid regular expression: {e}")))
+fn full_regex(re: &str, field: &At<'_>) -> Result<ByteRegex, ConfigError> {
+    ByteRegex::whole(re).map_err(|e| invalid(field, format!("invalid regular expression: {e}")))
 }
 
-fn check_host(h: &str, field: &str) -> Result<(), ConfigError> {
+fn check_host(h: &str, field: &At<'_>) -> Result<(), ConfigError> {
     let mut t = HostTable::default();
     if h.contains('*') {
         return Err(invalid(
-            field.to_owned(),
+            field,
             format!("`{h}` must be a plain host name, without `*`"),
         ));
     }
-    t.insert(h, 0).map_err(|e| invalid(field.to_owned(), e))
+    t.insert(h, 0).map_err(|e| invalid(field, e))
 }
 
 fn is_dns_label(s: &str) -> bool {

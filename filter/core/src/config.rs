@@ -3,6 +3,7 @@
 //! The document is what people write (YAML) and what the filter receives inside Envoy (JSON).
 //! Loading only checks the shape; [`crate::compile`] checks meaning and builds the fast form.
 
+use crate::json;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -351,8 +352,7 @@ impl HeaderRules {
 impl MeshConfig {
     /// Parses the JSON form (what the filter receives from Envoy).
     pub fn from_json(text: &str) -> Result<Self, LoadError> {
-        let mut de = serde_json::Deserializer::from_str(text);
-        serde_path_to_error::deserialize(&mut de).map_err(shape_error)
+        read_json(text)
     }
 
     /// Parses an already-decoded JSON value (the plugin converts YAML to this).
@@ -393,40 +393,55 @@ impl FilterConfig {
     /// Parses what Envoy hands the filter: a [`FilterConfig`] object (it has a `mesh` key) or
     /// a bare [`MeshConfig`]. Error paths are relative to the MeshConfig document either way.
     pub fn from_json(text: &str) -> Result<Self, LoadError> {
-        let mut de = serde_json::Deserializer::from_str(text);
-        let value: serde_json::Value =
-            serde_path_to_error::deserialize(&mut de).map_err(shape_error)?;
-        match value {
-            serde_json::Value::Object(mut map) if map.contains_key("mesh") => {
-                let mesh = MeshConfig::from_value(map.remove("mesh").unwrap_or_default())?;
-                let delivery = match map.remove("delivery") {
-                    None => Delivery::default(),
-                    Some(d) => serde_path_to_error::deserialize(d).map_err(|e| {
-                        let mut err = shape_error(e);
-                        let LoadError::Shape { path, .. } = &mut err;
-                        *path = "delivery".to_owned();
-                        err
-                    })?,
-                };
-                if let Some(key) = map.keys().next() {
-                    return Err(LoadError::Shape {
-                        path: key.clone(),
-                        message: format!("unknown field `{key}`, expected `delivery` or `mesh`"),
-                    });
-                }
-                Ok(FilterConfig { delivery, mesh })
-            }
-            other => Ok(FilterConfig {
+        // The envelope's parts are kept as raw JSON and each is read straight into its type.
+        let Some(mut members) = json::members(text).filter(|m| m.iter().any(|(k, _)| k == "mesh"))
+        else {
+            return Ok(FilterConfig {
                 delivery: Delivery::Upstream,
-                mesh: MeshConfig::from_value(other)?,
-            }),
+                mesh: read_json(text)?,
+            });
+        };
+        // A repeated key: the last one counts, as in a JSON object.
+        let mut take = |key: &str| {
+            let mut found = None;
+            members.retain(|(k, v)| match k == key {
+                true => {
+                    found = Some(*v);
+                    false
+                }
+                false => true,
+            });
+            found
+        };
+        let mesh = read_json(take("mesh").unwrap_or_default())?;
+        let delivery = match take("delivery") {
+            None => Delivery::default(),
+            Some(d) => json::from_str(d).map_err(|e| LoadError::Shape {
+                path: "delivery".to_owned(),
+                message: e.message,
+            })?,
+        };
+        if let Some((key, _)) = members.first() {
+            return Err(LoadError::Shape {
+                path: key.clone(),
+                message: format!("unknown field `{key}`, expected `delivery` or `mesh`"),
+            });
         }
+        Ok(FilterConfig { delivery, mesh })
     }
 
     /// The compact JSON form.
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).unwrap_or_default()
     }
+}
+
+/// A schema type from JSON text through [`json`], the error naming the field.
+fn read_json<'de, T: Deserialize<'de>>(text: &'de str) -> Result<T, LoadError> {
+    json::from_str(text).map_err(|e| LoadError::Shape {
+        path: e.path.unwrap_or_else(|| ".".to_owned()),
+        message: e.message,
+    })
 }
 
 fn shape_error(e: serde_path_to_error::Error<serde_json::Error>) -> LoadError {

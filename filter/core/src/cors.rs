@@ -7,10 +7,10 @@
 //! never `*`; methods/headers of exactly `*` echo the preflight's request headers; a preflight
 //! from a disallowed origin is forwarded; routes that answer locally get no CORS at all.
 
+use crate::bytes_regex::ByteRegex;
 use crate::config::{CorsConfig, OriginMatch};
 use crate::engine::HeaderMap;
 use crate::request::HeaderList;
-use regex::bytes::{Regex, RegexBuilder};
 
 /// Request headers a gRPC-Web client sends.
 pub const GRPC_WEB_ALLOW_HEADERS: &[&str] = &[
@@ -51,7 +51,7 @@ enum OriginRule {
     Exact(String),
     Prefix(String),
     Suffix(String),
-    Regex(Regex),
+    Regex(ByteRegex),
 }
 
 impl OriginRule {
@@ -266,11 +266,7 @@ fn origin_rule(o: &OriginMatch) -> Result<OriginRule, CorsError> {
         // Byte-wise like Envoy's RE2 on header values (checked by the conformance suite): `.`
         // is any one byte, `\w`/`\d`/`\s` and `(?i)` are ASCII-only, invalid UTF-8 can match.
         OriginMatch { regex: Some(r), .. } => OriginRule::Regex(
-            RegexBuilder::new(&format!("^(?:{r})$"))
-                .unicode(false)
-                .size_limit(1 << 20)
-                .build()
-                .map_err(|e| CorsError::BadRegex(r.clone(), e.to_string()))?,
+            ByteRegex::whole(r).map_err(|e| CorsError::BadRegex(r.clone(), e.to_string()))?,
         ),
         _ => OriginRule::Exact("*".to_owned()),
     })

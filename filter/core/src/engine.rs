@@ -149,7 +149,7 @@ impl Engine {
             .iter()
             .flat_map(|h| &h.routes)
             .filter_map(|r| match &r.action {
-                Action::Forward { cluster, .. } => Some(cluster.as_str()),
+                Action::Forward { cluster, .. } => Some(&**cluster),
                 _ => None,
             })
             .collect();
@@ -165,7 +165,7 @@ impl Engine {
     /// The cluster a forwarded request was routed to.
     pub fn cluster(&self, state: &RequestState) -> Option<&str> {
         match &self.route(state)?.action {
-            Action::Forward { cluster, .. } => Some(cluster),
+            Action::Forward { cluster, .. } => Some(&**cluster),
             _ => None,
         }
     }
@@ -310,7 +310,7 @@ impl Engine {
             return Ok(());
         };
         let cluster = match &route.action {
-            Action::Forward { cluster, .. } => cluster.as_str(),
+            Action::Forward { cluster, .. } => &**cluster,
             _ => "",
         };
         let (host, path, method) = match &state.request {

@@ -2,12 +2,14 @@
 //! per-request engine (host routing, CORS, header rules). The wasm adapter `mesh-filter` and
 //! the `kubectl-mesh` plugin both use it, so a config the plugin accepts is one the filter runs.
 
+pub mod bytes_regex;
 pub mod compile;
 pub mod config;
 pub mod cors;
 pub mod engine;
 pub mod headers;
 pub mod host;
+pub mod json;
 pub mod request;
 pub mod router;
 pub mod upstream;

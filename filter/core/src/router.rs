@@ -1,11 +1,11 @@
 //! The router: compiled routes, path/method/header conditions, route finding, and the action
 //! each route takes (including where a redirect points).
 
+use crate::bytes_regex::ByteRegex;
 use crate::cors::CorsPolicy;
 use crate::headers::HeaderOps;
 use crate::host::{strip_port, HostTable};
 use crate::request::RequestHeaders;
-use regex::bytes::Regex;
 
 /// How a route compares the path (always without the query string). No `match`: prefix `/`.
 #[derive(Debug, Clone)]
@@ -15,7 +15,7 @@ pub enum PathMatch {
     /// Equal.
     Exact(String),
     /// Whole-path regular expression, compiled once.
-    Regex(Regex),
+    Regex(ByteRegex),
 }
 
 /// A compiled header condition.
@@ -37,7 +37,7 @@ pub enum HeaderTest {
     /// Starts with.
     Prefix(Vec<u8>),
     /// Whole value matches.
-    Regex(Regex),
+    Regex(ByteRegex),
     /// Present (`true`) or absent (`false`).
     Present(bool),
 }
@@ -172,8 +172,8 @@ impl RedirectSpec {
 pub enum Action {
     /// Forward to an Envoy cluster.
     Forward {
-        /// Cluster name set in the upstream header.
-        cluster: String,
+        /// Cluster name set in the upstream header (shared by the routes with the same target).
+        cluster: std::sync::Arc<str>,
         /// Replacement for the matched prefix (or whole path).
         prefix_rewrite: Option<String>,
         /// Replacement authority.

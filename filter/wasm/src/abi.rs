@@ -50,6 +50,7 @@ extern "C" {
         headers_len: usize,
         grpc_status: i32,
     ) -> u32;
+    fn proxy_log(level: u32, message: *const u8, message_len: usize) -> u32;
     fn proxy_define_metric(kind: u32, name: *const u8, name_len: usize, out_id: *mut u32) -> u32;
     fn proxy_increment_metric(id: u32, offset: i64) -> u32;
     fn proxy_record_metric(id: u32, value: u64) -> u32;
@@ -138,6 +139,19 @@ pub fn send_local_response(
             -1,
         )
     })
+}
+
+/// `LogLevel::Info`.
+pub const INFO: u32 = 2;
+/// `LogLevel::Error`.
+pub const ERROR: u32 = 4;
+/// `LogLevel::Critical`.
+pub const CRITICAL: u32 = 5;
+
+/// Writes a line to the proxy's log (a failure to log is ignored: there is nowhere to say it).
+pub fn log(level: u32, message: &str) {
+    // SAFETY: message is live for the call.
+    let _ = unsafe { proxy_log(level, message.as_ptr(), message.len()) };
 }
 
 /// Defines a counter (`kind` 0) and returns its id.

@@ -9,14 +9,16 @@ use host::{HostError, HostHeaders};
 use mesh_core::{Engine, Pairs, RequestOutcome, RequestState};
 use metrics::Metrics;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType, LogLevel, MapType};
+use proxy_wasm::types::{Action, ContextType, MapType};
 use std::rc::Rc;
 
 /// The VM entry point (`_initialize`), registering the root context.
 mod entry {
     use super::*;
     proxy_wasm::main! {{
-        proxy_wasm::set_log_level(LogLevel::Info);
+        // Log lines go straight to proxy_log (no `log` crate or SDK logger in the module);
+        // a panic (denied by lints, and fatal with panic = abort) still says why.
+        std::panic::set_hook(Box::new(|info| abi::log(abi::CRITICAL, &info.to_string())));
         proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(MeshRoot::default()) });
     }}
 }
@@ -36,7 +38,7 @@ impl RootContext for MeshRoot {
         let bytes = match host::plugin_configuration() {
             Ok(b) => b,
             Err(e) => {
-                log::error!("mesh-filter: {e}");
+                abi::log(abi::ERROR, &format!("mesh-filter: {e}"));
                 metrics.error();
                 metrics.configured(false);
                 return false;
@@ -46,13 +48,19 @@ impl RootContext for MeshRoot {
         match mesh_core::compile_json(&text) {
             Ok(engine) => {
                 let (hosts, routes) = engine.size();
-                log::info!("mesh-filter: configured {hosts} hosts, {routes} routes");
+                abi::log(
+                    abi::INFO,
+                    &format!("mesh-filter: configured {hosts} hosts, {routes} routes"),
+                );
                 self.engine = Some(Rc::new(engine));
                 metrics.configured(true);
                 true
             }
             Err(e) => {
-                log::error!("mesh-filter: invalid configuration: {e}");
+                abi::log(
+                    abi::ERROR,
+                    &format!("mesh-filter: invalid configuration: {e}"),
+                );
                 metrics.configured(false);
                 false
             }
@@ -82,7 +90,7 @@ pub struct MeshHttp {
 
 impl MeshHttp {
     fn fail(&self, e: HostError) -> Action {
-        log::error!("mesh-filter: {e}");
+        abi::log(abi::ERROR, &format!("mesh-filter: {e}"));
         self.metrics.error();
         // Fail closed: never forward a request whose routing header may be stale.
         let reply = mesh_core::LocalReply {
@@ -138,7 +146,7 @@ impl HttpContext for MeshHttp {
                 .engine
                 .on_response_headers(state, &mut HostHeaders(MapType::HttpResponseHeaders))
             {
-                log::error!("mesh-filter: {e}");
+                abi::log(abi::ERROR, &format!("mesh-filter: {e}"));
                 self.metrics.error();
             }
         }

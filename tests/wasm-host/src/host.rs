@@ -433,9 +433,13 @@ pub(crate) fn stub_unimplemented(
 }
 
 /// Counts a host call; `Some(status)` when a test injected a failure for this call.
-fn enter(c: &mut C<'_>, name: &str) -> Option<u32> {
+fn enter(c: &mut C<'_>, name: &'static str) -> Option<u32> {
     let st = c.data_mut();
     st.host_calls += 1;
+    match st.call_counts.iter_mut().find(|(n, _)| *n == name) {
+        Some((_, count)) => *count += 1,
+        None => st.call_counts.push((name, 1)),
+    }
     match &st.inject {
         Some((call, status)) if call == name => Some(*status),
         _ => None,
@@ -448,9 +452,17 @@ fn fail(c: &mut C<'_>, msg: String) -> Result<u32> {
     Err(format_err!(msg))
 }
 
+/// The guest's memory, looked up once per VM (an export lookup per host call would make the
+/// harness, not the filter, the cost the benchmark measures).
 fn memory(c: &mut C<'_>) -> Result<Memory> {
+    if let Some(m) = c.data().memory {
+        return Ok(m);
+    }
     match c.get_export("memory") {
-        Some(Extern::Memory(m)) => Ok(m),
+        Some(Extern::Memory(m)) => {
+            c.data_mut().memory = Some(m);
+            Ok(m)
+        }
         _ => Err(format_err!("the module exports no memory")),
     }
 }
@@ -479,19 +491,28 @@ fn write(c: &mut C<'_>, ptr: u32, data: &[u8], what: &str) -> Result<()> {
 /// Hands `data` to the guest: allocates with its `proxy_on_memory_allocate` (or `malloc`),
 /// copies, and stores the pointer and size at `ret_ptr`/`ret_size`.
 fn give(c: &mut C<'_>, data: &[u8], ret_ptr: u32, ret_size: u32, what: &str) -> Result<()> {
-    let alloc = match c
-        .get_export("proxy_on_memory_allocate")
-        .or_else(|| c.get_export("malloc"))
-    {
-        Some(Extern::Func(f)) => f.typed::<u32, u32>(&*c)?,
-        _ => {
-            let msg =
-                format!("{what}: the module exports neither proxy_on_memory_allocate nor malloc");
-            c.data_mut().failures.push(msg.clone());
-            bail!(msg);
-        }
+    let alloc = match c.data().allocator.clone() {
+        Some(f) => f,
+        None => match c
+            .get_export("proxy_on_memory_allocate")
+            .or_else(|| c.get_export("malloc"))
+        {
+            Some(Extern::Func(f)) => {
+                let f = f.typed::<u32, u32>(&*c)?;
+                c.data_mut().allocator = Some(f.clone());
+                f
+            }
+            _ => {
+                let msg = format!(
+                    "{what}: the module exports neither proxy_on_memory_allocate nor malloc"
+                );
+                c.data_mut().failures.push(msg.clone());
+                bail!(msg);
+            }
+        },
     };
     let len = u32::try_from(data.len())?;
+    c.data_mut().guest_allocations += 1;
     let ptr = alloc.call(&mut *c, len)?;
     if ptr == 0 {
         let msg = format!("{what}: the guest allocator returned null for {len} bytes");

@@ -266,6 +266,13 @@ pub(crate) struct HostState {
     pub(crate) tick_period_ms: u32,
     pub(crate) done_calls: u32,
     pub(crate) host_calls: u64,
+    /// Host calls by import name, in first-call order.
+    pub(crate) call_counts: Vec<(&'static str, u64)>,
+    /// Buffers the host asked the guest's allocator for (to hand data over).
+    pub(crate) guest_allocations: u64,
+    /// The guest's memory and allocator, found on first use.
+    pub(crate) memory: Option<Memory>,
+    pub(crate) allocator: Option<TypedFunc<u32, u32>>,
     pub(crate) inject: Option<(String, u32)>,
 }
 
@@ -291,6 +298,10 @@ impl HostState {
             tick_period_ms: 0,
             done_calls: 0,
             host_calls: 0,
+            call_counts: Vec::new(),
+            guest_allocations: 0,
+            memory: None,
+            allocator: None,
             inject: None,
         }
     }
@@ -655,6 +666,17 @@ impl Filter {
     /// Number of host calls the guest made so far.
     pub fn host_calls(&self) -> u64 {
         self.store.data().host_calls
+    }
+
+    /// Host calls so far by import name (`proxy_get_header_map_pairs`, ...), in first-call order.
+    pub fn host_call_counts(&self) -> &[(&'static str, u64)] {
+        &self.store.data().call_counts
+    }
+
+    /// How many buffers the host had the guest allocate so far (every value handed over, such
+    /// as the header map or the plugin configuration, costs one call back into the guest).
+    pub fn guest_allocations(&self) -> u64 {
+        self.store.data().guest_allocations
     }
 
     /// The tick period the filter asked for (0: none).

@@ -670,3 +670,73 @@ fn requests_for_unlisted_hosts_are_left_untouched() {
     }
     assert_eq!(f.metric("mesh_filter_passed_through"), Some(2));
 }
+
+#[test]
+fn host_calls_per_request_are_the_minimum_the_job_needs() {
+    let mut f = Filter::new(&digimon_json()).unwrap();
+    let calls = |f: &Filter| -> Vec<(&'static str, u64)> { f.host_call_counts().to_vec() };
+    let diff = |before: &[(&'static str, u64)], after: &[(&'static str, u64)]| {
+        after
+            .iter()
+            .map(|(n, c)| {
+                let b = before.iter().find(|(m, _)| m == n).map_or(0, |(_, c)| *c);
+                (*n, c - b)
+            })
+            .filter(|(_, c)| *c > 0)
+            .collect::<Vec<_>>()
+    };
+    let origin = ("origin", "http://web.backend.com");
+    // Routed gRPC-Web call: read once, name the cluster, mark gRPC-Web, count it.
+    let before = calls(&f);
+    let allocs = f.guest_allocations();
+    f.request(&req(
+        "api.backend.com",
+        "POST",
+        "/digimon.Digimon/Query",
+        &[origin, ("content-type", "application/grpc-web-text")],
+    ))
+    .unwrap();
+    let mut got = diff(&before, &calls(&f));
+    got.sort();
+    assert_eq!(
+        got,
+        vec![
+            ("proxy_get_header_map_pairs", 1),
+            ("proxy_increment_metric", 1),
+            ("proxy_replace_header_map_value", 2)
+        ]
+    );
+    assert_eq!(
+        f.guest_allocations() - allocs,
+        1,
+        "only the header map is handed over"
+    );
+    // Its response: the CORS grant (three values set, Vary added), nothing read.
+    let before = calls(&f);
+    f.response(&[(":status", "200")]).unwrap();
+    let mut got = diff(&before, &calls(&f));
+    got.sort();
+    assert_eq!(
+        got,
+        vec![
+            ("proxy_add_header_map_value", 1),
+            ("proxy_replace_header_map_value", 3)
+        ]
+    );
+    // The web app's GET: no CORS origin, no response rules: no response work at all.
+    f.request(&req("web.backend.com", "GET", "/", &[])).unwrap();
+    let before = f.host_calls();
+    f.response(&[(":status", "200")]).unwrap();
+    assert_eq!(f.host_calls() - before, 0);
+    // A preflight: read, answer, count.
+    let before = f.host_calls();
+    f.request(&req(
+        "api.backend.com",
+        "OPTIONS",
+        "/digimon.Digimon/Query",
+        &[origin, ("access-control-request-method", "POST")],
+    ))
+    .unwrap();
+    assert_eq!(f.host_calls() - before, 3);
+    f.finish().unwrap();
+}

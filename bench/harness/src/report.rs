@@ -1,0 +1,521 @@
+//! The report (`bench/README.md`): the machine, the targets, the tables, the commands, and the
+//! reading of where the time goes (prose from `bench/reading.md`, with this run's numbers).
+
+use crate::load::{median, pct};
+use crate::run::Results;
+use crate::setups::Setup;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+/// The issue's targets, measured in this run: (target, measured, met).
+pub fn targets(r: &Results) -> Vec<(String, String, bool)> {
+    let ratio = |a: Setup, b: Setup| {
+        let (Some(x), Some(y)) = (r.wrk.get(a.name()), r.wrk.get(b.name())) else {
+            return 0.0;
+        };
+        median(
+            &x.iter()
+                .zip(y)
+                .map(|(x, y)| x.rps / y.rps.max(1e-9))
+                .collect::<Vec<_>>(),
+        )
+    };
+    let seq = |s: Setup, p: f64| {
+        let mut v = r
+            .sequential
+            .get(&(s.name(), r.kinds.first().copied().unwrap_or_default()))
+            .cloned()
+            .unwrap_or_default();
+        pct(&mut v, p)
+    };
+    let own = r.digimon_wasm.0.ns_per_request - r.digimon_wasm.1.ns_per_request;
+    let own_scale: Vec<f64> = r
+        .scale
+        .iter()
+        .map(|s| (s.mesh.ns_per_request - s.noop.ns_per_request) / 1e3)
+        .collect();
+    let flat = own_scale
+        .iter()
+        .map(|x| format!("{x:.2}"))
+        .collect::<Vec<_>>()
+        .join(" / ");
+    let max_own = own_scale.iter().copied().fold(0.0f64, f64::max);
+    let largest = r.scale.last();
+    let configure = largest.map_or(0.0, |s| s.mesh.configure.as_secs_f64() * 1e3);
+    let p50_added = seq(Setup::Mesh, 0.5) - seq(Setup::Floor, 0.5);
+    let p99_added = seq(Setup::Mesh, 0.99) - seq(Setup::Native, 0.99);
+    let (m_floor, m_lua) = (
+        ratio(Setup::Mesh, Setup::Floor),
+        ratio(Setup::Mesh, Setup::Lua),
+    );
+    vec![
+        (
+            "throughput at 16 connections >= 0.95x the no-op floor".into(),
+            format!("{m_floor:.2}x"),
+            m_floor >= 0.95,
+        ),
+        (
+            "throughput at 16 connections >= 1.10x Lua".into(),
+            format!("{m_lua:.2}x"),
+            m_lua >= 1.10,
+        ),
+        (
+            "p50 added over the floor <= 10 µs (routed request, sequential)".into(),
+            format!("{p50_added:.0} µs"),
+            p50_added <= 10.0,
+        ),
+        (
+            "p99 added over native <= 50 µs (routed request, sequential)".into(),
+            format!("{p99_added:.0} µs"),
+            p99_added <= 50.0,
+        ),
+        (
+            "filter's own work <= 2 µs per request (wasmtime, mesh minus no-op)".into(),
+            format!("{:.2} µs (digimon)", own / 1e3),
+            own / 1e3 <= 2.0,
+        ),
+        (
+            format!(
+                "... flat from {} to {} hosts",
+                r.scale.first().map_or(0, |s| s.hosts),
+                largest.map_or(0, |s| s.hosts)
+            ),
+            format!("{flat} µs"),
+            max_own <= 2.0,
+        ),
+        (
+            format!(
+                "{} hosts configure in < 50 ms (wasmtime)",
+                largest.map_or(0, |s| s.hosts)
+            ),
+            format!("{configure:.1} ms"),
+            configure < 50.0,
+        ),
+        (
+            "mesh_filter.wasm < 250 KB".into(),
+            format!("{:.0} KB", r.module_bytes.0 as f64 / 1e3),
+            r.module_bytes.0 < 250_000,
+        ),
+    ]
+}
+
+fn yes(b: bool) -> &'static str {
+    if b {
+        "yes"
+    } else {
+        "**no**"
+    }
+}
+
+/// Values the reading's `{placeholders}` are filled with.
+pub fn values(r: &Results) -> BTreeMap<String, String> {
+    let mut v = BTreeMap::new();
+    let mut put = |k: &str, x: String| {
+        v.insert(k.to_owned(), x);
+    };
+    for (i, (_, m, _)) in targets(r).iter().enumerate() {
+        put(&format!("target{i}"), m.clone());
+    }
+    let cpu = |s: Setup| {
+        median(
+            &r.wrk
+                .get(s.name())
+                .map(|v| v.iter().map(|w| w.cpu_us).collect::<Vec<_>>())
+                .unwrap_or_default(),
+        )
+    };
+    let ratio = |a: Setup, b: Setup| match (r.wrk.get(a.name()), r.wrk.get(b.name())) {
+        (Some(x), Some(y)) => median(
+            &x.iter()
+                .zip(y)
+                .map(|(x, y)| x.rps / y.rps.max(1e-9))
+                .collect::<Vec<_>>(),
+        ),
+        _ => 0.0,
+    };
+    for (k, s) in [
+        ("native", Setup::Native),
+        ("floor", Setup::Floor),
+        ("mesh", Setup::Mesh),
+        ("lua", Setup::Lua),
+        ("direct", Setup::Direct),
+    ] {
+        put(&format!("cpu_{k}"), format!("{:.1}", cpu(s)));
+    }
+    put(
+        "cpu_wasm_floor",
+        format!("{:.1}", cpu(Setup::Floor) - cpu(Setup::Native)),
+    );
+    put(
+        "cpu_mesh_added",
+        format!("{:.1}", cpu(Setup::Mesh) - cpu(Setup::Floor)),
+    );
+    put(
+        "cpu_lua_added",
+        format!("{:.1}", cpu(Setup::Lua) - cpu(Setup::Native)),
+    );
+    put(
+        "cpu_mesh_lua",
+        format!("{:.2}", cpu(Setup::Mesh) / cpu(Setup::Lua).max(1e-9)),
+    );
+    put(
+        "cpu_mesh_floor",
+        format!("{:.2}", cpu(Setup::Mesh) / cpu(Setup::Floor).max(1e-9)),
+    );
+    put(
+        "rps_floor_native",
+        format!("{:.2}", ratio(Setup::Floor, Setup::Native)),
+    );
+    put(
+        "rps_direct_native",
+        format!("{:.2}", ratio(Setup::Direct, Setup::Native)),
+    );
+    let p50 = |s: Setup, k: usize| {
+        let mut x = r
+            .sequential
+            .get(&(s.name(), r.kinds.get(k).copied().unwrap_or_default()))
+            .cloned()
+            .unwrap_or_default();
+        pct(&mut x, 0.5)
+    };
+    for (k, i) in [
+        ("routed", 0),
+        ("preflight", 1),
+        ("get", 2),
+        ("nf", 3),
+        ("pass", 4),
+    ] {
+        put(
+            &format!("seq_{k}_floor"),
+            format!("{:.0}", p50(Setup::Mesh, i) - p50(Setup::Floor, i)),
+        );
+        put(
+            &format!("seq_{k}_lua"),
+            format!("{:.0}", p50(Setup::Lua, i) - p50(Setup::Floor, i)),
+        );
+    }
+    let (mesh, noop) = &r.digimon_wasm;
+    put(
+        "own_ns",
+        format!("{:.0}", mesh.ns_per_request - noop.ns_per_request),
+    );
+    if let Some((a, b)) = r.jit_share {
+        put(
+            "jit_own_ns",
+            format!("{:.0}", a * mesh.ns_per_request - b * noop.ns_per_request),
+        );
+        put("jit_mesh_pct", format!("{:.0}", a * 100.0));
+    }
+    put("host_calls", format!("{:.0}", mesh.host_calls));
+    put("native_ns", format!("{:.0}", r.digimon_native.ns));
+    put("allocs", format!("{:.1}", r.digimon_native.allocations));
+    put(
+        "instructions",
+        r.instructions
+            .map_or("(not measured)".to_owned(), |i| format!("{i:.0}")),
+    );
+    put("module_kb", format!("{:.0}", r.module_bytes.0 as f64 / 1e3));
+    put("noop_kb", format!("{:.0}", r.module_bytes.1 as f64 / 1e3));
+    if let Some(s) = r.scale.last() {
+        put("big_hosts", s.hosts.to_string());
+        put("big_json_mb", format!("{:.1}", s.config_bytes as f64 / 1e6));
+        put(
+            "big_configure_ms",
+            format!("{:.0}", s.mesh.configure.as_secs_f64() * 1e3),
+        );
+        put(
+            "big_compile_ms",
+            format!("{:.0}", s.native.compile.as_secs_f64() * 1e3),
+        );
+        put(
+            "big_memory_mib",
+            format!("{:.0}", s.mesh.memory_kib as f64 / 1024.0),
+        );
+        put(
+            "big_start_ms",
+            format!("{:.0}", s.envoy.startup.as_secs_f64() * 1e3),
+        );
+        put(
+            "big_rss_mib",
+            format!("{:.0}", s.envoy.rss_kib as f64 / 1024.0),
+        );
+    }
+    let start = |s: Setup| {
+        r.startup
+            .get(s.name())
+            .map_or(0.0, |d| d.as_secs_f64() * 1e3)
+    };
+    put("start_native", format!("{:.0}", start(Setup::Native)));
+    put("start_floor", format!("{:.0}", start(Setup::Floor)));
+    put("start_mesh", format!("{:.0}", start(Setup::Mesh)));
+    v
+}
+
+/// Replaces `{name}` in `text` with `values[name]`.
+pub fn fill(text: &str, values: &BTreeMap<String, String>) -> String {
+    let mut out = text.to_owned();
+    for (k, val) in values {
+        out = out.replace(&format!("{{{k}}}"), val);
+    }
+    out
+}
+
+/// The whole report.
+pub fn markdown(r: &Results, date: &str, machine: &str, reading: &str) -> anyhow::Result<String> {
+    let mut o = String::new();
+    let opts = r.options.clone().unwrap_or_else(crate::Options::full);
+    writeln!(o, "# kubectl-mesh benchmarks\n")?;
+    writeln!(
+        o,
+        "Generated by `make bench` on {date}. Every number below comes from this one run; ratios compare setups measured side by side, interleaved, on the same Envoy, listener and upstream.\n"
+    )?;
+    writeln!(o, "## Machine\n")?;
+    writeln!(o, "- {machine}")?;
+    writeln!(
+        o,
+        "- Envoy {} (`--concurrency 1`: one worker)",
+        r.envoy_version
+    )?;
+    match &r.pinning {
+        Some((e, l)) => writeln!(o, "- CPU pinning: the Envoy under test on CPU {e} (`taskset -c {e}`), wrk and the upstream Envoy on CPU {l}")?,
+        None => writeln!(o, "- CPU pinning: none (fewer than 2 CPUs or no taskset)")?,
+    }
+    writeln!(
+        o,
+        "- Modules: `mesh_filter.wasm` {} bytes, no-op filter {} bytes\n",
+        r.module_bytes.0, r.module_bytes.1
+    )?;
+
+    writeln!(o, "## Targets (issue 11)\n")?;
+    writeln!(o, "| target | this run | met |\n|---|---:|:---:|")?;
+    for (t, m, ok) in targets(r) {
+        writeln!(o, "| {t} | {m} | {} |", yes(ok))?;
+    }
+
+    writeln!(
+        o,
+        "\n## Concurrent load\n\nwrk, one thread, {} connections, {:.1} s per run, {} rounds of A B C D E; the routed gRPC-Web POST with an Origin (CORS grant on the response). Throughput is the median over rounds; ratios are medians of per-round ratios.\n",
+        opts.connections,
+        opts.wrk_duration.as_secs_f64(),
+        opts.rounds
+    )?;
+    writeln!(
+        o,
+        "| setup | req/s | vs native | vs floor | vs Lua | Envoy CPU per request (µs) | CPU vs floor | p50 (µs) | p99 (µs) | RSS after (MiB) | start to first answer (ms) |"
+    )?;
+    writeln!(o, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")?;
+    let cpu = |name: &str| {
+        median(
+            &r.wrk
+                .get(name)
+                .map(|v| v.iter().map(|w| w.cpu_us).collect::<Vec<_>>())
+                .unwrap_or_default(),
+        )
+    };
+    let per_round = |a: &str, b: &str| -> f64 {
+        match (r.wrk.get(a), r.wrk.get(b)) {
+            (Some(x), Some(y)) => median(
+                &x.iter()
+                    .zip(y)
+                    .map(|(x, y)| x.rps / y.rps.max(1e-9))
+                    .collect::<Vec<_>>(),
+            ),
+            _ => 0.0,
+        }
+    };
+    for s in Setup::ALL {
+        let runs = r.wrk.get(s.name()).cloned().unwrap_or_default();
+        let rps = median(&runs.iter().map(|w| w.rps).collect::<Vec<_>>());
+        let p50 = median(&runs.iter().map(|w| w.p50).collect::<Vec<_>>());
+        let p99 = median(&runs.iter().map(|w| w.p99).collect::<Vec<_>>());
+        writeln!(
+            o,
+            "| {} | {rps:.0} | {:.2} | {:.2} | {:.2} | {:.1} | {:.2} | {p50:.0} | {p99:.0} | {:.1} | {:.0} |",
+            s.name(),
+            per_round(s.name(), Setup::Native.name()),
+            per_round(s.name(), Setup::Floor.name()),
+            per_round(s.name(), Setup::Lua.name()),
+            cpu(s.name()),
+            cpu(s.name()) / cpu(Setup::Floor.name()).max(1e-9),
+            r.rss_kib.get(s.name()).copied().unwrap_or(0) as f64 / 1024.0,
+            r.startup
+                .get(s.name())
+                .map_or(0.0, |d| d.as_secs_f64() * 1e3)
+        )?;
+    }
+
+    writeln!(
+        o,
+        "\n## Sequential latency per request kind\n\nOne keep-alive connection, {} requests per setup and kind in {} interleaved blocks. p50 / p99 in µs; \"added\" is the mesh filter's p50 minus the other setup's.\n",
+        opts.sequential * opts.blocks,
+        opts.blocks
+    )?;
+    write!(o, "| request |")?;
+    for s in Setup::ALL {
+        write!(o, " {} |", s.name())?;
+    }
+    writeln!(o, " mesh added vs native | mesh added vs floor |")?;
+    writeln!(o, "|---|{}---:|---:|", "---:|".repeat(Setup::ALL.len()))?;
+    for k in &r.kinds {
+        write!(o, "| {k} |")?;
+        let mut p50s = BTreeMap::new();
+        for s in Setup::ALL {
+            let mut v = r
+                .sequential
+                .get(&(s.name(), *k))
+                .cloned()
+                .unwrap_or_default();
+            let (p50, p99) = (pct(&mut v, 0.5), pct(&mut v, 0.99));
+            p50s.insert(s.name(), p50);
+            write!(o, " {p50:.0} / {p99:.0} |")?;
+        }
+        let m = p50s[Setup::Mesh.name()];
+        writeln!(
+            o,
+            " {:.0} | {:.0} |",
+            m - p50s[Setup::Native.name()],
+            m - p50s[Setup::Floor.name()]
+        )?;
+    }
+
+    let (mesh, noop) = &r.digimon_wasm;
+    writeln!(
+        o,
+        "\n## The filter's own work (digimon gRPC-Web POST with Origin)\n"
+    )?;
+    writeln!(
+        o,
+        "| measure | mesh filter | no-op filter |\n|---|---:|---:|"
+    )?;
+    writeln!(
+        o,
+        "| wasmtime: time per request + response (ns) | {:.0} | {:.0} |",
+        mesh.ns_per_request, noop.ns_per_request
+    )?;
+    writeln!(
+        o,
+        "| wasmtime: host calls per request + response | {:.1} | {:.1} |",
+        mesh.host_calls, noop.host_calls
+    )?;
+    writeln!(
+        o,
+        "| wasmtime: buffers the host allocates in the guest | {:.1} | {:.1} |",
+        mesh.guest_allocations, noop.guest_allocations
+    )?;
+    let names = |w: &crate::cost::WasmCost| {
+        w.calls_by_name
+            .iter()
+            .map(|(n, c)| format!("{n} {c:.1}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    writeln!(
+        o,
+        "| wasmtime: host calls by name | {} | {} |",
+        names(mesh),
+        names(noop)
+    )?;
+    if let Some((a, b)) = r.jit_share {
+        writeln!(
+            o,
+            "| wasmtime: of that, in the module's own code (perf, JIT samples) (ns) | {:.0} ({:.0}%) | {:.0} ({:.0}%) |",
+            a * mesh.ns_per_request,
+            a * 100.0,
+            b * noop.ns_per_request,
+            b * 100.0
+        )?;
+    }
+    let n = &r.digimon_native;
+    writeln!(
+        o,
+        "| core natively: ns / heap allocations / header changes per request + response | {:.0} / {:.1} / {:.0} | |",
+        n.ns, n.allocations, n.header_ops
+    )?;
+    if let Some(i) = r.instructions {
+        writeln!(
+            o,
+            "| core natively: instructions per request + response (valgrind) | {i:.0} | |"
+        )?;
+    }
+
+    writeln!(
+        o,
+        "\n## Scaling\n\nGenerated configs, {} routes per host (every tenth host a `*.zone-N.example.com` wildcard, every fourth with CORS); 64 requests spread over the hosts, each trying every route of its host. wasmtime: the real modules in the proxy-wasm host of `tests/wasm-host`; \"own work\" is mesh minus no-op on the same requests. Envoy: the mesh filter with that config as `render` emits it, start to the first routed answer, and sequential routed requests.\n",
+        crate::cost::ROUTES_PER_HOST
+    )?;
+    writeln!(
+        o,
+        "| hosts | config JSON (KB) | on_configure, wasmtime (ms) | compile natively (ms) | linear memory after configure (KiB) | own work per request, wasmtime (µs) | host calls per request | core natively (ns) | Envoy start to first routed answer (ms) | Envoy RSS (MiB) | Envoy routed p50 (µs) |"
+    )?;
+    writeln!(
+        o,
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    )?;
+    for s in &r.scale {
+        writeln!(
+            o,
+            "| {} | {:.0} | {:.1} | {:.1} | {} | {:.2} | {:.1} | {:.0} | {:.0} | {:.1} | {:.0} |",
+            s.hosts,
+            s.config_bytes as f64 / 1e3,
+            s.mesh.configure.as_secs_f64() * 1e3,
+            s.native.compile.as_secs_f64() * 1e3,
+            s.mesh.memory_kib,
+            (s.mesh.ns_per_request - s.noop.ns_per_request) / 1e3,
+            s.mesh.host_calls,
+            s.native.ns,
+            s.envoy.startup.as_secs_f64() * 1e3,
+            s.envoy.rss_kib as f64 / 1024.0,
+            s.envoy.p50
+        )?;
+    }
+
+    if !r.perf.is_empty() {
+        writeln!(o, "\n## Where Envoy's CPU goes under load (perf)\n")?;
+        writeln!(o, "`perf record -e cpu-clock -p ENVOY` during one more wrk run per setup, samples by binary (percent). `envoy` includes V8's runtime (linked in); JIT-compiled Wasm and Lua run from anonymous memory (`[unknown]`/`//anon`/`[JIT]`); the kernel part is mostly loopback TCP.\n")?;
+        let mut dsos: Vec<String> = Vec::new();
+        for (_, shares) in &r.perf {
+            for (d, p) in shares {
+                if *p >= 0.5 && !dsos.contains(d) {
+                    dsos.push(d.clone());
+                }
+            }
+        }
+        write!(o, "| setup |")?;
+        for d in &dsos {
+            write!(o, " {} |", d.replace('|', "/"))?;
+        }
+        writeln!(o, "\n|---|{}", "---:|".repeat(dsos.len()))?;
+        for (name, shares) in &r.perf {
+            write!(o, "| {name} |")?;
+            for d in &dsos {
+                let p = shares.iter().find(|(x, _)| x == d).map_or(0.0, |(_, p)| *p);
+                write!(o, " {p:.1} |")?;
+            }
+            writeln!(o)?;
+        }
+    }
+
+    writeln!(o, "\n## Startup per module\n")?;
+    writeln!(
+        o,
+        "| setup | module (bytes) | Envoy start to first routed answer (ms) |\n|---|---:|---:|"
+    )?;
+    for (s, bytes) in [
+        (Setup::Native, 0),
+        (Setup::Floor, r.module_bytes.1),
+        (Setup::Mesh, r.module_bytes.0),
+    ] {
+        writeln!(
+            o,
+            "| {} | {} | {:.0} |",
+            s.name(),
+            bytes,
+            r.startup
+                .get(s.name())
+                .map_or(0.0, |d| d.as_secs_f64() * 1e3)
+        )?;
+    }
+    writeln!(o)?;
+    o.push_str(&fill(reading, &values(r)));
+    Ok(o)
+}
