@@ -97,6 +97,26 @@ pub fn strip_any_host_port() -> serde_json::Map<String, Value> {
     m
 }
 
+/// Envoy can be ready while a static listener failed to bind (another process took the port
+/// between our pick and its bind): every listener must accept a connection.
+fn listeners_bound(bootstrap: &Value) -> anyhow::Result<()> {
+    for l in bootstrap["static_resources"]["listeners"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        let a = &l["address"]["socket_address"];
+        let (Some(ip), Some(port)) = (a["address"].as_str(), a["port_value"].as_u64()) else {
+            continue;
+        };
+        let addr = format!("{ip}:{port}");
+        if std::net::TcpStream::connect(&addr).is_err() {
+            anyhow::bail!("listener {addr} is not bound: Address already in use?");
+        }
+    }
+    Ok(())
+}
+
 fn loopback(port: u16) -> std::net::SocketAddr {
     std::net::SocketAddr::from(([127, 0, 0, 1], port))
 }
@@ -144,7 +164,10 @@ impl Envoy {
                 port,
                 admin_port,
             };
-            match envoy.wait_ready(Duration::from_secs(60)) {
+            match envoy
+                .wait_ready(Duration::from_secs(60))
+                .and_then(|()| listeners_bound(&bootstrap))
+            {
                 Ok(()) => return Ok(envoy),
                 Err(e) if e.to_string().contains("ddress already in use") => last_err = Some(e),
                 Err(e) => return Err(e),

@@ -30,13 +30,7 @@ pub fn load_mesh_config(path: &std::path::Path) -> anyhow::Result<String> {
     Ok(cfg.to_json())
 }
 
-/// Picks a free loopback port (bind to :0, read it, release it).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or(0)
-}
+pub use envoy_process::free_port;
 
 /// A mesh config running in real Envoy, with one echo upstream per cluster it routes to.
 pub struct MeshFixture {

@@ -47,10 +47,7 @@ pub fn istio_gateway_bootstrap() -> Value {
 
 /// A loopback address with a port that was free a moment ago.
 pub fn free_addr() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
+    SocketAddr::from(([127, 0, 0, 1], envoy_process::free_port()))
 }
 
 static SEQ: AtomicUsize = AtomicUsize::new(0);

@@ -4,8 +4,30 @@
 //! own way.
 
 use serde_json::Value;
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Mutex;
+
+/// Ports handed out by [`free_port`] in this process.
+static HANDED_OUT: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
+
+/// A loopback port that was free a moment ago and that this process has not handed out before.
+/// Envoy binds its ports after the test picked them; tests run as threads of one process, and
+/// without the memory two of them could be handed the same just-released port.
+pub fn free_port() -> u16 {
+    let mut handed = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+    let handed = handed.get_or_insert_with(HashSet::new);
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap_or(0);
+        if port != 0 && handed.insert(port) {
+            return port;
+        }
+    }
+}
 
 /// The Envoy the Makefile pins when `$MESH_ENVOY` is not set.
 pub const PINNED: &str = ".venv/envoy-1.40.0/bin/envoy";
