@@ -450,13 +450,7 @@ fn core_objects_are_valid_kubernetes_types() {
 // ---- real Envoy ----------------------------------------------------------------------------
 
 fn envoy() -> PathBuf {
-    let path = envoy_process::binary();
-    assert!(
-        path.exists(),
-        "no Envoy at {} (run `make envoy`, or set MESH_ENVOY)",
-        path.display()
-    );
-    path
+    envoy_process::require_binary()
 }
 
 fn wasm() -> PathBuf {

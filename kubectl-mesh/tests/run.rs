@@ -183,12 +183,7 @@ fn get(port: u16, host: &str, path: &str, extra: &str) -> Option<String> {
 
 /// Envoy ($MESH_ENVOY, else the pinned one); the build must embed the module.
 fn envoy() -> Option<String> {
-    let envoy = envoy_process::binary();
-    assert!(
-        envoy.exists(),
-        "no Envoy at {} (run `make envoy`, or set MESH_ENVOY)",
-        envoy.display()
-    );
+    let envoy = envoy_process::require_binary();
     assert!(
         !kubectl_mesh::module::EMBEDDED.is_empty(),
         "this build has no embedded filter module (run `make wasm`)"

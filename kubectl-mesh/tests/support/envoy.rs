@@ -14,13 +14,7 @@ use std::time::{Duration, Instant};
 
 /// The Envoy binary: `$MESH_ENVOY`, else the Makefile's pinned one.
 pub fn binary() -> PathBuf {
-    let path = envoy_process::binary();
-    assert!(
-        path.exists(),
-        "no Envoy at {} (run `make envoy`, or set MESH_ENVOY)",
-        path.display()
-    );
-    path
+    envoy_process::require_binary()
 }
 
 fn manifest() -> PathBuf {

@@ -49,6 +49,17 @@ pub fn binary() -> PathBuf {
     }
 }
 
+/// [`binary`], which must exist: a test without Envoy fails, saying how to get it.
+pub fn require_binary() -> PathBuf {
+    let path = binary();
+    assert!(
+        path.exists(),
+        "no Envoy at {} (run `make envoy`, or set MESH_ENVOY)",
+        path.display()
+    );
+    path
+}
+
 /// A running Envoy; killed on drop, and its log printed if the thread is panicking.
 pub struct Envoy {
     child: Child,
