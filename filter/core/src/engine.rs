@@ -216,17 +216,12 @@ impl Engine {
                 // As Envoy (RFC 7231 7.1.2): a 201 or 3xx direct response names the request's
                 // URL in `location`.
                 if body.status == 201 || (300..400).contains(&body.status) {
-                    let here = RedirectSpec {
-                        scheme: None,
-                        host: None,
-                        port: None,
-                        path: None,
-                        prefix_rewrite: None,
-                        status: body.status,
-                        strip_query: false,
-                    };
-                    let location =
-                        here.location(&route.path, req.first(":scheme"), vars.host, vars.path);
+                    let location = RedirectSpec::request_url(body.status).location(
+                        &route.path,
+                        req.first(":scheme"),
+                        vars.host,
+                        vars.path,
+                    );
                     reply.headers.0.push(("location".to_owned(), location));
                 }
                 finish_local(route, &vars, &mut reply);

@@ -105,6 +105,19 @@ pub struct RedirectSpec {
 }
 
 impl RedirectSpec {
+    /// A "redirect" to the request's own URL, as a `location` header needs it.
+    pub fn request_url(status: u16) -> Self {
+        RedirectSpec {
+            scheme: None,
+            host: None,
+            port: None,
+            path: None,
+            prefix_rewrite: None,
+            status,
+            strip_query: false,
+        }
+    }
+
     /// The `location` for a request with this scheme, Host/`:authority` and path (with query),
     /// matched by a route with path condition `matched`.
     pub fn location(
