@@ -265,19 +265,11 @@ impl Cluster {
             crate::render::MANAGED_BY_LABEL,
             crate::render::MANAGER
         );
-        match self
+        let listed = self
             .dynamic(api_version, kind, ns)
             .list(&ListParams::default().labels(&selector))
-            .await
-        {
-            Ok(list) => Ok(list
-                .items
-                .into_iter()
-                .filter_map(|o| serde_json::to_value(o).ok())
-                .collect()),
-            Err(kube::Error::Api(s)) if s.code == 404 => Ok(Vec::new()),
-            Err(e) => Err(self.err(format!("listing {kind} in {ns}"), e)),
-        }
+            .await;
+        self.values(listed, || format!("listing {kind} in {ns}"))
     }
 
     /// Objects of a kind in every namespace; an uninstalled kind lists as empty.
@@ -288,14 +280,24 @@ impl Cluster {
     ) -> Result<Vec<Value>, ClusterError> {
         let api: Api<DynamicObject> =
             Api::all_with(self.client.clone(), &resource(api_version, kind));
-        match api.list(&ListParams::default()).await {
+        let listed = api.list(&ListParams::default()).await;
+        self.values(listed, || format!("listing {kind} in all namespaces"))
+    }
+
+    /// A list's items as JSON; 404 (the kind is not installed) lists as empty.
+    fn values(
+        &self,
+        listed: Result<kube::api::ObjectList<DynamicObject>, kube::Error>,
+        what: impl FnOnce() -> String,
+    ) -> Result<Vec<Value>, ClusterError> {
+        match listed {
             Ok(list) => Ok(list
                 .items
                 .into_iter()
                 .filter_map(|o| serde_json::to_value(o).ok())
                 .collect()),
             Err(kube::Error::Api(s)) if s.code == 404 => Ok(Vec::new()),
-            Err(e) => Err(self.err(format!("listing {kind} in all namespaces"), e)),
+            Err(e) => Err(self.err(what(), e)),
         }
     }
 

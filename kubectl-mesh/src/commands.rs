@@ -162,14 +162,7 @@ pub async fn check(cli: &Cli, args: &CheckArgs, out: &mut impl Write) -> Result<
     };
     let wanted = parse_selector(&selector)?;
     input.workloads.retain(|w| {
-        let labels = w
-            .deployment
-            .spec
-            .template
-            .metadata
-            .as_ref()
-            .and_then(|m| m.labels.clone())
-            .unwrap_or_default();
+        let labels = crate::plan::template_labels(&w.deployment);
         let deployment_labels = w.deployment.metadata.labels.clone().unwrap_or_default();
         wanted
             .iter()

@@ -179,14 +179,7 @@ pub async fn choose_gateway(
         .deployments(&opts.namespace, &selector)
         .await?
         .iter()
-        .map(|d| {
-            d.spec
-                .template
-                .metadata
-                .as_ref()
-                .and_then(|m| m.labels.clone())
-                .unwrap_or_default()
-        })
+        .map(crate::plan::template_labels)
         .collect();
     if labels.is_empty() {
         // The plan reports the missing Deployment; judge by the selector meanwhile.

@@ -196,12 +196,23 @@ fn deployment_name(d: &Deployment) -> String {
     d.metadata.name.clone().unwrap_or_default()
 }
 
-fn template_annotations(d: &Deployment) -> BTreeMap<String, String> {
+/// The pod template's annotations (what the injector and the proxy read).
+pub fn template_annotations(d: &Deployment) -> BTreeMap<String, String> {
     d.spec
         .template
         .metadata
         .as_ref()
         .and_then(|m| m.annotations.clone())
+        .unwrap_or_default()
+}
+
+/// The pod template's labels (what a workload selector matches).
+pub fn template_labels(d: &Deployment) -> BTreeMap<String, String> {
+    d.spec
+        .template
+        .metadata
+        .as_ref()
+        .and_then(|m| m.labels.clone())
         .unwrap_or_default()
 }
 

@@ -269,15 +269,7 @@ pub fn evaluate(input: &CheckInput) -> Vec<Check> {
         let labels: Vec<BTreeMap<String, String>> = input
             .workloads
             .iter()
-            .map(|w| {
-                w.deployment
-                    .spec
-                    .template
-                    .metadata
-                    .as_ref()
-                    .and_then(|m| m.labels.clone())
-                    .unwrap_or_default()
-            })
+            .map(|w| crate::plan::template_labels(&w.deployment))
             .collect();
         out.extend(routing::evaluate(routing, &labels));
     }
@@ -293,15 +285,8 @@ pub fn evaluate(input: &CheckInput) -> Vec<Check> {
         let name = w.deployment.metadata.name.clone().unwrap_or_default();
         let g = format!("Workload {name}");
         let g = g.as_str();
-        let template = Some(&w.deployment.spec.template);
-        let template_annotations = template
-            .and_then(|t| t.metadata.as_ref())
-            .and_then(|m| m.annotations.clone())
-            .unwrap_or_default();
-        let template_labels = template
-            .and_then(|t| t.metadata.as_ref())
-            .and_then(|m| m.labels.clone())
-            .unwrap_or_default();
+        let template_annotations = crate::plan::template_annotations(&w.deployment);
+        let template_labels = crate::plan::template_labels(&w.deployment);
         let with_proxy = w
             .pods
             .iter()
