@@ -4,11 +4,11 @@
 // A failed unwrap in a test helper is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use envoy_process::{free_port, Captured};
 use rustix::process::{kill_process, Pid, Signal};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// A one-thread HTTP/1.1 server answering every request with what it received.
@@ -38,88 +38,38 @@ fn echo_upstream() -> u16 {
     port
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A running `kubectl mesh run`, its stdout and stderr collected; stopped with SIGTERM (which
 /// it forwards to Envoy) and then SIGKILL when the test ends.
-struct Running {
-    child: Child,
-    output: Arc<Mutex<String>>,
-}
+struct Running(Captured);
 
 impl Running {
     fn start(args: &[&str]) -> Running {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_kubectl-mesh"))
-            .arg("run")
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let output = Arc::new(Mutex::new(String::new()));
-        let streams: [Box<dyn Read + Send>; 2] = [
-            Box::new(child.stdout.take().unwrap()),
-            Box::new(child.stderr.take().unwrap()),
-        ];
-        for stream in streams {
-            let output = Arc::clone(&output);
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    let mut o = output.lock().unwrap();
-                    o.push_str(&line);
-                    o.push('\n');
-                }
-            });
-        }
-        Running { child, output }
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kubectl-mesh"));
+        cmd.arg("run").args(args);
+        Running(Captured::spawn(&mut cmd).unwrap())
     }
 
     fn output(&self) -> String {
-        self.output.lock().unwrap().clone()
+        self.0.output()
     }
 
     /// Waits until the output contains `needle`; false if the process exits or time runs out.
     fn wait_for(&mut self, needle: &str) -> bool {
-        let deadline = Instant::now() + Duration::from_secs(90);
-        while Instant::now() < deadline {
-            if self.output().contains(needle) {
-                return true;
-            }
-            if self.child.try_wait().unwrap().is_some() {
-                std::thread::sleep(Duration::from_millis(200));
-                return self.output().contains(needle);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        false
+        self.0.wait_for(needle, Duration::from_secs(90))
     }
 
     fn signal(&self, sig: Signal) {
-        kill_process(Pid::from_raw(self.child.id() as i32).unwrap(), sig).unwrap();
+        kill_process(Pid::from_raw(self.0.child.id() as i32).unwrap(), sig).unwrap();
     }
 
     /// Waits for the exit (at most 30 s) and returns the exit code.
     fn exit_code(&mut self) -> Option<i32> {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status.code();
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        None
+        self.0.exit_code(Duration::from_secs(30))
     }
 
     /// The processes this one started (Envoy), from /proc.
     fn children(&self) -> Vec<u32> {
-        let me = self.child.id();
+        let me = self.0.child.id();
         std::fs::read_dir("/proc")
             .unwrap()
             .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
@@ -130,11 +80,12 @@ impl Running {
 
 impl Drop for Running {
     fn drop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_none() {
-            let _ = kill_process(Pid::from_raw(self.child.id() as i32).unwrap(), Signal::TERM);
+        let child = &mut self.0.child;
+        if child.try_wait().ok().flatten().is_none() {
+            let _ = kill_process(Pid::from_raw(child.id() as i32).unwrap(), Signal::TERM);
             if self.exit_code().is_none() {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
+                let _ = self.0.child.kill();
+                let _ = self.0.child.wait();
             }
         }
     }

@@ -5,12 +5,11 @@
 // A failed unwrap in a test helper is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use envoy_process::Captured;
 use mesh_tests::app::{group_members, processes};
 use rustix::process::{kill_process, Pid, Signal};
-use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 fn example_config() -> PathBuf {
@@ -33,10 +32,7 @@ fn config_allowing(origin: &str, name: &str) -> PathBuf {
 }
 
 /// A running digimon-demo with its output collected.
-struct Demo {
-    child: Child,
-    output: Arc<Mutex<String>>,
-}
+struct Demo(Captured);
 
 impl Demo {
     fn start(config: &std::path::Path, serve: bool) -> Demo {
@@ -46,49 +42,24 @@ impl Demo {
         if serve {
             cmd.arg("--serve");
         }
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let output = Arc::new(Mutex::new(String::new()));
-        let streams: [Box<dyn Read + Send>; 2] = [
-            Box::new(child.stdout.take().unwrap()),
-            Box::new(child.stderr.take().unwrap()),
-        ];
-        for s in streams {
-            let output = Arc::clone(&output);
-            std::thread::spawn(move || {
-                for line in BufReader::new(s).lines().map_while(Result::ok) {
-                    let mut o = output.lock().unwrap();
-                    o.push_str(&line);
-                    o.push('\n');
-                }
-            });
-        }
-        Demo { child, output }
+        Demo(Captured::spawn(&mut cmd).unwrap())
     }
 
     fn output(&self) -> String {
-        self.output.lock().unwrap().clone()
+        self.0.output()
     }
 
     fn wait_for(&mut self, needle: &str) {
-        let deadline = Instant::now() + Duration::from_secs(120);
-        while !self.output().contains(needle) {
-            assert!(
-                Instant::now() < deadline && self.child.try_wait().unwrap().is_none(),
-                "no `{needle}` from the demo:\n{}",
-                self.output()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        assert!(
+            self.0.wait_for(needle, Duration::from_secs(120)),
+            "no `{needle}` from the demo:\n{}",
+            self.output()
+        );
     }
 
     /// The process group of what the demo started (its children's group), once it has any.
     fn group(&self) -> u32 {
-        let me = self.child.id();
+        let me = self.0.child.id();
         processes()
             .into_iter()
             .find(|(_, s)| s.ppid == me)
@@ -98,25 +69,17 @@ impl Demo {
 
     /// Exit code after at most 60 s.
     fn exit_code(&mut self) -> Option<i32> {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < deadline {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                std::thread::sleep(Duration::from_millis(100));
-                return s.code();
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
+        self.0.exit_code(Duration::from_secs(60))
     }
 
     fn signal(&self, sig: Signal) {
-        kill_process(Pid::from_raw(self.child.id() as i32).unwrap(), sig).unwrap();
+        kill_process(Pid::from_raw(self.0.child.id() as i32).unwrap(), sig).unwrap();
     }
 }
 
 impl Drop for Demo {
     fn drop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_none() {
+        if self.0.child.try_wait().ok().flatten().is_none() {
             self.signal(Signal::TERM);
             let _ = self.exit_code();
         }

@@ -1,7 +1,11 @@
 //! A real Envoy process for tests: which binary, starting it with a bootstrap in its own
 //! directory, its log, and cleanup (killed on drop; the log's tail printed if the test failed).
 //! Shared by the plugin's tests and the cross-crate tests, which each wait for readiness their
-//! own way.
+//! own way. [`Captured`] runs any other child process with its output collected.
+
+mod captured;
+
+pub use captured::Captured;
 
 use serde_json::Value;
 use std::collections::HashSet;
