@@ -3,7 +3,6 @@
 
 use anyhow::{bail, Context};
 use rustix::process::{kill_process_group, test_kill_process_group, Pid, Signal};
-use std::io::{BufRead, BufReader, Read};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -102,30 +101,13 @@ impl ProcessGroup {
             group.pgid = Pid::from_raw(i32::try_from(child.id())?);
         }
         let output = Output::default();
-        let streams: Vec<Box<dyn Read + Send>> = [
-            child
-                .stdout
-                .take()
-                .map(|s| Box::new(s) as Box<dyn Read + Send>),
-            child
-                .stderr
-                .take()
-                .map(|s| Box::new(s) as Box<dyn Read + Send>),
-        ]
-        .into_iter()
-        .flatten()
-        .collect();
-        for stream in streams {
-            let (output, name) = (output.clone(), name.to_owned());
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    if echo {
-                        println!("  [{name}] {line}");
-                    }
-                    output.push(&line);
-                }
-            });
-        }
+        let (sink, tag) = (output.clone(), name.to_owned());
+        envoy_process::read_lines(&mut child, move |line| {
+            if echo {
+                println!("  [{tag}] {line}");
+            }
+            sink.push(line);
+        });
         group.children.push((name.to_owned(), child));
         Ok(output)
     }

@@ -21,29 +21,12 @@ impl Captured {
             .stderr(Stdio::piped())
             .spawn()?;
         let output = Arc::new(Mutex::new(String::new()));
-        let streams: Vec<Box<dyn Read + Send>> = [
-            child
-                .stdout
-                .take()
-                .map(|s| Box::new(s) as Box<dyn Read + Send>),
-            child
-                .stderr
-                .take()
-                .map(|s| Box::new(s) as Box<dyn Read + Send>),
-        ]
-        .into_iter()
-        .flatten()
-        .collect();
-        for stream in streams {
-            let output = Arc::clone(&output);
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    let mut o = output.lock().unwrap_or_else(|e| e.into_inner());
-                    o.push_str(&line);
-                    o.push('\n');
-                }
-            });
-        }
+        let sink = Arc::clone(&output);
+        read_lines(&mut child, move |line| {
+            let mut o = sink.lock().unwrap_or_else(|e| e.into_inner());
+            o.push_str(line);
+            o.push('\n');
+        });
         Ok(Captured { child, output })
     }
 
@@ -88,5 +71,31 @@ impl Captured {
             }
         }
         None
+    }
+}
+
+/// Hands every line `child` prints on stdout or stderr (whichever were piped) to `on_line`,
+/// from one reader thread per stream, until the stream closes.
+pub fn read_lines(child: &mut Child, on_line: impl Fn(&str) + Clone + Send + 'static) {
+    let streams: Vec<Box<dyn Read + Send>> = [
+        child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+        child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    for stream in streams {
+        let on_line = on_line.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                on_line(&line);
+            }
+        });
     }
 }

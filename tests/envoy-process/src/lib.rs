@@ -5,7 +5,7 @@
 
 mod captured;
 
-pub use captured::Captured;
+pub use captured::{read_lines, Captured};
 
 use serde_json::Value;
 use std::collections::HashSet;
