@@ -37,6 +37,11 @@ pub const VOLUME_NAME: &str = "kubectl-mesh-filter";
 pub const PROXY_CONTAINER: &str = "istio-proxy";
 /// ConfigMap data limit (1 MiB): a bigger module must be delivered with `--module-url`.
 pub const CONFIGMAP_LIMIT: usize = 1024 * 1024;
+/// The most one object may take in the API server's store: etcd's default request limit
+/// (1.5 MiB). Custom resources such as an EnvoyFilter are stored as JSON.
+pub const OBJECT_LIMIT: usize = 1536 * 1024;
+/// Room left for what the API server adds to an object (managedFields, uid, timestamps).
+const SERVER_ADDED: usize = 16 * 1024;
 
 /// Where in Envoy the filter runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -183,6 +188,20 @@ pub enum RenderError {
         reason: String,
         /// What to do instead.
         fix: String,
+    },
+    /// A rendered object would not fit in the API server's store.
+    #[error("{file}: the rendered {kind} {name} is {size} bytes, more than the API server stores in one object ({OBJECT_LIMIT} bytes, etcd's request limit, less {SERVER_ADDED} for what the server adds); applying it would fail\n  fix: make the config smaller (it is {config} bytes as the filter reads it): hosts that share their routes can be one host with several `domains` or a `*.` wildcard")]
+    ObjectTooLarge {
+        /// The config file.
+        file: String,
+        /// Kind of the object.
+        kind: String,
+        /// Name of the object.
+        name: String,
+        /// Its size as compact JSON.
+        size: usize,
+        /// The config's size as the filter reads it (compact JSON).
+        config: usize,
     },
     /// `--gateway` is not `NAMESPACE/NAME`.
     #[error("--gateway `{0}` must be NAMESPACE/NAME of an Istio Gateway, e.g. --gateway istio-system/public")]
@@ -421,6 +440,7 @@ pub fn render(cfg: &MeshConfig, opts: &RenderOptions) -> Result<Rendered, Render
             }
         }
     }
+    check_sizes(cfg, opts, &objects)?;
     Ok(Rendered {
         objects,
         pod_annotations,
@@ -432,6 +452,32 @@ pub fn render(cfg: &MeshConfig, opts: &RenderOptions) -> Result<Rendered, Render
             configmap_name(opts),
         ],
     })
+}
+
+/// Refuses an object the API server could not store, before anything is applied: the filter's
+/// config travels inside the EnvoyFilter (or WasmPlugin), so a large config makes it large.
+/// The ConfigMap is left to [`CONFIGMAP_LIMIT`]: its module is stored as bytes, not base64.
+fn check_sizes(
+    cfg: &MeshConfig,
+    opts: &RenderOptions,
+    objects: &[Value],
+) -> Result<(), RenderError> {
+    for o in objects.iter().filter(|o| o["kind"] != "ConfigMap") {
+        let size = serde_json::to_vec(o).map(|v| v.len()).unwrap_or_default();
+        if size + SERVER_ADDED > OBJECT_LIMIT {
+            return Err(RenderError::ObjectTooLarge {
+                file: opts.source.clone(),
+                kind: o["kind"].as_str().unwrap_or("object").to_owned(),
+                name: o["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                size,
+                config: cfg.to_json().len(),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// `{"NAME": {...rest}}`: the userVolume/userVolumeMount annotation form for one item.

@@ -461,6 +461,52 @@ async fn preflight_errors_are_clear_and_change_nothing() {
     assert!(s.emu.state().writes().is_empty());
 }
 
+/// A config too big for one object is refused before anything is written, with the fix;
+/// without the check the API server would refuse the EnvoyFilter after the ConfigMap and the
+/// namespace label were applied (the emulator answers 413 as it does).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_too_big_for_the_api_server_is_refused_before_any_write() {
+    let s = digimon(json!({})).await;
+    let mut text = String::from(
+        "apiVersion: kubectl-mesh/v1alpha1\nkind: MeshConfig\nnamespace: digimon\nhosts:\n",
+    );
+    for h in 0..2000 {
+        text.push_str(&format!("- domains: [svc-{h}.example.com]\n  routes:\n"));
+        for r in 0..10 {
+            text.push_str(&format!(
+                "  - match: {{prefix: /api/v{r}/}}\n    to: {{service: svc-{h}, port: 8080}}\n"
+            ));
+        }
+    }
+    let big = s.kubeconfig.with_file_name("big.yaml");
+    std::fs::write(&big, text).unwrap();
+    let r = run(
+        &s,
+        &[
+            "enable",
+            "-f",
+            big.to_str().unwrap(),
+            "-l",
+            SERVER,
+            "--envoy-context",
+            "sidecar-outbound",
+        ],
+    )
+    .await;
+    assert_ne!(r.code, 0, "{r:?}");
+    assert!(
+        r.stderr.contains("big.yaml: the rendered EnvoyFilter")
+            && r.stderr.contains("more than the API server stores")
+            && r.stderr.contains("fix: make the config smaller"),
+        "{r:?}"
+    );
+    assert!(
+        s.emu.state().writes().is_empty(),
+        "{:?}",
+        s.emu.state().writes()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreachable_api_is_named() {
     let s = digimon(json!({})).await;
@@ -752,6 +798,22 @@ async fn emulator_enforces_conflicts_missing_groups_and_apply() {
         matches!(err, kube::Error::Api(ref s) if s.code == 400),
         "apply needs a field manager: {err:?}"
     );
+
+    // An object over etcd's request limit is refused as the API server refuses it.
+    let huge = json!({ "apiVersion": "v1", "kind": "ConfigMap", "metadata": { "name": "huge" }, "data": { "x": "x".repeat(1600 * 1024) } });
+    let err = api
+        .patch("huge", &params, &Patch::Apply(&huge))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, kube::Error::Api(ref s) if s.code == 413 && s.message.contains("too large")),
+        "{err:?}"
+    );
+    assert!(s
+        .emu
+        .state()
+        .get("api/v1", "configmaps", "digimon", "huge")
+        .is_none());
 
     s.emu.state().istio = false;
     let err = client

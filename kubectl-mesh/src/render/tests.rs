@@ -154,3 +154,46 @@ fn every_object_is_labelled_managed_by() {
         }
     }
 }
+
+/// A config of `hosts` hosts with ten prefix routes each, as YAML.
+fn many_hosts(hosts: usize) -> MeshConfig {
+    let mut text = String::from("apiVersion: kubectl-mesh/v1alpha1\nkind: MeshConfig\nhosts:\n");
+    for h in 0..hosts {
+        text.push_str(&format!("- domains: [svc-{h}.example.com]\n  routes:\n"));
+        for r in 0..10 {
+            text.push_str(&format!(
+                "  - match: {{prefix: /api/v{r}/}}\n    to: {{service: svc-{h}, port: 8080}}\n"
+            ));
+        }
+    }
+    parse_config("big.yaml", &text).unwrap()
+}
+
+#[test]
+fn an_object_the_api_server_cannot_store_is_refused_before_anything_is_applied() {
+    let module = Module::ConfigMap(vec![1; 1000]);
+    for api in [Api::Envoyfilter, Api::Wasmplugin] {
+        // A thousand hosts fit in one object; five thousand do not.
+        let fits = render(
+            &many_hosts(1000),
+            &opts(Context::Gateway, api, module.clone()),
+        )
+        .unwrap();
+        let largest = fits
+            .objects
+            .iter()
+            .map(|o| serde_json::to_vec(o).unwrap().len())
+            .max()
+            .unwrap();
+        assert!(largest < OBJECT_LIMIT, "{largest}");
+        let e = render(
+            &many_hosts(5000),
+            &opts(Context::Gateway, api, module.clone()),
+        )
+        .unwrap_err();
+        let msg = e.to_string();
+        assert!(matches!(e, RenderError::ObjectTooLarge { .. }), "{msg}");
+        assert!(msg.starts_with("t.yaml: the rendered "), "{msg}");
+        assert!(msg.contains("fix: make the config smaller"), "{msg}");
+    }
+}

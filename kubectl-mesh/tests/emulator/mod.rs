@@ -2,7 +2,8 @@
 //!
 //! It enforces what kubectl-mesh relies on: discovery, 404 for an uninstalled group, 403 with a
 //! Status message for configured resources, 409 on a stale resourceVersion, server-side apply
-//! (create and update, with fieldManager), JSON merge and strategic merge patches, and
+//! (create and update, with fieldManager), JSON merge and strategic merge patches, 413 for an
+//! object over etcd's 1.5 MiB request limit, and
 //! Deployments whose rollout the test advances. It is not a general API server: apply replaces
 //! each top-level field it is given instead of tracking field ownership per manager.
 
@@ -397,13 +398,7 @@ fn route(
             if !ns.is_empty() {
                 obj["metadata"]["namespace"] = json!(ns);
             }
-            let rv = st.next_rv();
-            finish_create(&mut obj, &rv);
-            st.objects
-                .entry(key)
-                .or_default()
-                .insert(format!("{ns}/{name}"), obj.clone());
-            Ok(reply(201, &obj))
+            Ok(create(st, key, &ns, &name, obj))
         }
         (Method::PUT, Some(name)) => {
             let Some(obj) = parse_body() else {
@@ -460,13 +455,7 @@ fn route(
                         }
                         obj["metadata"]["managedFields"] =
                             json!([{ "manager": manager, "operation": "Apply" }]);
-                        let rv = st.next_rv();
-                        finish_create(&mut obj, &rv);
-                        st.objects
-                            .entry(key)
-                            .or_default()
-                            .insert(format!("{ns}/{name}"), obj.clone());
-                        reply(201, &obj)
+                        create(st, key, &ns, &name, obj)
                     }
                     Some(live) => {
                         let mut next = live.clone();
@@ -541,6 +530,34 @@ fn stale(body: &Value, live: &Value, plural: &str, group: &str, name: &str) -> O
 }
 
 /// Stores an update: new resourceVersion, and a new generation when the spec changed.
+/// etcd's default request limit: the API server answers 413 for an object bigger than this.
+const ETCD_LIMIT: usize = 1536 * 1024;
+
+/// The API server's answer to an object etcd would refuse, if `obj` is one.
+fn too_large(obj: &Value) -> Option<Reply> {
+    (obj.to_string().len() > ETCD_LIMIT).then(|| {
+        status(
+            413,
+            "RequestEntityTooLarge",
+            "etcdserver: request is too large".into(),
+        )
+    })
+}
+
+/// Stores a new object: resourceVersion, uid, generation, then 201.
+fn create(st: &mut State, key: Collection, ns: &str, name: &str, mut obj: Value) -> Reply {
+    let rv = st.next_rv();
+    finish_create(&mut obj, &rv);
+    if let Some(refused) = too_large(&obj) {
+        return refused;
+    }
+    st.objects
+        .entry(key)
+        .or_default()
+        .insert(format!("{ns}/{name}"), obj.clone());
+    reply(201, &obj)
+}
+
 fn store(
     st: &mut State,
     key: Collection,
@@ -549,6 +566,9 @@ fn store(
     live: Value,
     mut next: Value,
 ) -> Reply {
+    if let Some(refused) = too_large(&next) {
+        return refused;
+    }
     next["metadata"]["resourceVersion"] = live["metadata"]["resourceVersion"].clone();
     next["metadata"]["generation"] = live["metadata"]["generation"].clone();
     if next == live {
