@@ -179,3 +179,26 @@ pub fn pod_names(s: &Setup, ns: &str) -> Vec<String> {
         .map(|p| p["metadata"]["name"].as_str().unwrap().to_owned())
         .collect()
 }
+
+/// `enable` of the digimon example for the server, sidecar-inbound, plus `extra`.
+pub fn enable_args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+    let file = Box::leak(mesh_yaml().to_string_lossy().into_owned().into_boxed_str());
+    let mut args = vec![
+        "enable",
+        "-f",
+        file,
+        "-l",
+        SERVER,
+        "--envoy-context",
+        "sidecar-inbound",
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
+/// The server Deployment's pod template annotations, live.
+pub fn server_annotations(s: &Setup) -> Value {
+    live(s, "apis/apps/v1", "deployments", "digimon", "server").unwrap()["spec"]["template"]
+        ["metadata"]["annotations"]
+        .clone()
+}

@@ -1,0 +1,210 @@
+//! The binary as a kubectl plugin: discovery by the real `kubectl`, the krew manifest,
+//! kubeconfig and context flags, version and completion offline, config errors, logging.
+
+// A failed unwrap in a test helper is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod emulator;
+mod support;
+
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+
+use support::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn honours_kubeconfig_env_and_context_flag() {
+    let s = digimon(json!({})).await;
+    // Two contexts: the current one points nowhere, `emu` at the emulator.
+    let text = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: dead\n  cluster:\n    server: http://127.0.0.1:1\n- name: emu\n  cluster:\n    server: {}\nusers:\n- name: dev\n  user: {{}}\ncontexts:\n- name: dead\n  context: {{cluster: dead, user: dev}}\n- name: emu\n  context: {{cluster: emu, user: dev, namespace: digimon}}\ncurrent-context: dead\n",
+        s.emu.url
+    );
+    let path = s.kubeconfig.with_file_name("two-contexts");
+    std::fs::write(&path, text).unwrap();
+    let run_env = |extra: &'static [&'static str]| {
+        let path = path.clone();
+        async move {
+            let out = tokio::process::Command::new(BIN)
+                .args(["check", "-l", SERVER])
+                .args(extra)
+                .env("KUBECONFIG", &path)
+                .output()
+                .await
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        }
+    };
+    assert!(run_env(&[])
+        .await
+        .contains("[FAIL] API reachable at http://127.0.0.1:1/"));
+    let out = run_env(&["--context", "emu"]).await;
+    assert!(
+        out.contains(&format!("[ok]   API reachable at {}/", s.emu.url)),
+        "{out}"
+    );
+    assert!(
+        out.contains("namespace digimon exists"),
+        "the context's namespace is the default: {out}"
+    );
+}
+
+#[test]
+fn krew_manifest_matches_the_crate() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/krew/mesh.yaml");
+    let m: Value = serde_yaml_ng::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert_eq!(
+        m["apiVersion"],
+        "krew.googlecontainertools.github.com/v1alpha2"
+    );
+    assert_eq!(m["kind"], "Plugin");
+    assert_eq!(
+        m["metadata"]["name"], "mesh",
+        "kubectl mesh <=> plugin name mesh"
+    );
+    assert_eq!(
+        m["spec"]["version"],
+        format!("v{}", env!("CARGO_PKG_VERSION"))
+    );
+    let platforms = m["spec"]["platforms"].as_array().unwrap();
+    assert!(!platforms.is_empty());
+    for p in platforms {
+        assert_eq!(p["bin"], "kubectl-mesh");
+        assert!(p["uri"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("v{}", env!("CARGO_PKG_VERSION"))));
+        assert_eq!(p["sha256"].as_str().unwrap().len(), 64);
+    }
+}
+
+#[test]
+fn kubectl_discovers_the_plugin() {
+    let Ok(out) = std::process::Command::new("kubectl")
+        .args(["version", "--client"])
+        .output()
+    else {
+        println!("SKIPPED kubectl_discovers_the_plugin: no kubectl on PATH");
+        return;
+    };
+    assert!(out.status.success());
+    let dir = Path::new(BIN).parent().unwrap();
+    let path = format!(
+        "{}:{}",
+        dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = std::process::Command::new("kubectl")
+        .args(["mesh", "version"])
+        .env("PATH", &path)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.starts_with(&format!("kubectl-mesh {}", env!("CARGO_PKG_VERSION"))),
+        "{stdout}"
+    );
+    // kubectl hands every flag to the plugin, even kubectl's own ones before the subcommand.
+    let file = mesh_yaml();
+    let out = std::process::Command::new("kubectl")
+        .args([
+            "mesh",
+            "-n",
+            "istio-system",
+            "-o",
+            "json",
+            "render",
+            "-f",
+            file.to_str().unwrap(),
+            "--envoy-context",
+            "gateway",
+        ])
+        .env("PATH", &path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let list: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(list["items"][1]["metadata"]["namespace"], "istio-system");
+    let out = std::process::Command::new("kubectl")
+        .args(["plugin", "list"])
+        .env("PATH", &path)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("kubectl-mesh"));
+}
+
+#[test]
+fn config_errors_name_the_file_the_field_and_the_fix() {
+    let dir = std::env::temp_dir().join(format!("kubectl-mesh-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let _cleanup = TempDir(dir.clone());
+    let bad = dir.join("mesh.yaml");
+    let text = std::fs::read_to_string(mesh_yaml())
+        .unwrap()
+        .replace("port: 6000", "port: 0");
+    std::fs::write(&bad, text).unwrap();
+    let out = std::process::Command::new(BIN)
+        .args(["render", "-l", "a=b", "-f"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{}: invalid field `hosts[0].routes[0].to.port`",
+            bad.display()
+        )),
+        "{stderr}"
+    );
+    assert!(stderr.contains("fix:"), "{stderr}");
+    assert!(out.stdout.is_empty(), "nothing rendered");
+}
+
+#[test]
+fn version_and_completion_work_offline() {
+    let out = std::process::Command::new(BIN)
+        .arg("version")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let out = std::process::Command::new(BIN)
+        .args(["completion", "bash"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("enable"));
+    let out = std::process::Command::new(BIN)
+        .args(["render"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "usage errors exit non-zero");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verbose_logs_what_enable_does_on_stderr_and_quiet_logs_nothing() {
+    let s = digimon(json!({})).await;
+    let r = run(&s, &enable_args(&["--dry-run"])).await;
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stderr.is_empty(), "quiet by default: {r:?}");
+    let r = run(&s, &enable_args(&["-v"])).await;
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stderr.contains("objects for SidecarInbound"), "{r:?}");
+    assert!(r.stderr.contains("planned"), "{r:?}");
+    assert!(r.stderr.contains("1/"), "each change is logged: {r:?}");
+    assert!(!r.stderr.contains("read ConfigMap"), "-v is not -vv: {r:?}");
+    let r = run(&s, &enable_args(&["-vv", "--dry-run"])).await;
+    assert!(
+        r.stderr.contains("read ConfigMap"),
+        "-vv shows each read: {r:?}"
+    );
+}
