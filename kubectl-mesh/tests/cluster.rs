@@ -86,19 +86,7 @@ async fn an_edited_config_updates_the_filter_and_rolls_the_pods_only() {
         .unwrap()
         .replace("maxAge: 1728", "maxAge: 60");
     std::fs::write(&edited, text).unwrap();
-    let r = run(
-        &s,
-        &[
-            "enable",
-            "-f",
-            edited.to_str().unwrap(),
-            "-l",
-            SERVER,
-            "--envoy-context",
-            "sidecar-inbound",
-        ],
-    )
-    .await;
+    let r = run(&s, &enable_file_args(&edited, SERVER, "sidecar-inbound")).await;
     assert_eq!(r.code, 0, "{r:?}");
     assert!(
         r.stdout.contains("applying 2 changes"),

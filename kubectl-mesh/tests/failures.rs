@@ -178,19 +178,8 @@ async fn preflight_errors_are_clear_and_change_nothing() {
     assert!(r.stderr.contains("namespace nope does not exist"), "{r:?}");
     assert!(s.emu.state().writes().is_empty());
 
-    let r = run(
-        &s,
-        &[
-            "enable",
-            "-f",
-            mesh_yaml().to_str().unwrap(),
-            "-l",
-            "app=nothing",
-            "--envoy-context",
-            "sidecar-inbound",
-        ],
-    )
-    .await;
+    let args = enable_file_args(&mesh_yaml(), "app=nothing", "sidecar-inbound");
+    let r = run(&s, &args).await;
     assert_ne!(r.code, 0);
     assert!(
         r.stderr
@@ -219,19 +208,7 @@ async fn a_config_too_big_for_the_api_server_is_refused_before_any_write() {
     }
     let big = s.kubeconfig.with_file_name("big.yaml");
     std::fs::write(&big, text).unwrap();
-    let r = run(
-        &s,
-        &[
-            "enable",
-            "-f",
-            big.to_str().unwrap(),
-            "-l",
-            SERVER,
-            "--envoy-context",
-            "sidecar-outbound",
-        ],
-    )
-    .await;
+    let r = run(&s, &enable_file_args(&big, SERVER, "sidecar-outbound")).await;
     assert_ne!(r.code, 0, "{r:?}");
     assert!(
         r.stderr.contains("big.yaml: the rendered EnvoyFilter")

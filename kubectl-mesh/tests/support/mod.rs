@@ -180,18 +180,27 @@ pub fn pod_names(s: &Setup, ns: &str) -> Vec<String> {
         .collect()
 }
 
-/// `enable` of the digimon example for the server, sidecar-inbound, plus `extra`.
-pub fn enable_args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
-    let file = Box::leak(mesh_yaml().to_string_lossy().into_owned().into_boxed_str());
-    let mut args = vec![
+/// `enable -f FILE -l SELECTOR --envoy-context CONTEXT`.
+pub fn enable_file_args(
+    file: &Path,
+    selector: &'static str,
+    context: &'static str,
+) -> Vec<&'static str> {
+    let file = Box::leak(file.to_string_lossy().into_owned().into_boxed_str());
+    vec![
         "enable",
         "-f",
         file,
         "-l",
-        SERVER,
+        selector,
         "--envoy-context",
-        "sidecar-inbound",
-    ];
+        context,
+    ]
+}
+
+/// `enable` of the digimon example for the server, sidecar-inbound, plus `extra`.
+pub fn enable_args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = enable_file_args(&mesh_yaml(), SERVER, "sidecar-inbound");
     args.extend_from_slice(extra);
     args
 }
