@@ -7,19 +7,33 @@ use crate::setups::Setup;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
+/// Median over the rounds of `a`'s throughput over `b`'s in the same round (0 without runs):
+/// per-round ratios cancel what the machine did during that round.
+fn paired_ratio(r: &Results, a: Setup, b: Setup) -> f64 {
+    let (Some(x), Some(y)) = (r.wrk.get(a.name()), r.wrk.get(b.name())) else {
+        return 0.0;
+    };
+    median(
+        &x.iter()
+            .zip(y)
+            .map(|(x, y)| x.rps / y.rps.max(1e-9))
+            .collect::<Vec<_>>(),
+    )
+}
+
+/// Median Envoy CPU per request (µs) of `s` over the rounds.
+fn cpu_per_request(r: &Results, s: Setup) -> f64 {
+    median(
+        &r.wrk
+            .get(s.name())
+            .map(|v| v.iter().map(|w| w.cpu_us).collect::<Vec<_>>())
+            .unwrap_or_default(),
+    )
+}
+
 /// The targets, measured in this run: (target, measured, met).
 pub fn targets(r: &Results) -> Vec<(String, String, bool)> {
-    let ratio = |a: Setup, b: Setup| {
-        let (Some(x), Some(y)) = (r.wrk.get(a.name()), r.wrk.get(b.name())) else {
-            return 0.0;
-        };
-        median(
-            &x.iter()
-                .zip(y)
-                .map(|(x, y)| x.rps / y.rps.max(1e-9))
-                .collect::<Vec<_>>(),
-        )
-    };
+    let ratio = |a, b| paired_ratio(r, a, b);
     let seq = |s: Setup, p: f64| {
         let mut v = r
             .sequential
@@ -116,23 +130,8 @@ pub fn values(r: &Results) -> BTreeMap<String, String> {
     for (i, (_, m, _)) in targets(r).iter().enumerate() {
         put(&format!("target{i}"), m.clone());
     }
-    let cpu = |s: Setup| {
-        median(
-            &r.wrk
-                .get(s.name())
-                .map(|v| v.iter().map(|w| w.cpu_us).collect::<Vec<_>>())
-                .unwrap_or_default(),
-        )
-    };
-    let ratio = |a: Setup, b: Setup| match (r.wrk.get(a.name()), r.wrk.get(b.name())) {
-        (Some(x), Some(y)) => median(
-            &x.iter()
-                .zip(y)
-                .map(|(x, y)| x.rps / y.rps.max(1e-9))
-                .collect::<Vec<_>>(),
-        ),
-        _ => 0.0,
-    };
+    let cpu = |s| cpu_per_request(r, s);
+    let ratio = |a, b| paired_ratio(r, a, b);
     for (k, s) in [
         ("native", Setup::Native),
         ("floor", Setup::Floor),
@@ -304,25 +303,6 @@ pub fn markdown(r: &Results, date: &str, machine: &str, reading: &str) -> anyhow
         "| setup | req/s | vs native | vs floor | vs Lua | Envoy CPU per request (µs) | CPU vs floor | p50 (µs) | p99 (µs) | RSS after (MiB) | start to first answer (ms) |"
     )?;
     writeln!(o, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")?;
-    let cpu = |name: &str| {
-        median(
-            &r.wrk
-                .get(name)
-                .map(|v| v.iter().map(|w| w.cpu_us).collect::<Vec<_>>())
-                .unwrap_or_default(),
-        )
-    };
-    let per_round = |a: &str, b: &str| -> f64 {
-        match (r.wrk.get(a), r.wrk.get(b)) {
-            (Some(x), Some(y)) => median(
-                &x.iter()
-                    .zip(y)
-                    .map(|(x, y)| x.rps / y.rps.max(1e-9))
-                    .collect::<Vec<_>>(),
-            ),
-            _ => 0.0,
-        }
-    };
     for s in Setup::ALL {
         let runs = r.wrk.get(s.name()).cloned().unwrap_or_default();
         let rps = median(&runs.iter().map(|w| w.rps).collect::<Vec<_>>());
@@ -332,11 +312,11 @@ pub fn markdown(r: &Results, date: &str, machine: &str, reading: &str) -> anyhow
             o,
             "| {} | {rps:.0} | {:.2} | {:.2} | {:.2} | {:.1} | {:.2} | {p50:.0} | {p99:.0} | {:.1} | {:.0} |",
             s.name(),
-            per_round(s.name(), Setup::Native.name()),
-            per_round(s.name(), Setup::Floor.name()),
-            per_round(s.name(), Setup::Lua.name()),
-            cpu(s.name()),
-            cpu(s.name()) / cpu(Setup::Floor.name()).max(1e-9),
+            paired_ratio(r, s, Setup::Native),
+            paired_ratio(r, s, Setup::Floor),
+            paired_ratio(r, s, Setup::Lua),
+            cpu_per_request(r, s),
+            cpu_per_request(r, s) / cpu_per_request(r, Setup::Floor).max(1e-9),
             r.rss_kib.get(s.name()).copied().unwrap_or(0) as f64 / 1024.0,
             r.startup
                 .get(s.name())
