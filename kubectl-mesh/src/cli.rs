@@ -192,6 +192,10 @@ pub struct FilterArgs {
     /// Gateway context: port of the HTTPS server (with --tls-secret).
     #[arg(long, default_value_t = 443)]
     pub https_port: u16,
+    /// The Istio release the objects are for (`1.27`): what its APIs accept. Default: for
+    /// enable, istiod's version in the cluster; for render, the newest known.
+    #[arg(long, value_name = "MAJOR.MINOR")]
+    pub istio_version: Option<String>,
 }
 
 /// Options of `check`.

@@ -344,6 +344,14 @@ fn prepare(
             tls_secret: args.tls_secret.clone(),
         },
         source: args.file.display().to_string(),
+        istio_version: match &args.istio_version {
+            Some(v) => render::parse_istio_version(v).ok_or_else(|| {
+                CliError::Usage(format!(
+                    "--istio-version `{v}` must be MAJOR.MINOR of an Istio release, e.g. --istio-version 1.27"
+                ))
+            })?,
+            None => render::NEWEST_ISTIO,
+        },
     };
     let rendered = render::render(&cfg, &opts)?;
     tracing::info!(

@@ -20,31 +20,75 @@ pub const FILTER_NAME: &str = "kubectl-mesh";
 pub const ROOT_ID: &str = "mesh-filter";
 /// Name of the `grpc_web` filter kubectl-mesh places after the Wasm filter.
 pub const GRPC_WEB_FILTER_NAME: &str = "kubectl-mesh-grpc-web";
+/// Name of the Lua filter that strips reserved headers on proxies without early header
+/// mutation.
+pub const STRIP_FILTER_NAME: &str = "kubectl-mesh-strip";
 /// Name of the routing route.
 pub const ROUTE_NAME: &str = "kubectl-mesh-upstream";
 
-/// Whether Envoy lets traffic through when the filter's VM is gone. Gateway and
-/// sidecar-outbound: yes, because other apps share that proxy and must not fail with the
-/// filter; the config's own hosts then fail closed anyway (no routing header: the anchor
-/// VirtualService answers 404 at the gateway) and the reserved headers are still stripped
-/// natively. Sidecar-inbound: no, because there the filter's header rules and CORS are all
-/// that stands between a request and the workload that chose to run it.
-pub fn fail_open(delivery: Delivery) -> bool {
-    delivery == Delivery::Upstream
+/// What Envoy does with the filter when its VM fails (a trap or an abort inside the module).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailPolicy {
+    /// `failure_policy: FAIL_RELOAD` (Envoy 1.34+, istio-proxy 1.26+): the next request gets a
+    /// fresh VM, so the filter comes back by itself; while a reload is backing off (1 s at
+    /// first) requests are answered 503, as with a closed filter.
+    Reload,
+    /// `fail_open: true`, for Envoys without `failure_policy`: the filter is skipped until the
+    /// proxy restarts.
+    LegacyOpen,
+    /// Neither field, for Envoys without `failure_policy`: every request gets 503 until the
+    /// proxy restarts.
+    LegacyClosed,
+}
+
+impl FailPolicy {
+    /// The `PluginConfig` fields that select this policy (Envoy refuses a config that sets both
+    /// `fail_open` and `failure_policy`).
+    pub fn fields(self) -> serde_json::Map<String, Value> {
+        let mut m = serde_json::Map::new();
+        match self {
+            FailPolicy::Reload => {
+                m.insert("failure_policy".into(), json!("FAIL_RELOAD"));
+            }
+            FailPolicy::LegacyOpen => {
+                m.insert("fail_open".into(), json!(true));
+            }
+            FailPolicy::LegacyClosed => {}
+        }
+        m
+    }
+}
+
+/// The policy for proxies whose Envoy has no `failure_policy`. Gateway and sidecar-outbound:
+/// open, because other apps share that proxy and must not fail with the filter; the config's
+/// own hosts then fail closed anyway (no routing header: the anchor VirtualService answers 404
+/// at the gateway) and the reserved headers are still stripped natively. Sidecar-inbound:
+/// closed, because there the filter's header rules and CORS are all that stands between a
+/// request and the workload that chose to run it. Newer proxies get [`FailPolicy::Reload`].
+pub fn legacy_fail_policy(delivery: Delivery) -> FailPolicy {
+    if delivery == Delivery::Upstream {
+        FailPolicy::LegacyOpen
+    } else {
+        FailPolicy::LegacyClosed
+    }
 }
 
 /// The Wasm `PluginConfig` carrying `cfg` for `delivery`, with module `code` (see
-/// [`local_code`], [`remote_code`]).
-pub fn plugin_config(cfg: &MeshConfig, delivery: Delivery, code: Value) -> Value {
-    plugin_config_json(&cfg.to_filter_json(delivery), fail_open(delivery), code)
+/// [`local_code`], [`remote_code`]) and fail `policy`.
+pub fn plugin_config(
+    cfg: &MeshConfig,
+    delivery: Delivery,
+    code: Value,
+    policy: FailPolicy,
+) -> Value {
+    plugin_config_json(&cfg.to_filter_json(delivery), policy, code)
 }
 
 /// [`plugin_config`] for filter configuration text as is (tests hand it invalid documents).
-pub fn plugin_config_json(filter_json: &str, fail_open: bool, code: Value) -> Value {
-    json!({
+pub fn plugin_config_json(filter_json: &str, policy: FailPolicy, code: Value) -> Value {
+    let mut v = json!({
         "name": FILTER_NAME,
         "root_id": ROOT_ID,
-        "fail_open": fail_open,
         "vm_config": {
             "vm_id": FILTER_NAME,
             "runtime": "envoy.wasm.runtime.v8",
@@ -54,7 +98,11 @@ pub fn plugin_config_json(filter_json: &str, fail_open: bool, code: Value) -> Va
             "@type": "type.googleapis.com/google.protobuf.StringValue",
             "value": filter_json,
         },
-    })
+    });
+    if let Some(m) = v.as_object_mut() {
+        m.extend(policy.fields());
+    }
+    v
 }
 
 /// Module code read from a local file.
@@ -71,8 +119,8 @@ pub fn remote_code(url: &str, sha256: &str) -> Value {
 }
 
 /// The Wasm HTTP filter entry.
-pub fn wasm_filter(cfg: &MeshConfig, delivery: Delivery, code: Value) -> Value {
-    http_filter(plugin_config(cfg, delivery, code))
+pub fn wasm_filter(cfg: &MeshConfig, delivery: Delivery, code: Value, policy: FailPolicy) -> Value {
+    http_filter(plugin_config(cfg, delivery, code, policy))
 }
 
 /// The Wasm HTTP filter entry around a `PluginConfig`.
@@ -121,9 +169,10 @@ pub fn grpc_web_filter() -> Value {
     })
 }
 
-/// The HTTP filters kubectl-mesh inserts just before the router, in order.
+/// The HTTP filters kubectl-mesh inserts just before the router, in order (a local Envoy:
+/// every Envoy `run` supports has `failure_policy`).
 pub fn mesh_http_filters(cfg: &MeshConfig, delivery: Delivery, code: Value) -> Vec<Value> {
-    let mut v = vec![wasm_filter(cfg, delivery, code)];
+    let mut v = vec![wasm_filter(cfg, delivery, code, FailPolicy::Reload)];
     if uses_grpc_web(cfg) {
         v.push(grpc_web_filter());
     }
@@ -132,7 +181,10 @@ pub fn mesh_http_filters(cfg: &MeshConfig, delivery: Delivery, code: Value) -> V
 
 /// The route every virtual host needs first: send a request the filter routed to the cluster
 /// it named, removing the filter's headers before forwarding. A request without the header
-/// (one the config does not own) skips it and meets the proxy's own routes.
+/// (one the config does not own) skips it and meets the proxy's own routes. It retries as
+/// istiod's routes do by default (no route timeout, two retries on connection failures and
+/// resets, another host each time); a VirtualService's own retries, hash policy or subsets do
+/// not apply to it.
 pub fn routing_route() -> Value {
     json!({
         "name": ROUTE_NAME,
@@ -140,8 +192,39 @@ pub fn routing_route() -> Value {
             "prefix": "/",
             "headers": [{ "name": UPSTREAM_HEADER, "present_match": true }],
         },
-        "route": { "cluster_header": UPSTREAM_HEADER, "timeout": "0s" },
+        "route": {
+            "cluster_header": UPSTREAM_HEADER,
+            "timeout": "0s",
+            "retry_policy": istio_default_retry_policy(),
+        },
         "request_headers_to_remove": RESERVED_HEADERS,
+    })
+}
+
+/// istiod's default retry policy for a route without a VirtualService `retries`
+/// (`pilot/pkg/networking/core/route/retry`).
+pub fn istio_default_retry_policy() -> Value {
+    json!({
+        "retry_on": "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes",
+        "num_retries": 2,
+        "retry_host_predicate": [{
+            "name": "envoy.retry_host_predicates.previous_hosts",
+            "typed_config": { "@type": "type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate" },
+        }],
+        "host_selection_retry_max_attempts": 5,
+    })
+}
+
+/// The `typed_extension_protocol_options` that make a cluster speak HTTP/2 to its endpoints
+/// (a gRPC server): istiod gives a Service port without a gRPC/HTTP2 name or `appProtocol`
+/// HTTP/1.1 at a gateway and the client's protocol at a sidecar, and an HTTP/2-only server
+/// resets either.
+pub fn http2_protocol_options() -> Value {
+    json!({
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+            "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+            "explicit_http_config": { "http2_protocol_options": {} },
+        }
     })
 }
 
@@ -160,6 +243,24 @@ pub fn strip_reserved_headers() -> Value {
             "mutations": mutations,
         },
     }]})
+}
+
+/// The reserved-header strip for proxies without early header mutation: a Lua filter, first in
+/// the chain, removing them before any other filter or route sees them.
+pub fn strip_reserved_headers_lua() -> Value {
+    let removes: String = RESERVED_HEADERS
+        .iter()
+        .map(|h| format!("  h:remove(\"{h}\")\n"))
+        .collect();
+    json!({
+        "name": STRIP_FILTER_NAME,
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua",
+            "default_source_code": { "inline_string": format!(
+                "function envoy_on_request(handle)\n  local h = handle:headers()\n{removes}end\n"
+            )},
+        },
+    })
 }
 
 /// The router filter.
@@ -298,12 +399,7 @@ fn static_cluster(c: &StaticCluster) -> Value {
         },
     });
     if c.http2 {
-        v["typed_extension_protocol_options"] = json!({
-            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
-                "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
-                "explicit_http_config": { "http2_protocol_options": {} },
-            }
-        });
+        v["typed_extension_protocol_options"] = http2_protocol_options();
     }
     v
 }
@@ -330,13 +426,29 @@ mod tests {
 
     #[test]
     fn filter_carries_delivery_and_fail_policy() {
-        for (d, open) in [(Delivery::Upstream, true), (Delivery::Local, false)] {
-            let f = wasm_filter(&cfg(false), d, local_code("/m"));
+        for d in [Delivery::Upstream, Delivery::Local] {
+            let f = wasm_filter(&cfg(false), d, local_code("/m"), legacy_fail_policy(d));
             let c = &f["typed_config"]["config"];
-            assert_eq!(c["fail_open"], open);
+            assert_eq!(c.get("fail_open").is_some(), d == Delivery::Upstream);
+            assert!(c.get("failure_policy").is_none());
             let text = c["configuration"]["value"].as_str().unwrap();
             let fc = mesh_core::FilterConfig::from_json(text).unwrap();
             assert_eq!(fc.delivery, d);
+            let f = wasm_filter(&cfg(false), d, local_code("/m"), FailPolicy::Reload);
+            let c = &f["typed_config"]["config"];
+            assert_eq!(c["failure_policy"], "FAIL_RELOAD");
+            assert!(c.get("fail_open").is_none(), "Envoy refuses both fields");
+        }
+    }
+
+    #[test]
+    fn lua_strip_removes_every_reserved_header() {
+        let f = strip_reserved_headers_lua();
+        let code = f["typed_config"]["default_source_code"]["inline_string"]
+            .as_str()
+            .unwrap();
+        for h in RESERVED_HEADERS {
+            assert!(code.contains(&format!("h:remove(\"{h}\")")), "{code}");
         }
     }
 
@@ -369,9 +481,10 @@ mod tests {
         let filters = hcm["http_filters"].as_array().unwrap();
         assert_eq!(filters.last().unwrap()["name"], ROUTER_NAME);
         assert!(hcm.get("early_header_mutation_extensions").is_some());
-        assert!(b["static_resources"]["clusters"][0]
-            .get("typed_extension_protocol_options")
-            .is_some());
+        assert_eq!(
+            b["static_resources"]["clusters"][0]["typed_extension_protocol_options"],
+            http2_protocol_options()
+        );
         assert!(b.get("admin").is_none());
     }
 }

@@ -2,11 +2,16 @@
 //! WasmPlugin/TrafficExtension variants, and at the gateway the Gateway and anchor
 //! VirtualService that make istiod build a virtual host for the config's hosts.
 
-use crate::envoy;
-use crate::render::{meta, Api, Context, Module, RenderOptions, MODULE_DIR, MODULE_FILE};
+use crate::envoy::{self, FailPolicy};
+use crate::proxy_version;
+use crate::render::{
+    meta, Api, Context, Module, RenderError, RenderOptions, FILTER_LABEL, MODULE_DIR, MODULE_FILE,
+};
+use mesh_core::config::Target;
 use mesh_core::upstream::service_fqdn;
-use mesh_core::{Delivery, MeshConfig};
+use mesh_core::{Delivery, MeshConfig, UpstreamProtocol};
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
 
 /// Path the anchor VirtualService routes; nothing requests it, so while the filter is not in
 /// the gateway the config's hosts answer 404 instead of reaching a backend without its rules.
@@ -26,46 +31,109 @@ fn module_path() -> String {
     format!("{MODULE_DIR}/{MODULE_FILE}")
 }
 
-/// `match` selecting every HTTP connection manager of the context.
-fn hcm_match(context: Context) -> Value {
-    json!({
-        "context": context.istio(),
-        "listener": { "filterChain": { "filter": { "name": envoy::HCM_NAME } } },
-    })
+/// Istio's type for the RBAC filter istio-agent puts in place of a Wasm filter whose module it
+/// could not fetch (allow-all when the filter fails open, deny-all otherwise).
+pub const RBAC_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC";
+/// First Istio release whose WasmPlugin `failStrategy` takes `FAIL_RELOAD`.
+pub const WASMPLUGIN_FAIL_RELOAD: (u32, u32) = (1, 27);
+/// First Istio release serving `extensions.istio.io` `TrafficExtension`.
+pub const TRAFFIC_EXTENSION: (u32, u32) = (1, 30);
+/// EnvoyFilter annotation (Istio 1.26+) naming services a gateway must keep clusters for when
+/// it filters them (`PILOT_FILTER_GATEWAY_CLUSTER_CONFIG`).
+pub const REFERENCED_SERVICES_ANNOTATION: &str = "envoyfilter.istio.io/referenced-services";
+
+/// `match` of the context, plus the listener part.
+fn context_match(context: Context, listener: Value) -> Value {
+    json!({ "context": context.istio(), "listener": listener })
 }
 
-/// `match` selecting the router in every HTTP connection manager of the context.
-fn router_match(context: Context) -> Value {
-    json!({
-        "context": context.istio(),
-        "listener": { "filterChain": { "filter": {
+/// `match` selecting every HTTP connection manager of the context.
+fn hcm_match(context: Context) -> Value {
+    context_match(
+        context,
+        json!({ "filterChain": { "filter": { "name": envoy::HCM_NAME } } }),
+    )
+}
+
+/// `match` selecting the HTTP filter `name` in every HTTP connection manager of the context.
+fn http_filter_match(context: Context, name: &str) -> Value {
+    context_match(
+        context,
+        json!({ "filterChain": { "filter": {
             "name": envoy::HCM_NAME,
-            "subFilter": { "name": envoy::ROUTER_NAME },
-        }}},
-    })
+            "subFilter": { "name": name },
+        }}}),
+    )
 }
 
 fn insert_before_router(context: Context, value: Value) -> Value {
     json!({
         "applyTo": "HTTP_FILTER",
-        "match": router_match(context),
+        "match": http_filter_match(context, envoy::ROUTER_NAME),
         "patch": { "operation": "INSERT_BEFORE", "value": value },
     })
 }
 
-/// The patch stripping client-sent reserved headers in every HTTP connection manager.
-fn strip_patch(context: Context) -> Value {
+/// `patch` applied only to proxies whose `ISTIO_VERSION` matches `regex`.
+fn gated(mut patch: Value, regex: String) -> Value {
+    patch["match"]["proxy"] = json!({ "proxyVersion": regex });
+    patch
+}
+
+/// The reserved-header strip in every HTTP connection manager: natively through early header
+/// mutation where the proxy has it, else through a Lua filter first in the chain. Both hold
+/// while the filter's VM is down; a proxy that cannot load a patch rejects the whole listener,
+/// so each proxy gets only the one it can load.
+fn strip_patches(context: Context) -> Vec<Value> {
     let mut typed = json!({ "@type": envoy::HCM_TYPE });
     if let (Some(t), Value::Object(extra)) =
         (typed.as_object_mut(), envoy::strip_reserved_headers())
     {
         t.extend(extra);
     }
+    let feature = proxy_version::EARLY_HEADER_MUTATION;
+    vec![
+        gated(
+            json!({
+                "applyTo": "NETWORK_FILTER",
+                "match": hcm_match(context),
+                "patch": { "operation": "MERGE", "value": { "name": envoy::HCM_NAME, "typed_config": typed } },
+            }),
+            feature.present(),
+        ),
+        gated(
+            json!({
+                "applyTo": "HTTP_FILTER",
+                "match": hcm_match(context),
+                "patch": { "operation": "INSERT_FIRST", "value": envoy::strip_reserved_headers_lua() },
+            }),
+            feature.absent(),
+        ),
+    ]
+}
+
+/// A MERGE giving the inserted Wasm filter fail `policy`.
+fn fail_policy_merge(context: Context, policy: FailPolicy) -> Value {
     json!({
-        "applyTo": "NETWORK_FILTER",
-        "match": hcm_match(context),
-        "patch": { "operation": "MERGE", "value": { "name": envoy::HCM_NAME, "typed_config": typed } },
+        "applyTo": "HTTP_FILTER",
+        "match": http_filter_match(context, envoy::FILTER_NAME),
+        "patch": { "operation": "MERGE", "value": {
+            "name": envoy::FILTER_NAME,
+            "typed_config": { "@type": envoy::WASM_TYPE, "config": Value::Object(policy.fields()) },
+        }},
     })
+}
+
+/// The fail policy of a module istio-agent downloads (`--module-url`): when the download
+/// fails the agent puts an RBAC filter in its place, allow-all only if the filter fails open.
+/// At the gateway and outbound a reload policy would make that a deny-all for every app, so
+/// there the filter fails open; inbound it reloads (a proxy without `failure_policy` ignores
+/// the field and fails closed, as it should there).
+fn remote_fail_policy(delivery: Delivery) -> FailPolicy {
+    match delivery {
+        Delivery::Upstream => FailPolicy::LegacyOpen,
+        Delivery::Local => FailPolicy::Reload,
+    }
 }
 
 /// The Wasm filter patches: inline (ConfigMap module), or through ECDS for a remote module, so
@@ -73,10 +141,29 @@ fn strip_patch(context: Context) -> Value {
 fn wasm_patches(cfg: &MeshConfig, opts: &RenderOptions) -> Vec<Value> {
     let delivery = opts.context.delivery();
     match &opts.module {
-        Module::ConfigMap(_) => vec![insert_before_router(
-            opts.context,
-            envoy::wasm_filter(cfg, delivery, envoy::local_code(&module_path())),
-        )],
+        Module::ConfigMap(_) => {
+            // The config travels once; the fail policy is merged in per proxy version (Envoy
+            // refuses `fail_open` together with `failure_policy`, and older Envoys lack the
+            // latter).
+            let code = envoy::local_code(&module_path());
+            let filter = envoy::wasm_filter(cfg, delivery, code, FailPolicy::LegacyClosed);
+            let feature = proxy_version::WASM_FAILURE_POLICY;
+            let mut v = vec![
+                insert_before_router(opts.context, filter),
+                gated(
+                    fail_policy_merge(opts.context, FailPolicy::Reload),
+                    feature.present(),
+                ),
+            ];
+            let legacy = envoy::legacy_fail_policy(delivery);
+            if legacy != FailPolicy::LegacyClosed {
+                v.push(gated(
+                    fail_policy_merge(opts.context, legacy),
+                    feature.absent(),
+                ));
+            }
+            v
+        }
         Module::Remote { url, sha256 } => vec![
             json!({
                 "applyTo": "EXTENSION_CONFIG",
@@ -84,7 +171,12 @@ fn wasm_patches(cfg: &MeshConfig, opts: &RenderOptions) -> Vec<Value> {
                     "name": envoy::FILTER_NAME,
                     "typed_config": {
                         "@type": envoy::WASM_TYPE,
-                        "config": envoy::plugin_config(cfg, delivery, envoy::remote_code(url, sha256)),
+                        "config": envoy::plugin_config(
+                            cfg,
+                            delivery,
+                            envoy::remote_code(url, sha256),
+                            remote_fail_policy(delivery),
+                        ),
                     },
                 }},
             }),
@@ -94,7 +186,10 @@ fn wasm_patches(cfg: &MeshConfig, opts: &RenderOptions) -> Vec<Value> {
                     "name": envoy::FILTER_NAME,
                     "config_discovery": {
                         "config_source": { "ads": {}, "initial_fetch_timeout": "0s" },
-                        "type_urls": [envoy::WASM_TYPE],
+                        // The RBAC type too: istio-agent substitutes one when the download
+                        // fails, and Envoy refuses a type not listed here (then every request
+                        // on the listener gets 500).
+                        "type_urls": [envoy::WASM_TYPE, RBAC_TYPE],
                     },
                 }),
             ),
@@ -102,10 +197,109 @@ fn wasm_patches(cfg: &MeshConfig, opts: &RenderOptions) -> Vec<Value> {
     }
 }
 
+/// The Istio cluster a target names (`outbound|PORT||FQDN`), or its raw cluster name.
+fn target_cluster(cfg: &MeshConfig, to: &Target) -> Option<ClusterRef> {
+    match (&to.service, to.port, &to.cluster) {
+        (Some(s), Some(p), _) => Some(ClusterRef::Service {
+            fqdn: service_fqdn(s, &cfg.namespace, &cfg.cluster_domain),
+            port: p,
+        }),
+        (_, _, Some(c)) => Some(ClusterRef::Raw(c.clone())),
+        _ => None,
+    }
+}
+
+/// A cluster the config routes to.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ClusterRef {
+    /// An Istio service cluster.
+    Service {
+        /// The service's FQDN.
+        fqdn: String,
+        /// Its port.
+        port: u16,
+    },
+    /// A raw Envoy cluster name.
+    Raw(String),
+}
+
+impl std::fmt::Display for ClusterRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ClusterRef::Service { fqdn, port } => write!(f, "{fqdn}:{port}"),
+            ClusterRef::Raw(c) => write!(f, "cluster {c}"),
+        }
+    }
+}
+
+/// Every cluster the config routes to whose upstream must speak HTTP/2: a `protocol: http2`
+/// target, or any target of a `grpcWeb` route (gRPC servers speak only HTTP/2). Fails when
+/// two routes ask for different protocols on one cluster.
+pub fn http2_clusters(cfg: &MeshConfig, file: &str) -> Result<Vec<ClusterRef>, RenderError> {
+    let mut seen: BTreeMap<ClusterRef, (UpstreamProtocol, String)> = BTreeMap::new();
+    for (hi, host) in cfg.hosts.iter().enumerate() {
+        for (ri, route) in host.routes.iter().enumerate() {
+            let Some(to) = &route.to else { continue };
+            let implied = route.grpc_web.then_some(UpstreamProtocol::Http2);
+            let Some(protocol) = to.protocol.or(implied) else {
+                continue;
+            };
+            let Some(cluster) = target_cluster(cfg, to) else {
+                continue;
+            };
+            let field = format!("hosts[{hi}].routes[{ri}].to.protocol");
+            match seen.get(&cluster) {
+                Some((p, other)) if *p != protocol => {
+                    return Err(RenderError::Context {
+                        file: file.to_owned(),
+                        field,
+                        reason: format!("{cluster} is one upstream cluster for the proxy, but `{other}` makes it speak {p:?} and this route {protocol:?}"),
+                        fix: "give both routes the same `protocol` (a `grpcWeb` route implies http2)".into(),
+                    });
+                }
+                Some(_) => {}
+                None => {
+                    seen.insert(cluster, (protocol, field));
+                }
+            }
+        }
+    }
+    Ok(seen
+        .into_iter()
+        .filter(|(_, (p, _))| *p == UpstreamProtocol::Http2)
+        .map(|(c, _)| c)
+        .collect())
+}
+
+/// CLUSTER MERGE patches making the HTTP/2 targets' clusters speak HTTP/2. istiod replaces
+/// the cluster's whole `HttpProtocolOptions` with this one, so a DestinationRule's HTTP
+/// connection-pool settings for that port (idle timeout, requests per connection) no longer
+/// apply; `check` says so when it finds one.
+fn http2_patches(clusters: &[ClusterRef], context: Context) -> Vec<Value> {
+    clusters
+        .iter()
+        .map(|c| {
+            let cluster_match = match c {
+                ClusterRef::Service { fqdn, port } => {
+                    json!({ "service": fqdn, "portNumber": port })
+                }
+                ClusterRef::Raw(name) => json!({ "name": name }),
+            };
+            json!({
+                "applyTo": "CLUSTER",
+                "match": { "context": context.istio(), "cluster": cluster_match },
+                "patch": { "operation": "MERGE", "value": {
+                    "typed_extension_protocol_options": envoy::http2_protocol_options(),
+                }},
+            })
+        })
+        .collect()
+}
+
 /// The patches that carry routing and translation (everything but the Wasm filter itself,
 /// which the extensions.istio.io APIs can carry instead).
-pub fn route_patches(cfg: &MeshConfig, context: Context) -> Vec<Value> {
-    let mut patches = vec![strip_patch(context)];
+pub fn route_patches(cfg: &MeshConfig, context: Context, http2: &[ClusterRef]) -> Vec<Value> {
+    let mut patches = strip_patches(context);
     let grpc_web = envoy::uses_grpc_web(cfg);
     if grpc_web {
         patches.push(insert_before_router(context, envoy::grpc_web_filter()));
@@ -114,11 +308,14 @@ pub fn route_patches(cfg: &MeshConfig, context: Context) -> Vec<Value> {
         // An empty routeConfiguration match selects every route configuration and virtual
         // host of the context, whatever istiod names them: the route only takes requests the
         // filter marked, so every other request meets Istio's routes as before.
-        Delivery::Upstream => patches.push(json!({
-            "applyTo": "HTTP_ROUTE",
-            "match": { "context": context.istio(), "routeConfiguration": {} },
-            "patch": { "operation": "INSERT_FIRST", "value": envoy::routing_route() },
-        })),
+        Delivery::Upstream => {
+            patches.push(json!({
+                "applyTo": "HTTP_ROUTE",
+                "match": { "context": context.istio(), "routeConfiguration": {} },
+                "patch": { "operation": "INSERT_FIRST", "value": envoy::routing_route() },
+            }));
+            patches.extend(http2_patches(http2, context));
+        }
         // Inbound, Istio's own route delivers to the workload; only the translation marker
         // must not reach it.
         Delivery::Local if grpc_web => patches.push(json!({
@@ -133,28 +330,65 @@ pub fn route_patches(cfg: &MeshConfig, context: Context) -> Vec<Value> {
     patches
 }
 
+/// Labels a filter object selects: the workloads' own, plus the label `enable` puts on the pods
+/// it set up, so no pod gets a filter whose module it does not have (a pod not yet rolled,
+/// another gateway the selector also matches, one in another namespace when the object is in
+/// Istio's root namespace).
+pub fn filter_selector(opts: &RenderOptions) -> BTreeMap<String, String> {
+    let mut labels = opts.selector.clone();
+    labels.insert(FILTER_LABEL.to_owned(), opts.name.clone());
+    labels
+}
+
 /// The EnvoyFilter named `name` with `patches`.
-pub fn envoy_filter(name: &str, opts: &RenderOptions, hash: &str, patches: Vec<Value>) -> Value {
+pub fn envoy_filter(
+    name: &str,
+    opts: &RenderOptions,
+    hash: &str,
+    patches: Vec<Value>,
+    referenced: &[String],
+) -> Value {
+    let mut metadata = meta(name, opts, hash);
+    if !referenced.is_empty() {
+        metadata["annotations"][REFERENCED_SERVICES_ANNOTATION] = json!(referenced.join(","));
+    }
     json!({
         "apiVersion": "networking.istio.io/v1alpha3",
         "kind": "EnvoyFilter",
-        "metadata": meta(name, opts, hash),
+        "metadata": metadata,
         "spec": {
-            "workloadSelector": { "labels": opts.selector },
+            "workloadSelector": { "labels": filter_selector(opts) },
             "configPatches": patches,
         },
     })
 }
 
+/// The services the routing route may send to, as the referenced-services annotation lists
+/// them (gateway only: a filtering gateway keeps clusters only for what it routes to).
+fn referenced_services(cfg: &MeshConfig, opts: &RenderOptions) -> Vec<String> {
+    if opts.context != Context::Gateway {
+        return Vec::new();
+    }
+    let mut v: Vec<String> = targets(cfg).into_iter().map(|(fqdn, _)| fqdn).collect();
+    v.dedup();
+    v
+}
+
 /// The filter objects for `opts.api`: one EnvoyFilter, or the extension object plus an
 /// EnvoyFilter for what it cannot express (routes, translation, the header strip).
-pub fn filter_objects(cfg: &MeshConfig, opts: &RenderOptions, hash: &str) -> Vec<Value> {
-    match opts.api {
+pub fn filter_objects(
+    cfg: &MeshConfig,
+    opts: &RenderOptions,
+    hash: &str,
+) -> Result<Vec<Value>, RenderError> {
+    let http2 = http2_clusters(cfg, &opts.source)?;
+    let referenced = referenced_services(cfg, opts);
+    Ok(match opts.api {
         Api::Envoyfilter => {
             let mut patches = wasm_patches(cfg, opts);
             // The Wasm filter first, then grpc_web: both go just before the router, in order.
-            patches.extend(route_patches(cfg, opts.context));
-            vec![envoy_filter(&opts.name, opts, hash, patches)]
+            patches.extend(route_patches(cfg, opts.context, &http2));
+            vec![envoy_filter(&opts.name, opts, hash, patches, &referenced)]
         }
         Api::Wasmplugin | Api::Trafficextension => vec![
             extension(cfg, opts, hash),
@@ -162,9 +396,24 @@ pub fn filter_objects(cfg: &MeshConfig, opts: &RenderOptions, hash: &str) -> Vec
                 &crate::render::route_filter_name(opts),
                 opts,
                 hash,
-                route_patches(cfg, opts.context),
+                route_patches(cfg, opts.context, &http2),
+                &referenced,
             ),
         ],
+    })
+}
+
+/// The extension object's `failStrategy`.
+fn fail_strategy(opts: &RenderOptions) -> &'static str {
+    let delivery = opts.context.delivery();
+    let reload = opts.istio_version >= WASMPLUGIN_FAIL_RELOAD
+        && (matches!(opts.module, Module::ConfigMap(_)) || delivery == Delivery::Local);
+    if reload {
+        return "FAIL_RELOAD";
+    }
+    match envoy::legacy_fail_policy(delivery) {
+        FailPolicy::LegacyOpen => "FAIL_OPEN",
+        _ => "FAIL_CLOSE",
     }
 }
 
@@ -181,7 +430,7 @@ fn extension(cfg: &MeshConfig, opts: &RenderOptions, hash: &str) -> Value {
         "url": url,
         "pluginName": envoy::ROOT_ID,
         "pluginConfig": plugin_config,
-        "failStrategy": if envoy::fail_open(delivery) { "FAIL_OPEN" } else { "FAIL_CLOSE" },
+        "failStrategy": fail_strategy(opts),
         "type": "HTTP",
     });
     if let (Some(sha), Some(w)) = (sha, wasm.as_object_mut()) {
@@ -192,7 +441,7 @@ fn extension(cfg: &MeshConfig, opts: &RenderOptions, hash: &str) -> Value {
         Context::SidecarOutbound => Some("CLIENT"),
         Context::Gateway => None,
     };
-    let mut spec = json!({ "selector": { "matchLabels": opts.selector } });
+    let mut spec = json!({ "selector": { "matchLabels": filter_selector(opts) } });
     if let Some(s) = spec.as_object_mut() {
         if let Some(mode) = mode {
             s.insert("match".into(), json!([{ "mode": mode }]));
@@ -264,24 +513,52 @@ pub fn gateway_ref(opts: &RenderOptions) -> String {
     }
 }
 
-/// A service the anchor route can name: the config's first service target (never reached).
-fn anchor_destination(cfg: &MeshConfig) -> Option<(String, u16)> {
-    cfg.hosts
+/// Every service target of the config as `(FQDN, port)`, in order, without repeats.
+pub fn targets(cfg: &MeshConfig) -> Vec<(String, u16)> {
+    let mut v: Vec<(String, u16)> = Vec::new();
+    for t in cfg
+        .hosts
         .iter()
         .flat_map(|h| &h.routes)
         .filter_map(|r| r.to.as_ref())
-        .find_map(|t| match (&t.service, t.port) {
-            (Some(s), Some(p)) => Some((service_fqdn(s, &cfg.namespace, &cfg.cluster_domain), p)),
-            _ => None,
-        })
+    {
+        if let (Some(s), Some(p)) = (&t.service, t.port) {
+            let key = (service_fqdn(s, &cfg.namespace, &cfg.cluster_domain), p);
+            if !v.contains(&key) {
+                v.push(key);
+            }
+        }
+    }
+    v
 }
 
 /// The anchor VirtualService: it binds the config's hosts to the gateway, so istiod builds a
 /// virtual host for them (the routing route lands there first) whatever other VirtualServices
 /// exist; istiod merges it with any other VirtualService for the same host on that gateway.
-/// Its one route matches [`ANCHOR_PATH`] only.
+/// It has one route per service the config routes to, each matching a path under
+/// [`ANCHOR_PATH`] that nobody requests: a gateway that keeps only the clusters its routes name
+/// (`PILOT_FILTER_GATEWAY_CLUSTER_CONFIG`) then keeps every cluster the filter may choose.
 pub fn anchor_virtual_service(cfg: &MeshConfig, opts: &RenderOptions, hash: &str) -> Option<Value> {
-    let (host, port) = anchor_destination(cfg)?;
+    let targets = targets(cfg);
+    if targets.is_empty() {
+        return None;
+    }
+    let routes: Vec<Value> = targets
+        .iter()
+        .enumerate()
+        .map(|(i, (host, port))| {
+            let path = if i == 0 {
+                ANCHOR_PATH.to_owned()
+            } else {
+                format!("{ANCHOR_PATH}/{i}")
+            };
+            json!({
+                "name": format!("{}-anchor-{i}", opts.name),
+                "match": [{ "uri": { "exact": path } }],
+                "route": [{ "destination": { "host": host, "port": { "number": port } } }],
+            })
+        })
+        .collect();
     Some(json!({
         "apiVersion": "networking.istio.io/v1beta1",
         "kind": "VirtualService",
@@ -289,11 +566,7 @@ pub fn anchor_virtual_service(cfg: &MeshConfig, opts: &RenderOptions, hash: &str
         "spec": {
             "hosts": domains(cfg),
             "gateways": [gateway_ref(opts)],
-            "http": [{
-                "name": format!("{}-anchor", opts.name),
-                "match": [{ "uri": { "exact": ANCHOR_PATH } }],
-                "route": [{ "destination": { "host": host, "port": { "number": port } } }],
-            }],
+            "http": routes,
         },
     }))
 }

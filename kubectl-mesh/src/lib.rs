@@ -12,6 +12,7 @@ pub mod istio;
 pub mod migrate;
 pub mod module;
 pub mod plan;
+pub mod proxy_version;
 pub mod render;
 pub mod run;
 pub mod supervise;

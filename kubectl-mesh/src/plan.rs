@@ -4,7 +4,7 @@
 //! are unit tests on plain k8s-openapi values.
 
 use crate::render::{
-    Rendered, CONFIG_HASH_ANNOTATION, PROXY_CONTAINER, USER_VOLUME_ANNOTATION,
+    Rendered, CONFIG_HASH_ANNOTATION, FILTER_LABEL, PROXY_CONTAINER, USER_VOLUME_ANNOTATION,
     USER_VOLUME_MOUNT_ANNOTATION, VOLUME_NAME,
 };
 use k8s_openapi::api::apps::v1::Deployment;
@@ -257,7 +257,7 @@ pub fn plan_enable(
     let mut actions = Vec::new();
     // Gateways are not injected; only sidecar contexts need the namespace label.
     let mut injection_added = false;
-    if desired.gateway_pod_spec.is_none() {
+    if !desired.gateway {
         let labels = labels_of(&observed.namespace);
         match labels.get(INJECTION_LABEL).map(String::as_str) {
             Some("disabled") => return Err(PlanError::InjectionDisabled(namespace.to_owned())),
@@ -341,14 +341,25 @@ pub fn plan_enable(
                 annotations.insert(key.into(), Value::Null);
             }
         }
+        let current_labels = template_labels(d);
+        let labels: Map<String, Value> = desired
+            .pod_labels
+            .iter()
+            .filter(|(k, v)| current_labels.get(*k) != Some(v))
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect();
         let mount_missing = desired.gateway_pod_spec.is_some() && !has_gateway_mount(d);
         let mount_stale = desired.gateway_pod_spec.is_none() && has_gateway_mount(d);
-        if annotations.is_empty() && !mount_missing && !mount_stale && !injection_added {
+        let template_changes = !annotations.is_empty() || !labels.is_empty();
+        if !template_changes && !mount_missing && !mount_stale && !injection_added {
             continue;
         }
         let mut summary = Vec::new();
         if !annotations.is_empty() {
             summary.push("set pod template annotations");
+        }
+        if !labels.is_empty() {
+            summary.push("label the pods for the filter");
         }
         if mount_missing {
             summary.push("mount the module into istio-proxy");
@@ -356,14 +367,18 @@ pub fn plan_enable(
         if mount_stale {
             summary.push("remove the module mount");
         }
-        if annotations.is_empty() && !mount_missing && !mount_stale {
+        if !template_changes && !mount_missing && !mount_stale {
             // Nothing in the template changes, yet the pods predate injection: restart them.
             annotations.insert(RESTARTED_AT_ANNOTATION.into(), Value::String(now.into()));
             summary.push("restart so sidecars are injected");
         } else {
             summary.push("pods roll");
         }
-        let mut template = json!({ "metadata": { "annotations": annotations } });
+        let mut metadata = json!({ "annotations": annotations });
+        if !labels.is_empty() {
+            metadata["labels"] = Value::Object(labels);
+        }
+        let mut template = json!({ "metadata": metadata });
         if let (true, Some(spec)) = (mount_missing, &desired.gateway_pod_spec) {
             template["spec"] = serde_json::to_value(spec).unwrap_or_default();
         }
@@ -419,10 +434,14 @@ pub fn plan_disable(
             }
         }
         let mount = has_gateway_mount(d);
-        if remove.is_empty() && !mount {
+        let labelled = template_labels(d).contains_key(FILTER_LABEL);
+        if remove.is_empty() && !mount && !labelled {
             continue;
         }
         let mut template = json!({ "metadata": { "annotations": remove } });
+        if labelled {
+            template["metadata"]["labels"] = json!({ FILTER_LABEL: null });
+        }
         if mount {
             template["spec"] = unmount_patch();
         }

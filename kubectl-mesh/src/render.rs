@@ -21,6 +21,9 @@ pub const MANAGER: &str = "kubectl-mesh";
 /// Annotation on the filter object and pod templates: digest of config + module, so a changed
 /// config rolls the pods and `check` can tell whether a workload runs the current one.
 pub const CONFIG_HASH_ANNOTATION: &str = "kubectl-mesh/config-hash";
+/// Pod label `enable` puts on the workloads it set up (value: the instance `--name`); the filter
+/// objects select it too, so a pod gets the filter only once it has the module.
+pub const FILTER_LABEL: &str = "kubectl-mesh/filter";
 /// Annotation on the module ConfigMap: sha256 of the module it holds.
 pub const MODULE_SHA_ANNOTATION: &str = "kubectl-mesh/module-sha256";
 /// Istio's pod annotation adding volumes to the sidecar (JSON array of Volumes).
@@ -113,6 +116,21 @@ pub struct RenderOptions {
     pub gateway: GatewayOptions,
     /// The config file, for messages.
     pub source: String,
+    /// The Istio release (`(1, minor)`) of the control plane the objects are for: what its
+    /// APIs accept (WasmPlugin `FAIL_RELOAD` from 1.27, TrafficExtension from 1.30). Per-proxy
+    /// differences are handled in the objects themselves (`match.proxy.proxyVersion`).
+    pub istio_version: (u32, u32),
+}
+
+/// The newest Istio release kubectl-mesh knows; `render` targets it unless told otherwise.
+pub const NEWEST_ISTIO: (u32, u32) = (1, 31);
+
+/// Parses `--istio-version` (`1.27`, `1.27.3`, `v1.27`).
+pub fn parse_istio_version(text: &str) -> Option<(u32, u32)> {
+    let mut parts = text.trim().trim_start_matches('v').split(['.', '-']);
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next()?.parse().ok()?;
+    Some((major, minor))
 }
 
 /// How the config's hosts reach the gateway.
@@ -216,8 +234,12 @@ pub struct Rendered {
     pub objects: Vec<Value>,
     /// Annotations every selected Deployment's pod template gets.
     pub pod_annotations: BTreeMap<String, String>,
+    /// Labels every selected Deployment's pod template gets ([`FILTER_LABEL`]).
+    pub pod_labels: BTreeMap<String, String>,
     /// For the gateway: the pod-spec part of the Deployment patch (volume + mount).
     pub gateway_pod_spec: Option<PodSpec>,
+    /// The gateway context: the objects go with a gateway Deployment, not injected sidecars.
+    pub gateway: bool,
     /// Digest of config + module, also in [`CONFIG_HASH_ANNOTATION`].
     pub config_hash: String,
     /// Every object name this instance (`--name`) may own, so `enable` can delete the ones a
@@ -423,7 +445,16 @@ pub fn render(cfg: &MeshConfig, opts: &RenderOptions) -> Result<Rendered, Render
         }
     }
 
-    objects.extend(crate::istio::filter_objects(cfg, opts, &hash));
+    if opts.api == Api::Trafficextension && opts.istio_version < crate::istio::TRAFFIC_EXTENSION {
+        let (major, minor) = opts.istio_version;
+        return Err(RenderError::Context {
+            file: opts.source.clone(),
+            field: "--api".into(),
+            reason: format!("TrafficExtension exists from Istio 1.30; these objects are for Istio {major}.{minor}"),
+            fix: "use --api wasmplugin or --api envoyfilter, or pass the cluster's --istio-version".into(),
+        });
+    }
+    objects.extend(crate::istio::filter_objects(cfg, opts, &hash)?);
     if opts.context == Context::Gateway {
         if opts.gateway.existing.is_none() {
             objects.push(crate::istio::gateway(cfg, opts, &hash));
@@ -444,7 +475,9 @@ pub fn render(cfg: &MeshConfig, opts: &RenderOptions) -> Result<Rendered, Render
     Ok(Rendered {
         objects,
         pod_annotations,
+        pod_labels: BTreeMap::from([(FILTER_LABEL.to_owned(), opts.name.clone())]),
         gateway_pod_spec,
+        gateway: !sidecar,
         config_hash: hash,
         owned_names: vec![
             opts.name.clone(),
@@ -504,14 +537,12 @@ pub fn parse_user_volumes(text: &str) -> Result<Vec<Value>, serde_json::Error> {
 }
 
 /// The strategic-merge patch of a Deployment's pod template, as a printable object.
-pub fn deployment_patch(
-    name: &str,
-    namespace: &str,
-    annotations: &BTreeMap<String, String>,
-    pod_spec: Option<&PodSpec>,
-) -> Value {
-    let mut template = json!({ "metadata": { "annotations": annotations } });
-    if let Some(spec) = pod_spec {
+pub fn deployment_patch(name: &str, namespace: &str, r: &Rendered) -> Value {
+    let mut template = json!({ "metadata": {
+        "labels": r.pod_labels,
+        "annotations": r.pod_annotations,
+    }});
+    if let Some(spec) = &r.gateway_pod_spec {
         template["spec"] = serde_json::to_value(spec).unwrap_or_default();
     }
     json!({
@@ -540,27 +571,31 @@ pub fn to_json(objects: &[Value]) -> String {
 /// What `kubectl mesh render` prints: the objects plus, as comments, the workload changes.
 pub fn render_text(r: &Rendered, opts: &RenderOptions, json_output: bool) -> String {
     let mut objects = r.objects.clone();
-    if let Some(spec) = &r.gateway_pod_spec {
-        let patch = deployment_patch(
+    if r.gateway {
+        objects.push(deployment_patch(
             &opts.gateway_deployment,
             &opts.namespace,
-            &r.pod_annotations,
-            Some(spec),
-        );
-        objects.push(patch);
+            r,
+        ));
     }
     if json_output {
         return to_json(&objects) + "\n";
     }
-    let mut out =
-        String::from("# Rendered by kubectl-mesh. `kubectl mesh enable` applies these objects.\n");
+    let (major, minor) = opts.istio_version;
+    let mut out = format!(
+        "# Rendered by kubectl-mesh for Istio {major}.{minor} (--istio-version). `kubectl mesh enable` applies these objects.\n"
+    );
     if opts.api != Api::Envoyfilter {
         out.push_str(
             "# The extensions.istio.io API carries the filter; it cannot add routes, so the\n# cluster_header route stays in an EnvoyFilter.\n",
         );
     }
-    if r.gateway_pod_spec.is_some() {
-        out.push_str("# Gateways ignore the sidecar.istio.io/userVolume annotations: the last document is\n# a strategic-merge patch mounting the module into the gateway Deployment itself.\n");
+    if r.gateway {
+        out.push_str("# The last document is a strategic-merge patch of the gateway Deployment: the label the\n# filter objects select");
+        if r.gateway_pod_spec.is_some() {
+            out.push_str(" and the module mount (gateways ignore the sidecar.istio.io/userVolume\n# annotations)");
+        }
+        out.push_str(".\n");
     } else {
         let sel: Vec<String> = opts
             .selector
@@ -568,11 +603,11 @@ pub fn render_text(r: &Rendered, opts: &RenderOptions, json_output: bool) -> Str
             .map(|(k, v)| format!("{k}={v}"))
             .collect();
         out.push_str(&format!(
-            "# Pod template annotations set on every Deployment in {} matching {}:\n",
+            "# Pod template labels and annotations set on every Deployment in {} matching {}:\n",
             opts.namespace,
             sel.join(",")
         ));
-        for (k, v) in &r.pod_annotations {
+        for (k, v) in r.pod_labels.iter().chain(&r.pod_annotations) {
             out.push_str(&format!("#   {k}: {v}\n"));
         }
     }

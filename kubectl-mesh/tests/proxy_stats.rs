@@ -187,7 +187,9 @@ async fn a_refused_configuration_fails_while_the_old_one_keeps_running() {
     let code = builder::local_code(&dir.join("mesh_filter.wasm").display().to_string());
     let mut bad_local = local.clone();
     bad_local.http_filters = vec![builder::http_filter(builder::plugin_config_json(
-        bad_config, true, code,
+        bad_config,
+        builder::FailPolicy::Reload,
+        code,
     ))];
     let (_, bad) = envoy::with_file_lds(bad_local.bootstrap(), &dir);
     envoy::write_lds(&dir, 2, &bad);

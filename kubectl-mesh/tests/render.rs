@@ -99,6 +99,7 @@ fn options(case: &Case) -> RenderOptions {
         gateway_deployment: "istio-ingressgateway".into(),
         gateway: Default::default(),
         source: case.config.into(),
+        istio_version: kubectl_mesh::render::NEWEST_ISTIO,
     }
 }
 
@@ -159,7 +160,7 @@ fn json_output_is_a_list_of_the_same_objects() {
         let list: Value = serde_json::from_str(&render::render_text(&r, &opts, true)).unwrap();
         assert_eq!(list["kind"], "List");
         let items = list["items"].as_array().unwrap();
-        let extra = usize::from(r.gateway_pod_spec.is_some());
+        let extra = usize::from(r.gateway);
         assert_eq!(items.len(), r.objects.len() + extra);
         assert_eq!(&items[..r.objects.len()], &r.objects[..]);
     }
@@ -405,13 +406,8 @@ fn core_objects_are_valid_kubernetes_types() {
             typed.binary_data.unwrap()[render::MODULE_FILE].0,
             FAKE_MODULE
         );
-        if let Some(spec) = &r.gateway_pod_spec {
-            let patch = render::deployment_patch(
-                &opts.gateway_deployment,
-                &opts.namespace,
-                &r.pod_annotations,
-                Some(spec),
-            );
+        if r.gateway {
+            let patch = render::deployment_patch(&opts.gateway_deployment, &opts.namespace, &r);
             assert!(round_trips::<Deployment>(&patch), "{patch}");
         } else {
             let vols =

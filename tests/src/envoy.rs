@@ -44,7 +44,7 @@ impl EnvoySpec {
         let code = envoy::local_code(&wasm_module().display().to_string());
         let mut http_filters = vec![envoy::http_filter(envoy::plugin_config_json(
             config_json,
-            true,
+            envoy::FailPolicy::Reload,
             code,
         ))];
         if grpc_web {

@@ -70,6 +70,7 @@ fn render(
         gateway_deployment: "istio-ingressgateway".into(),
         gateway: GatewayOptions::default(),
         source: config.display().to_string(),
+        istio_version: kubectl_mesh::render::NEWEST_ISTIO,
     };
     (cfg.clone(), render::render(&cfg, &opts).unwrap().objects)
 }
@@ -121,7 +122,11 @@ fn patched(base: &Proxy, objects: &[Value], context: Context) -> Proxy {
         );
         let filter = builder::http_filter(builder::plugin_config_json(
             &wasm["pluginConfig"].to_string(),
-            wasm["failStrategy"] == "FAIL_OPEN",
+            match wasm["failStrategy"].as_str() {
+                Some("FAIL_RELOAD") => builder::FailPolicy::Reload,
+                Some("FAIL_OPEN") => builder::FailPolicy::LegacyOpen,
+                _ => builder::FailPolicy::LegacyClosed,
+            },
             builder::local_code(&mesh_tests::envoy::wasm_module().display().to_string()),
         ));
         assert!(envoyfilter::place_plugin(&mut p, istio_ctx, &filter) > 0);

@@ -174,7 +174,7 @@ fn lua_filter() -> Value {
 fn noop_filter(module: &Path) -> Value {
     envoy::http_filter(envoy::plugin_config_json(
         "",
-        true,
+        envoy::FailPolicy::Reload,
         envoy::local_code(&module.display().to_string()),
     ))
 }

@@ -236,6 +236,21 @@ pub struct Target {
     /// Send this Host/`:authority` upstream instead of the client's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_rewrite: Option<String>,
+    /// The protocol the upstream speaks, when the proxy must be told: `http2` for a gRPC
+    /// server whose Service port Istio does not know as gRPC/HTTP2. Default: `http2` on
+    /// `grpcWeb` routes, otherwise what Istio decides for the port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<UpstreamProtocol>,
+}
+
+/// The HTTP version a proxy speaks to a target's endpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum UpstreamProtocol {
+    /// HTTP/1.1 (as Istio decides it for a port it knows as HTTP or not at all).
+    Http1,
+    /// HTTP/2 (gRPC servers).
+    Http2,
 }
 
 /// A local answer.

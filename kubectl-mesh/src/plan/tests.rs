@@ -30,6 +30,7 @@ fn desired_with(context: Context, api: Api, module: Module) -> Rendered {
         gateway_deployment: "gw".into(),
         gateway: Default::default(),
         source: "t.yaml".into(),
+        istio_version: crate::render::NEWEST_ISTIO,
     };
     render(&cfg, &opts).unwrap()
 }
@@ -71,6 +72,15 @@ fn deployment(annotations: BTreeMap<String, String>) -> Deployment {
         },
         ..Default::default()
     }
+}
+
+/// A Deployment as an earlier `enable` of `d` left its pod template.
+fn set_up(d: &Rendered) -> Deployment {
+    let mut dep = deployment(d.pod_annotations.clone());
+    if let Some(m) = dep.spec.template.metadata.as_mut() {
+        m.labels = Some(d.pod_labels.clone());
+    }
+    dep
 }
 
 /// Applies a plan to the observed state the way the API server would (for the idempotence test).
@@ -187,7 +197,7 @@ fn restart_only_when_template_unchanged_but_label_new() {
     let obs = Observed {
         namespace: namespace(&[], &[]),
         objects: d.objects.iter().cloned().map(Some).collect(),
-        deployments: vec![deployment(d.pod_annotations.clone())],
+        deployments: vec![set_up(&d)],
         managed: vec![],
     };
     let plan = plan_enable(&d, "ns", "app=web", &obs, "2026-01-01T00:00:00Z").unwrap();
@@ -208,7 +218,7 @@ fn changed_object_is_reapplied() {
     let obs = Observed {
         namespace: namespace(&[(INJECTION_LABEL, "enabled")], &[]),
         objects: vec![Some(d.objects[0].clone()), Some(stale)],
-        deployments: vec![deployment(d.pod_annotations.clone())],
+        deployments: vec![set_up(&d)],
         managed: vec![],
     };
     let plan = plan_enable(&d, "ns", "app=web", &obs, "t").unwrap();
@@ -253,7 +263,7 @@ fn gateway_mount_is_patched_once() {
     let obs = Observed {
         namespace: namespace(&[], &[]),
         objects: d.objects.iter().cloned().map(Some).collect(),
-        deployments: vec![deployment(d.pod_annotations.clone())],
+        deployments: vec![set_up(&d)],
         managed: vec![],
     };
     let plan = plan_enable(&d, "ns", "istio=ingressgateway", &obs, "t").unwrap();
@@ -282,7 +292,7 @@ fn switching_api_and_delivery_removes_what_is_no_longer_needed() {
     let obs = Observed {
         namespace: namespace(&[(INJECTION_LABEL, "enabled")], &[]),
         objects: vec![None; after.objects.len()],
-        deployments: vec![deployment(before.pod_annotations.clone())],
+        deployments: vec![set_up(&before)],
         managed,
     };
     let plan = plan_enable(&after, "ns", "app=web", &obs, "t").unwrap();
@@ -329,9 +339,16 @@ fn disable_removes_only_what_was_added() {
         &[(INJECTION_LABEL, "enabled"), ("team", "a")],
         &[(ADDED_LABELS_ANNOTATION, INJECTION_LABEL)],
     );
-    let mut ann = d.pod_annotations.clone();
-    ann.insert("user/own".into(), "keep".into());
-    let plan = plan_disable(&ns, &d.objects, &[deployment(ann)]);
+    let mut dep = set_up(&d);
+    if let Some(m) = dep.spec.template.metadata.as_mut() {
+        m.annotations
+            .get_or_insert_default()
+            .insert("user/own".into(), "keep".into());
+        m.labels
+            .get_or_insert_default()
+            .insert("app".into(), "web".into());
+    }
+    let plan = plan_disable(&ns, &d.objects, &[dep]);
     assert_eq!(plan.len(), 4, "{plan:#?}");
     assert!(matches!(&plan[0], Action::Delete { kind, .. } if kind == "EnvoyFilter"));
     assert!(matches!(&plan[1], Action::Delete { kind, .. } if kind == "ConfigMap"));
@@ -343,6 +360,11 @@ fn disable_removes_only_what_was_added() {
         .unwrap();
     assert!(!removed.contains_key("user/own"));
     assert_eq!(removed.len(), 3);
+    assert_eq!(
+        patch["spec"]["template"]["metadata"]["labels"],
+        json!({ FILTER_LABEL: null }),
+        "only our label goes"
+    );
     let Action::PatchNamespace { patch, .. } = &plan[3] else {
         panic!()
     };

@@ -21,6 +21,7 @@ fn opts(context: Context, api: Api, module: Module) -> RenderOptions {
         gateway_deployment: "istio-ingressgateway".into(),
         gateway: Default::default(),
         source: "t.yaml".into(),
+        istio_version: crate::render::NEWEST_ISTIO,
     }
 }
 
