@@ -357,6 +357,18 @@ impl Cluster {
             .map_err(|e| self.err(format!("listing Deployments in {ns}"), e))
     }
 
+    /// Deployments in every namespace matching a label selector.
+    pub async fn deployments_everywhere(
+        &self,
+        selector: &str,
+    ) -> Result<Vec<Deployment>, ClusterError> {
+        let api: Api<Deployment> = Api::all(self.client.clone());
+        api.list(&ListParams::default().labels(selector))
+            .await
+            .map(|l| l.items)
+            .map_err(|e| self.err(format!("listing Deployments labelled {selector}"), e))
+    }
+
     /// One Deployment, or `None`.
     pub async fn deployment(
         &self,

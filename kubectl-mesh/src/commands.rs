@@ -69,11 +69,30 @@ pub async fn enable(
     let line = enable::preflight(
         &cluster,
         &opts.namespace,
-        opts.api != Api::Envoyfilter,
+        opts.api,
         opts.context == Context::Gateway,
     )
     .await?;
     let _ = writeln!(out, "{line}");
+    if args.istio_version.is_none() {
+        let detected = enable::istio_version(&cluster)
+            .await
+            .map_err(EnableError::from)?;
+        let (major, minor) = detected.unwrap_or(render::NEWEST_ISTIO);
+        let _ = writeln!(
+            out,
+            "istio: objects for Istio {major}.{minor} ({}; --istio-version overrides)",
+            if detected.is_some() {
+                "istiod's image tag"
+            } else {
+                "no app=istiod Deployment with a release tag found, so the newest known"
+            }
+        );
+        if (major, minor) != opts.istio_version {
+            opts.istio_version = (major, minor);
+            rendered = render::render(&cfg, &opts)?;
+        }
+    }
     if let Some(line) = enable::choose_gateway(&cluster, &cfg, &mut opts, &mut rendered).await? {
         let _ = writeln!(out, "{line}");
     }

@@ -3,7 +3,7 @@
 use crate::cluster::{Cluster, ClusterError};
 use crate::gateway::{self, GatewayChoice, Listen};
 use crate::plan::{self, Action, Observed, PlanError, MIN_KUBERNETES};
-use crate::render::{Context, RenderError, RenderOptions, Rendered};
+use crate::render::{Api, Context, RenderError, RenderOptions, Rendered};
 use mesh_core::MeshConfig;
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -69,11 +69,25 @@ fn list(items: &[String]) -> String {
         .join("\n")
 }
 
+/// The Istio release istiod runs, from its image tag (`.../pilot:1.27.3-distroless` is 1.27);
+/// `None` when no `app=istiod` Deployment is found or its tag is not a release.
+pub async fn istio_version(cluster: &Cluster) -> Result<Option<(u32, u32)>, ClusterError> {
+    let istiods = cluster.deployments_everywhere("app=istiod").await?;
+    Ok(istiods
+        .iter()
+        .filter_map(|d| d.spec.template.spec.as_ref())
+        .flat_map(|s| &s.containers)
+        .filter_map(|c| c.image.as_deref())
+        .filter_map(|image| image.rsplit_once(':').map(|(_, tag)| tag))
+        .filter_map(crate::render::parse_istio_version)
+        .min())
+}
+
 /// Checks that the cluster can take the objects; nothing is written.
 pub async fn preflight(
     cluster: &Cluster,
     namespace: &str,
-    needs_extensions: bool,
+    api: Api,
     needs_gateway_api: bool,
 ) -> Result<String, EnableError> {
     let info = cluster.version().await?;
@@ -106,15 +120,20 @@ pub async fn preflight(
             }
         }
     }
-    if needs_extensions
-        && cluster
-            .served_versions("extensions.istio.io")
-            .await?
-            .is_empty()
-    {
-        return Err(EnableError::Preflight(
-            "this Istio does not serve extensions.istio.io (WasmPlugin/TrafficExtension)\n  fix: use --api envoyfilter or upgrade Istio".into(),
-        ));
+    let extension = match api {
+        Api::Envoyfilter => None,
+        Api::Wasmplugin => Some(("wasmplugins", "WasmPlugin", "1.12")),
+        Api::Trafficextension => Some(("trafficextensions", "TrafficExtension", "1.30")),
+    };
+    if let Some((plural, kind, since)) = extension {
+        // The kind, not just the group: TrafficExtension is newer than WasmPlugin.
+        let served = cluster.resources("extensions.istio.io/v1alpha1").await?;
+        if !served.iter().any(|r| r == plural) {
+            return Err(EnableError::Preflight(format!(
+                "this Istio does not serve extensions.istio.io/v1alpha1 {kind} (Istio {since} or newer has it)\n  fix: use --api envoyfilter{}, or upgrade Istio",
+                if api == Api::Trafficextension { " or --api wasmplugin" } else { "" }
+            )));
+        }
     }
     if cluster.namespace(namespace).await?.is_none() {
         return Err(EnableError::Preflight(format!(
@@ -321,11 +340,10 @@ pub async fn wait(
                 .filter(|p| {
                     let running =
                         p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
-                    let proxy = p.spec.as_ref().is_some_and(|s| {
-                        s.containers
-                            .iter()
-                            .any(|c| c.name == crate::render::PROXY_CONTAINER)
-                    });
+                    let proxy = p
+                        .spec
+                        .as_ref()
+                        .is_some_and(|s| plan::proxy_container(s).is_some());
                     running && proxy
                 })
                 .count();

@@ -8,7 +8,7 @@ use crate::render::{
     USER_VOLUME_MOUNT_ANNOTATION, VOLUME_NAME,
 };
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::core::v1::{Container, Namespace, PodSpec};
 use k8s_openapi::apimachinery::pkg::version::Info;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
@@ -220,15 +220,27 @@ fn has_gateway_mount(d: &Deployment) -> bool {
     d.spec.template.spec.as_ref().is_some_and(mounts_module)
 }
 
+/// The pod's `istio-proxy`: a container, or (native sidecars: Istio 1.27+ on Kubernetes
+/// 1.33+ injects it so) an init container that keeps running (`restartPolicy: Always`).
+pub fn proxy_container(spec: &PodSpec) -> Option<&Container> {
+    spec.containers
+        .iter()
+        .find(|c| c.name == PROXY_CONTAINER)
+        .or_else(|| {
+            spec.init_containers.iter().flatten().find(|c| {
+                c.name == PROXY_CONTAINER && c.restart_policy.as_deref() == Some("Always")
+            })
+        })
+}
+
 /// True if a pod spec has the module volume and mounts it into `istio-proxy`.
-pub fn mounts_module(spec: &k8s_openapi::api::core::v1::PodSpec) -> bool {
+pub fn mounts_module(spec: &PodSpec) -> bool {
     let volume = spec.volumes.iter().flatten().any(|v| v.name == VOLUME_NAME);
-    let mount = spec.containers.iter().any(|c| {
-        c.name == PROXY_CONTAINER
-            && c.volume_mounts
-                .iter()
-                .flatten()
-                .any(|m| m.name == VOLUME_NAME)
+    let mount = proxy_container(spec).is_some_and(|c| {
+        c.volume_mounts
+            .iter()
+            .flatten()
+            .any(|m| m.name == VOLUME_NAME)
     });
     volume && mount
 }

@@ -231,6 +231,32 @@ async fn wait_shows_progress_until_the_test_advances_the_rollout() {
     assert!(stdout.contains("rolled out"), "{stdout}");
 }
 
+/// Istio 1.27+ on Kubernetes 1.33+ injects `istio-proxy` as an init container that keeps
+/// running: `--wait` and `check` count it as the sidecar (they looked at containers only, so
+/// `--wait` never ended and `check` said 0/1).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn native_sidecars_count_for_wait_and_check() {
+    let s = digimon(json!({})).await;
+    s.emu.state().native_sidecars = true;
+    assert_eq!(run(&s, &enable_args(&[])).await.code, 0);
+    s.emu.state().advance_rollouts();
+    let r = run(&s, &enable_args(&["--wait", "--timeout", "5"])).await;
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stdout
+            .contains("server 1/1 pods running with istio-proxy"),
+        "{r:?}"
+    );
+    let r = run(&s, &["check"]).await;
+    for line in [
+        "[ok]   sidecar present (1/1 pods)",
+        "[ok]   module mounted",
+        "[ok]   config hash current",
+    ] {
+        assert!(r.stdout.contains(line), "missing {line:?}: {r:?}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wait_times_out_when_the_rollout_never_finishes() {
     let s = digimon(json!({})).await;

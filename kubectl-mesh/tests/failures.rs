@@ -173,6 +173,19 @@ async fn preflight_errors_are_clear_and_change_nothing() {
     assert_ne!(r.code, 0);
     assert!(r.stderr.contains("extensions.istio.io"), "{r:?}");
 
+    // Istio 1.27-1.29: WasmPlugin is served, TrafficExtension is not. The kind is checked
+    // before anything is written (the ConfigMap first would be half-applied otherwise).
+    s.emu.state().extensions = true;
+    s.emu.state().traffic_extensions = false;
+    let r = run(&s, &enable_args(&["--api", "trafficextension"])).await;
+    assert_ne!(r.code, 0);
+    assert!(
+        r.stderr.contains("TrafficExtension") && r.stderr.contains("--api wasmplugin"),
+        "{r:?}"
+    );
+    assert!(s.emu.state().writes().is_empty());
+    s.emu.state().traffic_extensions = true;
+
     let r = run(&s, &enable_args(&["-n", "nope"])).await;
     assert_ne!(r.code, 0);
     assert!(r.stderr.contains("namespace nope does not exist"), "{r:?}");

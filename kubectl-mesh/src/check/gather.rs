@@ -7,7 +7,6 @@ use super::routing::GatewayRouting;
 use super::{filter_object, is_gateway, CheckInput, Workload};
 use crate::cluster::{Cluster, ClusterError};
 use crate::plan::parse_version;
-use crate::render::PROXY_CONTAINER;
 use serde_json::json;
 
 /// Reads everything `evaluate` needs; an unreachable API becomes a failed check, not an error.
@@ -143,7 +142,7 @@ pub async fn gather_proxy_stats(cluster: &Cluster, input: &mut CheckInput) {
             let proxied = pod
                 .spec
                 .as_ref()
-                .is_some_and(|s| s.containers.iter().any(|c| c.name == PROXY_CONTAINER));
+                .is_some_and(|s| crate::plan::proxy_container(s).is_some());
             let Some(name) = pod.metadata.name.clone().filter(|_| running && proxied) else {
                 continue;
             };

@@ -7,7 +7,7 @@ pub mod routing;
 pub use gather::{gather, gather_proxy_stats};
 
 use crate::plan::{INJECTION_LABEL, MIN_KUBERNETES, REV_LABEL};
-use crate::render::{CONFIG_HASH_ANNOTATION, PROXY_CONTAINER};
+use crate::render::CONFIG_HASH_ANNOTATION;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use proxy::PodStats;
@@ -293,7 +293,7 @@ pub fn evaluate(input: &CheckInput) -> Vec<Check> {
             .filter(|p| {
                 p.spec
                     .as_ref()
-                    .is_some_and(|s| s.containers.iter().any(|c| c.name == PROXY_CONTAINER))
+                    .is_some_and(|s| crate::plan::proxy_container(s).is_some())
             })
             .count();
         out.push(match (with_proxy, w.pods.len()) {

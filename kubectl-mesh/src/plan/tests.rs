@@ -378,3 +378,45 @@ fn disable_removes_only_what_was_added() {
     let plan = plan_disable(&users, &[], &[]);
     assert_eq!(plan, vec![]);
 }
+
+#[test]
+fn native_sidecars_count_as_the_proxy() {
+    let container = |name: &str, restart: Option<&str>| Container {
+        name: name.into(),
+        restart_policy: restart.map(Into::into),
+        volume_mounts: Some(vec![k8s_openapi::api::core::v1::VolumeMount {
+            name: VOLUME_NAME.into(),
+            mount_path: crate::render::MODULE_DIR.into(),
+            ..Default::default()
+        }]),
+        ..Default::default()
+    };
+    let volume = k8s_openapi::api::core::v1::Volume {
+        name: VOLUME_NAME.into(),
+        ..Default::default()
+    };
+    // Istio 1.27+ on Kubernetes 1.33+: istio-proxy is an init container that keeps running.
+    let native = PodSpec {
+        containers: vec![container("app", None)],
+        init_containers: Some(vec![
+            container("istio-validation", None),
+            container(PROXY_CONTAINER, Some("Always")),
+        ]),
+        volumes: Some(vec![volume.clone()]),
+        ..Default::default()
+    };
+    assert_eq!(
+        proxy_container(&native).map(|c| c.name.as_str()),
+        Some(PROXY_CONTAINER)
+    );
+    assert!(mounts_module(&native));
+    // A plain init container of that name is not a sidecar.
+    let init_only = PodSpec {
+        containers: vec![container("app", None)],
+        init_containers: Some(vec![container(PROXY_CONTAINER, None)]),
+        volumes: Some(vec![volume]),
+        ..Default::default()
+    };
+    assert!(proxy_container(&init_only).is_none());
+    assert!(!mounts_module(&init_only));
+}

@@ -41,6 +41,8 @@ impl Emulator {
             version: ("1".into(), "30".into()),
             istio: true,
             extensions: true,
+            traffic_extensions: true,
+            native_sidecars: false,
             objects: BTreeMap::new(),
             forbidden: Vec::new(),
             drop_connection: Vec::new(),
