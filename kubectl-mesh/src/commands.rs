@@ -11,7 +11,7 @@ use crate::enable::{self, EnableError};
 use crate::import;
 use crate::migrate;
 use crate::plan;
-use crate::render::{self, Api, Context, GatewayOptions, Module, RenderOptions, Rendered};
+use crate::render::{self, Context, GatewayOptions, Module, RenderOptions, Rendered};
 use crate::run;
 use clap::CommandFactory;
 use std::collections::BTreeMap;

@@ -9,7 +9,7 @@ use crate::render::{
 };
 use mesh_core::config::Target;
 use mesh_core::upstream::service_fqdn;
-use mesh_core::{Delivery, MeshConfig, UpstreamProtocol};
+use mesh_core::{Delivery, MeshConfig};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
@@ -232,41 +232,38 @@ impl std::fmt::Display for ClusterRef {
     }
 }
 
-/// Every cluster the config routes to whose upstream must speak HTTP/2: a `protocol: http2`
-/// target, or any target of a `grpcWeb` route (gRPC servers speak only HTTP/2). Fails when
-/// two routes ask for different protocols on one cluster.
+/// Every cluster the config routes to whose upstream must speak HTTP/2 (`to.http2`, implied
+/// by `grpcWeb`: gRPC servers speak only HTTP/2). Fails when two routes disagree on one
+/// cluster (it is one cluster in the proxy).
 pub fn http2_clusters(cfg: &MeshConfig, file: &str) -> Result<Vec<ClusterRef>, RenderError> {
-    let mut seen: BTreeMap<ClusterRef, (UpstreamProtocol, String)> = BTreeMap::new();
+    let mut seen: BTreeMap<ClusterRef, (bool, String)> = BTreeMap::new();
     for (hi, host) in cfg.hosts.iter().enumerate() {
         for (ri, route) in host.routes.iter().enumerate() {
             let Some(to) = &route.to else { continue };
-            let implied = route.grpc_web.then_some(UpstreamProtocol::Http2);
-            let Some(protocol) = to.protocol.or(implied) else {
-                continue;
-            };
             let Some(cluster) = target_cluster(cfg, to) else {
                 continue;
             };
-            let field = format!("hosts[{hi}].routes[{ri}].to.protocol");
+            let http2 = to.wants_http2(route.grpc_web);
+            let field = format!("hosts[{hi}].routes[{ri}].to.http2");
             match seen.get(&cluster) {
-                Some((p, other)) if *p != protocol => {
+                Some((h, other)) if *h != http2 => {
                     return Err(RenderError::Context {
                         file: file.to_owned(),
                         field,
-                        reason: format!("{cluster} is one upstream cluster for the proxy, but `{other}` makes it speak {p:?} and this route {protocol:?}"),
-                        fix: "give both routes the same `protocol` (a `grpcWeb` route implies http2)".into(),
+                        reason: format!("{cluster} is one upstream cluster in the proxy, but `{other}` is {h} and this route's is {http2} (a `grpcWeb` route implies true)"),
+                        fix: "give both routes the same `to.http2`".into(),
                     });
                 }
                 Some(_) => {}
                 None => {
-                    seen.insert(cluster, (protocol, field));
+                    seen.insert(cluster, (http2, field));
                 }
             }
         }
     }
     Ok(seen
         .into_iter()
-        .filter(|(_, (p, _))| *p == UpstreamProtocol::Http2)
+        .filter(|(_, (h, _))| *h)
         .map(|(c, _)| c)
         .collect())
 }
@@ -279,11 +276,17 @@ fn http2_patches(clusters: &[ClusterRef], context: Context) -> Vec<Value> {
     clusters
         .iter()
         .map(|c| {
-            let cluster_match = match c {
-                ClusterRef::Service { fqdn, port } => {
+            let cluster_match = match (c, context.delivery()) {
+                // Inbound, the workload's own `inbound|PORT||` cluster: the request may have
+                // come in over HTTP/1.1 (a gateway without this patch), and the cluster speaks
+                // the client's protocol.
+                (ClusterRef::Service { port, .. }, Delivery::Local) => {
+                    json!({ "portNumber": port })
+                }
+                (ClusterRef::Service { fqdn, port }, Delivery::Upstream) => {
                     json!({ "service": fqdn, "portNumber": port })
                 }
-                ClusterRef::Raw(name) => json!({ "name": name }),
+                (ClusterRef::Raw(name), _) => json!({ "name": name }),
             };
             json!({
                 "applyTo": "CLUSTER",
@@ -318,14 +321,18 @@ pub fn route_patches(cfg: &MeshConfig, context: Context, http2: &[ClusterRef]) -
         }
         // Inbound, Istio's own route delivers to the workload; only the translation marker
         // must not reach it.
-        Delivery::Local if grpc_web => patches.push(json!({
-            "applyTo": "HTTP_ROUTE",
-            "match": { "context": context.istio(), "routeConfiguration": {} },
-            "patch": { "operation": "MERGE", "value": {
-                "request_headers_to_remove": [mesh_core::GRPC_WEB_HEADER],
-            }},
-        })),
-        Delivery::Local => {}
+        Delivery::Local => {
+            if grpc_web {
+                patches.push(json!({
+                    "applyTo": "HTTP_ROUTE",
+                    "match": { "context": context.istio(), "routeConfiguration": {} },
+                    "patch": { "operation": "MERGE", "value": {
+                        "request_headers_to_remove": [mesh_core::GRPC_WEB_HEADER],
+                    }},
+                }));
+            }
+            patches.extend(http2_patches(http2, context));
+        }
     }
     patches
 }

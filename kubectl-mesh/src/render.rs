@@ -465,7 +465,7 @@ pub fn render(cfg: &MeshConfig, opts: &RenderOptions) -> Result<Rendered, Render
                 return Err(RenderError::Context {
                     file: opts.source.clone(),
                     field: "hosts".into(),
-                    reason: "at the gateway, kubectl-mesh binds the hosts with a VirtualService whose one (never used) route must name a service, and no route names one".into(),
+                    reason: "at the gateway, kubectl-mesh binds the hosts with a VirtualService whose (never used) routes name the config's services, and no route names one".into(),
                     fix: "give at least one route `to: {service, port}`".into(),
                 })
             }

@@ -236,21 +236,18 @@ pub struct Target {
     /// Send this Host/`:authority` upstream instead of the client's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_rewrite: Option<String>,
-    /// The protocol the upstream speaks, when the proxy must be told: `http2` for a gRPC
-    /// server whose Service port Istio does not know as gRPC/HTTP2. Default: `http2` on
-    /// `grpcWeb` routes, otherwise what Istio decides for the port.
+    /// `true`: the proxy speaks HTTP/2 to this target (a gRPC server whose Service port Istio
+    /// does not know as gRPC/HTTP2; `render` patches the cluster). `false`: what Istio decides
+    /// for the port. Default: `true` on `grpcWeb` routes, else `false`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub protocol: Option<UpstreamProtocol>,
+    pub http2: Option<bool>,
 }
 
-/// The HTTP version a proxy speaks to a target's endpoints.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub enum UpstreamProtocol {
-    /// HTTP/1.1 (as Istio decides it for a port it knows as HTTP or not at all).
-    Http1,
-    /// HTTP/2 (gRPC servers).
-    Http2,
+impl Target {
+    /// Whether the proxy must speak HTTP/2 to this target on a route with `grpc_web`.
+    pub fn wants_http2(&self, grpc_web: bool) -> bool {
+        self.http2.unwrap_or(grpc_web)
+    }
 }
 
 /// A local answer.

@@ -4,6 +4,7 @@ use super::proxy::{
     PodStats, ProxyStats, AGENT_PROMETHEUS_PORT, ENVOY_PROMETHEUS_PORT, PROMETHEUS_PATH,
 };
 use super::routing::GatewayRouting;
+use super::upstreams::{applied_config, rule_covers, service_targets, Upstream};
 use super::{filter_object, is_gateway, CheckInput, Workload};
 use crate::cluster::{Cluster, ClusterError};
 use crate::plan::parse_version;
@@ -82,10 +83,55 @@ pub async fn gather(
     if is_gateway(input.gateway, &input.managed) {
         input.routing = gateway_routing(cluster, &input).await?;
     }
+    input.upstreams = upstreams(cluster, &input).await?;
     Ok(input)
 }
 
+/// The applied config's service targets with their Services and the DestinationRules that
+/// cover them.
+async fn upstreams(cluster: &Cluster, input: &CheckInput) -> Result<Vec<Upstream>, ClusterError> {
+    let Some(cfg) = filter_object(&input.managed).and_then(applied_config) else {
+        return Ok(Vec::new());
+    };
+    let (api_version, kind) = DESTINATION_RULE;
+    let rules = cluster.list_all(api_version, kind).await?;
+    let mut out = Vec::new();
+    for (fqdn, port, http2) in service_targets(&cfg) {
+        let mut parts = fqdn.split('.');
+        let (name, ns) = (
+            parts.next().unwrap_or_default(),
+            parts.next().unwrap_or_default(),
+        );
+        let stub = json!({ "apiVersion": "v1", "kind": "Service", "metadata": { "namespace": ns, "name": name } });
+        let service = cluster
+            .get_object(&stub)
+            .await?
+            .and_then(|v| serde_json::from_value(v).ok());
+        let destination_rules = rules
+            .iter()
+            .filter(|dr| {
+                rule_covers(
+                    dr["spec"]["host"].as_str().unwrap_or_default(),
+                    dr["metadata"]["namespace"].as_str().unwrap_or_default(),
+                    &fqdn,
+                    &cfg.cluster_domain,
+                )
+            })
+            .cloned()
+            .collect();
+        out.push(Upstream {
+            fqdn,
+            port,
+            http2,
+            service,
+            destination_rules,
+        });
+    }
+    Ok(out)
+}
+
 const VIRTUAL_SERVICE: (&str, &str) = ("networking.istio.io/v1beta1", "VirtualService");
+const DESTINATION_RULE: (&str, &str) = ("networking.istio.io/v1beta1", "DestinationRule");
 const GATEWAY: (&str, &str) = ("networking.istio.io/v1beta1", "Gateway");
 
 async fn get(
@@ -128,6 +174,7 @@ async fn gateway_routing(
         anchor,
         gateways,
         virtual_services: cluster.list_all(api_version, kind).await?,
+        extension_api: filter_object(&input.managed).is_some_and(|f| f["kind"] != "EnvoyFilter"),
     }))
 }
 

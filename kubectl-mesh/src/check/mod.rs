@@ -3,6 +3,7 @@
 mod gather;
 pub mod proxy;
 pub mod routing;
+pub mod upstreams;
 
 pub use gather::{gather, gather_proxy_stats};
 
@@ -80,6 +81,8 @@ pub struct CheckInput {
     pub gateway: bool,
     /// Gateway context: the anchor VirtualService, its Gateway and every VirtualService.
     pub routing: Option<GatewayRouting>,
+    /// The services the applied config routes to.
+    pub upstreams: Vec<upstreams::Upstream>,
 }
 
 impl Default for CheckInput {
@@ -97,6 +100,7 @@ impl Default for CheckInput {
             workloads: Vec::new(),
             gateway: false,
             routing: None,
+            upstreams: Vec::new(),
         }
     }
 }
@@ -273,6 +277,7 @@ pub fn evaluate(input: &CheckInput) -> Vec<Check> {
             .collect();
         out.extend(routing::evaluate(routing, &labels));
     }
+    out.extend(upstreams::evaluate(&input.upstreams));
     if input.workloads.is_empty() {
         out.push(check(
             "Workloads",

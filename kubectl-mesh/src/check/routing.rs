@@ -17,6 +17,9 @@ pub struct GatewayRouting {
     pub gateways: Vec<(String, Option<Value>)>,
     /// Every VirtualService in the cluster (networking.istio.io/v1beta1).
     pub virtual_services: Vec<Value>,
+    /// The filter is a WasmPlugin/TrafficExtension: istiod places it before its CORS and
+    /// fault filters, not just before the router as the EnvoyFilter does.
+    pub extension_api: bool,
 }
 
 const GROUP: &str = "Gateway routing";
@@ -104,10 +107,11 @@ pub fn evaluate(r: &GatewayRouting, workload_labels: &[BTreeMap<String, String>]
             if o.fault {
                 also.push("its fault injection");
             }
-            let still = if also.is_empty() {
-                "A corsPolicy or fault on it would still apply to them: Istio's CORS and fault filters run before the Wasm filter.".to_owned()
-            } else {
-                format!("{} still apply to them: Istio's CORS and fault filters run before the Wasm filter, so these requests get both.", also.join(" and "))
+            let still = match (r.extension_api, also.is_empty()) {
+                (false, true) => "A corsPolicy or fault on it would still apply to them: Istio's CORS and fault filters run before the Wasm filter.".to_owned(),
+                (false, false) => format!("{} still apply to them: Istio's CORS and fault filters run before the Wasm filter, so these requests get both.", also.join(" and ")),
+                (true, true) => "A corsPolicy or fault on it would not apply to them: istiod places a WasmPlugin/TrafficExtension before its CORS and fault filters, which then see the filter's route, not this VirtualService's.".to_owned(),
+                (true, false) => format!("{} no longer apply to them: istiod places a WasmPlugin/TrafficExtension before its CORS and fault filters, which then see the filter's route, not this VirtualService's (put CORS in the mesh config; --api envoyfilter keeps Istio's in force).", also.join(" and ")),
             };
             out.push(check(
                 GROUP,
@@ -149,6 +153,7 @@ mod tests {
             anchor: anchor.then_some(anchor_vs),
             gateways: vec![("istio-system/kubectl-mesh".into(), gw)],
             virtual_services: vss,
+            extension_api: false,
         }
     }
 
@@ -207,5 +212,25 @@ mod tests {
             hint.contains("remove api.backend.com from digimon/legacy"),
             "{hint}"
         );
+        // As a WasmPlugin/TrafficExtension the filter runs before Istio's CORS and fault.
+        let mut r = routing(true, Some(json!(["*"])), vec![legacy_vs()]);
+        r.extension_api = true;
+        let c = check(&r);
+        let hint = c
+            .iter()
+            .find(|c| c.status == Status::Warn)
+            .unwrap()
+            .hint
+            .clone()
+            .unwrap();
+        assert!(hint.contains("its corsPolicy no longer apply"), "{hint}");
+    }
+
+    fn legacy_vs() -> Value {
+        json!({
+            "metadata": { "namespace": "digimon", "name": "legacy" },
+            "spec": { "gateways": ["istio-system/kubectl-mesh"], "hosts": ["api.backend.com"],
+                      "http": [{ "corsPolicy": { "allowOrigins": [{ "exact": "x" }] } }] },
+        })
     }
 }

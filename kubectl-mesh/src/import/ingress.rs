@@ -262,7 +262,7 @@ fn service_route(p: &PathRule) -> Option<RouteConfig> {
             cluster: None,
             prefix_rewrite: None,
             host_rewrite: None,
-            protocol: None,
+            http2: None,
         }),
         direct_response: None,
         redirect: None,

@@ -460,7 +460,7 @@ fn convert_route(
                 cluster: None,
                 prefix_rewrite: None,
                 host_rewrite: None,
-                protocol: None,
+                http2: None,
             },
             found => {
                 if found.is_none() {
@@ -472,7 +472,7 @@ fn convert_route(
                     cluster: Some(c.to_owned()),
                     prefix_rewrite: None,
                     host_rewrite: None,
-                    protocol: None,
+                    http2: None,
                 }
             }
         };

@@ -198,3 +198,62 @@ fn an_object_the_api_server_cannot_store_is_refused_before_anything_is_applied()
         assert!(msg.contains("fix: make the config smaller"), "{msg}");
     }
 }
+
+fn cluster_patches(yaml: &str) -> Result<Vec<serde_json::Value>, RenderError> {
+    let cfg = parse_config("t.yaml", yaml)?;
+    let r = render(
+        &cfg,
+        &opts(
+            Context::Gateway,
+            Api::Envoyfilter,
+            Module::ConfigMap(vec![1]),
+        ),
+    )?;
+    Ok(r.objects
+        .iter()
+        .flat_map(|o| {
+            o["spec"]["configPatches"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .filter(|p| p["applyTo"] == "CLUSTER")
+        .collect())
+}
+
+#[test]
+fn grpc_web_targets_get_http2_unless_told_otherwise() {
+    let head = "apiVersion: kubectl-mesh/v1alpha1\nkind: MeshConfig\nnamespace: d\nhosts:\n- domains: [a]\n  routes:\n";
+    let p = cluster_patches(&format!(
+        "{head}  - grpcWeb: true\n    to: {{service: server, port: 6000}}\n  - match: {{prefix: /w}}\n    to: {{service: web, port: 80}}\n"
+    ))
+    .unwrap();
+    assert_eq!(p.len(), 1, "{p:#?}");
+    assert_eq!(
+        p[0]["match"]["cluster"],
+        serde_json::json!({ "service": "server.d.svc.cluster.local", "portNumber": 6000 })
+    );
+    assert_eq!(p[0]["match"]["context"], "GATEWAY");
+    // A port Istio already speaks HTTP/2 to can be left to Istio.
+    let p = cluster_patches(&format!(
+        "{head}  - grpcWeb: true\n    to: {{service: server, port: 6000, http2: false}}\n"
+    ))
+    .unwrap();
+    assert!(p.is_empty());
+    // A plain route can ask for it too, and a raw cluster is matched by name.
+    let p = cluster_patches(&format!(
+        "{head}  - match: {{prefix: /x}}\n    to: {{cluster: 'outbound|9|x|y', http2: true}}\n  - to: {{service: web, port: 80}}\n"
+    ))
+    .unwrap();
+    assert_eq!(p[0]["match"]["cluster"]["name"], "outbound|9|x|y");
+    // Two routes disagreeing on one cluster: named, with the fix.
+    let e = cluster_patches(&format!(
+        "{head}  - grpcWeb: true\n    match: {{prefix: /g}}\n    to: {{service: server, port: 6000}}\n  - to: {{service: server, port: 6000, http2: false}}\n"
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("hosts[0].routes[1].to.http2") && e.contains("fix:"),
+        "{e}"
+    );
+}
