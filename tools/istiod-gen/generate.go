@@ -61,6 +61,7 @@ func Generate(in *Inputs, p ProxyOptions, m *meshconfig.MeshConfig) (*Generated,
 		if names := ecdsNames(g.Listeners); len(names) > 0 {
 			g.Extensions = s.ConfigGen.BuildExtensionConfiguration(proxy, s.PushContext(), names, nil)
 		}
+		g.sortByName()
 		out = g
 	})
 	if err != nil {
@@ -94,6 +95,15 @@ func annotateGatewayCRDs(c kubelib.Client) {
 	}
 	md.PrependReactor("create", "customresourcedefinitions", annotate)
 	md.PrependReactor("update", "customresourcedefinitions", annotate)
+}
+
+// sortByName orders every list by name, for stable diffs: Envoy sorts clusters itself, and the
+// order of istiod's listeners and routes carries no meaning (it varies from run to run).
+func (g *Generated) sortByName() {
+	sort.SliceStable(g.Clusters, func(i, j int) bool { return g.Clusters[i].Name < g.Clusters[j].Name })
+	sort.SliceStable(g.Listeners, func(i, j int) bool { return g.Listeners[i].Name < g.Listeners[j].Name })
+	sort.SliceStable(g.Routes, func(i, j int) bool { return g.Routes[i].Name < g.Routes[j].Name })
+	sort.SliceStable(g.Extensions, func(i, j int) bool { return g.Extensions[i].Name < g.Extensions[j].Name })
 }
 
 // ecdsNames lists the extension configs the listeners fetch over ECDS (config_discovery), as

@@ -238,11 +238,15 @@ func (in *Inputs) addConfig(o object, s resource.Schema, created time.Time) erro
 	if cfg.CreationTimestamp.IsZero() {
 		cfg.CreationTimestamp = created
 	}
+	if cfg.ResourceVersion == "" {
+		cfg.ResourceVersion = "1" // else the config store stamps the time, and the dump would vary
+	}
 	warn, err := s.ValidateConfig(*cfg)
 	if err != nil {
 		return fmt.Errorf("%s: istiod rejects it: %w", o, err)
 	}
-	if warn != nil {
+	// Every EnvoyFilter gets the same warning about EnvoyFilter itself; it says nothing about this one.
+	if warn != nil && !strings.Contains(warn.Error(), "EnvoyFilter exposes internal implementation details") {
 		in.note("%s: istiod warns: %v", o, warn)
 	}
 	in.Configs = append(in.Configs, *cfg)
@@ -259,8 +263,10 @@ func (in *Inputs) addKube(o object) error {
 }
 
 func (in *Inputs) addWorkload(o object) error {
-	if _, found, _ := unstructured.NestedMap(o.u.Object, "spec", "selector"); !found {
-		// Like the strategic-merge patch `kubectl mesh render` emits for a gateway Deployment.
+	gv := o.u.GetAPIVersion()
+	if _, found, _ := unstructured.NestedMap(o.u.Object, "spec", "selector"); !found && gv == "apps/v1" {
+		// apps/v1 requires a selector (older groups default it to the template's labels): this
+		// is a patch, like the one `kubectl mesh render` emits for a gateway Deployment.
 		in.note("skipped %s: no spec.selector, so a patch rather than a Deployment", o)
 		return nil
 	}
@@ -275,7 +281,7 @@ func (in *Inputs) addWorkload(o object) error {
 	if len(w.Template.Labels) == 0 {
 		return fmt.Errorf("%s: spec.template.metadata.labels is empty; Services could not select its Pods", o)
 	}
-	if gv := o.u.GetAPIVersion(); gv != "apps/v1" {
+	if gv != "apps/v1" {
 		in.note("read %s as apps/v1: Kubernetes 1.16+ does not serve %s (kubectl mesh migrate converts it)", o, gv)
 	}
 	in.Workloads = append(in.Workloads, w)
