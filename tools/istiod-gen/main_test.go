@@ -123,8 +123,8 @@ func TestErrorsNameTheObjectAndFile(t *testing.T) {
 		file string
 		want []string
 	}{
-		{"testdata/unknown-kind.yaml", []string{"Widget digimon/w", "example.com/v1", "unknown-kind.yaml, document 1", "does not know this kind"}},
-		{"testdata/invalid-vs.yaml", []string{"VirtualService digimon/broken", "invalid-vs.yaml, document 1", "istiod rejects it"}},
+		{"testdata/bad/unknown-kind.yaml", []string{"Widget digimon/w", "example.com/v1", "unknown-kind.yaml, document 1", "does not know this kind"}},
+		{"testdata/bad/invalid-vs.yaml", []string{"VirtualService digimon/broken", "invalid-vs.yaml, document 1", "istiod rejects it"}},
 	} {
 		_, stderr, code := runCLI(t, "--proxy-type", "sidecar", "--namespace", "digimon", "--labels", "app=server", "-f", "testdata/app.yaml", "-f", tc.file)
 		if code != 1 {
