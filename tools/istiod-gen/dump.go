@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"strings"
 
 	adminv3 "github.com/envoyproxy/go-control-plane/envoy/admin/v3"
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
@@ -102,6 +101,6 @@ func WriteDump(w io.Writer, g *Generated) error {
 		return fmt.Errorf("indenting the config dump: %w", err)
 	}
 	buf.WriteString("\n")
-	_, err = io.Copy(w, strings.NewReader(buf.String()))
+	_, err = buf.WriteTo(w)
 	return err
 }
