@@ -84,7 +84,7 @@ impl ProcessGroup {
     }
 
     /// Starts `cmd` in the group, its output collected (and echoed) as `name`.
-    fn spawn(&self, name: &str, mut cmd: Command, echo: bool) -> anyhow::Result<Output> {
+    pub(crate) fn spawn(&self, name: &str, mut cmd: Command, echo: bool) -> anyhow::Result<Output> {
         let mut group = self.lock();
         if group.stopped {
             bail!("stopping: {name} not started");
@@ -197,7 +197,7 @@ impl Output {
 
     /// Waits for a line containing `needle` and returns it; an error if `group` reports an
     /// exit first or time runs out.
-    fn wait_line(
+    pub(crate) fn wait_line(
         &self,
         needle: &str,
         group: &ProcessGroup,
@@ -229,7 +229,7 @@ impl Output {
 }
 
 /// The address after `listening on ` in a ready line.
-fn listening_on(line: &str) -> anyhow::Result<String> {
+pub(crate) fn listening_on(line: &str) -> anyhow::Result<String> {
     line.split("listening on ")
         .nth(1)
         .and_then(|rest| rest.split([' ', ',']).next())
@@ -268,18 +268,13 @@ impl App {
     }
 
     fn start_in(bins: &Binaries, opts: &AppOptions, group: &ProcessGroup) -> anyhow::Result<App> {
-        let ready = Duration::from_secs(60);
-        let mut cmd = Command::new(&bins.server);
-        cmd.args(["--listen", "127.0.0.1:0", "--step-ms"])
-            .arg(opts.step_ms.to_string());
-        let server = group.spawn("server", cmd, opts.echo)?;
-        let server_addr = listening_on(&server.wait_line("listening on", group, ready)?)?;
-
-        let mut cmd = Command::new(&bins.web);
-        cmd.args(["--listen", "127.0.0.1:0", "--dir"])
-            .arg(&opts.web_dir);
-        let web = group.spawn("web", cmd, opts.echo)?;
-        let web_addr = listening_on(&web.wait_line("listening on", group, ready)?)?;
+        let crate::digimon::Backends {
+            server_addr,
+            web_addr,
+            server,
+            web,
+            ..
+        } = crate::digimon::Backends::start(bins, &opts.web_dir, opts.step_ms, opts.echo, group)?;
 
         let port = match opts.port {
             0 => crate::free_port(),

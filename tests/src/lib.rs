@@ -4,6 +4,7 @@
 pub mod app;
 pub mod client;
 pub mod conformance;
+pub mod digimon;
 pub mod envoy;
 pub mod grpc_web;
 pub mod import_diff;

@@ -9,12 +9,13 @@
 use anyhow::{bail, ensure, Context};
 use mesh_tests::app::{App, AppOptions, Binaries, ProcessGroup};
 use mesh_tests::client::{Request, Response};
+use mesh_tests::digimon::{grpc_answer, grpc_web_call, preflight, API_HOST, WEB_ORIGIN};
 use mesh_tests::grpc_web::{self, Message};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-const WEB: &str = "http://web.backend.com";
+const WEB: &str = WEB_ORIGIN;
 
 struct Args {
     config: PathBuf,
@@ -48,21 +49,6 @@ fn args() -> anyhow::Result<Args> {
         }
     }
     Ok(a)
-}
-
-/// One gRPC-Web call as the page's script makes it: binary frames, CORS headers of a page on
-/// `origin`.
-fn grpc_web_call(method: &str, message: &Message, origin: &str) -> Request {
-    Request::new(
-        "POST",
-        "api.backend.com",
-        &format!("/digimon.Digimon/{method}"),
-    )
-    .header("origin", origin)
-    .header("content-type", grpc_web::CONTENT_TYPE)
-    .header("x-grpc-web", "1")
-    .header("x-user-agent", "connect-es/2.3.0")
-    .body(grpc_web::frame(message.encode()))
 }
 
 /// The CORS headers of an answer, for the table.
@@ -108,33 +94,6 @@ impl Table {
     }
 }
 
-/// The gRPC-Web answer's messages, after checking status, grpc-status and the CORS grant.
-fn grpc_answer(r: &Response, what: &str) -> anyhow::Result<Vec<Vec<u8>>> {
-    ensure!(r.status == 200, "{what}: HTTP {}", r.status);
-    let frames = grpc_web::parse(&r.body)?;
-    let status = frames
-        .trailer("grpc-status")
-        .or(r.header("grpc-status"))
-        .unwrap_or("missing");
-    ensure!(
-        status == "0",
-        "{what}: grpc-status {status} {}",
-        frames
-            .trailer("grpc-message")
-            .or(r.header("grpc-message"))
-            .unwrap_or("")
-    );
-    ensure!(
-        r.header("access-control-allow-origin") == Some(WEB),
-        "{what}: no CORS grant for {WEB} (a browser would refuse the answer)"
-    );
-    ensure!(
-        r.header("access-control-allow-credentials") == Some("true"),
-        "{what}: no access-control-allow-credentials: true"
-    );
-    Ok(frames.messages)
-}
-
 fn send(port: u16, req: &Request) -> anyhow::Result<Response> {
     req.send(port).with_context(|| {
         format!(
@@ -168,13 +127,7 @@ fn show(app: &App) -> anyhow::Result<Vec<String>> {
         (!ok).then(|| "expected the digimon page".to_owned()),
     );
 
-    let req = Request::new("OPTIONS", "api.backend.com", "/digimon.Digimon/Create")
-        .header("origin", WEB)
-        .header("access-control-request-method", "POST")
-        .header(
-            "access-control-request-headers",
-            "content-type,x-grpc-web,x-user-agent",
-        );
+    let req = preflight(API_HOST, "Create", WEB);
     let r = send(port, &req)?;
     let ok = r.status == 200
         && r.header("access-control-allow-origin") == Some(WEB)
@@ -189,9 +142,9 @@ fn show(app: &App) -> anyhow::Result<Vec<String>> {
         (!ok).then(|| "expected a CORS grant for the page's origin with credentials".to_owned()),
     );
 
-    let req = grpc_web_call("Create", &Message::new().string(1, "Agumon"), WEB);
+    let req = grpc_web_call(API_HOST, "Create", &Message::new().string(1, "Agumon"), WEB);
     let r = send(port, &req)?;
-    let created = grpc_answer(&r, "Create").and_then(|m| {
+    let created = grpc_answer(&r, "Create", WEB).and_then(|m| {
         let fields = grpc_web::strings(m.first().context("Create: no message")?)?;
         ensure!(
             fields.get(&2).map(String::as_str) == Some("Agumon"),
@@ -223,12 +176,13 @@ fn show(app: &App) -> anyhow::Result<Vec<String>> {
 
     let food = Message::new().string(1, "meat");
     let req = grpc_web_call(
+        API_HOST,
         "Foster",
         &Message::new().string(1, &id).message(2, &food),
         WEB,
     );
     let r = send(port, &req)?;
-    let fed = grpc_answer(&r, "Foster");
+    let fed = grpc_answer(&r, "Foster", WEB);
     t.row(
         "gRPC-Web Foster (feed it)",
         &req,
@@ -237,9 +191,9 @@ fn show(app: &App) -> anyhow::Result<Vec<String>> {
         fed.err().map(|e| format!("{e:#}")),
     );
 
-    let req = grpc_web_call("QueryStream", &Message::new().string(1, &id), WEB);
+    let req = grpc_web_call(API_HOST, "QueryStream", &Message::new().string(1, &id), WEB);
     let r = send(port, &req)?;
-    let updates = grpc_answer(&r, "QueryStream").and_then(|ms| {
+    let updates = grpc_answer(&r, "QueryStream", WEB).and_then(|ms| {
         let updates = ms
             .iter()
             .map(|m| {
@@ -267,6 +221,7 @@ fn show(app: &App) -> anyhow::Result<Vec<String>> {
     );
 
     let req = grpc_web_call(
+        API_HOST,
         "Create",
         &Message::new().string(1, "Impmon"),
         "http://evil.example",

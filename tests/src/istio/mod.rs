@@ -2,6 +2,8 @@
 //! rendered patches applied to them with Istio's EnvoyFilter semantics, and the traffic that
 //! compares Istio's own routing before and after (see `tests/istio/README.md`).
 
+pub mod agent;
+pub mod clusters;
 pub mod dump;
 pub mod envoyfilter;
 pub mod istiod;
