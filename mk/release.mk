@@ -57,6 +57,6 @@ docker-registry:
 
 test-release: release krew qemu-user docker-registry
 	@mkdir -p $(TEST_LOG_DIR)
-	$(CARGO) test -p mesh-tests --test release 2>&1 | tee $(TEST_LOG_DIR)/release.log; exit $${PIPESTATUS[0]}
+	$(CARGO) test -p mesh-tests --test release --test oci 2>&1 | tee $(TEST_LOG_DIR)/release.log; exit $${PIPESTATUS[0]}
 
 TEST_TARGETS += test-release

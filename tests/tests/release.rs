@@ -8,6 +8,7 @@
 // A failed unwrap in a test helper is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use mesh_tests::temp::TempDir;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -41,39 +42,14 @@ fn manifest() -> Value {
     serde_yaml_ng::from_str(&text).unwrap()
 }
 
-/// A fresh directory for one test, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("mesh-release-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 fn run(cmd: &mut Command) -> Output {
-    let out = cmd
-        .stdin(Stdio::null())
+    cmd.stdin(Stdio::null())
         .output()
-        .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    out
+        .unwrap_or_else(|e| panic!("{cmd:?}: {e}"))
 }
 
 fn text(out: &Output) -> String {
-    format!(
-        "status {}\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
+    mesh_tests::temp::output_text(out)
 }
 
 /// The archive unpacked with tar, as a user would.
@@ -117,7 +93,13 @@ fn every_crate_carries_the_license_file_and_its_name() {
     );
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let out = run(Command::new(cargo)
-        .args(["metadata", "--no-deps", "--format-version", "1", "--offline"])
+        .args([
+            "metadata",
+            "--no-deps",
+            "--format-version",
+            "1",
+            "--offline",
+        ])
         .current_dir(&root));
     assert!(out.status.success(), "{}", text(&out));
     let meta: Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -128,9 +110,12 @@ fn every_crate_carries_the_license_file_and_its_name() {
     }
     // Every archive ships that very text next to the binary.
     for target in [X86_64, AARCH64] {
-        let dir = TempDir::new(&format!("license-{target}"));
+        let dir = TempDir::new(&format!("release-license-{target}")).unwrap();
         unpack(target, &dir.0);
-        assert_eq!(std::fs::read_to_string(dir.0.join("LICENSE")).unwrap(), license);
+        assert_eq!(
+            std::fs::read_to_string(dir.0.join("LICENSE")).unwrap(),
+            license
+        );
         assert!(dir.0.join("README.md").is_file());
     }
 }
@@ -138,7 +123,10 @@ fn every_crate_carries_the_license_file_and_its_name() {
 #[test]
 fn archives_match_their_sha256_files_and_the_krew_manifest() {
     let m = manifest();
-    assert_eq!(m["metadata"]["name"], "mesh", "kubectl mesh <=> plugin mesh");
+    assert_eq!(
+        m["metadata"]["name"], "mesh",
+        "kubectl mesh <=> plugin mesh"
+    );
     assert_eq!(m["spec"]["version"], format!("v{VERSION}"));
     let platforms = m["spec"]["platforms"].as_array().unwrap();
     assert_eq!(platforms.len(), 2);
@@ -162,15 +150,23 @@ fn archives_match_their_sha256_files_and_the_krew_manifest() {
 
 #[test]
 fn krew_installs_the_archive_and_kubectl_runs_the_plugin() {
-    let root = TempDir::new("krew");
+    let root = TempDir::new("release-krew").unwrap();
     let manifest = dist().join("mesh.yaml");
     let out = krew_install(&root.0, &manifest, &archive(X86_64));
     assert!(out.status.success(), "krew install: {}", text(&out));
     let bin = root.0.join("bin/kubectl-mesh");
-    assert!(bin.exists(), "krew linked {}: {}", bin.display(), text(&out));
+    assert!(
+        bin.exists(),
+        "krew linked {}: {}",
+        bin.display(),
+        text(&out)
+    );
     assert!(root.0.join("receipts/mesh.yaml").is_file());
     // Only krew's bin directory and the system's: no other kubectl-mesh can answer.
-    let path = format!("{}:/usr/local/bin:/usr/bin:/bin", root.0.join("bin").display());
+    let path = format!(
+        "{}:/usr/local/bin:/usr/bin:/bin",
+        root.0.join("bin").display()
+    );
     let out = run(Command::new("kubectl")
         .args(["mesh", "version"])
         .env("PATH", &path)
@@ -190,15 +186,23 @@ fn krew_installs_the_archive_and_kubectl_runs_the_plugin() {
 
 #[test]
 fn krew_refuses_an_archive_that_does_not_match_the_manifest_digest() {
-    let root = TempDir::new("krew-wrong");
+    let root = TempDir::new("release-krew-wrong").unwrap();
     let sha = sha256_file(&archive(X86_64));
-    let wrong = format!("{}{}", &sha[..63], if sha.ends_with('0') { '1' } else { '0' });
+    let wrong = format!(
+        "{}{}",
+        &sha[..63],
+        if sha.ends_with('0') { '1' } else { '0' }
+    );
     let text_manifest = std::fs::read_to_string(dist().join("mesh.yaml")).unwrap();
     assert!(text_manifest.contains(&sha));
     let manifest = root.0.join("mesh.yaml");
     std::fs::write(&manifest, text_manifest.replace(&sha, &wrong)).unwrap();
     let out = krew_install(&root.0.join("root"), &manifest, &archive(X86_64));
-    assert!(!out.status.success(), "installed despite the digest: {}", text(&out));
+    assert!(
+        !out.status.success(),
+        "installed despite the digest: {}",
+        text(&out)
+    );
     assert!(
         text(&out).contains("checksum does not match"),
         "{}",
@@ -233,9 +237,20 @@ fn elf(path: &Path) -> Elf {
     assert_eq!(&b[..4], b"\x7fELF", "{} is an ELF file", path.display());
     assert_eq!(b[4], 2, "64-bit");
     assert_eq!(b[5], 1, "little-endian");
-    assert!([2, 3].contains(&u16_at(&b, 16)), "ET_EXEC, or ET_DYN for static-pie");
-    let (phoff, phentsize, phnum) = (u64_at(&b, 32), usize::from(u16_at(&b, 54)), usize::from(u16_at(&b, 56)));
-    let mut e = Elf { machine: u16_at(&b, 18), interpreter: false, needed: 0 };
+    assert!(
+        [2, 3].contains(&u16_at(&b, 16)),
+        "ET_EXEC, or ET_DYN for static-pie"
+    );
+    let (phoff, phentsize, phnum) = (
+        u64_at(&b, 32),
+        usize::from(u16_at(&b, 54)),
+        usize::from(u16_at(&b, 56)),
+    );
+    let mut e = Elf {
+        machine: u16_at(&b, 18),
+        interpreter: false,
+        needed: 0,
+    };
     for i in 0..phnum {
         let ph = phoff + i * phentsize;
         match u32_at(&b, ph) {
@@ -256,18 +271,31 @@ fn elf(path: &Path) -> Elf {
 #[test]
 fn both_binaries_are_static_executables_of_their_architecture() {
     for (target, machine) in [(X86_64, 62u16), (AARCH64, 183u16)] {
-        let dir = TempDir::new(&format!("elf-{target}"));
+        let dir = TempDir::new(&format!("release-elf-{target}")).unwrap();
         let bin = unpack(target, &dir.0);
         let got = elf(&bin);
-        assert_eq!(got, Elf { machine, interpreter: false, needed: 0 }, "{target}: {}", bin.display());
+        assert_eq!(
+            got,
+            Elf {
+                machine,
+                interpreter: false,
+                needed: 0
+            },
+            "{target}: {}",
+            bin.display()
+        );
     }
 }
 
 #[test]
 fn the_aarch64_binary_answers_under_qemu() {
-    let dir = TempDir::new("qemu");
+    let dir = TempDir::new("release-qemu").unwrap();
     let bin = unpack(AARCH64, &dir.0);
     let out = run(Command::new("qemu-aarch64").arg(&bin).arg("version"));
-    assert!(out.status.success(), "qemu-aarch64 (make qemu-user installs it): {}", text(&out));
+    assert!(
+        out.status.success(),
+        "qemu-aarch64 (make qemu-user installs it): {}",
+        text(&out)
+    );
     assert_eq!(String::from_utf8_lossy(&out.stdout), expected_version());
 }
