@@ -1,6 +1,6 @@
 # `make release`: kubectl-mesh for linux x86_64 and aarch64 (static, musl; the filter module
-# embedded), each archived with LICENSE and README.md in target/dist/ with its .sha256, and the
-# krew manifest target/dist/mesh.yaml with the real digests (scripts/release-pack).
+# embedded), each archived with LICENSE and README.md in target/releases/ with its .sha256, and the
+# krew manifest target/releases/mesh.yaml with the real digests (scripts/release-pack).
 # `test-release` installs the x86_64 archive with real krew into a temporary KREW_ROOT and runs
 # `kubectl mesh version`, checks the aarch64 binary (ELF header, and under qemu-user), and
 # pushes the module with the released binary to a local docker-registry and pulls it back as
@@ -10,7 +10,9 @@
 
 RELEASE_VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' $(CURDIR)/Cargo.toml | head -n1)
 RELEASE_TARGETS := x86_64-unknown-linux-musl aarch64-unknown-linux-musl
-RELEASE_DIR := $(CURDIR)/target/dist
+# Not target/dist: cargo keeps the dist profile's build scripts and proc macros there, and the
+# recipe empties this directory (emptying that one rebuilt everything).
+RELEASE_DIR := $(CURDIR)/target/releases
 RELEASE_URL ?= https://github.com/kubectl-mesh/kubectl-mesh/releases/download/v$(RELEASE_VERSION)
 TOOLS_DIR := $(CURDIR)/target/tools
 KREW_VERSION := v0.4.3
