@@ -90,6 +90,40 @@ pub enum Command {
     /// Prints the MeshConfig; everything it cannot express goes to stderr with its path in the
     /// Envoy file and the reason (`--strict`: that is an error).
     ImportEnvoy(ImportArgs),
+    /// The embedded filter module as an OCI image: push it to a registry, print its digests.
+    Module {
+        /// What to do with it.
+        #[command(subcommand)]
+        command: ModuleCommand,
+    },
+}
+
+/// Subcommands of `module`.
+#[derive(Debug, Subcommand)]
+pub enum ModuleCommand {
+    /// Push the module as an image istio-agent pulls (one tar+gzip layer holding plugin.wasm)
+    /// and print the digest `--module-url oci://...` is checked against.
+    Push(PushArgs),
+    /// Print the module's sha256 and its image's manifest digest, without pushing.
+    Digest,
+}
+
+/// Options of `module push`.
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// Where: oci://REGISTRY/REPO:TAG (or @sha256:DIGEST of this module's image).
+    #[arg(value_name = "oci://REGISTRY/REPO:TAG")]
+    pub reference: String,
+    /// Registry user name, with the password or token on stdin (default: docker's
+    /// config.json, $DOCKER_CONFIG or ~/.docker, else anonymous).
+    #[arg(long, requires = "password_stdin")]
+    pub username: Option<String>,
+    /// Read the password or token for --username from stdin.
+    #[arg(long, requires = "username")]
+    pub password_stdin: bool,
+    /// Speak plain HTTP to a registry that is not on this machine (localhost always is).
+    #[arg(long)]
+    pub plain_http: bool,
 }
 
 /// Options of `import-envoy`.
@@ -167,12 +201,22 @@ pub struct FilterArgs {
     /// Istio API that carries the filter.
     #[arg(long, value_enum, default_value = "envoyfilter")]
     pub api: Api,
-    /// Fetch the module from this URL instead of a ConfigMap.
-    #[arg(long, requires = "module_sha256", value_name = "URL")]
+    /// Fetch the module from this URL instead of a ConfigMap: http(s)://.../FILE.wasm, or
+    /// oci://REGISTRY/REPO:TAG (what `kubectl mesh module push` made).
+    #[arg(long, value_name = "URL")]
     pub module_url: Option<String>,
-    /// sha256 of the module at --module-url.
+    /// The digest istio-agent checks: the .wasm file's sha256 for http(s) (required), the
+    /// image manifest digest for oci:// (default: this build's module image).
     #[arg(long, requires = "module_url", value_name = "HEX")]
     pub module_sha256: Option<String>,
+    /// When istio-agent pulls the --module-url again (default: Istio's, IfNotPresent except
+    /// for an oci `:latest` tag).
+    #[arg(long, requires = "module_url", value_enum, value_name = "POLICY")]
+    pub image_pull_policy: Option<crate::delivery::PullPolicy>,
+    /// A docker-registry Secret (in the objects' namespace) for pulling an oci:// module; needs
+    /// --api wasmplugin or trafficextension.
+    #[arg(long, requires = "module_url", value_name = "SECRET")]
+    pub image_pull_secret: Option<String>,
     /// Base name of the created objects.
     #[arg(long, default_value = "kubectl-mesh")]
     pub name: String,
@@ -212,7 +256,7 @@ pub struct CheckArgs {
     #[arg(long, value_enum)]
     pub envoy_context: Option<Context>,
     /// The --module-url given to enable, for comparing with `-f`.
-    #[arg(long, requires = "module_sha256", value_name = "URL")]
+    #[arg(long, value_name = "URL")]
     pub module_url: Option<String>,
     /// The --module-sha256 given to enable.
     #[arg(long, requires = "module_url", value_name = "HEX")]
@@ -240,6 +284,9 @@ pub enum CliError {
     /// import-envoy failed.
     #[error(transparent)]
     Import(#[from] ImportError),
+    /// Pushing the module failed.
+    #[error(transparent)]
+    Oci(#[from] crate::oci::OciError),
     /// A malformed flag value.
     #[error("{0}")]
     Usage(String),
@@ -313,6 +360,7 @@ pub async fn run(cli: Cli, out: &mut impl Write) -> Result<Outcome, CliError> {
         Command::Migrate(args) => commands::migrate(&cli, args, out),
         Command::ImportEnvoy(args) => commands::import_envoy(&cli, args, out),
         Command::Run(args) => commands::run_local(args, cli.verbose > 0, out).await,
+        Command::Module { command } => commands::module(&cli, command, out).await,
     }
 }
 
@@ -365,14 +413,29 @@ mod tests {
     }
 
     #[test]
-    fn module_url_needs_sha() {
+    fn module_url_needs_sha_for_http_only() {
+        let parse = |url: &str| {
+            let cli =
+                Cli::try_parse_from(["kubectl-mesh", "render", "-f", "m", "--module-url", url])
+                    .unwrap();
+            let Command::Render(args) = cli.command else {
+                panic!("render expected")
+            };
+            let pull = crate::delivery::Pull::default();
+            crate::delivery::remote(args.module_url.as_deref().unwrap(), None, pull, b"\0asm")
+        };
+        assert!(parse("https://x").is_err());
+        assert!(
+            parse("oci://r.example.com/m:v1").is_ok(),
+            "the image digest is computed"
+        );
         assert!(Cli::try_parse_from([
             "kubectl-mesh",
             "render",
             "-f",
             "m",
-            "--module-url",
-            "https://x"
+            "--image-pull-policy",
+            "Always"
         ])
         .is_err());
     }

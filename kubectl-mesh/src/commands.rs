@@ -3,15 +3,16 @@
 
 use crate::check;
 use crate::cli::{
-    parse_selector, CheckArgs, Cli, CliError, FilterArgs, ImportArgs, MigrateArgs, Outcome, Output,
-    RunArgs, GATEWAY_NAMESPACE,
+    parse_selector, CheckArgs, Cli, CliError, FilterArgs, ImportArgs, MigrateArgs, ModuleCommand,
+    Outcome, Output, RunArgs, GATEWAY_NAMESPACE,
 };
 use crate::cluster::{self, Cluster};
+use crate::delivery::{self, Pull};
 use crate::enable::{self, EnableError};
 use crate::import;
 use crate::migrate;
 use crate::plan;
-use crate::render::{self, Context, GatewayOptions, Module, RenderOptions, Rendered};
+use crate::render::{self, Context, GatewayOptions, Module, RenderError, RenderOptions, Rendered};
 use crate::run;
 use clap::CommandFactory;
 use std::collections::BTreeMap;
@@ -152,12 +153,15 @@ pub async fn check(cli: &Cli, args: &CheckArgs, out: &mut impl Write) -> Result<
     let desired = match &args.file {
         Some(file) => {
             let cfg = render::load_config(file)?;
-            let module = match (&args.module_url, &args.module_sha256) {
-                (Some(url), Some(sha256)) => Module::Remote {
-                    url: url.clone(),
-                    sha256: sha256.clone(),
-                },
-                _ => Module::ConfigMap(crate::module::EMBEDDED.to_vec()),
+            let module = match &args.module_url {
+                Some(url) => delivery::remote(
+                    url,
+                    args.module_sha256.as_deref(),
+                    Pull::default(),
+                    crate::module::EMBEDDED,
+                )
+                .map_err(RenderError::from)?,
+                None => Module::ConfigMap(crate::module::EMBEDDED.to_vec()),
             };
             Some((cfg.namespace.clone(), render::config_hash(&cfg, &module)?))
         }
@@ -303,6 +307,37 @@ pub async fn run_local(
     })
 }
 
+/// `module push` and `module digest`: the embedded module as an OCI image.
+pub async fn module(
+    cli: &Cli,
+    command: &ModuleCommand,
+    out: &mut impl Write,
+) -> Result<Outcome, CliError> {
+    let module = crate::module::EMBEDDED;
+    if module.is_empty() {
+        return Err(RenderError::NoModule.into());
+    }
+    let json = cli.output == Output::Json;
+    match command {
+        ModuleCommand::Digest => crate::oci::push::print_digests(module, json, out),
+        ModuleCommand::Push(args) => {
+            let password = match args.password_stdin {
+                true => Some(crate::oci::push::read_password(std::io::stdin().lock())?),
+                false => None,
+            };
+            let opts = crate::oci::push::PushOptions {
+                reference: args.reference.clone(),
+                username: args.username.clone(),
+                password,
+                plain_http: args.plain_http,
+                json,
+            };
+            crate::oci::push::push(&opts, module, out).await?;
+        }
+    }
+    Ok(Outcome::Success)
+}
+
 async fn connect(cli: &Cli) -> Result<Cluster, CliError> {
     Ok(cluster::connect(cli.kubeconfig.as_deref(), cli.context.as_deref()).await?)
 }
@@ -336,12 +371,22 @@ fn prepare(
     if selector.is_empty() && args.envoy_context == Context::Gateway {
         selector.insert("istio".into(), "ingressgateway".into());
     }
-    let module = match (&args.module_url, &args.module_sha256) {
-        (Some(url), Some(sha256)) => Module::Remote {
-            url: url.clone(),
-            sha256: sha256.clone(),
-        },
-        _ => Module::ConfigMap(crate::module::EMBEDDED.to_vec()),
+    let pull = Pull {
+        policy: args.image_pull_policy,
+        secret: args.image_pull_secret.clone(),
+    };
+    let module = match &args.module_url {
+        Some(url) => delivery::remote(
+            url,
+            args.module_sha256.as_deref(),
+            pull,
+            crate::module::EMBEDDED,
+        )
+        .map_err(RenderError::from)?,
+        None => {
+            delivery::check_configmap(&pull).map_err(RenderError::from)?;
+            Module::ConfigMap(crate::module::EMBEDDED.to_vec())
+        }
     };
     // The gateway's objects live where the gateway runs; a sidecar's where its workload runs.
     let default_ns = match args.envoy_context {

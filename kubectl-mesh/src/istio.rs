@@ -137,8 +137,9 @@ fn remote_fail_policy(delivery: Delivery) -> FailPolicy {
 }
 
 /// The Wasm filter patches: inline (ConfigMap module), or through ECDS for a remote module, so
-/// that istio-agent downloads and verifies it and hands Envoy a local file.
-fn wasm_patches(cfg: &MeshConfig, opts: &RenderOptions) -> Vec<Value> {
+/// that istio-agent downloads and verifies it and hands Envoy a local file (the pull policy
+/// rides in the VM environment, which the agent reads and strips).
+fn wasm_patches(cfg: &MeshConfig, opts: &RenderOptions, hash: &str) -> Vec<Value> {
     let delivery = opts.context.delivery();
     match &opts.module {
         Module::ConfigMap(_) => {
@@ -164,36 +165,39 @@ fn wasm_patches(cfg: &MeshConfig, opts: &RenderOptions) -> Vec<Value> {
             }
             v
         }
-        Module::Remote { url, sha256 } => vec![
-            json!({
-                "applyTo": "EXTENSION_CONFIG",
-                "patch": { "operation": "ADD", "value": {
-                    "name": envoy::FILTER_NAME,
-                    "typed_config": {
-                        "@type": envoy::WASM_TYPE,
-                        "config": envoy::plugin_config(
-                            cfg,
-                            delivery,
-                            envoy::remote_code(url, sha256),
-                            remote_fail_policy(delivery),
-                        ),
-                    },
-                }},
-            }),
-            insert_before_router(
-                opts.context,
+        Module::Remote { url, sha256, pull } => {
+            let mut config = envoy::plugin_config(
+                cfg,
+                delivery,
+                envoy::remote_code(url, sha256),
+                remote_fail_policy(delivery),
+            );
+            if let Some(env) = crate::delivery::agent_env(pull, hash) {
+                config["vm_config"]["environment_variables"] = env;
+            }
+            vec![
                 json!({
-                    "name": envoy::FILTER_NAME,
-                    "config_discovery": {
-                        "config_source": { "ads": {}, "initial_fetch_timeout": "0s" },
-                        // The RBAC type too: istio-agent substitutes one when the download
-                        // fails, and Envoy refuses a type not listed here (then every request
-                        // on the listener gets 500).
-                        "type_urls": [envoy::WASM_TYPE, RBAC_TYPE],
-                    },
+                    "applyTo": "EXTENSION_CONFIG",
+                    "patch": { "operation": "ADD", "value": {
+                        "name": envoy::FILTER_NAME,
+                        "typed_config": { "@type": envoy::WASM_TYPE, "config": config },
+                    }},
                 }),
-            ),
-        ],
+                insert_before_router(
+                    opts.context,
+                    json!({
+                        "name": envoy::FILTER_NAME,
+                        "config_discovery": {
+                            "config_source": { "ads": {}, "initial_fetch_timeout": "0s" },
+                            // The RBAC type too: istio-agent substitutes one when the
+                            // download fails, and Envoy refuses a type not listed here (then
+                            // every request on the listener gets 500).
+                            "type_urls": [envoy::WASM_TYPE, RBAC_TYPE],
+                        },
+                    }),
+                ),
+            ]
+        }
     }
 }
 
@@ -392,7 +396,7 @@ pub fn filter_objects(
     let referenced = referenced_services(cfg, opts);
     Ok(match opts.api {
         Api::Envoyfilter => {
-            let mut patches = wasm_patches(cfg, opts);
+            let mut patches = wasm_patches(cfg, opts, hash);
             // The Wasm filter first, then grpc_web: both go just before the router, in order.
             patches.extend(route_patches(cfg, opts.context, &http2));
             vec![envoy_filter(&opts.name, opts, hash, patches, &referenced)]
@@ -425,9 +429,11 @@ fn fail_strategy(opts: &RenderOptions) -> &'static str {
 }
 
 fn extension(cfg: &MeshConfig, opts: &RenderOptions, hash: &str) -> Value {
-    let (url, sha) = match &opts.module {
-        Module::ConfigMap(_) => (format!("file://{}", module_path()), None),
-        Module::Remote { url, sha256 } => (url.clone(), Some(sha256.to_ascii_lowercase())),
+    let (url, sha, pull) = match &opts.module {
+        Module::ConfigMap(_) => (format!("file://{}", module_path()), None, None),
+        Module::Remote { url, sha256, pull } => {
+            (url.clone(), Some(sha256.to_ascii_lowercase()), Some(pull))
+        }
     };
     let delivery = opts.context.delivery();
     // pluginConfig is a Struct; Istio serializes it back to the same JSON for the filter.
@@ -442,6 +448,14 @@ fn extension(cfg: &MeshConfig, opts: &RenderOptions, hash: &str) -> Value {
     });
     if let (Some(sha), Some(w)) = (sha, wasm.as_object_mut()) {
         w.insert("sha256".into(), Value::String(sha));
+    }
+    if let (Some(pull), Some(w)) = (pull, wasm.as_object_mut()) {
+        if let Some(policy) = pull.policy {
+            w.insert("imagePullPolicy".into(), json!(policy.istio()));
+        }
+        if let Some(secret) = &pull.secret {
+            w.insert("imagePullSecret".into(), json!(secret));
+        }
     }
     let mode = match opts.context {
         Context::SidecarInbound => Some("SERVER"),

@@ -90,8 +90,11 @@ pub enum Module {
     Remote {
         /// http(s) or oci URL.
         url: String,
-        /// Lower-case hex sha256 of the module.
+        /// Lower-case hex digest istio-agent checks: the module's sha256 for http(s), the
+        /// image manifest digest for oci (see [`crate::delivery`]).
         sha256: String,
+        /// Image pull policy and secret.
+        pull: crate::delivery::Pull,
     },
 }
 
@@ -221,6 +224,9 @@ pub enum RenderError {
         /// The config's size as the filter reads it (compact JSON).
         config: usize,
     },
+    /// The remote module or its pull options do not fit.
+    #[error(transparent)]
+    Delivery(#[from] crate::delivery::DeliveryError),
     /// `--gateway` is not `NAMESPACE/NAME`.
     #[error("--gateway `{0}` must be NAMESPACE/NAME of an Istio Gateway, e.g. --gateway istio-system/public")]
     BadGateway(String),
@@ -315,7 +321,7 @@ pub fn config_hash(cfg: &MeshConfig, module: &Module) -> Result<String, RenderEr
         {
             return Err(RenderError::BadSha256(sha256.clone()))
         }
-        Module::Remote { url, sha256 } => format!("{url}@{}", sha256.to_ascii_lowercase()),
+        Module::Remote { url, sha256, .. } => format!("{url}@{}", sha256.to_ascii_lowercase()),
     };
     let filter_json = cfg.to_json();
     Ok(
@@ -374,6 +380,7 @@ pub fn render(cfg: &MeshConfig, opts: &RenderOptions) -> Result<Rendered, Render
         }));
     }
     check_context(cfg, opts)?;
+    crate::delivery::check_api(opts.api, &opts.module)?;
     if let Some(g) = &opts.gateway.existing {
         if g.split('/').filter(|p| !p.is_empty()).count() != 2 {
             return Err(RenderError::BadGateway(g.clone()));

@@ -49,9 +49,10 @@ async fn honours_kubeconfig_env_and_context_flag() {
     );
 }
 
+/// The template `make release` fills in (tests/tests/release.rs checks the result with krew).
 #[test]
-fn krew_manifest_matches_the_crate() {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/krew/mesh.yaml");
+fn krew_manifest_template_matches_the_crate() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/krew/mesh.yaml.in");
     let m: Value = serde_yaml_ng::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     assert_eq!(
         m["apiVersion"],
@@ -62,19 +63,22 @@ fn krew_manifest_matches_the_crate() {
         m["metadata"]["name"], "mesh",
         "kubectl mesh <=> plugin name mesh"
     );
-    assert_eq!(
-        m["spec"]["version"],
-        format!("v{}", env!("CARGO_PKG_VERSION"))
-    );
+    assert_eq!(m["spec"]["version"], "@VERSION@");
     let platforms = m["spec"]["platforms"].as_array().unwrap();
-    assert!(!platforms.is_empty());
+    assert_eq!(platforms.len(), 2, "the two targets `make release` builds");
     for p in platforms {
+        let arch = p["selector"]["matchLabels"]["arch"].as_str().unwrap();
+        assert_eq!(p["selector"]["matchLabels"]["os"], "linux");
         assert_eq!(p["bin"], "kubectl-mesh");
-        assert!(p["uri"]
-            .as_str()
+        assert_eq!(p["uri"], format!("@URI_{arch}@"));
+        assert_eq!(p["sha256"], format!("@SHA256_{arch}@"));
+        let files: Vec<&str> = p["files"]
+            .as_array()
             .unwrap()
-            .contains(&format!("v{}", env!("CARGO_PKG_VERSION"))));
-        assert_eq!(p["sha256"].as_str().unwrap().len(), 64);
+            .iter()
+            .map(|f| f["from"].as_str().unwrap())
+            .collect();
+        assert_eq!(files, ["kubectl-mesh", "LICENSE"]);
     }
 }
 

@@ -85,6 +85,7 @@ fn options(
             Module::Remote {
                 url: "https://example.com/mesh_filter.wasm".into(),
                 sha256: FAKE_SHA.into(),
+                pull: Default::default(),
             }
         } else {
             Module::ConfigMap(FAKE_MODULE.to_vec())

@@ -4,6 +4,7 @@
 // A failed unwrap in a test helper is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use kubectl_mesh::delivery::{self, Pull, PullPolicy};
 use kubectl_mesh::plan::is_subset;
 use kubectl_mesh::render::{self, Api, Context, Module, RenderOptions, Rendered};
 use serde_json::{json, Value};
@@ -26,7 +27,19 @@ struct Case {
     selector: &'static [(&'static str, &'static str)],
     context: Context,
     api: Api,
-    remote: bool,
+    module: Delivery,
+}
+
+/// How a case's module reaches the proxy.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Delivery {
+    ConfigMap,
+    Https,
+    /// An image (its digest implied from [`FAKE_MODULE`]), with pull options.
+    Oci {
+        policy: Option<PullPolicy>,
+        secret: bool,
+    },
 }
 
 const CASES: &[Case] = &[
@@ -37,7 +50,7 @@ const CASES: &[Case] = &[
         selector: &[("io.kompose.service", "server")],
         context: Context::SidecarInbound,
         api: Api::Envoyfilter,
-        remote: false,
+        module: Delivery::ConfigMap,
     },
     Case {
         golden: "digimon-gateway",
@@ -46,7 +59,7 @@ const CASES: &[Case] = &[
         selector: &[("istio", "ingressgateway")],
         context: Context::Gateway,
         api: Api::Envoyfilter,
-        remote: false,
+        module: Delivery::ConfigMap,
     },
     Case {
         golden: "digimon-sidecar-outbound-remote",
@@ -55,7 +68,7 @@ const CASES: &[Case] = &[
         selector: &[("io.kompose.service", "web")],
         context: Context::SidecarOutbound,
         api: Api::Envoyfilter,
-        remote: true,
+        module: Delivery::Https,
     },
     Case {
         golden: "digimon-wasmplugin",
@@ -64,7 +77,7 @@ const CASES: &[Case] = &[
         selector: &[("io.kompose.service", "server")],
         context: Context::SidecarInbound,
         api: Api::Wasmplugin,
-        remote: false,
+        module: Delivery::ConfigMap,
     },
     Case {
         golden: "digimon-trafficextension-remote",
@@ -73,7 +86,31 @@ const CASES: &[Case] = &[
         selector: &[("istio", "ingressgateway")],
         context: Context::Gateway,
         api: Api::Trafficextension,
-        remote: true,
+        module: Delivery::Https,
+    },
+    Case {
+        golden: "digimon-gateway-oci",
+        config: "../examples/digimon/mesh.yaml",
+        namespace: "istio-system",
+        selector: &[("istio", "ingressgateway")],
+        context: Context::Gateway,
+        api: Api::Envoyfilter,
+        module: Delivery::Oci {
+            policy: Some(PullPolicy::Always),
+            secret: false,
+        },
+    },
+    Case {
+        golden: "digimon-wasmplugin-oci",
+        config: "tests/fixtures/digimon-server.yaml",
+        namespace: "digimon",
+        selector: &[("io.kompose.service", "server")],
+        context: Context::SidecarInbound,
+        api: Api::Wasmplugin,
+        module: Delivery::Oci {
+            policy: Some(PullPolicy::IfNotPresent),
+            secret: true,
+        },
     },
 ];
 
@@ -88,13 +125,21 @@ fn options(case: &Case) -> RenderOptions {
             .collect(),
         context: case.context,
         api: case.api,
-        module: if case.remote {
-            Module::Remote {
+        module: match case.module {
+            Delivery::ConfigMap => Module::ConfigMap(FAKE_MODULE.to_vec()),
+            Delivery::Https => Module::Remote {
                 url: "https://example.com/mesh_filter.wasm".into(),
                 sha256: FAKE_SHA.into(),
+                pull: Pull::default(),
+            },
+            Delivery::Oci { policy, secret } => {
+                let pull = Pull {
+                    policy,
+                    secret: secret.then(|| "registry-credentials".to_owned()),
+                };
+                let url = "oci://registry.example.com/mesh/filter:v0.1.0";
+                delivery::remote(url, None, pull, FAKE_MODULE).unwrap()
             }
-        } else {
-            Module::ConfigMap(FAKE_MODULE.to_vec())
         },
         gateway_deployment: "istio-ingressgateway".into(),
         gateway: Default::default(),
@@ -397,7 +442,7 @@ fn round_trips<T: serde::de::DeserializeOwned + serde::Serialize>(v: &Value) -> 
 fn core_objects_are_valid_kubernetes_types() {
     use k8s_openapi::api::apps::v1::Deployment;
     use k8s_openapi::api::core::v1::{ConfigMap, Volume, VolumeMount};
-    for case in CASES.iter().filter(|c| !c.remote) {
+    for case in CASES.iter().filter(|c| c.module == Delivery::ConfigMap) {
         let (opts, r) = rendered(case);
         let cm = &r.objects[0];
         assert!(round_trips::<ConfigMap>(cm), "{cm}");
@@ -536,7 +581,7 @@ fn envoy_validate(config: &Value, name: &str) -> (bool, String) {
 fn envoy_loads_the_rendered_filter_and_route() {
     for case in CASES
         .iter()
-        .filter(|c| !c.remote && c.api == Api::Envoyfilter)
+        .filter(|c| c.module == Delivery::ConfigMap && c.api == Api::Envoyfilter)
     {
         let (_, r) = rendered(case);
         let filters = local_filters(&r);

@@ -9,6 +9,7 @@ pub mod envoy;
 pub mod grpc_web;
 pub mod import_diff;
 pub mod istio;
+pub mod temp;
 pub mod upstream;
 
 use std::path::PathBuf;

@@ -283,6 +283,7 @@ fn switching_api_and_delivery_removes_what_is_no_longer_needed() {
     let remote = Module::Remote {
         url: "https://x/m.wasm".into(),
         sha256: "a".repeat(64),
+        pull: Default::default(),
     };
     let after = desired_with(Context::SidecarInbound, Api::Wasmplugin, remote);
     let mut other = before.objects[1].clone();

@@ -86,6 +86,7 @@ fn bad_sha_is_refused() {
     let m = Module::Remote {
         url: "https://x/m.wasm".into(),
         sha256: "abc".into(),
+        pull: Default::default(),
     };
     let e = render(&cfg(), &opts(Context::Gateway, Api::Envoyfilter, m)).unwrap_err();
     assert!(matches!(e, RenderError::BadSha256(_)));
