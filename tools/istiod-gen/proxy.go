@@ -285,6 +285,12 @@ func (c *cluster) addGatewayService(p ProxyOptions, pod *corev1.Pod) error {
 		c.in.note("no Service selects the gateway and its labels name no known installer: Gateway server ports are its listener ports as they are")
 		return nil
 	}
+	for _, s := range c.services {
+		if s.Namespace == p.Namespace && s.Name == inst.service.Name {
+			return fmt.Errorf("Service %s/%s is in the input but does not select the gateway's labels %v (its selector is %v): give the proxy the labels its pods have (--labels), or fix the Service",
+				s.Namespace, s.Name, pod.Labels, s.Spec.Selector)
+		}
+	}
 	c.in.Kube = append(c.in.Kube, inst.service)
 	c.services = append(c.services, inst.service)
 	var ports []string

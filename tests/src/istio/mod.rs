@@ -6,8 +6,10 @@ pub mod agent;
 pub mod clusters;
 pub mod dump;
 pub mod envoyfilter;
+pub mod generated;
 pub mod istiod;
 pub mod runnable;
+pub mod scenario;
 pub mod traffic;
 
 /// The shared read-only fixtures (`../shared/fixtures/istio` beside the repository).
