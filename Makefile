@@ -80,7 +80,7 @@ bench: wasm noop-wasm envoy bench-tools
 lint: wasm-target
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --exclude mesh-filter --all-targets -- -D warnings
-	$(CARGO) clippy -p mesh-filter -p mesh-noop-filter --target wasm32-wasip1 -- -D warnings
+	$(CARGO) clippy -p mesh-filter -p mesh-noop-filter -p mesh-crash-filter --target wasm32-wasip1 -- -D warnings
 
 fmt:
 	$(CARGO) fmt --all

@@ -1,15 +1,27 @@
-# The Istio-shape suite (tests/istio, tests/tests/istio.rs): what `render` emits, applied with
-# Istio's EnvoyFilter semantics to real Istio config dumps (../shared/fixtures/istio) and run in
-# real Envoy, on the pinned and on the oldest supported Envoy.
-.PHONY: test-istio test-istio-oldest
-test-istio: wasm envoy
-	@mkdir -p $(TEST_LOG_DIR)
-	$(CARGO) test -p mesh-tests --test istio -- --nocapture 2>&1 | tee $(TEST_LOG_DIR)/istio.log; exit $${PIPESTATUS[0]}
+# The Istio suite (tests/istio/README.md). On istiod's own code (tests/tests/istiod*.rs): the
+# digimon manifests plus what `render` emits, through istiod's config generation (istiod-gen),
+# into real Envoy in front of the app's real backends. On older Istio (tests/tests/istio.rs):
+# real 1.20 config dumps (../shared/fixtures/istio) with the EnvoyFilter applied with Istio's
+# EnvoyFilter semantics. Both on the pinned and on the oldest supported Envoy.
+.PHONY: test-istio test-istio-oldest crash-wasm
+ISTIO_SUITES := --test istio --test istiod --test istiod_variants --test istiod_failures
+CRASH_WASM := $(CURDIR)/target/wasm32-wasip1/release/mesh_crash_filter.wasm
+export MESH_CRASH_WASM := $(CRASH_WASM)
 
-test-istio-oldest: wasm
+# The fail-policy tests' module, whose VM traps on request (tests/crash-filter).
+crash-wasm: wasm-target
+	$(CARGO) build --release -p mesh-crash-filter --target wasm32-wasip1
+
+ISTIO_DEPS := wasm crash-wasm istiod-gen digimon-web digimon-bins
+
+test-istio: $(ISTIO_DEPS) envoy
+	@mkdir -p $(TEST_LOG_DIR)
+	$(CARGO) test -p mesh-tests $(ISTIO_SUITES) -- --nocapture 2>&1 | tee $(TEST_LOG_DIR)/istio.log; exit $${PIPESTATUS[0]}
+
+test-istio-oldest: $(ISTIO_DEPS)
 	$(MAKE) --no-print-directory envoy ENVOY_VERSION=$(ENVOY_OLDEST)
 	@mkdir -p $(TEST_LOG_DIR)
 	MESH_ENVOY=$(VENV_ROOT)/envoy-$(ENVOY_OLDEST)/bin/envoy \
-	  $(CARGO) test -p mesh-tests --test istio -- --nocapture 2>&1 | tee $(TEST_LOG_DIR)/istio-oldest.log; exit $${PIPESTATUS[0]}
+	  $(CARGO) test -p mesh-tests $(ISTIO_SUITES) -- --nocapture 2>&1 | tee $(TEST_LOG_DIR)/istio-oldest.log; exit $${PIPESTATUS[0]}
 
 TEST_TARGETS += test-istio test-istio-oldest

@@ -287,7 +287,7 @@ mod tests {
             service: Some(service("6000", None)),
             destination_rules: vec![dr],
         };
-        let c = evaluate(&[up.clone()]);
+        let c = evaluate(std::slice::from_ref(&up));
         assert!(
             c[0].name.contains("through kubectl-mesh's cluster patch"),
             "{c:#?}"

@@ -111,6 +111,10 @@ pub struct Scenario {
     pub module: Module,
     /// Whether the proxy's pod went through `enable`'s rollout (its label and mount).
     pub rolled: bool,
+    /// The module file the pod's mount holds.
+    pub mounted_module: PathBuf,
+    /// istio-agent cannot download a remote module (the registry is unreachable).
+    pub download_fails: bool,
 }
 
 impl Scenario {
@@ -149,6 +153,8 @@ impl Scenario {
             extra: Vec::new(),
             module: Module::ConfigMap(module_bytes()),
             rolled: true,
+            mounted_module: crate::envoy::wasm_module(),
+            download_fails: false,
         }
     }
 
@@ -248,12 +254,12 @@ impl Scenario {
             mounts: if mounted {
                 vec![(
                     format!("{}/{}", render::MODULE_DIR, render::MODULE_FILE),
-                    crate::envoy::wasm_module(),
+                    self.mounted_module.clone(),
                 )]
             } else {
                 Vec::new()
             },
-            download: Some(crate::envoy::wasm_module()),
+            download: (!self.download_fails).then(crate::envoy::wasm_module),
         }
     }
 }
@@ -420,9 +426,23 @@ impl Setup {
         rendered: Option<&Rendered>,
         name: &str,
     ) -> anyhow::Result<Proxy> {
-        let dir = self.subdir(name)?;
-        let dump = s.generate(rendered, &dir)?;
-        Proxy::start(&dump, &self.upstreams, &s.pod(), &dir)
+        let dump = self.generate(s, rendered, name)?;
+        self.run(&dump, s, name)
+    }
+
+    /// istiod's config for `s`, not started (a test may look at it or change it first).
+    pub fn generate(
+        &self,
+        s: &Scenario,
+        rendered: Option<&Rendered>,
+        name: &str,
+    ) -> anyhow::Result<Dump> {
+        s.generate(rendered, &self.subdir(name)?)
+    }
+
+    /// Runs `dump` for `s`'s pod.
+    pub fn run(&self, dump: &Dump, s: &Scenario, name: &str) -> anyhow::Result<Proxy> {
+        Proxy::start(dump, &self.upstreams, &s.pod(), &self.subdir(name)?)
     }
 }
 
@@ -431,4 +451,91 @@ impl Drop for Setup {
         self.group.stop();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// The listener a context's checks go through: the gateway's HTTP listener (`0.0.0.0_8080`
+/// behind istioctl's Service, `0.0.0.0_80` behind the Helm chart's), the outbound listener
+/// api.backend.com:80 reaches (the gateway Service's port), the server's inbound one.
+pub fn entry(context: Context) -> &'static str {
+    match context {
+        Context::Gateway => "0.0.0.0_80",
+        Context::SidecarOutbound => "0.0.0.0_80/",
+        Context::SidecarInbound => "virtualInbound/0.0.0.0_6000",
+    }
+}
+
+/// The page's flow against the config's hosts: the preflight is answered with the grant, the
+/// gRPC-Web calls reach the real HTTP/2 server (Create, then the streamed QueryStream), the
+/// page comes from the web service (not inbound: that is another workload), and a client
+/// cannot send the web host to the server.
+pub fn page_flow(p: &Proxy, context: Context) -> anyhow::Result<()> {
+    use crate::digimon::{self, API_HOST, WEB_ORIGIN};
+    let at = entry(context);
+    let send = |r: &Request| p.send(at, r);
+    let pre = send(&digimon::preflight(API_HOST, "Create", WEB_ORIGIN))?;
+    anyhow::ensure!(
+        pre.status == 200 && pre.header("access-control-allow-origin") == Some(WEB_ORIGIN),
+        "preflight: {} {:?}",
+        pre.status,
+        pre.headers
+    );
+    let id = digimon::create(&send, "Agumon")?;
+    let updates = digimon::query_stream(&send, &id)?;
+    anyhow::ensure!(updates.len() >= 3, "QueryStream: {updates:?}");
+    if context != Context::SidecarInbound {
+        let html = |r: &Response| {
+            r.status == 200 && r.header("content-type").is_some_and(|c| c.contains("html"))
+        };
+        let page = send(&Request::get("web.backend.com", "/"))?;
+        anyhow::ensure!(html(&page), "the page: {} {:?}", page.status, page.headers);
+        let spoof = send(&Request::get("web.backend.com", "/").header(
+            mesh_core::UPSTREAM_HEADER,
+            "outbound|6000||server.digimon.svc.cluster.local",
+        ))?;
+        anyhow::ensure!(
+            html(&spoof),
+            "a spoofed routing header moved the web host: {} {:?}",
+            spoof.status,
+            spoof.headers
+        );
+    }
+    Ok(())
+}
+
+/// The crash module (`tests/crash-filter`, built by `make crash-wasm`): `$MESH_CRASH_WASM`,
+/// else where cargo puts it.
+pub fn crash_module() -> anyhow::Result<PathBuf> {
+    let path = std::env::var_os("MESH_CRASH_WASM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            crate::workspace_root().join("target/wasm32-wasip1/release/mesh_crash_filter.wasm")
+        });
+    anyhow::ensure!(
+        path.is_file(),
+        "{} does not exist: build it with `make crash-wasm` (make test-istio does)",
+        path.display()
+    );
+    Ok(path)
+}
+
+/// Every HTTP filter named `name` in the dump's listeners (inline or through ECDS, by name).
+pub fn http_filters<'a>(dump: &'a Dump, name: &str) -> Vec<&'a Value> {
+    let mut out = Vec::new();
+    for l in &dump.listeners {
+        let chains = l["filter_chains"].as_array().into_iter().flatten();
+        for chain in chains.chain(std::iter::once(&l["default_filter_chain"])) {
+            for f in chain["filters"].as_array().into_iter().flatten() {
+                for h in f["typed_config"]["http_filters"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                {
+                    if h["name"] == name {
+                        out.push(h);
+                    }
+                }
+            }
+        }
+    }
+    out
 }
