@@ -104,9 +104,14 @@ pub struct ImportArgs {
     /// Name of the Envoy's Service in the Ingress rules.
     #[arg(long, default_value = "envoy", value_name = "NAME")]
     pub envoy_service: String,
-    /// Fail, printing nothing, when anything cannot be carried over.
+    /// Fail, printing nothing, when anything cannot be carried over (fields set to Envoy's
+    /// defaults ask for nothing and do not count).
     #[arg(long)]
     pub strict: bool,
+    /// The listener to import (its name, or listeners[N] / N); default: the first HTTP one, or
+    /// with --ingress the one on the port the Ingress sends to.
+    #[arg(long, value_name = "NAME")]
+    pub listener: Option<String>,
 }
 
 /// Options of `run`.

@@ -251,6 +251,7 @@ pub fn import_envoy(
             ingress_file: args.ingress.clone(),
             envoy_service: args.envoy_service.clone(),
             namespace: cli.namespace.clone(),
+            listener: args.listener.clone(),
             strict: args.strict,
             json: cli.output == Output::Json,
         },
