@@ -201,17 +201,14 @@ pub fn compile_for(cfg: &MeshConfig, delivery: Delivery) -> Result<Engine, Confi
     }
     // Without `notFound`, Envoy's own "no route" answer: 404, no body, no content type.
     let not_found = match &cfg.not_found {
-        Some(d) => local_body(&d.response(), &At::top("notFound"))?,
+        Some(d) => local_body(d, &At::top("notFound"))?,
         None => LocalBody {
             status: 404,
             body: Vec::new(),
             content_type: None,
         },
     };
-    let own_all_hosts = cfg
-        .not_found
-        .as_ref()
-        .is_some_and(|n| n.hosts == NotFoundHosts::All);
+    let own_all_hosts = cfg.not_found.is_some() && cfg.not_found_hosts == NotFoundHosts::All;
     Ok(Engine::new(router, not_found, own_all_hosts, delivery))
 }
 

@@ -258,6 +258,7 @@ pub fn import_source(src: &Source<'_>) -> Result<Imported, ImportError> {
         hosts,
         host_matching,
         not_found: None,
+        not_found_hosts: Default::default(),
     };
     // The same validation `render` and the filter run.
     let text = to_yaml(&config);

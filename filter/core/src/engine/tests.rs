@@ -110,7 +110,7 @@ fn a_listed_host_without_a_matching_route_gets_the_not_found_answer() {
 #[test]
 fn a_not_found_for_listed_hosts_only_leaves_other_hosts_alone() {
     let doc = json!({"apiVersion": "kubectl-mesh/v1alpha1", "kind": "MeshConfig",
-        "notFound": {"status": 404, "body": "{}", "contentType": "application/json", "hosts": "listed"},
+        "notFound": {"status": 404, "body": "{}", "contentType": "application/json"}, "notFoundHosts": "listed",
         "hosts": [{"domains": ["a.test"], "routes": [{"match": {"prefix": "/x"}, "to": {"cluster": "c"}}]}]});
     let e = compile_json(&doc.to_string()).unwrap();
     let mut h = req(Some("other.test"), "GET", "/", &[]);
@@ -129,12 +129,12 @@ fn a_not_found_for_listed_hosts_only_leaves_other_hosts_alone() {
 }
 
 #[test]
-fn a_not_found_hosts_value_other_than_all_or_listed_names_the_field() {
+fn a_not_found_hosts_other_than_all_or_listed_names_the_field() {
     let doc = json!({"apiVersion": "kubectl-mesh/v1alpha1", "kind": "MeshConfig",
-        "notFound": {"status": 404, "hosts": "mine"},
+        "notFound": {"status": 404}, "notFoundHosts": "mine",
         "hosts": [{"domains": ["a.test"], "routes": [{"to": {"cluster": "c"}}]}]});
     let e = compile_json(&doc.to_string()).unwrap_err().to_string();
-    assert!(e.contains("notFound.hosts"), "{e}");
+    assert!(e.contains("notFoundHosts"), "{e}");
 }
 
 #[test]
