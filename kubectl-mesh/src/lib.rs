@@ -15,3 +15,4 @@ pub mod plan;
 pub mod render;
 pub mod run;
 pub mod supervise;
+pub mod verify;

@@ -2,11 +2,18 @@
 //! filter chains, filters, route configurations, virtual hosts and routes a patch matches, and
 //! what `MERGE`, `INSERT_BEFORE` and `INSERT_FIRST` do there (after istiod's
 //! `pilot/pkg/networking/core/envoyfilter`). Any other operation or match field is an error:
-//! a patch this harness cannot apply faithfully must fail the test, not be skipped.
+//! a patch this code cannot apply faithfully is an error, never skipped.
 
 use super::dump::Proxy;
-use anyhow::{bail, Context as _};
+use super::IstioError;
 use serde_json::{Map, Value};
+
+/// What went wrong in one patch (the caller adds which patch).
+type Step<T> = Result<T, String>;
+
+fn at_patch(i: usize) -> impl Fn(String) -> IstioError {
+    move |message| IstioError::Patch { patch: i, message }
+}
 
 /// How many places each patch changed, in patch order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -23,16 +30,15 @@ const SUPPORTED: &[(&str, &str)] = &[
 /// Applies `patches` (EnvoyFilter `configPatches`, in order) to `proxy`, in the order istiod
 /// applies them: listener patches (network filters, then HTTP filters) when it builds
 /// listeners, route patches when it builds route configurations.
-pub fn apply(proxy: &mut Proxy, patches: &[Value]) -> anyhow::Result<Applied> {
+pub fn apply(proxy: &mut Proxy, patches: &[Value]) -> Result<Applied, IstioError> {
     let mut counts = vec![0; patches.len()];
     for (i, p) in patches.iter().enumerate() {
         let key = (str_of(p, "applyTo"), str_of(&p["patch"], "operation"));
         if !SUPPORTED.contains(&key) {
-            bail!(
-                "patch {i}: {} {} is not an operation the harness implements (kubectl-mesh does not render it)",
-                key.0,
-                key.1
-            );
+            return Err(at_patch(i)(format!(
+                "{} {} is not an operation this implements (kubectl-mesh does not render it)",
+                key.0, key.1
+            )));
         }
     }
     for apply_to in ["NETWORK_FILTER", "HTTP_FILTER"] {
@@ -46,7 +52,7 @@ pub fn apply(proxy: &mut Proxy, patches: &[Value]) -> anyhow::Result<Applied> {
                 .map(|l| proxy.listener_context(l))
                 .collect();
             for (l, ctx) in proxy.listeners.iter_mut().zip(ctx) {
-                counts[i] += patch_listener(l, ctx, p).with_context(|| format!("patch {i}"))?;
+                counts[i] += patch_listener(l, ctx, p).map_err(at_patch(i))?;
             }
         }
     }
@@ -56,8 +62,7 @@ pub fn apply(proxy: &mut Proxy, patches: &[Value]) -> anyhow::Result<Applied> {
         }
         let rds_ctx = proxy.rds_context();
         for rc in proxy.routes.values_mut() {
-            counts[i] +=
-                patch_route_config(rc, rds_ctx, p).with_context(|| format!("patch {i}"))?;
+            counts[i] += patch_route_config(rc, rds_ctx, p).map_err(at_patch(i))?;
         }
         // Inline route configurations (the sidecar's inbound listener) are patched in their
         // listener's context.
@@ -69,8 +74,7 @@ pub fn apply(proxy: &mut Proxy, patches: &[Value]) -> anyhow::Result<Applied> {
         for (l, ctx) in proxy.listeners.iter_mut().zip(ctx) {
             for hcm in hcms(l) {
                 if let Some(rc) = hcm.get_mut("route_config") {
-                    counts[i] +=
-                        patch_route_config(rc, ctx, p).with_context(|| format!("patch {i}"))?;
+                    counts[i] += patch_route_config(rc, ctx, p).map_err(at_patch(i))?;
                 }
             }
         }
@@ -111,10 +115,10 @@ fn str_of<'a>(v: &'a Value, key: &str) -> &'a str {
 }
 
 /// Fails on match fields the harness does not implement, so none is silently ignored.
-fn only_keys(v: &Value, allowed: &[&str], what: &str) -> anyhow::Result<()> {
+fn only_keys(v: &Value, allowed: &[&str], what: &str) -> Step<()> {
     for k in v.as_object().into_iter().flat_map(Map::keys) {
         if !allowed.contains(&k.as_str()) {
-            bail!("{what}.{k} is not implemented by the harness");
+            return Err(format!("{what}.{k} is not implemented"));
         }
     }
     Ok(())
@@ -151,7 +155,7 @@ fn hcms(l: &mut Value) -> Vec<&mut Map<String, Value>> {
         .collect()
 }
 
-fn patch_listener(l: &mut Value, context: &str, p: &Value) -> anyhow::Result<usize> {
+fn patch_listener(l: &mut Value, context: &str, p: &Value) -> Step<usize> {
     let m = &p["match"];
     only_keys(m, &["context", "listener"], "match")?;
     if !context_matches(m, context) {
@@ -190,14 +194,14 @@ fn patch_listener(l: &mut Value, context: &str, p: &Value) -> anyhow::Result<usi
             match (str_of(p, "applyTo"), str_of(&p["patch"], "operation")) {
                 ("NETWORK_FILTER", "MERGE") => {
                     if fm["subFilter"].is_object() {
-                        bail!("NETWORK_FILTER with a subFilter match");
+                        return Err("NETWORK_FILTER with a subFilter match".into());
                     }
                     merge(f, value);
                     n += 1;
                 }
                 ("HTTP_FILTER", "INSERT_BEFORE") => {
                     let Some(sub) = fm["subFilter"]["name"].as_str() else {
-                        bail!("INSERT_BEFORE without match.listener.filterChain.filter.subFilter.name is not implemented");
+                        return Err("INSERT_BEFORE without match.listener.filterChain.filter.subFilter.name is not implemented".into());
                     };
                     let Some(filters) = f["typed_config"]["http_filters"].as_array_mut() else {
                         continue;
@@ -207,7 +211,7 @@ fn patch_listener(l: &mut Value, context: &str, p: &Value) -> anyhow::Result<usi
                         n += 1;
                     }
                 }
-                (a, o) => bail!("{a} {o} on a listener"),
+                (a, o) => return Err(format!("{a} {o} on a listener")),
             }
         }
     }
@@ -223,7 +227,7 @@ fn route_port(name: &str) -> Option<u64> {
     name.parse().ok()
 }
 
-fn patch_route_config(rc: &mut Value, context: &str, p: &Value) -> anyhow::Result<usize> {
+fn patch_route_config(rc: &mut Value, context: &str, p: &Value) -> Step<usize> {
     let m = &p["match"];
     only_keys(m, &["context", "routeConfiguration"], "match")?;
     if !context_matches(m, context) {
@@ -241,7 +245,7 @@ fn patch_route_config(rc: &mut Value, context: &str, p: &Value) -> anyhow::Resul
     }
     if let Some(port) = rm["portNumber"].as_u64() {
         if context == "GATEWAY" {
-            bail!("routeConfiguration.portNumber at a gateway is not implemented");
+            return Err("routeConfiguration.portNumber at a gateway is not implemented".into());
         }
         if route_port(name) != Some(port) {
             return Ok(0);
@@ -281,7 +285,11 @@ fn patch_route_config(rc: &mut Value, context: &str, p: &Value) -> anyhow::Resul
                 routes.insert(0, value.clone());
                 n += 1;
             }
-            _ => bail!("HTTP_ROUTE {op} with a route match is not implemented"),
+            _ => {
+                return Err(format!(
+                    "HTTP_ROUTE {op} with a route match is not implemented"
+                ))
+            }
         }
     }
     Ok(n)
