@@ -395,7 +395,9 @@ static_resources:
 "#;
 
 fn write_temp(name: &str, text: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("kubectl-mesh-import-{}", std::process::id()));
+    // Not the directory another test removes when it is done.
+    let dir =
+        std::env::temp_dir().join(format!("kubectl-mesh-import-flags-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join(name);
     std::fs::write(&file, text).unwrap();
