@@ -4,7 +4,7 @@
 use crate::check;
 use crate::cli::{
     parse_selector, CheckArgs, Cli, CliError, FilterArgs, ImportArgs, MigrateArgs, Outcome, Output,
-    RunArgs, GATEWAY_NAMESPACE,
+    RunArgs, VerifyArgs, GATEWAY_NAMESPACE,
 };
 use crate::cluster::{self, Cluster};
 use crate::enable::{self, EnableError};
@@ -13,6 +13,7 @@ use crate::migrate;
 use crate::plan;
 use crate::render::{self, Api, Context, GatewayOptions, Module, RenderOptions, Rendered};
 use crate::run;
+use crate::verify;
 use clap::CommandFactory;
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -282,6 +283,38 @@ pub async fn run_local(
     Ok(match code {
         0 => Outcome::Success,
         code => Outcome::Exit(code),
+    })
+}
+
+/// `verify`: exit 1 when the two sides differ (or something besides the config's hosts
+/// changed).
+pub async fn verify(
+    cli: &Cli,
+    args: &VerifyArgs,
+    out: &mut impl Write,
+) -> Result<Outcome, CliError> {
+    let cluster = match &args.pod {
+        Some(_) => Some(connect(cli).await?),
+        None => None,
+    };
+    let opts = verify::Options {
+        file: args.file.clone(),
+        ingress: args.ingress.clone(),
+        envoy_service: args.envoy_service.clone(),
+        config: args.config.clone(),
+        listener: args.listener.clone(),
+        requests: args.requests.clone(),
+        namespace: cli.namespace.clone(),
+        proxy_dump: args.proxy_dump.clone(),
+        pod: args.pod.clone(),
+        envoy_context: args.envoy_context,
+        envoy: args.envoy.clone(),
+        json: cli.output == Output::Json,
+        verbose: cli.verbose > 0,
+    };
+    Ok(match verify::run(&opts, cluster.as_ref(), out).await? {
+        true => Outcome::Success,
+        false => Outcome::ChecksFailed,
     })
 }
 

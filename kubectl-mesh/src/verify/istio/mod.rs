@@ -1,9 +1,11 @@
 //! An Istio proxy's config in a local Envoy: real config dumps made runnable ([`runnable`]),
-//! kubectl-mesh's rendered objects applied to them with Istio's semantics ([`envoyfilter`]), and the traffic that compares Istio's own routing before and after
-//! ([`traffic`]). The Istio-shape suite (`tests/istio/`) uses these.
+//! kubectl-mesh's rendered objects applied to them with Istio's semantics ([`envoyfilter`],
+//! [`rendered`]), and the traffic that compares Istio's own routing before and after
+//! ([`traffic`]). `verify --proxy-dump` and the Istio-shape suite (`tests/istio/`) use these.
 
 pub mod dump;
 pub mod envoyfilter;
+pub mod rendered;
 pub mod runnable;
 pub mod traffic;
 
