@@ -7,6 +7,7 @@ use crate::import::ImportError;
 use crate::migrate::MigrateError;
 use crate::render::{Api, Context, RenderError};
 use crate::run::RunError;
+use crate::verify::VerifyError;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -96,6 +97,16 @@ pub enum Command {
         #[command(subcommand)]
         command: ModuleCommand,
     },
+    /// Prove that a MeshConfig answers as the Envoy it replaces, or that `enable` on an Istio
+    /// proxy changes nothing but the config's hosts (runs real Envoy locally).
+    ///
+    /// `-f envoy.yaml`: the original runs in a local Envoy, the MeshConfig (`--config`, or the
+    /// import of the original) through the filter; requests generated from the original (every
+    /// host and route, host variants, preflights, gRPC-Web calls, unknown hosts and paths) and
+    /// `--requests` go to both, and every difference is printed. `--proxy-dump FILE` or `--pod
+    /// NAMESPACE/POD`: the proxy's config runs as it is and with what `enable` adds; every route
+    /// of the dump is requested on both. Exit 0 only when equal (nothing else changed).
+    Verify(VerifyArgs),
 }
 
 /// Subcommands of `module`.
@@ -126,6 +137,45 @@ pub struct PushArgs {
     pub plain_http: bool,
 }
 
+/// Options of `verify`.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The standalone Envoy config (static bootstrap, v3 or v2, YAML or JSON).
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    /// Ingress manifests whose rules supply the hosts in front of the Envoy.
+    #[arg(long, value_name = "FILE")]
+    pub ingress: Option<PathBuf>,
+    /// Name of the Envoy's Service in the Ingress rules.
+    #[arg(long, default_value = "envoy", value_name = "NAME")]
+    pub envoy_service: String,
+    /// The MeshConfig to verify (default: `import-envoy` of -f, made on the fly).
+    #[arg(long, value_name = "MESH_YAML")]
+    pub config: Option<PathBuf>,
+    /// The listener of -f to compare (its name, or listeners[N] / N); default: the first HTTP one.
+    #[arg(long, value_name = "NAME")]
+    pub listener: Option<String>,
+    /// More requests: a YAML list of {hosts, paths, methods, origins, request_methods,
+    /// request_headers, headers} matrices (each the cross product of its lists).
+    #[arg(long, value_name = "FILE")]
+    pub requests: Option<PathBuf>,
+    /// An Istio proxy's /config_dump (`istioctl proxy-config all POD -o json`, or the admin
+    /// port's /config_dump).
+    #[arg(long, value_name = "FILE", conflicts_with = "pod")]
+    pub proxy_dump: Option<PathBuf>,
+    /// Read the /config_dump of this pod's istio-proxy through the API server (pods/proxy to
+    /// port 15000).
+    #[arg(long, value_name = "NAMESPACE/POD")]
+    pub pod: Option<String>,
+    /// With --proxy-dump/--pod: the context `enable` would use (default: gateway for a gateway's
+    /// dump, sidecar-outbound for a sidecar's).
+    #[arg(long, value_enum)]
+    pub envoy_context: Option<Context>,
+    /// The Envoy binary (default: $MESH_ENVOY, then `envoy` on PATH).
+    #[arg(long, env = "MESH_ENVOY", value_name = "PATH")]
+    pub envoy: Option<PathBuf>,
+}
+
 /// Options of `import-envoy`.
 #[derive(Debug, Args)]
 pub struct ImportArgs {
@@ -138,9 +188,14 @@ pub struct ImportArgs {
     /// Name of the Envoy's Service in the Ingress rules.
     #[arg(long, default_value = "envoy", value_name = "NAME")]
     pub envoy_service: String,
-    /// Fail, printing nothing, when anything cannot be carried over.
+    /// Fail, printing nothing, when anything cannot be carried over (fields set to Envoy's
+    /// defaults ask for nothing and do not count).
     #[arg(long)]
     pub strict: bool,
+    /// The listener to import (its name, or listeners[N] / N); default: the first HTTP one, or
+    /// with --ingress the one on the port the Ingress sends to.
+    #[arg(long, value_name = "NAME")]
+    pub listener: Option<String>,
 }
 
 /// Options of `run`.
@@ -287,6 +342,9 @@ pub enum CliError {
     /// Pushing the module failed.
     #[error(transparent)]
     Oci(#[from] crate::oci::OciError),
+    /// verify could not compare.
+    #[error(transparent)]
+    Verify(#[from] VerifyError),
     /// A malformed flag value.
     #[error("{0}")]
     Usage(String),
@@ -361,6 +419,7 @@ pub async fn run(cli: Cli, out: &mut impl Write) -> Result<Outcome, CliError> {
         Command::ImportEnvoy(args) => commands::import_envoy(&cli, args, out),
         Command::Run(args) => commands::run_local(args, cli.verbose > 0, out).await,
         Command::Module { command } => commands::module(&cli, command, out).await,
+        Command::Verify(args) => commands::verify(&cli, args, out).await,
     }
 }
 

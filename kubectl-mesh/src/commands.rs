@@ -4,7 +4,7 @@
 use crate::check;
 use crate::cli::{
     parse_selector, CheckArgs, Cli, CliError, FilterArgs, ImportArgs, MigrateArgs, ModuleCommand,
-    Outcome, Output, RunArgs, GATEWAY_NAMESPACE,
+    Outcome, Output, RunArgs, VerifyArgs, GATEWAY_NAMESPACE,
 };
 use crate::cluster::{self, Cluster};
 use crate::delivery::{self, Pull};
@@ -14,6 +14,7 @@ use crate::migrate;
 use crate::plan;
 use crate::render::{self, Context, GatewayOptions, Module, RenderError, RenderOptions, Rendered};
 use crate::run;
+use crate::verify;
 use clap::CommandFactory;
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -274,6 +275,7 @@ pub fn import_envoy(
             ingress_file: args.ingress.clone(),
             envoy_service: args.envoy_service.clone(),
             namespace: cli.namespace.clone(),
+            listener: args.listener.clone(),
             strict: args.strict,
             json: cli.output == Output::Json,
         },
@@ -336,6 +338,38 @@ pub async fn module(
         }
     }
     Ok(Outcome::Success)
+}
+
+/// `verify`: exit 1 when the two sides differ (or something besides the config's hosts
+/// changed).
+pub async fn verify(
+    cli: &Cli,
+    args: &VerifyArgs,
+    out: &mut impl Write,
+) -> Result<Outcome, CliError> {
+    let cluster = match &args.pod {
+        Some(_) => Some(connect(cli).await?),
+        None => None,
+    };
+    let opts = verify::Options {
+        file: args.file.clone(),
+        ingress: args.ingress.clone(),
+        envoy_service: args.envoy_service.clone(),
+        config: args.config.clone(),
+        listener: args.listener.clone(),
+        requests: args.requests.clone(),
+        namespace: cli.namespace.clone(),
+        proxy_dump: args.proxy_dump.clone(),
+        pod: args.pod.clone(),
+        envoy_context: args.envoy_context,
+        envoy: args.envoy.clone(),
+        json: cli.output == Output::Json,
+        verbose: cli.verbose > 0,
+    };
+    Ok(match verify::run(&opts, cluster.as_ref(), out).await? {
+        true => Outcome::Success,
+        false => Outcome::ChecksFailed,
+    })
 }
 
 async fn connect(cli: &Cli) -> Result<Cluster, CliError> {

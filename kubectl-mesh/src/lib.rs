@@ -18,3 +18,4 @@ pub mod proxy_version;
 pub mod render;
 pub mod run;
 pub mod supervise;
+pub mod verify;

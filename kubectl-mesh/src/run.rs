@@ -220,6 +220,24 @@ fn write(path: &Path, bytes: &[u8]) -> Result<(), RunError> {
     })
 }
 
+/// Writes the embedded module where a local Envoy reads it: one directory per module, reused
+/// across runs, so repeated runs leave nothing behind. Returns the module's path.
+pub fn write_module() -> Result<PathBuf, RunError> {
+    let module = crate::module::EMBEDDED;
+    if module.is_empty() {
+        return Err(RenderError::NoModule.into());
+    }
+    let sha = crate::module::sha256_hex(module);
+    let dir = std::env::temp_dir().join(format!("kubectl-mesh-run-{}", &sha[..16]));
+    std::fs::create_dir_all(&dir).map_err(|source| RunError::Write {
+        file: dir.display().to_string(),
+        source,
+    })?;
+    let wasm = dir.join(render::MODULE_FILE);
+    write(&wasm, module)?;
+    Ok(wasm)
+}
+
 /// Validates, writes the module and bootstrap to a temporary directory, prints the mapping,
 /// runs Envoy until it exits and returns its exit code (or only prints the bootstrap, code 0).
 pub async fn run(opts: &RunOptions, out: &mut impl Write) -> Result<u8, RunError> {
@@ -238,10 +256,7 @@ pub async fn run(opts: &RunOptions, out: &mut impl Write) -> Result<u8, RunError
         }
     }
     check_routed(&cfg, &upstreams)?;
-    let module = crate::module::EMBEDDED;
-    if module.is_empty() {
-        return Err(RenderError::NoModule.into());
-    }
+    let wasm = write_module()?;
     let envoy = match (&opts.envoy, opts.print_config) {
         (Some(p), _) => Some(p.clone()),
         (None, true) => None,
@@ -251,15 +266,7 @@ pub async fn run(opts: &RunOptions, out: &mut impl Write) -> Result<u8, RunError
             )
         })?),
     };
-    // One directory per module, reused across runs, so repeated runs leave nothing behind.
-    let sha = crate::module::sha256_hex(module);
-    let dir = std::env::temp_dir().join(format!("kubectl-mesh-run-{}", &sha[..16]));
-    std::fs::create_dir_all(&dir).map_err(|source| RunError::Write {
-        file: dir.display().to_string(),
-        source,
-    })?;
-    let wasm = dir.join(render::MODULE_FILE);
-    write(&wasm, module)?;
+    let dir = wasm.parent().map(Path::to_path_buf).unwrap_or_default();
     let config = bootstrap(&cfg, &wasm.to_string_lossy(), opts.port, &upstreams);
     let yaml = serde_yaml_ng::to_string(&config).unwrap_or_default();
     if opts.print_config {

@@ -355,3 +355,164 @@ fn rds_and_empty_configs_are_errors_that_say_what_to_do() {
         .to_string();
     assert!(e.contains("--envoy-service"), "{e}");
 }
+
+/// A listener with two HTTP routes sets, named: `public` (a.example) and `admin` (b.example).
+const TWO_LISTENERS: &str = r#"
+static_resources:
+  listeners:
+  - name: public
+    address: {socket_address: {address: 0.0.0.0, port_value: 80}}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: x
+          use_remote_address: false
+          route_config:
+            virtual_hosts:
+            - {name: v, domains: [a.example], routes: [{match: {prefix: /}, route: {cluster: a, timeout: 15s}}]}
+          http_filters:
+          - {name: envoy.filters.http.router, typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}
+  - name: admin
+    address: {socket_address: {address: 0.0.0.0, port_value: 81}}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: y
+          route_config:
+            virtual_hosts:
+            - {name: w, domains: [b.example], routes: [{match: {prefix: /}, route: {cluster: a}}]}
+          http_filters:
+          - {name: envoy.filters.http.router, typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}
+  clusters:
+  - name: a
+    connect_timeout: 5s
+    lb_policy: ROUND_ROBIN
+    load_assignment: {cluster_name: a, endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: a, port_value: 80}}}}]}]}
+"#;
+
+fn write_temp(name: &str, text: &str) -> PathBuf {
+    // Not the directory another test removes when it is done.
+    let dir =
+        std::env::temp_dir().join(format!("kubectl-mesh-import-flags-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join(name);
+    std::fs::write(&file, text).unwrap();
+    file
+}
+
+#[test]
+fn listener_picks_what_to_import_and_the_other_note_says_how() {
+    let file = write_temp("two-listeners.yaml", TWO_LISTENERS);
+    let out = bin()
+        .args(["import-envoy", "-f"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stdout.contains("a.example") && !stdout.contains("b.example"));
+    assert!(
+        stderr.contains("import it with --listener admin"),
+        "{stderr}"
+    );
+    for pick in ["admin", "listeners[1]", "1"] {
+        let out = bin()
+            .args(["import-envoy", "--listener", pick, "-f"])
+            .arg(&file)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{pick}");
+        assert!(
+            stdout.contains("b.example") && !stdout.contains("a.example"),
+            "{pick}: {stdout}"
+        );
+        assert!(String::from_utf8_lossy(&out.stderr).contains("--listener public"));
+    }
+    let out = bin()
+        .args(["import-envoy", "--listener", "nope", "-f"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--listener `nope`") && stderr.contains("public, admin"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn strict_does_not_count_fields_set_to_envoys_defaults() {
+    // lb_policy: ROUND_ROBIN, connect_timeout: 5s, use_remote_address: false, timeout: 15s:
+    // all Envoy's defaults. The other listener is what --strict still refuses.
+    let file = write_temp("defaults.yaml", TWO_LISTENERS);
+    let out = bin()
+        .args(["import-envoy", "--strict", "--listener", "public", "-f"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the other listener is not carried");
+    assert!(
+        stderr.contains("--strict: 1 thing(s)")
+            && stderr.contains("lb_policy: info: `lb_policy: ROUND_ROBIN` is Envoy's default"),
+        "{stderr}"
+    );
+    let (head, rest) = TWO_LISTENERS.split_once("  - name: admin").unwrap();
+    let (_, clusters) = rest.split_once("  clusters:").unwrap();
+    let one = format!("{head}  clusters:{clusters}");
+    let file = write_temp("one.yaml", &one);
+    let out = bin()
+        .args(["import-envoy", "--strict", "-f"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn nothing_to_import_still_prints_the_notes_that_say_why() {
+    let text = RETRY.replace(
+        "route: {cluster: a, retry_policy: {retry_on: 5xx}}",
+        "route: {inline_cluster_specifier_plugin: {extension: {name: x, typed_config: {}}}}",
+    );
+    // Only the third route is left, and it cannot be carried.
+    let text = text
+        .replace("              - match: {prefix: /a}\n                route: {cluster: a}\n", "")
+        .replace(
+            "              - match: {prefix: /b, query_parameters: [{name: x}]}\n                route: {cluster: a}\n",
+            "",
+        );
+    let file = write_temp("nothing.yaml", &text);
+    let out = bin()
+        .args(["import-envoy", "-f"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(out.stdout.is_empty());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("routes[0].route.inline_cluster_specifier_plugin: not carried: choosing the cluster from a header or a plugin"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("virtual_hosts[0]: not carried: virtual host not carried: none of its routes can be carried"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("nothing to import: no virtual host could be carried (")
+            && stderr.contains("listed above)"),
+        "{stderr}"
+    );
+}

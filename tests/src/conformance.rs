@@ -3,91 +3,21 @@
 //! A case (`tests/conformance/cases/NAME.yaml`) holds a native Envoy route configuration, the
 //! equivalent mesh config and a matrix of requests. [`run_case`] starts one native Envoy (the
 //! oracle) and one Envoy running the filter, both forwarding to the same echo upstreams, sends
-//! every request through both and compares what a client and an upstream can observe.
+//! every request through both and compares what a client and an upstream can observe, with
+//! the plugin's comparison (`kubectl_mesh::verify::observe`, which `kubectl mesh verify` uses).
 //! Everything that is *not* compared, or compared after normalization, is listed in
 //! [`NORMALIZATIONS`] with its reason (`tests/conformance/FINDINGS.md` repeats the table).
 
-use crate::client::{Request, Response};
+use crate::client::Request;
 use crate::envoy::{Envoy, EnvoySpec};
-use crate::upstream::{EchoUpstream, Received};
+use crate::upstream::EchoUpstream;
+pub use kubectl_mesh::verify::observe::{
+    describe, diff_text, observe, Observation, UpstreamView, NORMALIZATIONS,
+};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-
-/// Every normalization the runner applies, with its justification (name, rule, why).
-pub const NORMALIZATIONS: &[(&str, &str, &str)] = &[
-    (
-        "access-control-allow-methods/-headers/-expose-headers",
-        "split on `,`, trim each item, re-join with `,` (order and case kept)",
-        "Envoy sends the configured string verbatim (`GET, POST`); the filter joins list items \
-         with `,`. Browsers parse both as the same list.",
-    ),
-    (
-        "vary (response)",
-        "not compared",
-        "the filter deliberately adds `Vary: Origin` when the answer depends on the Origin \
-         (correct caching); native Envoy's CORS filter does not.",
-    ),
-    (
-        "date, server, x-envoy-upstream-service-time (response)",
-        "not compared",
-        "time- and process-dependent values, not behaviour.",
-    ),
-    (
-        "content-length (response)",
-        "not compared",
-        "echo bodies embed per-request values (x-request-id) and the not-found bodies differ on \
-         purpose; the upstream's report itself is compared field by field.",
-    ),
-    (
-        "content-type and body of a 404 that no upstream answered",
-        "not compared",
-        "native Envoy's no-route 404 is empty; the filter answers its documented JSON body.",
-    ),
-    (
-        "response header order",
-        "headers sorted by name; values of one name keep their order",
-        "the relative order of different header names carries no meaning in HTTP.",
-    ),
-    (
-        "x-request-id (upstream)",
-        "not compared",
-        "a fresh random UUID per request.",
-    ),
-    (
-        "x-envoy-expected-rq-timeout-ms (upstream)",
-        "not compared",
-        "set from the route timeout: native routes use Envoy's 15 s default, the filter's \
-         forwarding route in the harness uses `timeout: 0s` (the route timeout is not a filter \
-         feature).",
-    ),
-    (
-        "host (upstream), when the request's Host carries a port",
-        "`:port` removed on both sides",
-        "the native side needs `strip_any_host_port` to route `host:port` (its domains have no \
-         ports) and then forwards the stripped Host; the filter routes on the port-less host and \
-         forwards the Host as sent, as Istio's gateway does.",
-    ),
-];
-
-/// Response headers never compared (see [`NORMALIZATIONS`]).
-const IGNORED_RESPONSE: &[&str] = &[
-    "vary",
-    "date",
-    "server",
-    "x-envoy-upstream-service-time",
-    "content-length",
-];
-/// Upstream-received headers never compared (see [`NORMALIZATIONS`]).
-const IGNORED_UPSTREAM: &[&str] = &["x-request-id", "x-envoy-expected-rq-timeout-ms"];
-/// Comma-list CORS headers whose item spacing is normalized.
-const COMMA_LISTS: &[&str] = &[
-    "access-control-allow-methods",
-    "access-control-allow-headers",
-    "access-control-expose-headers",
-];
 
 /// One case file.
 #[derive(Debug, Clone, Deserialize)]
@@ -122,116 +52,42 @@ pub struct NativeSide {
     pub hcm: Option<serde_json::Map<String, Value>>,
 }
 
-/// A compact request matrix: the cross product of all lists (each defaults to one entry).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// A request matrix of a case: the format `verify --requests` reads
+/// ([`kubectl_mesh::verify::requests::Matrix`], the cross product of its lists), plus
+/// `envoy_since`: a version finding (`tests/conformance/FINDINGS.md`): native Envoy older than
+/// this version (`1.40`) answers these requests differently, and the filter follows the newer
+/// behaviour. On older Envoy every request of the matrix must still *differ*, so the finding is
+/// checked on each version instead of skipped.
+#[derive(Debug, Clone)]
 pub struct Matrix {
-    /// Host header values.
-    pub hosts: Vec<String>,
-    /// Request targets (path and query). Default `/`.
-    #[serde(default = "default_paths")]
-    pub paths: Vec<String>,
-    /// Methods. Default `GET`.
-    #[serde(default = "default_methods")]
-    pub methods: Vec<String>,
-    /// `Origin` values; `~` sends none.
-    #[serde(default = "none")]
-    pub origins: Vec<Option<String>>,
-    /// `Access-Control-Request-Method` values; `~` sends none.
-    #[serde(default = "none")]
-    pub request_methods: Vec<Option<String>>,
-    /// `Access-Control-Request-Headers` values; `~` sends none.
-    #[serde(default = "none")]
-    pub request_headers: Vec<Option<String>>,
-    /// Extra header sets: each entry is a list of `name: value` lines sent together.
-    #[serde(default = "no_headers")]
-    pub headers: Vec<Vec<String>>,
-    /// A version finding (`tests/conformance/FINDINGS.md`): native Envoy older than this
-    /// version (`1.40`) answers these requests differently, and the filter follows the newer
-    /// behaviour. On older Envoy every request of the matrix must still *differ*, so the finding
-    /// is checked on each version instead of skipped.
-    #[serde(default)]
+    /// The requests.
+    pub matrix: kubectl_mesh::verify::requests::Matrix,
+    /// The version a finding depends on.
     pub envoy_since: Option<String>,
 }
 
-fn default_paths() -> Vec<String> {
-    vec!["/".into()]
-}
-fn default_methods() -> Vec<String> {
-    vec!["GET".into()]
-}
-fn none() -> Vec<Option<String>> {
-    vec![None]
-}
-fn no_headers() -> Vec<Vec<String>> {
-    vec![vec![]]
+impl<'de> Deserialize<'de> for Matrix {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let mut v = serde_yaml_ng::Value::deserialize(d)?;
+        let envoy_since = match v.as_mapping_mut().and_then(|m| m.remove("envoy_since")) {
+            Some(s) => Some(String::deserialize(s).map_err(D::Error::custom)?),
+            None => None,
+        };
+        let matrix =
+            kubectl_mesh::verify::requests::Matrix::deserialize(v).map_err(D::Error::custom)?;
+        Ok(Matrix {
+            matrix,
+            envoy_since,
+        })
+    }
 }
 
 impl Matrix {
     /// Every request of the matrix, in a stable order.
     pub fn expand(&self) -> Vec<Request> {
-        let mut out = Vec::new();
-        for host in &self.hosts {
-            for path in &self.paths {
-                for method in &self.methods {
-                    for origin in &self.origins {
-                        for acrm in &self.request_methods {
-                            for acrh in &self.request_headers {
-                                for extra in &self.headers {
-                                    let mut r = Request::new(method, host, path);
-                                    for (name, v) in [
-                                        ("origin", origin),
-                                        ("access-control-request-method", acrm),
-                                        ("access-control-request-headers", acrh),
-                                    ] {
-                                        if let Some(v) = v {
-                                            r = r.header(name, value_bytes(v));
-                                        }
-                                    }
-                                    for line in extra {
-                                        let (k, v) = line.split_once(':').unwrap_or((line, ""));
-                                        r = r.header(k.trim(), value_bytes(v.trim()));
-                                    }
-                                    out.push(r);
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        out
+        self.matrix.expand()
     }
-}
-
-/// A matrix value as sent: `bytes:` followed by text with `\xNN` escapes sends those raw
-/// bytes (for non-UTF-8 values); anything else is sent as its UTF-8 text.
-pub fn value_bytes(v: &str) -> Vec<u8> {
-    let Some(rest) = v.strip_prefix("bytes:") else {
-        return v.as_bytes().to_vec();
-    };
-    let mut out = Vec::with_capacity(rest.len());
-    let b = rest.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        let hex = b
-            .get(i + 2..i + 4)
-            .and_then(|h| std::str::from_utf8(h).ok());
-        match (
-            b.get(i..i + 2),
-            hex.and_then(|h| u8::from_str_radix(h, 16).ok()),
-        ) {
-            (Some(br"\x"), Some(byte)) => {
-                out.push(byte);
-                i += 4;
-            }
-            _ => {
-                out.extend_from_slice(b.get(i..i + 1).unwrap_or_default());
-                i += 1;
-            }
-        }
-    }
-    out
 }
 
 impl Case {
@@ -297,89 +153,6 @@ pub fn case_name(path: &Path) -> String {
         .unwrap_or_default()
 }
 
-/// What one side showed for one request, normalized.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Observation {
-    /// Response status.
-    pub status: u16,
-    /// Response headers (normalized, sorted by name, ignored ones dropped).
-    pub response_headers: Vec<(String, String)>,
-    /// The upstream that answered and what it received, or `None` for a local answer.
-    pub upstream: Option<UpstreamView>,
-}
-
-/// What an upstream received, normalized.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UpstreamView {
-    /// Upstream name (e.g. `server:6000`).
-    pub name: String,
-    /// Method.
-    pub method: String,
-    /// Path with query.
-    pub path: String,
-    /// Headers (sorted by name, ignored ones dropped).
-    pub headers: Vec<(String, String)>,
-}
-
-fn strip_port(host: &str) -> &str {
-    match host.rsplit_once(':') {
-        Some((h, p)) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => h,
-        _ => host,
-    }
-}
-
-/// Normalizes one side's response (see [`NORMALIZATIONS`]).
-pub fn observe(resp: &Response) -> Observation {
-    let upstream = if resp.header("x-upstream").is_some() {
-        serde_json::from_slice::<Received>(&resp.body).ok()
-    } else {
-        None
-    };
-    let local_404 = upstream.is_none() && resp.status == 404;
-    let mut response_headers: Vec<(String, String)> = resp
-        .headers
-        .iter()
-        .filter(|(k, _)| !IGNORED_RESPONSE.contains(&k.as_str()))
-        .filter(|(k, _)| !(local_404 && k == "content-type"))
-        .map(|(k, v)| {
-            let v = if COMMA_LISTS.contains(&k.as_str()) {
-                v.split(',').map(str::trim).collect::<Vec<_>>().join(",")
-            } else {
-                v.clone()
-            };
-            (k.clone(), v)
-        })
-        .collect();
-    response_headers.sort_by(|a, b| a.0.cmp(&b.0));
-    let upstream = upstream.map(|r| {
-        let mut headers: Vec<(String, String)> = r
-            .headers
-            .into_iter()
-            .filter(|(k, _)| !IGNORED_UPSTREAM.contains(&k.as_str()))
-            .map(|(k, v)| {
-                let v = if k == "host" {
-                    strip_port(&v).to_owned()
-                } else {
-                    v
-                };
-                (k, v)
-            })
-            .collect();
-        headers.sort_by(|a, b| a.0.cmp(&b.0));
-        UpstreamView {
-            name: r.upstream,
-            method: r.method,
-            path: r.path,
-            headers,
-        }
-    });
-    Observation {
-        status: resp.status,
-        response_headers,
-        upstream,
-    }
-}
-
 /// The outcome of one case.
 #[derive(Debug, Default)]
 pub struct CaseReport {
@@ -394,70 +167,6 @@ pub struct CaseReport {
     pub version_findings: usize,
     /// One readable block per differing request.
     pub diffs: Vec<String>,
-}
-
-/// A one-line rendering of a request, for diffs.
-pub fn describe(r: &Request) -> String {
-    let mut s = format!(
-        "{} {} host={}",
-        r.method,
-        r.path,
-        r.host.as_deref().unwrap_or("<none>")
-    );
-    for (k, v) in &r.headers {
-        let _ = write!(s, " {k}=\"{}\"", v.escape_ascii());
-    }
-    s
-}
-
-fn side_lines(label: &str, o: &Observation, other: &Observation) -> String {
-    let mut s = format!("    {label}: status {}\n", o.status);
-    let mark = |same: bool| if same { "  " } else { "≠ " };
-    match &o.upstream {
-        Some(u) => {
-            let same = other
-                .upstream
-                .as_ref()
-                .is_some_and(|x| x.name == u.name && x.method == u.method && x.path == u.path);
-            let _ = writeln!(
-                s,
-                "      {}upstream {} got {} {}",
-                mark(same),
-                u.name,
-                u.method,
-                u.path
-            );
-            for h in &u.headers {
-                let same = other
-                    .upstream
-                    .as_ref()
-                    .is_some_and(|x| x.headers.contains(h));
-                let _ = writeln!(s, "      {}  > {}: {}", mark(same), h.0, h.1);
-            }
-        }
-        None => {
-            let _ = writeln!(
-                s,
-                "      {}no upstream (local answer)",
-                mark(other.upstream.is_none())
-            );
-        }
-    }
-    for h in &o.response_headers {
-        let same = other.response_headers.contains(h);
-        let _ = writeln!(s, "      {}< {}: {}", mark(same), h.0, h.1);
-    }
-    s
-}
-
-/// Renders both sides of a differing request.
-pub fn diff_text(case: &str, req: &Request, native: &Observation, mesh: &Observation) -> String {
-    format!(
-        "[{case}] {}\n{}{}",
-        describe(req),
-        side_lines("native", native, mesh),
-        side_lines("mesh  ", mesh, native)
-    )
 }
 
 /// The native side's CORS filter entry.
@@ -480,8 +189,8 @@ pub fn run_case(path: &Path) -> anyhow::Result<CaseReport> {
     cluster_names.dedup();
     let upstreams: BTreeMap<String, EchoUpstream> = cluster_names
         .iter()
-        .map(|c| (c.clone(), EchoUpstream::start(&crate::short_name(c))))
-        .collect();
+        .map(|c| Ok((c.clone(), EchoUpstream::start(&crate::short_name(c))?)))
+        .collect::<std::io::Result<_>>()?;
     let clusters: Vec<(String, u16)> = upstreams.iter().map(|(c, u)| (c.clone(), u.port)).collect();
     let native_spec = EnvoySpec {
         route_config: case.native.route_config.clone(),
@@ -566,29 +275,8 @@ mod tests {
     }
 
     #[test]
-    fn normalizes_only_the_listed_things() {
-        let resp = Response {
-            status: 200,
-            headers: vec![
-                ("vary".into(), "Origin".into()),
-                ("access-control-allow-methods".into(), "GET, POST".into()),
-                ("access-control-allow-origin".into(), "http://a, b".into()),
-                ("date".into(), "now".into()),
-            ],
-            body: vec![],
-        };
-        assert_eq!(
-            observe(&resp).response_headers,
-            vec![
-                ("access-control-allow-methods".into(), "GET,POST".into()),
-                ("access-control-allow-origin".into(), "http://a, b".into()),
-            ]
-        );
-        assert_eq!(strip_port("a.com:8080"), "a.com");
+    fn versions_compare_numerically() {
         assert!(parse_version("1.36.2") < parse_version("1.40"));
         assert!(parse_version("1.40.0") >= parse_version("1.40"));
-        assert_eq!(value_bytes(r"bytes:a\xffb\x4"), b"a\xffb\\x4");
-        assert_eq!(value_bytes(r"a\xff"), br"a\xff");
-        assert_eq!(strip_port("[::1]"), "[::1]");
     }
 }

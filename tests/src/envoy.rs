@@ -3,10 +3,9 @@
 
 use crate::client::Request;
 use kubectl_mesh::envoy;
+use kubectl_mesh::verify::process;
 use serde_json::{json, Value};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
 
 /// Path of the Envoy binary: `$MESH_ENVOY`, else the Makefile's pinned virtualenv.
 pub use envoy_process::binary as envoy_binary;
@@ -97,36 +96,14 @@ pub fn strip_any_host_port() -> serde_json::Map<String, Value> {
     m
 }
 
-/// Envoy can be ready while a static listener failed to bind (another process took the port
-/// between our pick and its bind): every listener must accept a connection.
-fn listeners_bound(bootstrap: &Value) -> anyhow::Result<()> {
-    for l in bootstrap["static_resources"]["listeners"]
-        .as_array()
-        .into_iter()
-        .flatten()
-    {
-        let a = &l["address"]["socket_address"];
-        let (Some(ip), Some(port)) = (a["address"].as_str(), a["port_value"].as_u64()) else {
-            continue;
-        };
-        let addr = format!("{ip}:{port}");
-        if std::net::TcpStream::connect(&addr).is_err() {
-            anyhow::bail!("listener {addr} is not bound: Address already in use?");
-        }
-    }
-    Ok(())
-}
-
 fn loopback(port: u16) -> std::net::SocketAddr {
     std::net::SocketAddr::from(([127, 0, 0, 1], port))
 }
 
-static SEQ: AtomicUsize = AtomicUsize::new(0);
-
-/// A running Envoy with its listener and admin ports; killed on drop, and its log printed if
-/// the test failed.
+/// A running Envoy (the plugin's [`kubectl_mesh::verify::process::Envoy`]) with its listener
+/// and admin ports; killed on drop, and its log printed if the test failed.
 pub struct Envoy {
-    process: envoy_process::Envoy,
+    process: process::Envoy,
     /// Listener port.
     pub port: u16,
     /// Admin port.
@@ -141,55 +118,20 @@ impl Envoy {
         })
     }
 
-    /// Starts Envoy with the bootstrap `make(admin_port)` returns (with the port requests go
-    /// to) and waits until it is ready. Ports are picked free just before start; a rare
-    /// collision is retried with new ones.
+    /// Starts Envoy (`$MESH_ENVOY`, else the Makefile's pinned one) with the bootstrap
+    /// `make(admin_port)` returns (with the port requests go to) and waits until it is ready.
+    /// Ports are picked free just before start; a rare collision is retried with new ones.
     pub fn start_with(make: &dyn Fn(u16) -> (Value, u16)) -> anyhow::Result<Envoy> {
-        let mut last_err = None;
-        for _ in 0..3 {
-            let dir = std::env::temp_dir().join(format!(
-                "mesh-envoy-{}-{}",
-                std::process::id(),
-                SEQ.fetch_add(1, Ordering::SeqCst)
-            ));
-            let admin_port = crate::free_port();
-            let (bootstrap, port) = make(admin_port);
-            let process = envoy_process::Envoy::spawn(
-                &bootstrap,
-                &dir,
-                &["--component-log-level", "wasm:debug"],
-            )?;
-            let mut envoy = Envoy {
-                process,
-                port,
-                admin_port,
-            };
-            match envoy
-                .wait_ready(Duration::from_secs(60))
-                .and_then(|()| listeners_bound(&bootstrap))
-            {
-                Ok(()) => return Ok(envoy),
-                Err(e) if e.to_string().contains("ddress already in use") => last_err = Some(e),
-                Err(e) => return Err(e),
-            }
-        }
-        Err(last_err.unwrap_or_else(|| anyhow::anyhow!("Envoy did not start")))
-    }
-
-    fn wait_ready(&mut self, timeout: Duration) -> anyhow::Result<()> {
-        let start = Instant::now();
-        while start.elapsed() < timeout {
-            if let Some(status) = self.process.exited() {
-                anyhow::bail!("Envoy exited with {status}; log:\n{}", self.log());
-            }
-            if let Ok(r) = Request::get("admin", "/ready").send(self.admin_port) {
-                if r.status == 200 {
-                    return Ok(());
-                }
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        anyhow::bail!("Envoy not ready after {timeout:?}; log:\n{}", self.log())
+        let process = process::Envoy::start_with(
+            &envoy_binary(),
+            &["--component-log-level", "wasm:debug"],
+            make,
+        )?;
+        Ok(Envoy {
+            port: process.port,
+            admin_port: process.admin_port,
+            process,
+        })
     }
 
     /// Sends a request through the listener.
@@ -207,12 +149,7 @@ impl Envoy {
 
     /// A counter or gauge from the admin `/stats` endpoint.
     pub fn stat(&self, name: &str) -> Option<u64> {
-        let r = Request::get("admin", &format!("/stats?filter=^{name}$"))
-            .send(self.admin_port)
-            .ok()?;
-        let text = String::from_utf8_lossy(&r.body).into_owned();
-        text.lines()
-            .find_map(|l| l.strip_prefix(&format!("{name}: "))?.trim().parse().ok())
+        self.process.stat(name)
     }
 
     /// The process id, while it runs.
@@ -223,5 +160,28 @@ impl Envoy {
     /// Envoy's log so far.
     pub fn log(&self) -> String {
         self.process.log()
+    }
+}
+
+impl Drop for Envoy {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            // The startup inventory of extensions is noise; show the rest.
+            let log = self.log();
+            let tail: Vec<&str> = log
+                .lines()
+                .rev()
+                .filter(|l| !l.contains("][main]"))
+                .take(150)
+                .collect();
+            eprintln!(
+                "---- Envoy log (last {} lines, {}) ----",
+                tail.len(),
+                self.process.dir().display()
+            );
+            for l in tail.iter().rev() {
+                eprintln!("{l}");
+            }
+        }
     }
 }

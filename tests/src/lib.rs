@@ -1,8 +1,8 @@
-//! Support for cross-crate tests: a real Envoy process, echo upstreams, a raw HTTP client, a
-//! gRPC-Web codec and the digimon app behind `kubectl mesh run`.
+//! Support for cross-crate tests: a real Envoy process, a gRPC-Web codec and the digimon app
+//! behind `kubectl mesh run`; the raw HTTP client, echo upstreams and the comparisons are the
+//! plugin's own (`kubectl mesh verify` runs them), re-exported here.
 
 pub mod app;
-pub mod client;
 pub mod conformance;
 pub mod digimon;
 pub mod envoy;
@@ -10,7 +10,11 @@ pub mod grpc_web;
 pub mod import_diff;
 pub mod istio;
 pub mod temp;
-pub mod upstream;
+
+/// Echo upstreams (the plugin's, `kubectl_mesh::verify::echo`).
+pub use kubectl_mesh::verify::echo as upstream;
+/// The raw HTTP/1.1 client (the plugin's, `kubectl_mesh::verify::http`).
+pub use kubectl_mesh::verify::http as client;
 
 use std::path::PathBuf;
 
@@ -32,7 +36,8 @@ pub fn load_mesh_config(path: &std::path::Path) -> anyhow::Result<String> {
     Ok(cfg.to_json())
 }
 
-pub use envoy_process::free_port;
+pub use kubectl_mesh::verify::process::free_port;
+pub use kubectl_mesh::verify::short_name;
 
 /// A mesh config running in real Envoy, with one echo upstream per cluster it routes to.
 pub struct MeshFixture {
@@ -47,11 +52,10 @@ impl MeshFixture {
     pub fn start(config: &std::path::Path) -> anyhow::Result<MeshFixture> {
         let json = load_mesh_config(config)?;
         let engine = mesh_core::compile_json(&json)?;
-        let upstreams: std::collections::BTreeMap<_, _> = engine
-            .clusters()
-            .into_iter()
-            .map(|c| (c.to_owned(), upstream::EchoUpstream::start(&short_name(c))))
-            .collect();
+        let mut upstreams = std::collections::BTreeMap::new();
+        for c in engine.clusters() {
+            upstreams.insert(c.to_owned(), upstream::EchoUpstream::start(&short_name(c))?);
+        }
         let clusters = upstreams.iter().map(|(c, u)| (c.clone(), u.port)).collect();
         let envoy = envoy::EnvoySpec::mesh(&json, clusters).start()?;
         Ok(MeshFixture { envoy, upstreams })
@@ -63,16 +67,5 @@ impl MeshFixture {
             .values()
             .map(upstream::EchoUpstream::count)
             .sum()
-    }
-}
-
-/// `outbound|6000||server.digimon.svc.cluster.local` -> `server:6000`; other names unchanged.
-pub fn short_name(cluster: &str) -> String {
-    let mut parts = cluster.split('|');
-    match (parts.next(), parts.next(), parts.next(), parts.next()) {
-        (Some("outbound"), Some(port), Some(_), Some(fqdn)) => {
-            format!("{}:{port}", fqdn.split('.').next().unwrap_or(fqdn))
-        }
-        _ => cluster.to_owned(),
     }
 }

@@ -105,13 +105,23 @@ fn patched(base: &Proxy, objects: &[Value]) -> Proxy {
         .collect();
     patches.iter_mut().for_each(local_module);
     let applied = envoyfilter::apply(&mut p, &patches).unwrap();
-    for (patch, n) in patches.iter().zip(&applied.0) {
+    for (i, (patch, n)) in patches.iter().zip(&applied.0).enumerate() {
+        // A patch for other proxy versions (the 1.20 dumps are 1.20.8) does nothing here by
+        // design; a cluster patch finds the digimon server only where the dump has it.
+        if applied.gated_out(i) || patch["applyTo"] == "CLUSTER" {
+            continue;
+        }
         assert!(
             *n > 0,
             "{}: this patch matched nothing, so it would do nothing in Istio:\n{patch:#}",
             base.name
         );
     }
+    assert!(
+        (0..patches.len()).any(|i| applied.gated_out(i)),
+        "{}: the dump's ISTIO_VERSION gates the Lua strip out",
+        base.name
+    );
     p
 }
 
@@ -166,8 +176,8 @@ fn route_diffs(base: &Proxy, after: &Proxy, cfg: &mesh_core::MeshConfig) -> (usi
         })
         .collect();
     let all: Vec<_> = probes.into_iter().chain(spoofed).collect();
-    let before = Running::start(&before_rt).unwrap().outcomes(&all);
-    let after = Running::start(&after_rt).unwrap().outcomes(&all);
+    let before = Running::start(&before_rt).unwrap().outcomes(&all).unwrap();
+    let after = Running::start(&after_rt).unwrap().outcomes(&all).unwrap();
     let diffs: Vec<String> = all
         .iter()
         .zip(before.iter().zip(&after))
@@ -186,13 +196,15 @@ fn config_hosts_are_routed(after: &Proxy, cfg: &mesh_core::MeshConfig, at: &str)
     let run = Running::start(&rt).unwrap();
     let _ = cfg;
 
-    let preflight = run.send(
-        li,
-        &Request::new("OPTIONS", "api.backend.com", "/digimon.Digimon/Create")
-            .header("origin", ORIGIN)
-            .header("access-control-request-method", "POST")
-            .header("access-control-request-headers", "content-type,x-grpc-web"),
-    );
+    let preflight = run
+        .send(
+            li,
+            &Request::new("OPTIONS", "api.backend.com", "/digimon.Digimon/Create")
+                .header("origin", ORIGIN)
+                .header("access-control-request-method", "POST")
+                .header("access-control-request-headers", "content-type,x-grpc-web"),
+        )
+        .unwrap();
     assert_eq!(preflight.status, 200, "{}: {preflight:?}", after.name);
     assert_eq!(
         preflight.header("access-control-allow-origin"),
@@ -203,14 +215,16 @@ fn config_hosts_are_routed(after: &Proxy, cfg: &mesh_core::MeshConfig, at: &str)
         "answered by the filter"
     );
 
-    let call = run.send(
-        li,
-        &Request::new("POST", "api.backend.com", "/digimon.Digimon/Create")
-            .header("origin", ORIGIN)
-            .header("content-type", "application/grpc-web-text")
-            .header("x-grpc-web", "1")
-            .body(GRPC_WEB_BODY),
-    );
+    let call = run
+        .send(
+            li,
+            &Request::new("POST", "api.backend.com", "/digimon.Digimon/Create")
+                .header("origin", ORIGIN)
+                .header("content-type", "application/grpc-web-text")
+                .header("x-grpc-web", "1")
+                .body(GRPC_WEB_BODY),
+        )
+        .unwrap();
     assert_eq!(
         call.header("access-control-allow-origin"),
         Some(ORIGIN),
@@ -238,7 +252,7 @@ fn config_hosts_are_routed(after: &Proxy, cfg: &mesh_core::MeshConfig, at: &str)
         if let Some(s) = spoof {
             req = req.header(mesh_core::UPSTREAM_HEADER, s);
         }
-        let r = run.send(li, &req);
+        let r = run.send(li, &req).unwrap();
         let got = Outcome::from(&r);
         assert_eq!(
             (got.status, got.upstream.as_deref()),
@@ -247,10 +261,13 @@ fn config_hosts_are_routed(after: &Proxy, cfg: &mesh_core::MeshConfig, at: &str)
             after.name
         );
     }
-    // A path the config does not route on its own host: the filter's 404.
-    let r = run.send(li, &Request::get("api.backend.com", "/admin"));
+    // A path the config does not route on its own host: the filter's 404, Envoy's own empty
+    // one (no Istio route would have sent it anywhere else).
+    let r = run
+        .send(li, &Request::get("api.backend.com", "/admin"))
+        .unwrap();
     assert_eq!((r.status, r.header("x-upstream")), (404, None), "{r:?}");
-    assert_eq!(r.header("content-type"), Some("application/json"));
+    assert_eq!((r.header("content-type"), r.body.len()), (None, 0), "{r:?}");
 }
 
 fn upstream_case(base: Proxy, context: Context, api: Api, at: &str) {
@@ -313,21 +330,25 @@ fn inbound_case(api: Api) {
     let rt = Runnable::new(&after, &mut ups, &[]).unwrap();
     let li = listener(&rt, "virtualInbound/0.0.0.0_8080").expect("inbound chain for port 8080");
     let run = Running::start(&rt).unwrap();
-    let r = run.send(
-        li,
-        &Request::new("OPTIONS", "api.backend.com", "/digimon.Digimon/Create")
-            .header("origin", ORIGIN)
-            .header("access-control-request-method", "POST"),
-    );
+    let r = run
+        .send(
+            li,
+            &Request::new("OPTIONS", "api.backend.com", "/digimon.Digimon/Create")
+                .header("origin", ORIGIN)
+                .header("access-control-request-method", "POST"),
+        )
+        .unwrap();
     assert_eq!((r.status, r.header("x-upstream")), (200, None), "{r:?}");
     assert_eq!(r.header("access-control-allow-origin"), Some(ORIGIN));
-    let r = run.send(
-        li,
-        &Request::new("POST", "api.backend.com", "/digimon.Digimon/Create")
-            .header("origin", ORIGIN)
-            .header("content-type", "application/grpc-web-text")
-            .body(GRPC_WEB_BODY),
-    );
+    let r = run
+        .send(
+            li,
+            &Request::new("POST", "api.backend.com", "/digimon.Digimon/Create")
+                .header("origin", ORIGIN)
+                .header("content-type", "application/grpc-web-text")
+                .body(GRPC_WEB_BODY),
+        )
+        .unwrap();
     assert_eq!(r.header("x-upstream"), Some("inbound|8080||"), "{r:?}");
     assert_eq!(r.header("access-control-allow-origin"), Some(ORIGIN));
     let got = ups.0["inbound|8080||"]
@@ -345,14 +366,16 @@ fn inbound_case(api: Api) {
     assert_eq!(got.header(mesh_core::UPSTREAM_HEADER), None);
     assert_eq!(got.header(mesh_core::GRPC_WEB_HEADER), None);
     // In-mesh calls to the workload by its service name are not the config's: untouched.
-    let r = run.send(
-        li,
-        &Request::get(
-            "hello-openshift.vanilla-playground.svc.cluster.local:8080",
-            "/",
+    let r = run
+        .send(
+            li,
+            &Request::get(
+                "hello-openshift.vanilla-playground.svc.cluster.local:8080",
+                "/",
+            )
+            .header("origin", ORIGIN),
         )
-        .header("origin", ORIGIN),
-    );
+        .unwrap();
     assert_eq!(r.header("x-upstream"), Some("inbound|8080||"), "{r:?}");
     assert_eq!(r.header("access-control-allow-origin"), None);
 }

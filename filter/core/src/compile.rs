@@ -5,8 +5,8 @@
 
 use crate::bytes_regex::ByteRegex;
 use crate::config::{
-    Delivery, DirectResponse, FilterConfig, HeaderMatch, LoadError, MeshConfig, RouteConfig,
-    Target, API_VERSION, KIND,
+    Delivery, DirectResponse, FilterConfig, HeaderMatch, LoadError, MeshConfig, NotFoundHosts,
+    RouteConfig, Target, API_VERSION, KIND,
 };
 use crate::cors::CorsPolicy;
 use crate::engine::Engine;
@@ -199,20 +199,17 @@ pub fn compile_for(cfg: &MeshConfig, delivery: Delivery) -> Result<Engine, Confi
             .unwrap_or_default();
         router.hosts.push(VirtualHost { name, routes });
     }
+    // Without `notFound`, Envoy's own "no route" answer: 404, no body, no content type.
     let not_found = match &cfg.not_found {
         Some(d) => local_body(d, &At::top("notFound"))?,
         None => LocalBody {
             status: 404,
-            body: br#"{"error":"not_found","message":"no route for this host and path"}"#.to_vec(),
-            content_type: Some("application/json".to_owned()),
+            body: Vec::new(),
+            content_type: None,
         },
     };
-    Ok(Engine::new(
-        router,
-        not_found,
-        cfg.not_found.is_some(),
-        delivery,
-    ))
+    let own_all_hosts = cfg.not_found.is_some() && cfg.not_found_hosts == NotFoundHosts::All;
+    Ok(Engine::new(router, not_found, own_all_hosts, delivery))
 }
 
 fn compile_route<'a>(

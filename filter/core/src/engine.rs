@@ -108,7 +108,7 @@ pub enum RequestOutcome {
 pub struct Engine {
     router: Router,
     not_found: LocalBody,
-    /// `notFound` was set explicitly: the filter also answers hosts the config does not list.
+    /// `notFound` was set and `notFoundHosts` is `all`: the filter also answers hosts the config does not list.
     own_all_hosts: bool,
     delivery: Delivery,
 }

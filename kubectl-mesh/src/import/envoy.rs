@@ -149,16 +149,53 @@ const HCM_PROXY: &[&str] = &[
     "request_id_extension",
 ];
 
-/// Finds the HTTP connection manager to import: the first one, or the first on `port` when
-/// given (the port the Ingress sends to). Every other manager, listener detail and filter is
-/// noted.
+/// How a listener is named on the command line: its `name`, else `listeners[N]`.
+pub fn listener_label(li: usize, listener: &At<'_>) -> String {
+    match listener.get("name").str() {
+        Some(n) if !n.is_empty() => n.to_owned(),
+        _ => format!("listeners[{li}]"),
+    }
+}
+
+/// Whether `wanted` (a `--listener` value: its name, `listeners[N]` or `N`) names listener
+/// `li`.
+fn is_listener(wanted: &str, li: usize, listener: &At<'_>) -> bool {
+    listener.get("name").str() == Some(wanted)
+        || wanted == format!("listeners[{li}]")
+        || wanted.parse::<usize>().ok() == Some(li)
+}
+
+/// Finds the HTTP connection manager to import: the first one on the listener `listener`
+/// names, else the first on `port` when given (the port the Ingress sends to), else the first
+/// one. Every other manager, listener detail and filter is noted.
 pub fn find_hcm<'a>(
     root: &At<'a>,
     port: Option<u16>,
+    listener: Option<&str>,
     notes: &mut Notes,
 ) -> Result<Hcm<'a>, ImportError> {
     let mut found: Vec<(usize, At<'a>, At<'a>, Option<u16>)> = Vec::new();
     let listeners = root.get("static_resources").get("listeners");
+    if let Some(wanted) = listener {
+        if !listeners
+            .list()
+            .iter()
+            .any(|(li, l)| is_listener(wanted, *li, l))
+        {
+            let known: Vec<String> = listeners
+                .list()
+                .iter()
+                .map(|(li, l)| listener_label(*li, l))
+                .collect();
+            return Err(ImportError::NoListener {
+                wanted: wanted.to_owned(),
+                known: match known.is_empty() {
+                    true => "none".to_owned(),
+                    false => known.join(", "),
+                },
+            });
+        }
+    }
     for (li, listener) in listeners.list() {
         let lport = listener
             .get("address")
@@ -180,11 +217,27 @@ pub fn find_hcm<'a>(
         } else {
             "only static_resources are read, and no static listener has an HTTP connection manager (this config uses dynamic_resources: export the routes it receives, e.g. from the admin /config_dump, and import that)"
         };
-        return Err(ImportError::Nothing(why.to_owned()));
+        return Err(ImportError::nothing(why, notes));
     }
-    let pick = port
-        .and_then(|p| found.iter().position(|(_, _, _, lp)| *lp == Some(p)))
-        .unwrap_or(0);
+    let chosen = |wanted: &str| {
+        found.iter().position(|(li, _, _, _)| {
+            listeners
+                .list()
+                .iter()
+                .any(|(i, l)| i == li && is_listener(wanted, *i, l))
+        })
+    };
+    let pick = match listener {
+        Some(wanted) => chosen(wanted).ok_or_else(|| {
+            ImportError::nothing(
+                &format!("listener `{wanted}` has no HTTP connection manager"),
+                notes,
+            )
+        })?,
+        None => port
+            .and_then(|p| found.iter().position(|(_, _, _, lp)| *lp == Some(p)))
+            .unwrap_or(0),
+    };
     let (listener, filter, chain, lport) = found[pick].clone();
     let at = config_of(&filter);
     for (i, (li, other, _, _)) in found.iter().enumerate() {
@@ -195,7 +248,15 @@ pub fn find_hcm<'a>(
         if same {
             notes.info(other, format!("same routes as the imported one (listeners[{listener}]); one MeshConfig covers both"));
         } else {
-            notes.add(other, Scope::OtherListener, format!("another HTTP listener (listeners[{li}]) with other routes; not imported (one MeshConfig per import: import it separately)"));
+            let label = listeners
+                .list()
+                .into_iter()
+                .find(|(i, _)| i == li)
+                .map_or_else(
+                    || format!("listeners[{li}]"),
+                    |(i, l)| listener_label(i, &l),
+                );
+            notes.add(other, Scope::OtherListener, format!("another HTTP listener (listeners[{li}]) with other routes; not imported (one MeshConfig per listener: import it with --listener {label})"));
         }
     }
     let l = listeners
@@ -266,17 +327,22 @@ pub fn find_hcm<'a>(
         notes.add(&at, Scope::Unobservable, "strip_any_host_port / strip_trailing_host_dot: carried as hostMatching (matching ignores them); unlike Envoy, the filter forwards the Host header as the client sent it");
     }
     if !at.get("rds").is_null() {
-        return Err(ImportError::Nothing(format!(
-            "{}: routes come from RDS (a management server), not from the file; export the route configuration (admin /config_dump) and import a config with an inline route_config",
-            at.get("rds").path()
-        )));
+        return Err(ImportError::nothing(
+            &format!(
+                "{}: routes come from RDS (a management server), not from the file; export the route configuration (admin /config_dump) and import a config with an inline route_config",
+                at.get("rds").path()
+            ),
+            notes,
+        ));
     }
     for key in at.keys() {
         if HCM_HANDLED.contains(&key) {
             continue;
         }
         let field = at.get(key);
-        if HCM_PROXY.contains(&key) {
+        if let Some(d) = super::defaults::is_default(key, field.v) {
+            notes.info(&field, super::defaults::reason(key, &d));
+        } else if HCM_PROXY.contains(&key) {
             notes.add(&field, Scope::Proxy, format!("`{key}` is a setting of the proxy, not of the filter: in Istio it comes from the mesh or gateway configuration"));
         } else if ["codec_type", "stat_prefix", "access_log", "tracing"].contains(&key) {
             notes.info(&field, format!("`{key}`: the mesh proxy has its own codec, stats, access log and tracing settings"));
@@ -384,6 +450,10 @@ pub fn clusters(
 
 fn note_cluster_settings(c: &At<'_>, notes: &mut Notes) {
     for key in c.keys() {
+        if let Some(d) = super::defaults::is_default(key, c.get(key).v) {
+            notes.info(&c.get(key), super::defaults::reason(key, &d));
+            continue;
+        }
         let why = match key {
             "name" | "load_assignment" | "hosts" => continue,
             "type" | "dns_lookup_family" | "respect_dns_ttl" | "dns_refresh_rate" => {

@@ -7,6 +7,7 @@
 //! Envoy's string matchers, `ingress` the Ingress rules, `notes` what was not carried.
 
 mod cors;
+mod defaults;
 pub mod envoy;
 mod headers;
 pub mod ingress;
@@ -43,9 +44,23 @@ pub enum ImportError {
         /// What is wrong.
         message: String,
     },
-    /// The config has nothing MeshConfig can carry.
-    #[error("nothing to import: {0}")]
-    Nothing(String),
+    /// The config has nothing MeshConfig can carry; `notes` says what was found and why it
+    /// could not be carried (printed before the error).
+    #[error("nothing to import: {message}{}", notes_hint(.notes))]
+    Nothing {
+        /// Why.
+        message: String,
+        /// What the import noted before it gave up.
+        notes: Vec<Note>,
+    },
+    /// `--listener` names no listener of the file.
+    #[error("--listener `{wanted}`: no such listener in static_resources.listeners; give its name, or listeners[N] / N for one without a name (the file has: {known})")]
+    NoListener {
+        /// The flag value.
+        wanted: String,
+        /// The listeners the file has.
+        known: String,
+    },
     /// The result does not validate (a combination the import does not handle yet).
     #[error(
         "the imported config does not validate: {0}; please report this with the Envoy config"
@@ -54,6 +69,32 @@ pub enum ImportError {
     /// `--strict` and something was not carried.
     #[error("--strict: {0} thing(s) could not be carried over (the `not carried` lines above); nothing printed")]
     Strict(usize),
+}
+
+fn notes_hint(notes: &[Note]) -> String {
+    let lost = notes.iter().filter(|n| !n.info).count();
+    match lost {
+        0 => String::new(),
+        n => format!(" ({n} thing(s) not carried, listed above)"),
+    }
+}
+
+impl ImportError {
+    /// [`ImportError::Nothing`] with the notes taken so far.
+    pub fn nothing(message: &str, notes: &notes::Notes) -> ImportError {
+        ImportError::Nothing {
+            message: message.to_owned(),
+            notes: notes.list.clone(),
+        }
+    }
+
+    /// The notes an error carries (those of a failed import).
+    pub fn notes(&self) -> &[Note] {
+        match self {
+            ImportError::Nothing { notes, .. } => notes,
+            _ => &[],
+        }
+    }
 }
 
 /// What to import.
@@ -67,6 +108,8 @@ pub struct Options {
     pub envoy_service: String,
     /// The MeshConfig `namespace` (default: the Ingress's, else `default`).
     pub namespace: Option<String>,
+    /// The listener to import (`--listener`: its name, `listeners[N]` or `N`).
+    pub listener: Option<String>,
     /// Fail (print nothing) when anything is not carried.
     pub strict: bool,
     /// Print JSON instead of YAML.
@@ -94,6 +137,23 @@ pub struct Imported {
     pub strips_host_header: bool,
 }
 
+/// The inputs of one import.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Source<'a> {
+    /// The Envoy file's name, for messages.
+    pub envoy_file: &'a str,
+    /// Its text.
+    pub envoy_text: &'a str,
+    /// The Ingress file's name and text.
+    pub ingress: Option<(&'a str, &'a str)>,
+    /// The Envoy's Service in the Ingress rules.
+    pub envoy_service: &'a str,
+    /// The MeshConfig namespace (default: the Ingress's, else `default`).
+    pub namespace: Option<&'a str>,
+    /// The listener to import (name, `listeners[N]` or `N`).
+    pub listener: Option<&'a str>,
+}
+
 /// Imports `envoy_text` (from `envoy_file`, used in messages), with the Ingress text if given.
 pub fn import(
     envoy_file: &str,
@@ -102,6 +162,26 @@ pub fn import(
     envoy_service: &str,
     namespace: Option<&str>,
 ) -> Result<Imported, ImportError> {
+    import_source(&Source {
+        envoy_file,
+        envoy_text,
+        ingress: ingress_src,
+        envoy_service,
+        namespace,
+        listener: None,
+    })
+}
+
+/// Imports one [`Source`].
+pub fn import_source(src: &Source<'_>) -> Result<Imported, ImportError> {
+    let Source {
+        envoy_file,
+        envoy_text,
+        ingress: ingress_src,
+        envoy_service,
+        namespace,
+        listener,
+    } = *src;
     let value = envoy::parse(envoy_file, envoy_text)?;
     let root = notes::At::root(&value, "");
     let ing = match ingress_src {
@@ -113,7 +193,7 @@ pub fn import(
     let port = ing
         .as_ref()
         .and_then(|i| ingress::envoy_port(i, envoy_service));
-    let hcm = envoy::find_hcm(&root, port, &mut notes)?;
+    let hcm = envoy::find_hcm(&root, port, listener, &mut notes)?;
     let used = routes::referenced_clusters(&hcm);
     let clusters = envoy::clusters(&root, &used, &mut notes);
     let ctx = routes::Ctx::new(&hcm, &clusters);
@@ -128,9 +208,10 @@ pub fn import(
                     .flat_map(|r| &r.paths)
                     .any(|p| p.backend.service == envoy_service)
             {
-                return Err(ImportError::Nothing(format!(
-                    "no Ingress rule sends traffic to the Envoy's Service `{envoy_service}`; pass its name with --envoy-service"
-                )));
+                return Err(ImportError::nothing(
+                    &format!("no Ingress rule sends traffic to the Envoy's Service `{envoy_service}`; pass its name with --envoy-service"),
+                    &notes,
+                ));
             }
             let domains: Vec<(usize, Vec<String>)> = hcm
                 .at
@@ -152,8 +233,9 @@ pub fn import(
         }
     };
     if hosts.is_empty() {
-        return Err(ImportError::Nothing(
-            "no virtual host could be carried (see the notes)".into(),
+        return Err(ImportError::nothing(
+            "no virtual host could be carried",
+            &notes,
         ));
     }
     let namespace = namespace
@@ -176,6 +258,7 @@ pub fn import(
         hosts,
         host_matching,
         not_found: None,
+        not_found_hosts: Default::default(),
     };
     // The same validation `render` and the filter run.
     let text = to_yaml(&config);
@@ -212,6 +295,18 @@ fn read(path: &PathBuf) -> Result<(String, String), ImportError> {
     Ok((file, text))
 }
 
+/// Prints notes on `err`, one line per field and reason (a host-level field can apply to
+/// several routes).
+pub fn print_notes(file: &str, notes: &[Note], err: &mut impl Write) {
+    let mut shown = std::collections::BTreeSet::new();
+    for n in notes {
+        let line = format!("{file}: {n}");
+        if shown.insert(line.clone()) {
+            let _ = writeln!(err, "{line}");
+        }
+    }
+}
+
 /// Runs `kubectl mesh import-envoy`: prints the MeshConfig on `out` and the notes on `err`
 /// (with `strict`, notes make it fail and nothing is printed).
 pub fn run(opts: &Options, out: &mut impl Write, err: &mut impl Write) -> Result<(), ImportError> {
@@ -220,21 +315,23 @@ pub fn run(opts: &Options, out: &mut impl Write, err: &mut impl Write) -> Result
         Some(p) => Some(read(p)?),
         None => None,
     };
-    let imported = import(
-        &file,
-        &text,
-        ingress_src.as_ref().map(|(f, t)| (f.as_str(), t.as_str())),
-        &opts.envoy_service,
-        opts.namespace.as_deref(),
-    )?;
-    // One line per field and reason (a host-level field can apply to several routes).
-    let mut shown = std::collections::BTreeSet::new();
-    for n in &imported.notes {
-        let line = format!("{file}: {n}");
-        if shown.insert(line.clone()) {
-            let _ = writeln!(err, "{line}");
+    let imported = import_source(&Source {
+        envoy_file: &file,
+        envoy_text: &text,
+        ingress: ingress_src.as_ref().map(|(f, t)| (f.as_str(), t.as_str())),
+        envoy_service: &opts.envoy_service,
+        namespace: opts.namespace.as_deref(),
+        listener: opts.listener.as_deref(),
+    });
+    let imported = match imported {
+        Ok(i) => i,
+        Err(e) => {
+            // The notes say why nothing could be carried: print them on this path too.
+            print_notes(&file, e.notes(), err);
+            return Err(e);
         }
-    }
+    };
+    print_notes(&file, &imported.notes, err);
     let lost = imported.notes.iter().filter(|n| !n.info).count();
     if opts.strict && lost > 0 {
         return Err(ImportError::Strict(lost));

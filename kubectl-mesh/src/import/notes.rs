@@ -204,6 +204,10 @@ impl Notes {
                 continue;
             }
             let field = at.get(key);
+            if let Some(d) = super::defaults::is_default(key, field.v) {
+                self.info(&field, super::defaults::reason(key, &d));
+                continue;
+            }
             let (scope, reason) = match known_reason(key) {
                 Some((true, reason)) => (Scope::Unobservable, reason.to_owned()),
                 Some((false, reason)) => (fallback.clone(), reason.to_owned()),

@@ -302,10 +302,13 @@ impl Upstreams {
             return Some(self.web);
         }
         let mut echoes = self.echoes.lock().unwrap_or_else(|p| p.into_inner());
-        let e = echoes
-            .entry(cluster.to_owned())
-            .or_insert_with(|| EchoUpstream::start(cluster));
-        Some(SocketAddr::from(([127, 0, 0, 1], e.port)))
+        if !echoes.contains_key(cluster) {
+            let echo = EchoUpstream::start(cluster).ok()?;
+            echoes.insert(cluster.to_owned(), echo);
+        }
+        echoes
+            .get(cluster)
+            .map(|e| SocketAddr::from(([127, 0, 0, 1], e.port)))
     }
 }
 

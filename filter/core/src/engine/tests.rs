@@ -97,10 +97,44 @@ fn a_listed_host_without_a_matching_route_gets_the_not_found_answer() {
         &[(UPSTREAM_HEADER, "x")],
     );
     match e.on_request_list(&mut h) {
-        RequestOutcome::Reply(r) => assert_eq!((r.kind, r.status), (ReplyKind::NotFound, 404)),
+        // Envoy's own "no route" answer: no body, no content type.
+        RequestOutcome::Reply(r) => assert_eq!(
+            (r.kind, r.status, r.body.len(), r.headers.0.len()),
+            (ReplyKind::NotFound, 404, 0, 0)
+        ),
         other => panic!("{other:?}"),
     }
     assert_eq!(h.text(UPSTREAM_HEADER), None);
+}
+
+#[test]
+fn a_not_found_for_listed_hosts_only_leaves_other_hosts_alone() {
+    let doc = json!({"apiVersion": "kubectl-mesh/v1alpha1", "kind": "MeshConfig",
+        "notFound": {"status": 404, "body": "{}", "contentType": "application/json"}, "notFoundHosts": "listed",
+        "hosts": [{"domains": ["a.test"], "routes": [{"match": {"prefix": "/x"}, "to": {"cluster": "c"}}]}]});
+    let e = compile_json(&doc.to_string()).unwrap();
+    let mut h = req(Some("other.test"), "GET", "/", &[]);
+    assert_eq!(e.on_request_list(&mut h), RequestOutcome::PassThrough);
+    let mut h = req(Some("a.test"), "GET", "/", &[]);
+    match e.on_request_list(&mut h) {
+        RequestOutcome::Reply(r) => {
+            assert_eq!((r.status, r.body.as_slice()), (404, &b"{}"[..]));
+            assert_eq!(
+                r.headers.0,
+                [("content-type".to_owned(), b"application/json".to_vec())]
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_not_found_hosts_other_than_all_or_listed_names_the_field() {
+    let doc = json!({"apiVersion": "kubectl-mesh/v1alpha1", "kind": "MeshConfig",
+        "notFound": {"status": 404}, "notFoundHosts": "mine",
+        "hosts": [{"domains": ["a.test"], "routes": [{"to": {"cluster": "c"}}]}]});
+    let e = compile_json(&doc.to_string()).unwrap_err().to_string();
+    assert!(e.contains("notFoundHosts"), "{e}");
 }
 
 #[test]

@@ -1,7 +1,8 @@
-//! Istio config dumps (`/config_dump` JSON): the listeners and route configurations istiod
-//! generated for one proxy, as [`Proxy`].
+//! Istio config dumps (`/config_dump` JSON, as the admin port or `istioctl proxy-config all -o
+//! json` give it): the listeners and route configurations istiod generated for one proxy, as
+//! [`Proxy`].
 
-use anyhow::{anyhow, bail, Context as _};
+use super::IstioError;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -29,6 +30,11 @@ pub struct Proxy {
     pub routes: BTreeMap<String, Value>,
     /// The bootstrap's `stats_config` (Istio's stats inclusion list), if the dump has one.
     pub stats_config: Option<Value>,
+    /// Clusters istiod sent (CDS), as Envoy `Cluster` JSON.
+    pub clusters: Vec<Value>,
+    /// The proxy's `ISTIO_VERSION` (its bootstrap node's metadata), which EnvoyFilter
+    /// `match.proxy.proxyVersion` is matched against.
+    pub istio_version: Option<String>,
 }
 
 fn configs(dump: &Value) -> impl Iterator<Item = &Value> {
@@ -52,12 +58,34 @@ fn resource(v: &Value) -> Value {
     v
 }
 
+fn dump_err(path: &Path, message: impl Into<String>) -> IstioError {
+    IstioError::Dump {
+        file: path.display().to_string(),
+        message: message.into(),
+    }
+}
+
+/// The kind of proxy a dump's bootstrap names (`router~...` for gateways, `sidecar~...`).
+pub fn kind_of(dump: &Value) -> Option<ProxyKind> {
+    let id = of_type(dump, "BootstrapConfigDump")?["bootstrap"]["node"]["id"].as_str()?;
+    match id.split('~').next() {
+        Some("router") => Some(ProxyKind::Gateway),
+        Some("sidecar") => Some(ProxyKind::Sidecar),
+        _ => None,
+    }
+}
+
 impl Proxy {
     /// Loads a full dump (listeners and routes).
-    pub fn load(path: &Path, kind: ProxyKind) -> anyhow::Result<Proxy> {
+    pub fn load(path: &Path, kind: ProxyKind) -> Result<Proxy, IstioError> {
         let dump = read(path)?;
-        let listeners = of_type(&dump, "ListenersConfigDump")
-            .ok_or_else(|| anyhow!("{}: no ListenersConfigDump", path.display()))?;
+        Proxy::from_dump(path, &dump, kind)
+    }
+
+    /// A full dump already read (`path` names it in messages).
+    pub fn from_dump(path: &Path, dump: &Value, kind: ProxyKind) -> Result<Proxy, IstioError> {
+        let listeners = of_type(dump, "ListenersConfigDump")
+            .ok_or_else(|| dump_err(path, "no ListenersConfigDump: not a full /config_dump (istioctl proxy-config all -o json, or the admin port's /config_dump)"))?;
         let listeners = listeners["dynamic_listeners"]
             .as_array()
             .into_iter()
@@ -65,29 +93,45 @@ impl Proxy {
             .filter_map(|l| l["active_state"]["listener"].as_object())
             .map(|l| resource(&Value::Object(l.clone())))
             .collect();
-        let stats_config = of_type(&dump, "BootstrapConfigDump")
+        let stats_config = of_type(dump, "BootstrapConfigDump")
             .map(|b| b["bootstrap"]["stats_config"].clone())
             .filter(|s| !s.is_null());
+        let istio_version = of_type(dump, "BootstrapConfigDump")
+            .and_then(|b| b["bootstrap"]["node"]["metadata"]["ISTIO_VERSION"].as_str())
+            .map(str::to_owned);
+        let clusters = of_type(dump, "ClustersConfigDump")
+            .into_iter()
+            .flat_map(|c| ["static_clusters", "dynamic_active_clusters"].map(|k| &c[k]))
+            .flat_map(|list| list.as_array().into_iter().flatten())
+            .map(|c| resource(&c["cluster"]))
+            .collect();
         Ok(Proxy {
             name: file_name(path),
             kind,
             listeners,
-            routes: routes(&dump, path)?,
+            routes: routes(dump, path)?,
             stats_config,
+            clusters,
+            istio_version,
         })
     }
 
     /// Loads a routes-only dump (Istio's own gateway route test data) and serves its route
     /// configurations through `template`'s HTTP listener (a gateway listener from a full dump),
     /// one listener per route configuration.
-    pub fn routes_only(path: &Path, template: &Proxy) -> anyhow::Result<Proxy> {
+    pub fn routes_only(path: &Path, template: &Proxy) -> Result<Proxy, IstioError> {
         let dump = read(path)?;
         let routes = routes(&dump, path)?;
         let base = template
             .listeners
             .iter()
             .find(|l| rds_names(l).next().is_some())
-            .ok_or_else(|| anyhow!("{}: no RDS listener to serve routes with", template.name))?;
+            .ok_or_else(|| {
+                dump_err(
+                    Path::new(&template.name),
+                    "no RDS listener to serve routes with",
+                )
+            })?;
         let mut listeners = Vec::new();
         for name in routes.keys() {
             let mut l = base.clone();
@@ -107,6 +151,8 @@ impl Proxy {
             listeners,
             routes,
             stats_config: template.stats_config.clone(),
+            clusters: template.clusters.clone(),
+            istio_version: template.istio_version.clone(),
         })
     }
 
@@ -128,10 +174,10 @@ impl Proxy {
     }
 }
 
-fn read(path: &Path) -> anyhow::Result<Value> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+/// Reads a dump file.
+pub fn read(path: &Path) -> Result<Value, IstioError> {
+    let text = std::fs::read_to_string(path).map_err(|e| dump_err(path, e.to_string()))?;
+    serde_json::from_str(&text).map_err(|e| dump_err(path, format!("not JSON: {e}")))
 }
 
 fn file_name(path: &Path) -> String {
@@ -140,9 +186,9 @@ fn file_name(path: &Path) -> String {
         .unwrap_or_default()
 }
 
-fn routes(dump: &Value, path: &Path) -> anyhow::Result<BTreeMap<String, Value>> {
-    let routes = of_type(dump, "RoutesConfigDump")
-        .ok_or_else(|| anyhow!("{}: no RoutesConfigDump", path.display()))?;
+fn routes(dump: &Value, path: &Path) -> Result<BTreeMap<String, Value>, IstioError> {
+    let routes =
+        of_type(dump, "RoutesConfigDump").ok_or_else(|| dump_err(path, "no RoutesConfigDump"))?;
     let mut out = BTreeMap::new();
     for r in routes["dynamic_route_configs"]
         .as_array()
@@ -151,10 +197,10 @@ fn routes(dump: &Value, path: &Path) -> anyhow::Result<BTreeMap<String, Value>> 
     {
         let rc = resource(&r["route_config"]);
         let Some(name) = rc["name"].as_str() else {
-            bail!(
-                "{}: a dynamic route configuration without a name",
-                path.display()
-            );
+            return Err(dump_err(
+                path,
+                "a dynamic route configuration without a name",
+            ));
         };
         out.insert(name.to_owned(), rc);
     }

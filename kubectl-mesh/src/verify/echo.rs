@@ -1,4 +1,5 @@
-//! Echo upstreams: tiny HTTP/1.1 servers that answer with who they are and the request they got.
+//! Echo upstreams: tiny HTTP/1.1 servers that answer with who they are and the request they got
+//! (the upstreams of `verify`'s runs and of every test harness).
 
 use serde::{Deserialize, Serialize};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -44,9 +45,9 @@ pub struct EchoUpstream {
 
 impl EchoUpstream {
     /// Starts a server named `name` on a free loopback port.
-    pub fn start(name: &str) -> EchoUpstream {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind echo upstream");
-        let port = listener.local_addr().expect("addr").port();
+    pub fn start(name: &str) -> std::io::Result<EchoUpstream> {
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let port = listener.local_addr()?.port();
         let up = EchoUpstream {
             name: name.to_owned(),
             port,
@@ -59,7 +60,7 @@ impl EchoUpstream {
                 thread::spawn(move || me.serve(conn));
             }
         });
-        up
+        Ok(up)
     }
 
     /// Number of requests received.
@@ -69,7 +70,10 @@ impl EchoUpstream {
 
     fn serve(&self, conn: TcpStream) {
         let _ = conn.set_nodelay(true);
-        let mut reader = BufReader::new(conn.try_clone().expect("clone"));
+        let Ok(read_half) = conn.try_clone() else {
+            return;
+        };
+        let mut reader = BufReader::new(read_half);
         let mut conn = conn;
         loop {
             // Header bytes may be any octets (tests send non-UTF-8): read bytes, decode lossily.
@@ -81,7 +85,7 @@ impl EchoUpstream {
             let mut parts = line.trim_end().splitn(3, ' ');
             let method = parts.next().unwrap_or_default().to_owned();
             let path = parts.next().unwrap_or_default().to_owned();
-            let Ok(headers) = crate::client::read_headers(&mut reader) else {
+            let Ok(headers) = super::http::read_headers(&mut reader) else {
                 return;
             };
             let find = |n: &str| headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
@@ -93,7 +97,7 @@ impl EchoUpstream {
                 }
                 body_len = len;
             } else if find("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
-                body_len = crate::client::read_chunked(&mut reader)
+                body_len = super::http::read_chunked(&mut reader)
                     .map(|b| b.len())
                     .unwrap_or(0);
             }

@@ -4,8 +4,8 @@
 //! HTTP filter chain instead), and every cluster becomes a local echo upstream of that name.
 
 use super::dump::Proxy;
-use crate::upstream::EchoUpstream;
-use anyhow::{anyhow, Context as _};
+use super::IstioError;
+use crate::verify::echo::EchoUpstream;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 
@@ -17,10 +17,14 @@ pub struct Upstreams(pub BTreeMap<String, EchoUpstream>);
 
 impl Upstreams {
     /// The upstream for `cluster`, started on first use.
-    pub fn get(&mut self, cluster: &str) -> &EchoUpstream {
+    pub fn get(&mut self, cluster: &str) -> Result<&EchoUpstream, IstioError> {
+        if !self.0.contains_key(cluster) {
+            let up = EchoUpstream::start(cluster).map_err(IstioError::Upstream)?;
+            self.0.insert(cluster.to_owned(), up);
+        }
         self.0
-            .entry(cluster.to_owned())
-            .or_insert_with(|| EchoUpstream::start(cluster))
+            .get(cluster)
+            .ok_or_else(|| IstioError::Upstream(std::io::ErrorKind::NotFound.into()))
     }
 }
 
@@ -57,7 +61,7 @@ impl Runnable {
         proxy: &Proxy,
         upstreams: &mut Upstreams,
         extra_clusters: &[String],
-    ) -> anyhow::Result<Runnable> {
+    ) -> Result<Runnable, IstioError> {
         let mut listeners = Vec::new();
         let mut listener_json = Vec::new();
         for l in &proxy.listeners {
@@ -87,7 +91,10 @@ impl Runnable {
                     "{lname}/{}",
                     chain["name"].as_str().map_or(ci.to_string(), str::to_owned)
                 );
-                let hcm = runnable_hcm(hcm, proxy).with_context(|| label.clone())?;
+                let hcm = runnable_hcm(hcm, proxy).map_err(|message| IstioError::Runnable {
+                    what: label.clone(),
+                    message,
+                })?;
                 listeners.push(Listener {
                     label: label.clone(),
                     context,
@@ -106,18 +113,16 @@ impl Runnable {
         }
         names.sort();
         names.dedup();
-        let clusters = names
-            .iter()
-            .map(|name| {
-                let port = upstreams.get(name).port;
-                json!({
+        let mut clusters = Vec::with_capacity(names.len());
+        for name in &names {
+            let port = upstreams.get(name)?.port;
+            clusters.push(json!({
                     "name": name, "type": "STATIC", "connect_timeout": "1s",
                     "load_assignment": { "cluster_name": name, "endpoints": [{ "lb_endpoints": [{
                         "endpoint": { "address": { "socket_address": { "address": "127.0.0.1", "port_value": port } } }
                     }]}]},
-                })
-            })
-            .collect();
+            }));
+        }
         Ok(Runnable {
             listeners,
             listener_json,
@@ -151,17 +156,17 @@ impl Runnable {
 
 /// The HTTP connection manager, runnable: inline routes instead of RDS, no Istio-only
 /// filters or per-route configs, and no tracing provider lookups.
-fn runnable_hcm(hcm: &Value, proxy: &Proxy) -> anyhow::Result<Value> {
+fn runnable_hcm(hcm: &Value, proxy: &Proxy) -> Result<Value, String> {
     let mut hcm = hcm.clone();
     let tc = hcm["typed_config"]
         .as_object_mut()
-        .ok_or_else(|| anyhow!("HTTP connection manager without typed_config"))?;
+        .ok_or("HTTP connection manager without typed_config")?;
     if let Some(rds) = tc.remove("rds") {
         let name = rds["route_config_name"].as_str().unwrap_or_default();
         let rc = proxy
             .routes
             .get(name)
-            .ok_or_else(|| anyhow!("RDS route configuration {name} is not in the dump"))?;
+            .ok_or_else(|| format!("RDS route configuration {name} is not in the dump"))?;
         tc.insert("route_config".into(), rc.clone());
     }
     if let Some(filters) = tc.get_mut("http_filters").and_then(Value::as_array_mut) {

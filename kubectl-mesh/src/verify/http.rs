@@ -1,4 +1,5 @@
-//! A raw HTTP/1.1 client: full control over odd requests (no Host, spoofed headers, bad bytes).
+//! A raw HTTP/1.1 client: full control over odd requests (no Host, spoofed headers, bad bytes),
+//! for `verify`'s requests and every test harness.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
@@ -24,7 +25,7 @@ impl Response {
             .map(|(_, v)| v.as_str())
     }
     /// The echo upstream's report, if an upstream answered.
-    pub fn received(&self) -> Option<crate::upstream::Received> {
+    pub fn received(&self) -> Option<super::echo::Received> {
         self.header("x-upstream")?;
         serde_json::from_slice(&self.body).ok()
     }

@@ -1,43 +1,85 @@
-//! Istio's EnvoyFilter semantics, for the operations kubectl-mesh renders: which listeners,
-//! filter chains, filters, route configurations, virtual hosts and routes a patch matches, and
-//! what `MERGE`, `INSERT_BEFORE` and `INSERT_FIRST` do there (after istiod's
-//! `pilot/pkg/networking/core/envoyfilter`). Any other operation or match field is an error:
-//! a patch this harness cannot apply faithfully must fail the test, not be skipped.
+//! Istio's EnvoyFilter semantics, for the operations kubectl-mesh renders: which proxies
+//! (`match.proxy.proxyVersion`), listeners, filter chains, filters, route configurations,
+//! virtual hosts, routes and clusters a patch matches, and what `MERGE`, `INSERT_BEFORE` and
+//! `INSERT_FIRST` do there (after istiod's `pilot/pkg/networking/core/envoyfilter` and
+//! `pilot/pkg/model/envoyfilter.go`). Any other operation or match field is an error: a patch
+//! this code cannot apply faithfully is an error, never skipped.
 
-use super::dump::Proxy;
-use anyhow::{bail, Context as _};
+use super::dump::{Proxy, ProxyKind};
+use super::IstioError;
 use serde_json::{Map, Value};
 
-/// How many places each patch changed, in patch order.
+/// What went wrong in one patch (the caller adds which patch).
+type Step<T> = Result<T, String>;
+
+fn at_patch(i: usize) -> impl Fn(String) -> IstioError {
+    move |message| IstioError::Patch { patch: i, message }
+}
+
+/// How many places each patch changed, in patch order, and which patches did not apply to
+/// this proxy at all (their `match.proxy.proxyVersion` leaves its Istio version out).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Applied(pub Vec<usize>);
+pub struct Applied(pub Vec<usize>, pub Vec<bool>);
+
+impl Applied {
+    /// Whether patch `i` was for another proxy version.
+    pub fn gated_out(&self, i: usize) -> bool {
+        self.1.get(i).copied().unwrap_or(false)
+    }
+}
 
 /// The (applyTo, operation) pairs kubectl-mesh renders and this harness implements.
 const SUPPORTED: &[(&str, &str)] = &[
     ("NETWORK_FILTER", "MERGE"),
     ("HTTP_FILTER", "INSERT_BEFORE"),
+    ("HTTP_FILTER", "INSERT_FIRST"),
+    ("HTTP_FILTER", "MERGE"),
     ("HTTP_ROUTE", "INSERT_FIRST"),
     ("HTTP_ROUTE", "MERGE"),
+    ("CLUSTER", "MERGE"),
 ];
+
+/// Whether `p` is for a proxy of Istio version `version`: istiod matches
+/// `match.proxy.proxyVersion` as a regular expression against it, and a proxy without a
+/// version matches no such patch.
+fn proxy_matches(p: &Value, version: Option<&str>) -> Step<bool> {
+    let pm = &p["match"]["proxy"];
+    only_keys(pm, &["proxyVersion"], "match.proxy")?;
+    let Some(re) = pm["proxyVersion"].as_str() else {
+        return Ok(true);
+    };
+    let rx = regex_lite::Regex::new(re).map_err(|e| format!("proxyVersion {re:?}: {e}"))?;
+    Ok(version.is_some_and(|v| rx.is_match(v)))
+}
 
 /// Applies `patches` (EnvoyFilter `configPatches`, in order) to `proxy`, in the order istiod
 /// applies them: listener patches (network filters, then HTTP filters) when it builds
-/// listeners, route patches when it builds route configurations.
-pub fn apply(proxy: &mut Proxy, patches: &[Value]) -> anyhow::Result<Applied> {
+/// listeners, route patches when it builds route configurations, cluster patches when it
+/// builds clusters. Patches for other proxy versions are left out.
+pub fn apply(proxy: &mut Proxy, patches: &[Value]) -> Result<Applied, IstioError> {
     let mut counts = vec![0; patches.len()];
+    let mut gated = vec![false; patches.len()];
     for (i, p) in patches.iter().enumerate() {
         let key = (str_of(p, "applyTo"), str_of(&p["patch"], "operation"));
         if !SUPPORTED.contains(&key) {
-            bail!(
-                "patch {i}: {} {} is not an operation the harness implements (kubectl-mesh does not render it)",
-                key.0,
-                key.1
-            );
+            return Err(at_patch(i)(format!(
+                "{} {} is not an operation this implements (kubectl-mesh does not render it)",
+                key.0, key.1
+            )));
+        }
+        gated[i] = !proxy_matches(p, proxy.istio_version.as_deref()).map_err(at_patch(i))?;
+    }
+    for (i, p) in patches.iter().enumerate() {
+        if str_of(p, "applyTo") != "CLUSTER" || gated[i] {
+            continue;
+        }
+        for c in &mut proxy.clusters {
+            counts[i] += patch_cluster(c, proxy.kind, p).map_err(at_patch(i))?;
         }
     }
     for apply_to in ["NETWORK_FILTER", "HTTP_FILTER"] {
         for (i, p) in patches.iter().enumerate() {
-            if str_of(p, "applyTo") != apply_to {
+            if str_of(p, "applyTo") != apply_to || gated[i] {
                 continue;
             }
             let ctx: Vec<&'static str> = proxy
@@ -46,18 +88,17 @@ pub fn apply(proxy: &mut Proxy, patches: &[Value]) -> anyhow::Result<Applied> {
                 .map(|l| proxy.listener_context(l))
                 .collect();
             for (l, ctx) in proxy.listeners.iter_mut().zip(ctx) {
-                counts[i] += patch_listener(l, ctx, p).with_context(|| format!("patch {i}"))?;
+                counts[i] += patch_listener(l, ctx, p).map_err(at_patch(i))?;
             }
         }
     }
     for (i, p) in patches.iter().enumerate() {
-        if str_of(p, "applyTo") != "HTTP_ROUTE" {
+        if str_of(p, "applyTo") != "HTTP_ROUTE" || gated[i] {
             continue;
         }
         let rds_ctx = proxy.rds_context();
         for rc in proxy.routes.values_mut() {
-            counts[i] +=
-                patch_route_config(rc, rds_ctx, p).with_context(|| format!("patch {i}"))?;
+            counts[i] += patch_route_config(rc, rds_ctx, p).map_err(at_patch(i))?;
         }
         // Inline route configurations (the sidecar's inbound listener) are patched in their
         // listener's context.
@@ -69,13 +110,77 @@ pub fn apply(proxy: &mut Proxy, patches: &[Value]) -> anyhow::Result<Applied> {
         for (l, ctx) in proxy.listeners.iter_mut().zip(ctx) {
             for hcm in hcms(l) {
                 if let Some(rc) = hcm.get_mut("route_config") {
-                    counts[i] +=
-                        patch_route_config(rc, ctx, p).with_context(|| format!("patch {i}"))?;
+                    counts[i] += patch_route_config(rc, ctx, p).map_err(at_patch(i))?;
                 }
             }
         }
     }
-    Ok(Applied(counts))
+    Ok(Applied(counts, gated))
+}
+
+/// A cluster's `(direction, port, subset, host)` from istiod's name
+/// (`outbound|6000||server.digimon.svc.cluster.local`).
+fn cluster_parts(name: &str) -> Option<(&str, u64, &str, &str)> {
+    let mut parts = name.split('|');
+    let direction = parts.next()?;
+    let port = parts.next()?.parse().ok()?;
+    Some((direction, port, parts.next()?, parts.next()?))
+}
+
+fn patch_cluster(c: &mut Value, kind: ProxyKind, p: &Value) -> Step<usize> {
+    let m = &p["match"];
+    only_keys(m, &["context", "cluster", "proxy"], "match")?;
+    let cm = &m["cluster"];
+    only_keys(cm, &["name", "service", "portNumber"], "match.cluster")?;
+    let name = str_of(c, "name");
+    let parts = cluster_parts(name);
+    // A gateway's clusters are all in the GATEWAY context; a sidecar's by direction.
+    let context = match (kind, parts.map(|p| p.0)) {
+        (ProxyKind::Gateway, _) => "GATEWAY",
+        (ProxyKind::Sidecar, Some("inbound")) => "SIDECAR_INBOUND",
+        (ProxyKind::Sidecar, _) => "SIDECAR_OUTBOUND",
+    };
+    if !context_matches(m, context) {
+        return Ok(0);
+    }
+    if cm["name"].is_string() && cm["name"] != name {
+        return Ok(0);
+    }
+    if let Some(port) = cm["portNumber"].as_u64() {
+        if parts.map(|p| p.1) != Some(port) {
+            return Ok(0);
+        }
+    }
+    if let Some(service) = cm["service"].as_str() {
+        if parts.map(|p| p.3) != Some(service) {
+            return Ok(0);
+        }
+    }
+    merge_message(c, &p["patch"]["value"]);
+    Ok(1)
+}
+
+/// [`merge`] for a message with map fields: protobuf merge replaces a map entry whole (the
+/// cluster's `typed_extension_protocol_options` entries).
+fn merge_message(dst: &mut Value, src: &Value) {
+    let maps = ["typed_extension_protocol_options", "metadata"];
+    if let (Value::Object(d), Value::Object(s)) = (&mut *dst, src) {
+        for (k, v) in s {
+            match (maps.contains(&k.as_str()), d.get_mut(k), v) {
+                (true, Some(Value::Object(entries)), Value::Object(new)) => {
+                    for (ek, ev) in new {
+                        entries.insert(ek.clone(), ev.clone());
+                    }
+                }
+                (_, Some(existing), _) => merge(existing, v),
+                (_, None, _) => {
+                    d.insert(k.clone(), v.clone());
+                }
+            }
+        }
+    } else {
+        merge(dst, src);
+    }
 }
 
 /// Inserts `filter` just before the router in every HTTP connection manager of `context`:
@@ -111,10 +216,10 @@ fn str_of<'a>(v: &'a Value, key: &str) -> &'a str {
 }
 
 /// Fails on match fields the harness does not implement, so none is silently ignored.
-fn only_keys(v: &Value, allowed: &[&str], what: &str) -> anyhow::Result<()> {
+fn only_keys(v: &Value, allowed: &[&str], what: &str) -> Step<()> {
     for k in v.as_object().into_iter().flat_map(Map::keys) {
         if !allowed.contains(&k.as_str()) {
-            bail!("{what}.{k} is not implemented by the harness");
+            return Err(format!("{what}.{k} is not implemented"));
         }
     }
     Ok(())
@@ -151,9 +256,9 @@ fn hcms(l: &mut Value) -> Vec<&mut Map<String, Value>> {
         .collect()
 }
 
-fn patch_listener(l: &mut Value, context: &str, p: &Value) -> anyhow::Result<usize> {
+fn patch_listener(l: &mut Value, context: &str, p: &Value) -> Step<usize> {
     let m = &p["match"];
-    only_keys(m, &["context", "listener"], "match")?;
+    only_keys(m, &["context", "listener", "proxy"], "match")?;
     if !context_matches(m, context) {
         return Ok(0);
     }
@@ -190,14 +295,45 @@ fn patch_listener(l: &mut Value, context: &str, p: &Value) -> anyhow::Result<usi
             match (str_of(p, "applyTo"), str_of(&p["patch"], "operation")) {
                 ("NETWORK_FILTER", "MERGE") => {
                     if fm["subFilter"].is_object() {
-                        bail!("NETWORK_FILTER with a subFilter match");
+                        return Err("NETWORK_FILTER with a subFilter match".into());
                     }
                     merge(f, value);
                     n += 1;
                 }
+                ("HTTP_FILTER", "INSERT_FIRST") => {
+                    if fm["subFilter"].is_object() {
+                        return Err("INSERT_FIRST with a subFilter match is not implemented".into());
+                    }
+                    let Some(filters) = f["typed_config"]["http_filters"].as_array_mut() else {
+                        continue;
+                    };
+                    filters.insert(0, value.clone());
+                    n += 1;
+                }
+                // As istiod: the named HTTP filter's typed config merged with the patch's
+                // (both the same type), its name replaced when the patch gives one.
+                ("HTTP_FILTER", "MERGE") => {
+                    let Some(sub) = fm["subFilter"]["name"].as_str() else {
+                        return Err(
+                            "HTTP_FILTER MERGE without a subFilter name is not implemented".into(),
+                        );
+                    };
+                    let Some(filters) = f["typed_config"]["http_filters"].as_array_mut() else {
+                        continue;
+                    };
+                    for h in filters.iter_mut().filter(|h| h["name"] == sub) {
+                        if value["typed_config"]["@type"] != h["typed_config"]["@type"] {
+                            return Err(format!(
+                                "HTTP_FILTER MERGE of {sub}: the patch's type is not the filter's"
+                            ));
+                        }
+                        merge(&mut h["typed_config"], &value["typed_config"]);
+                        n += 1;
+                    }
+                }
                 ("HTTP_FILTER", "INSERT_BEFORE") => {
                     let Some(sub) = fm["subFilter"]["name"].as_str() else {
-                        bail!("INSERT_BEFORE without match.listener.filterChain.filter.subFilter.name is not implemented");
+                        return Err("INSERT_BEFORE without match.listener.filterChain.filter.subFilter.name is not implemented".into());
                     };
                     let Some(filters) = f["typed_config"]["http_filters"].as_array_mut() else {
                         continue;
@@ -207,7 +343,7 @@ fn patch_listener(l: &mut Value, context: &str, p: &Value) -> anyhow::Result<usi
                         n += 1;
                     }
                 }
-                (a, o) => bail!("{a} {o} on a listener"),
+                (a, o) => return Err(format!("{a} {o} on a listener")),
             }
         }
     }
@@ -223,9 +359,9 @@ fn route_port(name: &str) -> Option<u64> {
     name.parse().ok()
 }
 
-fn patch_route_config(rc: &mut Value, context: &str, p: &Value) -> anyhow::Result<usize> {
+fn patch_route_config(rc: &mut Value, context: &str, p: &Value) -> Step<usize> {
     let m = &p["match"];
-    only_keys(m, &["context", "routeConfiguration"], "match")?;
+    only_keys(m, &["context", "routeConfiguration", "proxy"], "match")?;
     if !context_matches(m, context) {
         return Ok(0);
     }
@@ -241,7 +377,7 @@ fn patch_route_config(rc: &mut Value, context: &str, p: &Value) -> anyhow::Resul
     }
     if let Some(port) = rm["portNumber"].as_u64() {
         if context == "GATEWAY" {
-            bail!("routeConfiguration.portNumber at a gateway is not implemented");
+            return Err("routeConfiguration.portNumber at a gateway is not implemented".into());
         }
         if route_port(name) != Some(port) {
             return Ok(0);
@@ -281,7 +417,11 @@ fn patch_route_config(rc: &mut Value, context: &str, p: &Value) -> anyhow::Resul
                 routes.insert(0, value.clone());
                 n += 1;
             }
-            _ => bail!("HTTP_ROUTE {op} with a route match is not implemented"),
+            _ => {
+                return Err(format!(
+                    "HTTP_ROUTE {op} with a route match is not implemented"
+                ))
+            }
         }
     }
     Ok(n)

@@ -1,12 +1,16 @@
-//! Traffic for the Istio-shape suite: one request per (virtual host domain, route) of Istio's
-//! own routes, what each got (status and which upstream), and a running proxy to send through.
+//! Traffic through a runnable proxy: one request per (virtual host domain, route) of Istio's
+//! own routes, what each got (status and which upstream), and the running proxy to send
+//! through.
 
 use super::runnable::Runnable;
-use crate::client::{Request, Response};
-use crate::envoy::Envoy;
+use super::IstioError;
+use crate::verify::echo::Received;
+use crate::verify::http::{Request, Response};
+use crate::verify::process::{self, Envoy};
 use serde_json::Value;
 use std::cell::RefCell;
 use std::fmt;
+use std::path::Path;
 
 /// A request sent to one listener of a runnable proxy.
 #[derive(Debug, Clone)]
@@ -74,9 +78,11 @@ impl From<&Response> for Outcome {
             status: r.status,
             upstream: r.header("x-upstream").map(str::to_owned),
             cors,
+            // A gRPC-Web answer carries the echo upstream's report in `grpc-message`.
             upstream_content_type: r
                 .received()
-                .and_then(|got| got.header("content-type").map(str::to_owned)),
+                .or_else(|| serde_json::from_str(r.header("grpc-message")?).ok())
+                .and_then(|got: Received| got.header("content-type").map(str::to_owned)),
         }
     }
 }
@@ -219,16 +225,23 @@ pub struct Running {
 }
 
 impl Running {
-    /// Starts Envoy with `rt`.
-    pub fn start(rt: &Runnable) -> anyhow::Result<Running> {
+    /// Starts Envoy (`$MESH_ENVOY`, else `envoy` on PATH) with `rt`.
+    pub fn start(rt: &Runnable) -> Result<Running, IstioError> {
+        let binary = process::envoy_binary(None).map_err(IstioError::Envoy)?;
+        Running::start_on(&binary, rt)
+    }
+
+    /// Starts the Envoy `binary` with `rt`.
+    pub fn start_on(binary: &Path, rt: &Runnable) -> Result<Running, IstioError> {
         let ports = RefCell::new(Vec::new());
-        let envoy = Envoy::start_with(&|admin| {
-            let p: Vec<u16> = rt.listeners.iter().map(|_| crate::free_port()).collect();
+        let envoy = Envoy::start_with(binary, &[], &|admin| {
+            let p: Vec<u16> = rt.listeners.iter().map(|_| process::free_port()).collect();
             let b = rt.bootstrap(&p, admin);
             let first = p.first().copied().unwrap_or(0);
             *ports.borrow_mut() = p;
             (b, first)
-        })?;
+        })
+        .map_err(IstioError::Envoy)?;
         Ok(Running {
             envoy,
             ports: ports.into_inner(),
@@ -236,25 +249,25 @@ impl Running {
     }
 
     /// Sends `req` to listener `listener`.
-    pub fn send(&self, listener: usize, req: &Request) -> Response {
-        let port = self.ports[listener];
-        match req.send(port) {
-            Ok(r) => r,
-            Err(e) => panic!(
-                "{} {}{} on port {port} failed: {e}\nEnvoy log:\n{}",
+    pub fn send(&self, listener: usize, req: &Request) -> Result<Response, IstioError> {
+        let port = self.ports.get(listener).copied().unwrap_or(0);
+        req.send(port).map_err(|source| IstioError::Send {
+            request: format!(
+                "{} {}{} on port {port}",
                 req.method,
                 req.host.as_deref().unwrap_or(""),
-                req.path,
-                self.envoy.log()
+                req.path
             ),
-        }
+            source,
+            log: self.envoy.log(),
+        })
     }
 
     /// The outcome of every probe.
-    pub fn outcomes(&self, probes: &[Probe]) -> Vec<Outcome> {
+    pub fn outcomes(&self, probes: &[Probe]) -> Result<Vec<Outcome>, IstioError> {
         probes
             .iter()
-            .map(|p| Outcome::from(&self.send(p.listener, &p.req)))
+            .map(|p| Ok(Outcome::from(&self.send(p.listener, &p.req)?)))
             .collect()
     }
 }

@@ -1,9 +1,11 @@
-//! The requests an import comparison sends, generated from the original config: every domain
-//! (and its port, trailing-dot and case variants) x every route's paths, header conditions met
-//! and not met (also as a repeated header), CORS preflights and actual requests from allowed
-//! and other origins, unknown hosts and paths.
+//! The requests `verify` sends, generated from the original config: every domain (and its
+//! port, trailing-dot and case variants) x every route's paths, header conditions met and not
+//! met (also as a repeated header), CORS preflights and actual requests from allowed and other
+//! origins, gRPC-Web calls, unknown hosts and paths; plus the user's own, as request matrices
+//! ([`Matrix`], the format the conformance cases use too).
 
-use crate::client::Request;
+use super::http::Request;
+use serde::Deserialize;
 use serde_json::Value;
 
 /// Hosts that exercise one Envoy domain.
@@ -173,7 +175,11 @@ pub fn origins(config: &Value) -> Vec<String> {
                 out.push(e);
             }
             if let Some(p) = t("prefix") {
-                out.push(format!("{}.example", p.trim_end_matches('*')));
+                // `prefix: "*"` is Envoy's "any origin".
+                out.push(match p.trim_end_matches('*') {
+                    "" => "https://any.example".to_owned(),
+                    p => format!("{p}.example"),
+                });
             }
             if let Some(s) = t("suffix") {
                 out.push(format!("https://a{s}"));
@@ -298,6 +304,124 @@ pub fn generate(
     out
 }
 
+/// A compact request matrix: the cross product of all lists (each defaults to one entry).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Matrix {
+    /// Host header values.
+    pub hosts: Vec<String>,
+    /// Request targets (path and query). Default `/`.
+    #[serde(default = "default_paths")]
+    pub paths: Vec<String>,
+    /// Methods. Default `GET`.
+    #[serde(default = "default_methods")]
+    pub methods: Vec<String>,
+    /// `Origin` values; `~` sends none.
+    #[serde(default = "none")]
+    pub origins: Vec<Option<String>>,
+    /// `Access-Control-Request-Method` values; `~` sends none.
+    #[serde(default = "none")]
+    pub request_methods: Vec<Option<String>>,
+    /// `Access-Control-Request-Headers` values; `~` sends none.
+    #[serde(default = "none")]
+    pub request_headers: Vec<Option<String>>,
+    /// Extra header sets: each entry is a list of `name: value` lines sent together.
+    #[serde(default = "no_headers")]
+    pub headers: Vec<Vec<String>>,
+}
+
+fn default_paths() -> Vec<String> {
+    vec!["/".into()]
+}
+fn default_methods() -> Vec<String> {
+    vec!["GET".into()]
+}
+fn none() -> Vec<Option<String>> {
+    vec![None]
+}
+fn no_headers() -> Vec<Vec<String>> {
+    vec![vec![]]
+}
+
+impl Matrix {
+    /// Every request of the matrix, in a stable order.
+    pub fn expand(&self) -> Vec<Request> {
+        let mut out = Vec::new();
+        for host in &self.hosts {
+            for path in &self.paths {
+                for method in &self.methods {
+                    for origin in &self.origins {
+                        for acrm in &self.request_methods {
+                            for acrh in &self.request_headers {
+                                for extra in &self.headers {
+                                    let mut r = Request::new(method, host, path);
+                                    for (name, v) in [
+                                        ("origin", origin),
+                                        ("access-control-request-method", acrm),
+                                        ("access-control-request-headers", acrh),
+                                    ] {
+                                        if let Some(v) = v {
+                                            r = r.header(name, value_bytes(v));
+                                        }
+                                    }
+                                    for line in extra {
+                                        let (k, v) = line.split_once(':').unwrap_or((line, ""));
+                                        r = r.header(k.trim(), value_bytes(v.trim()));
+                                    }
+                                    out.push(r);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Reads a requests file: a YAML (or JSON) list of [`Matrix`] entries, errors naming the field.
+pub fn read_matrices(file: &str, text: &str) -> Result<Vec<Matrix>, String> {
+    let de = serde_yaml_ng::Deserializer::from_str(text);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        format!(
+            "{file}: {}: {} (the file is a list of {{hosts: [...], paths, methods, origins, request_methods, request_headers, headers: [[\"name: value\"]]}})",
+            e.path(),
+            e.inner()
+        )
+    })
+}
+
+/// A matrix value as sent: `bytes:` followed by text with `\xNN` escapes sends those raw
+/// bytes (for non-UTF-8 values); anything else is sent as its UTF-8 text.
+pub fn value_bytes(v: &str) -> Vec<u8> {
+    let Some(rest) = v.strip_prefix("bytes:") else {
+        return v.as_bytes().to_vec();
+    };
+    let mut out = Vec::with_capacity(rest.len());
+    let b = rest.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        let hex = b
+            .get(i + 2..i + 4)
+            .and_then(|h| std::str::from_utf8(h).ok());
+        match (
+            b.get(i..i + 2),
+            hex.and_then(|h| u8::from_str_radix(h, 16).ok()),
+        ) {
+            (Some(br"\x"), Some(byte)) => {
+                out.push(byte);
+                i += 4;
+            }
+            _ => {
+                out.extend_from_slice(b.get(i..i + 1).unwrap_or_default());
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -341,5 +465,24 @@ mod tests {
         assert!(
             o.contains(&"http://w".to_owned()) && o.contains(&"https://any.example".to_owned())
         );
+    }
+
+    #[test]
+    fn matrix_expands_to_the_cross_product() {
+        let m: Vec<Matrix> = read_matrices(
+            "r.yaml",
+            "- hosts: [a, b]\n  methods: [GET, OPTIONS]\n  origins: [~, 'http://x']\n  headers: [[], ['x-a: 1', 'x-b: 2']]",
+        )
+        .unwrap();
+        let reqs = m[0].expand();
+        assert_eq!(reqs.len(), 16);
+        assert_eq!(
+            super::super::observe::describe(reqs.last().unwrap()),
+            r#"OPTIONS / host=b origin="http://x" x-a="1" x-b="2""#
+        );
+        let e = read_matrices("r.yaml", "- hosts: [a]\n  path: [/]").unwrap_err();
+        assert!(e.contains("r.yaml") && e.contains("path"), "{e}");
+        assert_eq!(value_bytes(r"bytes:a\xffb\x4"), b"a\xffb\\x4");
+        assert_eq!(value_bytes(r"a\xff"), br"a\xff");
     }
 }

@@ -1,15 +1,15 @@
-//! The native side of an import comparison: the ORIGINAL Envoy config, changed only where a
+//! The native side of `verify`: the ORIGINAL Envoy config, changed only where a
 //! local run needs it, every change listed (local ports, echo upstreams, v2 names Envoy 1.40
 //! refuses, TLS and what the import said it does not carry), plus route markers.
 
-use kubectl_mesh::import::envoy::{http_filter_kind, HttpFilterKind};
-use kubectl_mesh::import::{Imported, Scope};
+use crate::import::envoy::{http_filter_kind, HttpFilterKind};
+use crate::import::{Imported, Scope};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 
 /// Response header the native side adds on every route (`V.R`), so the runner knows which
 /// original route answered; removed before comparing.
-pub const MARKER: &str = "x-import-diff-route";
+pub const MARKER: &str = "x-kubectl-mesh-verify-route";
 
 /// The HTTP connection manager's v3 type.
 const HCM_TYPE: &str =
@@ -163,7 +163,7 @@ pub fn prepare_hcm(
         .into_iter()
         .enumerate()
     {
-        let at = kubectl_mesh::import::notes::At::root(&f, "");
+        let at = crate::import::notes::At::root(&f, "");
         let name = f
             .get("name")
             .and_then(Value::as_str)
@@ -264,13 +264,13 @@ pub fn bootstrap(
                 .flatten()
                 .enumerate()
                 .find_map(|(fi, f)| {
-                    let at = kubectl_mesh::import::notes::At::root(f, "");
+                    let at = crate::import::notes::At::root(f, "");
                     let hcm = f.get("typed_config").or_else(|| f.get("config")).is_some()
                         && (f["name"]
                             .as_str()
                             .unwrap_or_default()
                             .contains("http_connection_manager")
-                            || kubectl_mesh::import::envoy::type_of(&at.get("typed_config"))
+                            || crate::import::envoy::type_of(&at.get("typed_config"))
                                 .ends_with("HttpConnectionManager"));
                     hcm.then(|| (ci, fi, f.clone()))
                 })
@@ -323,14 +323,14 @@ pub fn proxy_settings(original_hcm: &Value, imported: &Imported) -> Map<String, 
 /// the native Envoy (`envoy_port`) or to the service's echo upstream; hosts are matched without
 /// port, as ingress-nginx does.
 pub fn ingress_bootstrap(
-    ing: &kubectl_mesh::import::ingress::Ingresses,
+    ing: &crate::import::ingress::Ingresses,
     envoy_service: &str,
     envoy_port: u16,
     echo: &BTreeMap<String, u16>,
     port: u16,
     admin: u16,
 ) -> Value {
-    use kubectl_mesh::import::ingress::Port;
+    use crate::import::ingress::Port;
     let cluster_of = |svc: &str, p: &Port| -> String {
         if svc == envoy_service {
             "ingress-to-envoy".to_owned()
