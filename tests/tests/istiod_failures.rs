@@ -5,32 +5,13 @@
 
 use kubectl_mesh::render::{self, Api, Context, Module};
 use mesh_tests::client::Request;
-use mesh_tests::istio::scenario::{crash_module, entry, http_filters, page_flow, Scenario, Setup};
+use mesh_tests::istio::scenario::{
+    crash_module, entry, http_filters, other_app, page_flow, Scenario, Setup,
+};
 use serde_json::Value;
 
 const STRIP_LUA: &str = "kubectl-mesh-strip";
 const SERVER: &str = "outbound|6000||server.digimon.svc.cluster.local";
-
-/// Another app on the same gateway: its own Gateway and VirtualService for `host`, routed to
-/// the weather service.
-fn other_app(host: &str) -> Vec<Value> {
-    vec![
-        serde_json::json!({
-            "apiVersion": "networking.istio.io/v1beta1", "kind": "Gateway",
-            "metadata": { "name": "other", "namespace": "digimon" },
-            "spec": { "selector": { "istio": "ingressgateway" }, "servers": [{
-                "port": { "number": 80, "name": "http-other", "protocol": "HTTP" }, "hosts": [host],
-            }]},
-        }),
-        serde_json::json!({
-            "apiVersion": "networking.istio.io/v1beta1", "kind": "VirtualService",
-            "metadata": { "name": "other", "namespace": "digimon" },
-            "spec": { "hosts": [host], "gateways": ["other"], "http": [{
-                "route": [{ "destination": { "host": "weather", "port": { "number": 6100 } } }],
-            }]},
-        }),
-    ]
-}
 
 fn early_header_mutation(dump: &mesh_tests::istio::generated::Dump) -> usize {
     dump.listeners
@@ -167,7 +148,7 @@ fn a_pod_without_the_module_gets_no_filter() {
     let setup = Setup::start().unwrap();
     let mut s = Scenario::gateway(Api::Wasmplugin);
     s.rolled = false;
-    s.extra = other_app("other.example");
+    s.extra = other_app("other.example", "weather", 6100);
     let r = s.render().unwrap();
     let other = |p: &mesh_tests::istio::scenario::Proxy| {
         p.send(entry(Context::Gateway), &Request::get("other.example", "/"))
@@ -218,7 +199,7 @@ fn a_failed_module_download_leaves_istio_routes_working() {
         sha256: sha,
         pull: Default::default(),
     };
-    s.extra = other_app("weather.backend.com");
+    s.extra = other_app("weather.backend.com", "weather", 6100);
     let r = s.render().unwrap();
     let weather = |p: &mesh_tests::istio::scenario::Proxy| {
         p.send(

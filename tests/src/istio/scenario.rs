@@ -118,9 +118,11 @@ pub struct Scenario {
 }
 
 impl Scenario {
-    /// The gateway running the whole digimon example.
+    /// The gateway running the whole digimon example, shared with another team's app.
     pub fn gateway(api: Api) -> Scenario {
-        Scenario::new(Context::Gateway, api, "examples/digimon/mesh.yaml")
+        let mut s = Scenario::new(Context::Gateway, api, "examples/digimon/mesh.yaml");
+        s.extra = other_app("forecast.example", "weather", 6100);
+        s
     }
 
     /// The web app's sidecar routing its calls to the config's hosts.
@@ -541,4 +543,96 @@ pub fn http_filters<'a>(dump: &'a Dump, name: &str) -> Vec<&'a Value> {
         }
     }
     out
+}
+
+/// Every request Istio's own routes serve, sent to `before` (no kubectl-mesh) and `after`:
+/// one per domain and route of every listener's routes and generic ones (a GET, a preflight, a
+/// gRPC-Web call, an unlisted host), again with the filter's reserved headers spoofed. Hosts
+/// the config names are left out (they are the config's). Returns how many were sent and each
+/// difference in status, answering upstream, CORS headers or upstream content type.
+pub fn istio_route_diffs(
+    before: &Proxy,
+    after: &Proxy,
+    config_hosts: &[String],
+) -> anyhow::Result<(usize, Vec<String>)> {
+    use kubectl_mesh::verify::istio::traffic::{probes_for, Outcome};
+    let labels = |p: &Proxy| -> Vec<String> {
+        p.runnable
+            .listeners
+            .iter()
+            .map(|l| l.label.clone())
+            .collect()
+    };
+    anyhow::ensure!(
+        labels(before) == labels(after),
+        "kubectl-mesh changed the listeners: {:?} -> {:?}",
+        labels(before),
+        labels(after)
+    );
+    let listeners: Vec<(&str, &Value)> = before
+        .runnable
+        .listeners
+        .iter()
+        .map(|l| (l.label.as_str(), &l.route_config))
+        .collect();
+    let owned = |h: &str| {
+        let h = h.split(':').next().unwrap_or(h).to_ascii_lowercase();
+        config_hosts.iter().any(|c| *c == h)
+    };
+    let probes: Vec<_> = probes_for(&listeners)
+        .into_iter()
+        .filter(|p| !p.req.host.as_deref().is_some_and(owned))
+        .collect();
+    let spoofed: Vec<_> = probes
+        .iter()
+        .cloned()
+        .map(|mut p| {
+            p.req = p
+                .req
+                .header(
+                    mesh_core::UPSTREAM_HEADER,
+                    "outbound|6000||server.digimon.svc.cluster.local",
+                )
+                .header(mesh_core::GRPC_WEB_HEADER, "1");
+            p.what += " (with x-mesh-upstream and x-mesh-grpc-web)";
+            p
+        })
+        .collect();
+    let all: Vec<_> = probes.into_iter().chain(spoofed).collect();
+    let outcome = |p: &Proxy, probe: &kubectl_mesh::verify::istio::traffic::Probe| {
+        let port = p.ports[probe.listener];
+        probe.req.send(port).map(|r| Outcome::from(&r))
+    };
+    let mut diffs = Vec::new();
+    for probe in &all {
+        let b = outcome(before, probe)?;
+        let a = outcome(after, probe)?;
+        if a != b {
+            diffs.push(format!("  {}: before {b}, after {a}", probe.what));
+        }
+    }
+    Ok((all.len(), diffs))
+}
+
+/// Another team's app on the same gateway: its own Gateway (selecting the gateway's pods by
+/// `istio: ingressgateway`) and VirtualService for `host`, routed to `service:port` in digimon.
+pub fn other_app(host: &str, service: &str, port: u16) -> Vec<Value> {
+    vec![
+        serde_json::json!({
+            "apiVersion": "networking.istio.io/v1beta1", "kind": "Gateway",
+            "metadata": { "name": "other", "namespace": "digimon" },
+            "spec": { "selector": { "istio": "ingressgateway" }, "servers": [{
+                "port": { "number": 80, "name": "http-other", "protocol": "HTTP" }, "hosts": [host],
+            }]},
+        }),
+        serde_json::json!({
+            "apiVersion": "networking.istio.io/v1beta1", "kind": "VirtualService",
+            "metadata": { "name": "other", "namespace": "digimon" },
+            "spec": { "hosts": [host], "gateways": ["other"], "http": [
+                { "match": [{ "uri": { "prefix": "/api/" } }], "route": [{ "destination": { "host": service, "port": { "number": port } } }],
+                  "corsPolicy": { "allowOrigins": [{ "exact": "http://web.backend.com" }], "allowMethods": ["POST"] } },
+                { "route": [{ "destination": { "host": service, "port": { "number": port } } }] },
+            ]},
+        }),
+    ]
 }

@@ -161,16 +161,26 @@ fn generic(host: &str) -> Vec<Request> {
 /// configuration (kubectl-mesh's own routes skipped), plus [`generic`] requests per domain and
 /// for a host no virtual host names.
 pub fn istio_probes(rt: &Runnable) -> Vec<Probe> {
+    let listeners: Vec<(&str, &Value)> = rt
+        .listeners
+        .iter()
+        .map(|l| (l.label.as_str(), &l.route_config))
+        .collect();
+    probes_for(&listeners)
+}
+
+/// [`istio_probes`] for listeners given as `(label, route configuration)`, in order.
+pub fn probes_for(listeners: &[(&str, &Value)]) -> Vec<Probe> {
     let mut out = Vec::new();
-    for (li, l) in rt.listeners.iter().enumerate() {
+    for (li, (label, route_config)) in listeners.iter().enumerate() {
         for req in generic("unlisted.example") {
             out.push(Probe {
                 listener: li,
-                what: format!("{}: {} unlisted.example{}", l.label, req.method, req.path),
+                what: format!("{}: {} unlisted.example{}", label, req.method, req.path),
                 req,
             });
         }
-        for vh in l.route_config["virtual_hosts"]
+        for vh in route_config["virtual_hosts"]
             .as_array()
             .into_iter()
             .flatten()
@@ -181,10 +191,7 @@ pub fn istio_probes(rt: &Runnable) -> Vec<Probe> {
                 for req in generic(&host) {
                     out.push(Probe {
                         listener: li,
-                        what: format!(
-                            "{} vhost {vname}: {} {host}{}",
-                            l.label, req.method, req.path
-                        ),
+                        what: format!("{} vhost {vname}: {} {host}{}", label, req.method, req.path),
                         req,
                     });
                 }
@@ -207,7 +214,7 @@ pub fn istio_probes(rt: &Runnable) -> Vec<Probe> {
                     out.push(Probe {
                         listener: li,
                         req,
-                        what: format!("{} vhost {vname}: GET {host}{path}", l.label),
+                        what: format!("{} vhost {vname}: GET {host}{path}", label),
                     });
                 }
             }
