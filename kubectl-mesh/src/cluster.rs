@@ -269,7 +269,9 @@ impl Cluster {
             .dynamic(api_version, kind, ns)
             .list(&ListParams::default().labels(&selector))
             .await;
-        self.values(listed, || format!("listing {kind} in {ns}"))
+        self.values(listed, api_version, kind, || {
+            format!("listing {kind} in {ns}")
+        })
     }
 
     /// Objects of a kind in every namespace; an uninstalled kind lists as empty.
@@ -281,13 +283,19 @@ impl Cluster {
         let api: Api<DynamicObject> =
             Api::all_with(self.client.clone(), &resource(api_version, kind));
         let listed = api.list(&ListParams::default()).await;
-        self.values(listed, || format!("listing {kind} in all namespaces"))
+        self.values(listed, api_version, kind, || {
+            format!("listing {kind} in all namespaces")
+        })
     }
 
-    /// A list's items as JSON; 404 (the kind is not installed) lists as empty.
+    /// A list's items as JSON, each with its apiVersion and kind (the API server leaves them
+    /// out of a list's items for built-in kinds such as ConfigMap, and callers tell objects
+    /// apart by kind); 404 (the kind is not installed) lists as empty.
     fn values(
         &self,
         listed: Result<kube::api::ObjectList<DynamicObject>, kube::Error>,
+        api_version: &str,
+        kind: &str,
         what: impl FnOnce() -> String,
     ) -> Result<Vec<Value>, ClusterError> {
         match listed {
@@ -295,6 +303,11 @@ impl Cluster {
                 .items
                 .into_iter()
                 .filter_map(|o| serde_json::to_value(o).ok())
+                .map(|mut o| {
+                    o["apiVersion"] = Value::from(api_version);
+                    o["kind"] = Value::from(kind);
+                    o
+                })
                 .collect()),
             Err(kube::Error::Api(s)) if s.code == 404 => Ok(Vec::new()),
             Err(e) => Err(self.err(what(), e)),

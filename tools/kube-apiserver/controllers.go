@@ -1,9 +1,10 @@
 package main
 
-// The one controller a test server needs: namespace deletion (deletes what a namespace holds,
-// then the namespace), so tests can clean up after themselves. Everything else a cluster's
-// controller manager does (Deployments making ReplicaSets and Pods, garbage collection of
-// owned objects, service accounts' tokens...) is absent.
+// The two controllers a test server needs from kube-controller-manager: namespace deletion
+// (deletes what a namespace holds, then the namespace), so tests can clean up after
+// themselves, and service accounts (each namespace's `default`, without which no Pod can be
+// created). Everything else a controller manager does (Deployments making ReplicaSets and
+// Pods, garbage collection of owned objects, tokens...) is absent.
 
 import (
 	"context"
@@ -14,7 +15,9 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/rest"
+	"k8s.io/klog/v2"
 	"k8s.io/kubernetes/pkg/controller/namespace"
+	"k8s.io/kubernetes/pkg/controller/serviceaccount"
 )
 
 func startControllers(ctx context.Context, url string, c credentials) error {
@@ -38,7 +41,14 @@ func startControllers(ctx context.Context, url string, c credentials) error {
 	controller := namespace.NewNamespaceController(ctx, client, meta,
 		client.Discovery().ServerPreferredNamespacedResources,
 		factory.Core().V1().Namespaces(), 5*time.Minute, corev1.FinalizerKubernetes)
+	accounts, err := serviceaccount.NewServiceAccountsController(klog.FromContext(ctx),
+		factory.Core().V1().ServiceAccounts(), factory.Core().V1().Namespaces(), client,
+		serviceaccount.DefaultServiceAccountsControllerOptions())
+	if err != nil {
+		return err
+	}
 	factory.Start(ctx.Done())
 	go controller.Run(ctx, 2)
+	go accounts.Run(ctx, 1)
 	return nil
 }
