@@ -43,7 +43,7 @@ kube-apiserver-stop:
 	@scripts/kube-apiserver stop $(KUBE_DIR)
 
 # The real server does what the emulator only claimed (kubectl-mesh/tests/apiserver.rs).
-test-kube-apiserver: kube-apiserver
+test-kube-apiserver: wasm kube-apiserver
 	@mkdir -p $(TEST_LOG_DIR)
 	$(CARGO) test -p kubectl-mesh --test apiserver 2>&1 | tee $(TEST_LOG_DIR)/kube-apiserver.log; exit $${PIPESTATUS[0]}
 
