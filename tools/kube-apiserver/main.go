@@ -1,7 +1,7 @@
 // Command kube-apiserver runs a real Kubernetes API server for kubectl-mesh's tests: embedded
 // etcd and kube-apiserver in one process, on loopback, with RBAC and the default admission
 // plugins. It writes an admin kubeconfig and one for a user with no rights once /readyz answers,
-// and removes them, etcd's data and its keys when it stops (SIGTERM or SIGINT).
+// and removes them, etcd's data and its keys (DIR/run) when it stops (SIGTERM or SIGINT).
 //
 // What it is not: there is no kubelet, scheduler or controller manager unless -controllers
 // starts the few listed in controllers.go, so Deployments make no Pods and nothing runs.
@@ -51,8 +51,13 @@ func run(dir string, port int, controllers bool, verbosity int) error {
 	cmd := app.NewAPIServerCommand()
 	ctx := cmd.Context()
 
-	tmp, err := os.MkdirTemp("", "kube-apiserver-")
-	if err != nil {
+	// etcd's data and the private keys: made anew at each start (a server killed with
+	// SIGKILL leaves its own for the next start to remove), removed at exit.
+	tmp := filepath.Join(dir, "run")
+	if err := os.RemoveAll(tmp); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(tmp, 0o700); err != nil {
 		return err
 	}
 	defer os.RemoveAll(tmp)
