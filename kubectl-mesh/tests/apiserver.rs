@@ -128,16 +128,31 @@ async fn the_crd_schema_rejects_an_invalid_envoy_filter() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rendered_objects_pass_the_real_schemas() {
     let c = Cluster::digimon(json!({})).await;
-    let file = c.example_yaml();
-    for args in [
-        vec!["--envoy-context", "gateway", "-n"],
-        vec!["--api", "wasmplugin", "--envoy-context", "gateway", "-n"],
+    let (example, server) = (c.example_yaml(), c.mesh_yaml());
+    let sidecar = ["-l", support::SERVER, "--envoy-context", "sidecar-inbound"];
+    for (file, args) in [
+        (&example, &["--envoy-context", "gateway"][..]),
+        (
+            &example,
+            &["--api", "wasmplugin", "--envoy-context", "gateway"],
+        ),
+        (&server, &sidecar),
+        (
+            &server,
+            &[
+                "--api",
+                "wasmplugin",
+                "-l",
+                support::SERVER,
+                "--envoy-context",
+                "sidecar-inbound",
+            ],
+        ),
     ] {
         let out = std::process::Command::new(support::BIN)
-            .args(["render", "-o", "json", "-f"])
-            .arg(&file)
-            .args(&args)
-            .arg(&c.ns)
+            .args(["render", "-o", "json", "-n", &c.ns, "-f"])
+            .arg(file)
+            .args(args)
             .output()
             .unwrap();
         assert!(
