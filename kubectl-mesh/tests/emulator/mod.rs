@@ -17,10 +17,12 @@ use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+mod limits;
 mod merge;
 mod pod_proxy;
 mod state;
 
+use limits::too_large;
 use merge::merge;
 use pod_proxy::{pod_proxy, pod_proxy_target};
 pub use state::State;
@@ -542,42 +544,6 @@ fn stale(body: &Value, live: &Value, plural: &str, group: &str, name: &str) -> O
 }
 
 /// Stores an update: new resourceVersion, and a new generation when the spec changed.
-/// etcd's default request limit: the API server answers 500 for an object bigger than this
-/// (as the real one does: etcd's error is not mapped to a status of its own).
-const ETCD_LIMIT: usize = 1536 * 1024;
-/// A ConfigMap's own validation: data and binaryData together.
-const CONFIGMAP_LIMIT: usize = 1024 * 1024;
-
-/// The API server's answer to an object it would refuse for its size, if `obj` is one.
-fn too_large(obj: &Value) -> Option<Reply> {
-    let size = |field: &str, decoded: fn(usize) -> usize| -> usize {
-        obj[field]
-            .as_object()
-            .into_iter()
-            .flatten()
-            .map(|(k, v)| k.len() + decoded(v.as_str().map_or(0, str::len)))
-            .sum()
-    };
-    // binaryData travels as base64; the limit counts the bytes.
-    let configmap_bytes = size("data", |n| n) + size("binaryData", |n| n / 4 * 3);
-    if obj["kind"] == "ConfigMap" && configmap_bytes > CONFIGMAP_LIMIT {
-        return Some(status(
-            422,
-            "Invalid",
-            format!(
-                "ConfigMap is invalid: []: Too long: may not be more than {CONFIGMAP_LIMIT} bytes"
-            ),
-        ));
-    }
-    (obj.to_string().len() > ETCD_LIMIT).then(|| {
-        status(
-            500,
-            "InternalError",
-            "etcdserver: request is too large".into(),
-        )
-    })
-}
-
 /// Stores a new object: resourceVersion, uid, generation, then 201.
 fn create(st: &mut State, key: Collection, ns: &str, name: &str, mut obj: Value) -> Reply {
     let rv = st.next_rv();
