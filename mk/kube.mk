@@ -3,8 +3,9 @@
 # Gateway API's CRDs. `make kube-apiserver` builds it if needed, starts it on loopback in the
 # background (or reuses a live one) and writes target/kube/kubeconfig (admin, system:masters)
 # and target/kube/kubeconfig-limited (user `limited`, no rights); `make kube-apiserver-stop`
-# stops it. No kubelet, scheduler or controllers but namespace and garbage collection.
-.PHONY: kube-apiserver kube-apiserver-stop kube-crds test-kube-apiserver
+# stops it. No kubelet, scheduler or controllers but the namespace and service-account ones
+# (tools/kube-apiserver/controllers.go): a Deployment makes no Pods, nothing runs.
+.PHONY: kube-apiserver kube-apiserver-stop test-kube-apiserver
 
 GO ?= go
 KUBE_DIR := $(CURDIR)/target/kube

@@ -27,7 +27,7 @@ import (
 func main() {
 	dir := flag.String("dir", "target/kube", "where the kubeconfigs and the CA go")
 	port := flag.Int("port", 0, "the API server's port on 127.0.0.1 (0: a free one)")
-	controllers := flag.Bool("controllers", true, "also run the namespace and garbage-collector controllers in-process")
+	controllers := flag.Bool("controllers", true, "also run the namespace and service-account controllers in-process")
 	verbosity := flag.Int("v", 0, "kube-apiserver's log verbosity")
 	flag.Parse()
 	if err := run(*dir, *port, *controllers, *verbosity); err != nil {
