@@ -346,6 +346,12 @@ impl Cluster {
         ns: &str,
         name: &str,
     ) -> Result<(), ClusterError> {
+        // Without them the request goes to a path that answers 404, which would pass for
+        // "already deleted" (a list item without its kind once did exactly that).
+        if api_version.is_empty() || kind.is_empty() {
+            let obj = serde_json::json!({ "metadata": { "namespace": ns, "name": name } });
+            return Err(ClusterError::BadObject(obj.to_string()));
+        }
         match self
             .dynamic(api_version, kind, ns)
             .delete(name, &DeleteParams::default())
@@ -403,5 +409,43 @@ impl Cluster {
             .await
             .map(|l| l.items)
             .map_err(|e| self.err(format!("listing pods in {ns}"), e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
+    use super::*;
+
+    /// A delete without apiVersion or kind is an error before any request (the server is
+    /// unreachable here), never a 404 taken for "already deleted".
+    #[tokio::test]
+    async fn delete_without_a_kind_is_refused_before_any_request() {
+        let dir = std::env::temp_dir().join(format!("kubectl-mesh-delete-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let kubeconfig = dir.join("kubeconfig");
+        std::fs::write(
+            &kubeconfig,
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {server: 'http://127.0.0.1:1'}\nusers:\n- name: u\n  user: {}\ncontexts:\n- name: c\n  context: {cluster: c, user: u}\ncurrent-context: c\n",
+        )
+        .unwrap();
+        let cluster = connect(Some(&kubeconfig), None).await.unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        for (api_version, kind) in [("", "ConfigMap"), ("v1", "")] {
+            match cluster
+                .delete(api_version, kind, "ns", "kubectl-mesh-filter")
+                .await
+            {
+                Err(ClusterError::BadObject(o)) => {
+                    assert!(o.contains("kubectl-mesh-filter"), "{o}")
+                }
+                other => panic!("{api_version}/{kind}: {other:?}"),
+            }
+        }
+        // With both, the request is made (and fails: nothing listens).
+        assert!(matches!(
+            cluster.delete("v1", "ConfigMap", "ns", "x").await,
+            Err(ClusterError::Unreachable { .. })
+        ));
     }
 }
