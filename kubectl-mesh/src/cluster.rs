@@ -269,7 +269,9 @@ impl Cluster {
             .dynamic(api_version, kind, ns)
             .list(&ListParams::default().labels(&selector))
             .await;
-        self.values(listed, || format!("listing {kind} in {ns}"))
+        self.values(listed, api_version, kind, || {
+            format!("listing {kind} in {ns}")
+        })
     }
 
     /// Objects of a kind in every namespace; an uninstalled kind lists as empty.
@@ -281,13 +283,19 @@ impl Cluster {
         let api: Api<DynamicObject> =
             Api::all_with(self.client.clone(), &resource(api_version, kind));
         let listed = api.list(&ListParams::default()).await;
-        self.values(listed, || format!("listing {kind} in all namespaces"))
+        self.values(listed, api_version, kind, || {
+            format!("listing {kind} in all namespaces")
+        })
     }
 
-    /// A list's items as JSON; 404 (the kind is not installed) lists as empty.
+    /// A list's items as JSON, each with its apiVersion and kind (the API server leaves them
+    /// out of a list's items for built-in kinds such as ConfigMap, and callers tell objects
+    /// apart by kind); 404 (the kind is not installed) lists as empty.
     fn values(
         &self,
         listed: Result<kube::api::ObjectList<DynamicObject>, kube::Error>,
+        api_version: &str,
+        kind: &str,
         what: impl FnOnce() -> String,
     ) -> Result<Vec<Value>, ClusterError> {
         match listed {
@@ -295,6 +303,11 @@ impl Cluster {
                 .items
                 .into_iter()
                 .filter_map(|o| serde_json::to_value(o).ok())
+                .map(|mut o| {
+                    o["apiVersion"] = Value::from(api_version);
+                    o["kind"] = Value::from(kind);
+                    o
+                })
                 .collect()),
             Err(kube::Error::Api(s)) if s.code == 404 => Ok(Vec::new()),
             Err(e) => Err(self.err(what(), e)),
@@ -333,6 +346,12 @@ impl Cluster {
         ns: &str,
         name: &str,
     ) -> Result<(), ClusterError> {
+        // Without them the request goes to a path that answers 404, which would pass for
+        // "already deleted" (a list item without its kind once did exactly that).
+        if api_version.is_empty() || kind.is_empty() {
+            let obj = serde_json::json!({ "metadata": { "namespace": ns, "name": name } });
+            return Err(ClusterError::BadObject(obj.to_string()));
+        }
         match self
             .dynamic(api_version, kind, ns)
             .delete(name, &DeleteParams::default())
@@ -402,5 +421,43 @@ impl Cluster {
             .await
             .map(|l| l.items)
             .map_err(|e| self.err(format!("listing pods in {ns}"), e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
+    use super::*;
+
+    /// A delete without apiVersion or kind is an error before any request (the server is
+    /// unreachable here), never a 404 taken for "already deleted".
+    #[tokio::test]
+    async fn delete_without_a_kind_is_refused_before_any_request() {
+        let dir = std::env::temp_dir().join(format!("kubectl-mesh-delete-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let kubeconfig = dir.join("kubeconfig");
+        std::fs::write(
+            &kubeconfig,
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {server: 'http://127.0.0.1:1'}\nusers:\n- name: u\n  user: {}\ncontexts:\n- name: c\n  context: {cluster: c, user: u}\ncurrent-context: c\n",
+        )
+        .unwrap();
+        let cluster = connect(Some(&kubeconfig), None).await.unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        for (api_version, kind) in [("", "ConfigMap"), ("v1", "")] {
+            match cluster
+                .delete(api_version, kind, "ns", "kubectl-mesh-filter")
+                .await
+            {
+                Err(ClusterError::BadObject(o)) => {
+                    assert!(o.contains("kubectl-mesh-filter"), "{o}")
+                }
+                other => panic!("{api_version}/{kind}: {other:?}"),
+            }
+        }
+        // With both, the request is made (and fails: nothing listens).
+        assert!(matches!(
+            cluster.delete("v1", "ConfigMap", "ns", "x").await,
+            Err(ClusterError::Unreachable { .. })
+        ));
     }
 }

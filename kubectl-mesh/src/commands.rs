@@ -77,18 +77,23 @@ pub async fn enable(
     .await?;
     let _ = writeln!(out, "{line}");
     if args.istio_version.is_none() {
-        let detected = enable::istio_version(&cluster)
-            .await
-            .map_err(EnableError::from)?;
+        // Best effort: reading istiod needs rights a user who may apply the objects need
+        // not have; then the newest release is assumed and said so.
+        let (detected, why) = match enable::istio_version(&cluster).await {
+            Ok(Some(v)) => (Some(v), "istiod's image tag".to_owned()),
+            Ok(None) => (
+                None,
+                "no app=istiod Deployment with a release tag found, so the newest known".to_owned(),
+            ),
+            Err(e) => (
+                None,
+                format!("istiod's version could not be read ({e}), so the newest known"),
+            ),
+        };
         let (major, minor) = detected.unwrap_or(render::NEWEST_ISTIO);
         let _ = writeln!(
             out,
-            "istio: objects for Istio {major}.{minor} ({}; --istio-version overrides)",
-            if detected.is_some() {
-                "istiod's image tag"
-            } else {
-                "no app=istiod Deployment with a release tag found, so the newest known"
-            }
+            "istio: objects for Istio {major}.{minor} ({why}; --istio-version overrides)"
         );
         if (major, minor) != opts.istio_version {
             opts.istio_version = (major, minor);

@@ -69,10 +69,14 @@ fn list(items: &[String]) -> String {
         .join("\n")
 }
 
-/// The Istio release istiod runs, from its image tag (`.../pilot:1.27.3-distroless` is 1.27);
-/// `None` when no `app=istiod` Deployment is found or its tag is not a release.
+/// The Istio release istiod runs, from its image tag (`.../pilot:1.27.3-distroless` is 1.27):
+/// in `istio-system` where installs put it, else anywhere; `None` when no `app=istiod`
+/// Deployment is found or its tag is not a release.
 pub async fn istio_version(cluster: &Cluster) -> Result<Option<(u32, u32)>, ClusterError> {
-    let istiods = cluster.deployments_everywhere("app=istiod").await?;
+    let mut istiods = cluster.deployments("istio-system", "app=istiod").await?;
+    if istiods.is_empty() {
+        istiods = cluster.deployments_everywhere("app=istiod").await?;
+    }
     Ok(istiods
         .iter()
         .filter_map(|d| d.spec.template.spec.as_ref())

@@ -10,17 +10,32 @@ mod support;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 
+use support::apiserver::Cluster;
 use support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn honours_kubeconfig_env_and_context_flag() {
-    let s = digimon(json!({})).await;
-    // Two contexts: the current one points nowhere, `emu` at the emulator.
-    let text = format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: dead\n  cluster:\n    server: http://127.0.0.1:1\n- name: emu\n  cluster:\n    server: {}\nusers:\n- name: dev\n  user: {{}}\ncontexts:\n- name: dead\n  context: {{cluster: dead, user: dev}}\n- name: emu\n  context: {{cluster: emu, user: dev, namespace: digimon}}\ncurrent-context: dead\n",
-        s.emu.url
-    );
-    let path = s.kubeconfig.with_file_name("two-contexts");
+    let s = Cluster::digimon(json!({})).await;
+    // Two contexts: the current one points nowhere, `real` at the API server.
+    let mut kc: Value =
+        serde_yaml_ng::from_str(&std::fs::read_to_string(&s.kubeconfig).unwrap()).unwrap();
+    let url = kc["clusters"][0]["cluster"]["server"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let user = kc["users"][0]["name"].as_str().unwrap().to_owned();
+    let real = kc["clusters"][0]["name"].as_str().unwrap().to_owned();
+    kc["clusters"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({ "name": "dead", "cluster": { "server": "http://127.0.0.1:1" } }));
+    kc["contexts"] = json!([
+        { "name": "dead", "context": { "cluster": "dead", "user": user } },
+        { "name": "real", "context": { "cluster": real, "user": user, "namespace": s.ns } },
+    ]);
+    kc["current-context"] = json!("dead");
+    let path = s.dir.0.join("two-contexts");
+    let text = serde_yaml_ng::to_string(&kc).unwrap();
     std::fs::write(&path, text).unwrap();
     let run_env = |extra: &'static [&'static str]| {
         let path = path.clone();
@@ -38,13 +53,13 @@ async fn honours_kubeconfig_env_and_context_flag() {
     assert!(run_env(&[])
         .await
         .contains("[FAIL] API reachable at http://127.0.0.1:1/"));
-    let out = run_env(&["--context", "emu"]).await;
+    let out = run_env(&["--context", "real"]).await;
     assert!(
-        out.contains(&format!("[ok]   API reachable at {}/", s.emu.url)),
+        out.contains(&format!("[ok]   API reachable at {url}/")),
         "{out}"
     );
     assert!(
-        out.contains("namespace digimon exists"),
+        out.contains(&format!("namespace {} exists", s.ns)),
         "the context's namespace is the default: {out}"
     );
 }
@@ -196,17 +211,17 @@ fn version_and_completion_work_offline() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verbose_logs_what_enable_does_on_stderr_and_quiet_logs_nothing() {
-    let s = digimon(json!({})).await;
-    let r = run(&s, &enable_args(&["--dry-run"])).await;
+    let s = Cluster::digimon(json!({})).await;
+    let r = run(&s, &s.enable_args(&["--dry-run"])).await;
     assert_eq!(r.code, 0, "{r:?}");
     assert!(r.stderr.is_empty(), "quiet by default: {r:?}");
-    let r = run(&s, &enable_args(&["-v"])).await;
+    let r = run(&s, &s.enable_args(&["-v"])).await;
     assert_eq!(r.code, 0, "{r:?}");
     assert!(r.stderr.contains("objects for SidecarInbound"), "{r:?}");
     assert!(r.stderr.contains("planned"), "{r:?}");
     assert!(r.stderr.contains("1/"), "each change is logged: {r:?}");
     assert!(!r.stderr.contains("read ConfigMap"), "-v is not -vv: {r:?}");
-    let r = run(&s, &enable_args(&["-vv", "--dry-run"])).await;
+    let r = run(&s, &s.enable_args(&["-vv", "--dry-run"])).await;
     assert!(
         r.stderr.contains("read ConfigMap"),
         "-vv shows each read: {r:?}"

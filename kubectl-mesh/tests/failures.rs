@@ -1,6 +1,9 @@
-//! What goes wrong between the binary and a cluster (the API emulator over HTTP): refused and
-//! lost writes, failed preflights, objects too big to store, an unreachable API server; each
-//! reported with what was applied, and a re-run finishes the job.
+//! What goes wrong between the binary and a cluster: refused and lost writes, failed
+//! preflights, objects too big to store, an unreachable API server; each reported with what
+//! was applied, and a re-run finishes the job. RBAC refusals, missing namespaces and
+//! workloads and the size limit run against the real API server (support/apiserver.rs); lost
+//! connections and answers, an old Kubernetes and a cluster without Istio need the emulator,
+//! which can fake them.
 
 // A failed unwrap in a test helper is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -8,63 +11,152 @@
 mod emulator;
 mod support;
 
-use serde_json::json;
+use serde_json::{json, Value};
 
+use support::apiserver::{limited_kubeconfig, request, Cluster};
 use support::*;
 
+const EF: &str = "networking.istio.io/v1alpha3";
+
+/// Rights for user `limited` in the test's namespace: everything kubectl-mesh does, except
+/// writing EnvoyFilters unless `envoy_filters_too`.
+async fn grant_limited(s: &Cluster, envoy_filters_too: bool) {
+    let filter_verbs = if envoy_filters_too {
+        json!(["*"])
+    } else {
+        json!(["get", "list", "watch"])
+    };
+    let role = json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+        "metadata": { "name": "mesh", "namespace": s.ns },
+        "rules": [
+            { "apiGroups": [""], "resources": ["namespaces"], "resourceNames": [s.ns], "verbs": ["get", "patch"] },
+            { "apiGroups": [""], "resources": ["configmaps", "pods"], "verbs": ["*"] },
+            { "apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["*"] },
+            { "apiGroups": ["networking.istio.io"], "resources": ["envoyfilters"], "verbs": filter_verbs },
+            { "apiGroups": ["networking.istio.io", "extensions.istio.io"], "resources": ["*"], "verbs": ["get", "list", "watch"] },
+        ],
+    });
+    let path = format!(
+        "/apis/rbac.authorization.k8s.io/v1/namespaces/{}/roles/mesh?fieldManager=test&force=true",
+        s.ns
+    );
+    request(
+        &s.client,
+        "PATCH",
+        &path,
+        "application/apply-patch+yaml",
+        &role,
+    )
+    .await
+    .unwrap();
+    let binding = json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+        "metadata": { "name": "mesh", "namespace": s.ns },
+        "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "mesh" },
+        "subjects": [{ "apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "limited" }],
+    });
+    let path = format!(
+        "/apis/rbac.authorization.k8s.io/v1/namespaces/{}/rolebindings/mesh?fieldManager=test&force=true",
+        s.ns
+    );
+    request(
+        &s.client,
+        "PATCH",
+        &path,
+        "application/apply-patch+yaml",
+        &binding,
+    )
+    .await
+    .unwrap();
+    // The authorizer sees RBAC changes through a cache: wait until it agrees.
+    let limited = support::apiserver::client(&limited_kubeconfig()).await;
+    let review = json!({
+        "apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
+        "spec": { "resourceAttributes": {
+            "namespace": s.ns, "verb": "patch", "group": "networking.istio.io", "resource": "envoyfilters",
+        }},
+    });
+    for _ in 0..100 {
+        let answer = request(
+            &limited,
+            "POST",
+            "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+            "application/json",
+            &review,
+        )
+        .await
+        .unwrap();
+        if answer["status"]["allowed"] == Value::Bool(envoy_filters_too) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("RBAC for user limited did not take effect");
+}
+
+/// The test's kubeconfig, as user `limited`.
+fn as_limited(s: &Cluster) -> std::path::PathBuf {
+    let text = std::fs::read_to_string(limited_kubeconfig())
+        .unwrap()
+        .replace("namespace: default", &format!("namespace: {}", s.ns));
+    let path = s.dir.0.join("kubeconfig-limited");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// A real RBAC refusal: the user may do everything but write EnvoyFilters.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forbidden_third_object_reports_what_was_applied_and_rerun_finishes() {
-    let s = digimon(json!({})).await;
-    s.emu
-        .state()
-        .forbidden
-        .push(("envoyfilters".into(), "kubectl-mesh".into()));
-    let r = run(&s, &enable_args(&[])).await;
+    let s = Cluster::digimon(json!({})).await;
+    grant_limited(&s, false).await;
+    let limited = as_limited(&s);
+    let args = s.enable_args(&[]);
+    let r = run_with(&limited, &args).await;
     assert_ne!(r.code, 0, "{r:?}");
     assert!(r.stderr.contains("403 Forbidden"), "{r:?}");
     assert!(
-        r.stderr.contains("cannot patch resource \"envoyfilters\""),
+        r.stderr.contains(&format!(
+            "User \"limited\" cannot patch resource \"envoyfilters\" in API group \"networking.istio.io\" in the namespace \"{}\"",
+            s.ns
+        )),
         "the server's message is shown: {r:?}"
     );
     let report = r.stderr.split("\napplied:\n").nth(1).unwrap();
     let applied = report.split("not applied:").next().unwrap();
     let not_applied = report.split("not applied:").nth(1).unwrap();
+    let ns = &s.ns;
     assert!(
-        applied.contains("namespace digimon: label")
-            && applied.contains("ConfigMap digimon/kubectl-mesh-filter"),
+        applied.contains(&format!("namespace {ns}: label"))
+            && applied.contains(&format!("ConfigMap {ns}/kubectl-mesh-filter")),
         "{r:?}"
     );
     assert!(
-        not_applied.contains("EnvoyFilter digimon/kubectl-mesh")
-            && not_applied.contains("Deployment digimon/server"),
+        not_applied.contains(&format!("EnvoyFilter {ns}/kubectl-mesh"))
+            && not_applied.contains(&format!("Deployment {ns}/server")),
         "{r:?}"
     );
     assert!(!applied.contains("EnvoyFilter"), "{r:?}");
-    assert!(live(&s, "api/v1", "configmaps", "digimon", "kubectl-mesh-filter").is_some());
-    assert!(live(
-        &s,
-        "apis/networking.istio.io/v1alpha3",
-        "envoyfilters",
-        "digimon",
-        "kubectl-mesh"
-    )
-    .is_none());
+    assert!(s
+        .live("v1", "configmaps", ns, "kubectl-mesh-filter")
+        .await
+        .is_some());
+    assert!(s
+        .live(EF, "envoyfilters", ns, "kubectl-mesh")
+        .await
+        .is_none());
 
-    s.emu.state().forbidden.clear();
-    let r = run(&s, &enable_args(&[])).await;
+    grant_limited(&s, true).await;
+    let r = run_with(&limited, &args).await;
     assert_eq!(r.code, 0, "{r:?}");
     assert!(
         r.stdout.contains("applying 2 changes"),
         "only the rest is applied: {r:?}"
     );
-    assert!(live(
-        &s,
-        "apis/networking.istio.io/v1alpha3",
-        "envoyfilters",
-        "digimon",
-        "kubectl-mesh"
-    )
-    .is_some());
+    assert!(s
+        .live(EF, "envoyfilters", ns, "kubectl-mesh")
+        .await
+        .is_some());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -143,7 +235,7 @@ async fn answer_lost_after_the_server_acted_is_reported_as_unknown_and_rerun_con
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn preflight_errors_are_clear_and_change_nothing() {
+async fn preflight_errors_about_the_cluster_are_clear_and_change_nothing() {
     let s = digimon(json!({})).await;
     s.emu.state().version = ("1".into(), "15".into());
     let r = run(&s, &enable_args(&[])).await;
@@ -172,6 +264,7 @@ async fn preflight_errors_are_clear_and_change_nothing() {
     let r = run(&s, &enable_args(&["--api", "wasmplugin"])).await;
     assert_ne!(r.code, 0);
     assert!(r.stderr.contains("extensions.istio.io"), "{r:?}");
+    assert!(s.emu.state().writes().is_empty());
 
     // Istio 1.27-1.29: WasmPlugin is served, TrafficExtension is not. The kind is checked
     // before anything is written (the ConfigMap first would be half-applied otherwise).
@@ -184,32 +277,40 @@ async fn preflight_errors_are_clear_and_change_nothing() {
         "{r:?}"
     );
     assert!(s.emu.state().writes().is_empty());
-    s.emu.state().traffic_extensions = true;
+}
 
-    let r = run(&s, &enable_args(&["-n", "nope"])).await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn preflight_errors_about_the_namespace_and_workloads_change_nothing() {
+    let s = Cluster::digimon(json!({})).await;
+    let before = s.fingerprint().await;
+    let r = run(&s, &s.enable_args(&["-n", "nope"])).await;
     assert_ne!(r.code, 0);
     assert!(r.stderr.contains("namespace nope does not exist"), "{r:?}");
-    assert!(s.emu.state().writes().is_empty());
 
-    let args = enable_file_args(&mesh_yaml(), "app=nothing", "sidecar-inbound");
+    let args = enable_file_args(&s.mesh_yaml(), "app=nothing", "sidecar-inbound");
     let r = run(&s, &args).await;
     assert_ne!(r.code, 0);
     assert!(
-        r.stderr
-            .contains("no Deployment in namespace digimon matches app=nothing"),
+        r.stderr.contains(&format!(
+            "no Deployment in namespace {} matches app=nothing",
+            s.ns
+        )),
         "{r:?}"
     );
-    assert!(s.emu.state().writes().is_empty());
+    assert_eq!(s.fingerprint().await, before, "nothing written");
 }
 
 /// A config too big for one object is refused before anything is written, with the fix;
 /// without the check the API server would refuse the EnvoyFilter after the ConfigMap and the
-/// namespace label were applied (the emulator answers 413 as it does).
+/// namespace label were applied (the real API server answers 500, etcd's "request is too
+/// large"; tests/apiserver.rs checks the limit itself).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_config_too_big_for_the_api_server_is_refused_before_any_write() {
-    let s = digimon(json!({})).await;
-    let mut text = String::from(
-        "apiVersion: kubectl-mesh/v1alpha1\nkind: MeshConfig\nnamespace: digimon\nhosts:\n",
+    let s = Cluster::digimon(json!({})).await;
+    let before = s.fingerprint().await;
+    let mut text = format!(
+        "apiVersion: kubectl-mesh/v1alpha1\nkind: MeshConfig\nnamespace: {}\nhosts:\n",
+        s.ns
     );
     for h in 0..2000 {
         text.push_str(&format!("- domains: [svc-{h}.example.com]\n  routes:\n"));
@@ -219,7 +320,7 @@ async fn a_config_too_big_for_the_api_server_is_refused_before_any_write() {
             ));
         }
     }
-    let big = s.kubeconfig.with_file_name("big.yaml");
+    let big = s.dir.0.join("big.yaml");
     std::fs::write(&big, text).unwrap();
     let r = run(&s, &enable_file_args(&big, SERVER, "sidecar-outbound")).await;
     assert_ne!(r.code, 0, "{r:?}");
@@ -229,33 +330,149 @@ async fn a_config_too_big_for_the_api_server_is_refused_before_any_write() {
             && r.stderr.contains("fix: make the config smaller"),
         "{r:?}"
     );
-    assert!(
-        s.emu.state().writes().is_empty(),
-        "{:?}",
-        s.emu.state().writes()
-    );
+    assert_eq!(s.fingerprint().await, before, "nothing written");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreachable_api_is_named() {
-    let s = digimon(json!({})).await;
+    let s = Cluster::digimon(json!({})).await;
     // A port nobody listens on.
     let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = free.local_addr().unwrap().port();
     drop(free);
     let text = std::fs::read_to_string(&s.kubeconfig)
         .unwrap()
-        .replace(&s.emu.url, &format!("http://127.0.0.1:{port}"));
+        .lines()
+        .map(|l| match l.trim_start().strip_prefix("server: ") {
+            Some(_) => format!("    server: https://127.0.0.1:{port}"),
+            None => l.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
     std::fs::write(&s.kubeconfig, text).unwrap();
-    let r = run(&s, &enable_args(&[])).await;
+    let r = run(&s, &s.enable_args(&[])).await;
     assert_ne!(r.code, 0);
     assert!(
         r.stderr.contains(&format!(
-            "cannot reach the Kubernetes API at http://127.0.0.1:{port}"
+            "cannot reach the Kubernetes API at https://127.0.0.1:{port}"
         )),
         "{r:?}"
     );
     let r = run(&s, &["check"]).await;
     assert_ne!(r.code, 0);
     assert!(r.stdout.contains("[FAIL] API reachable"), "{r:?}");
+}
+
+/// The emulator itself enforces what the plugin relies on (so the tests above can fail).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn emulator_enforces_conflicts_missing_groups_and_apply() {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use kube::api::{Api, Patch, PatchParams, PostParams};
+    let s = digimon(json!({})).await;
+    let config = kube::Config::from_custom_kubeconfig(
+        kube::config::Kubeconfig::read_from(&s.kubeconfig).unwrap(),
+        &Default::default(),
+    )
+    .await
+    .unwrap();
+    let client = kube::Client::try_from(config).unwrap();
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), "digimon");
+    let cm: ConfigMap =
+        serde_json::from_value(json!({ "metadata": { "name": "c" }, "data": { "a": "1" } }))
+            .unwrap();
+    let created = api.create(&PostParams::default(), &cm).await.unwrap();
+    let mut stale = created.clone();
+    stale.data = Some([("a".to_owned(), "2".to_owned())].into());
+    api.replace("c", &PostParams::default(), &stale)
+        .await
+        .unwrap();
+    let err = api
+        .replace("c", &PostParams::default(), &stale)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, kube::Error::Api(ref s) if s.code == 409),
+        "{err:?}"
+    );
+
+    let apply = json!({ "apiVersion": "v1", "kind": "ConfigMap", "metadata": { "name": "d" }, "data": { "x": "1" } });
+    let params = PatchParams::apply("tester");
+    api.patch("d", &params, &Patch::Apply(&apply))
+        .await
+        .unwrap();
+    let apply2 = json!({ "apiVersion": "v1", "kind": "ConfigMap", "metadata": { "name": "d" }, "data": { "y": "2" } });
+    let updated = api
+        .patch("d", &params, &Patch::Apply(&apply2))
+        .await
+        .unwrap();
+    assert_eq!(
+        updated.data.unwrap().len(),
+        1,
+        "apply replaces the fields it is given"
+    );
+    let err = api
+        .patch("d", &PatchParams::default(), &Patch::Apply(&apply2))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, kube::Error::Api(ref s) if s.code == 422),
+        "apply needs a field manager: {err:?}"
+    );
+
+    // Built-in kinds' list items carry no apiVersion or kind, as the API server sends them.
+    let listed = client
+        .request::<serde_json::Value>(
+            http::Request::get("/api/v1/namespaces/digimon/configmaps")
+                .body(Vec::new())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert!(listed["items"][0].get("kind").is_none(), "{listed}");
+
+    // Objects over the limits are refused as the API server refuses them (tests/apiserver.rs
+    // shows the real answers): a ConfigMap past 1 MiB by its validation, anything past 1.5 MiB
+    // by etcd.
+    let huge = json!({ "apiVersion": "v1", "kind": "ConfigMap", "metadata": { "name": "huge" }, "data": { "x": "x".repeat(1100 * 1024) } });
+    let err = api
+        .patch("huge", &params, &Patch::Apply(&huge))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, kube::Error::Api(ref s) if s.code == 422 && s.message.contains("Too long")),
+        "{err:?}"
+    );
+    assert!(s
+        .emu
+        .state()
+        .get("api/v1", "configmaps", "digimon", "huge")
+        .is_none());
+    let filters: Api<kube::api::DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        "digimon",
+        &kube::api::ApiResource::from_gvk(&kube::api::GroupVersionKind::gvk(
+            "networking.istio.io",
+            "v1alpha3",
+            "EnvoyFilter",
+        )),
+    );
+    let big = json!({ "apiVersion": "networking.istio.io/v1alpha3", "kind": "EnvoyFilter", "metadata": { "name": "big" }, "spec": { "x": "x".repeat(1600 * 1024) } });
+    let err = filters
+        .patch("big", &params, &Patch::Apply(&big))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, kube::Error::Api(ref s) if s.code == 500 && s.message.contains("request is too large")),
+        "{err:?}"
+    );
+
+    s.emu.state().istio = false;
+    let err = client
+        .list_api_group_resources("networking.istio.io/v1alpha3")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, kube::Error::Api(ref s) if s.code == 404),
+        "{err:?}"
+    );
 }

@@ -1,4 +1,5 @@
-//! The gateway context against the API emulator: `enable` binds the config's hosts to an
+//! The gateway context against the real API server (support/apiserver.rs, one test at a time:
+//! the plugin reads Gateways and VirtualServices in every namespace): `enable` binds the config's hosts to an
 //! existing Istio Gateway that serves them (or creates one), and `check` reports the anchor,
 //! the Gateway and the VirtualServices that also claim the config's hosts.
 
@@ -9,9 +10,10 @@ mod emulator;
 mod support;
 
 use serde_json::{json, Value};
+use support::apiserver::Cluster;
 use support::*;
 
-const NET: &str = "apis/networking.istio.io/v1beta1";
+const NET: &str = "networking.istio.io/v1beta1";
 
 fn gateway(ns: &str, name: &str, selector: Value, servers: Value) -> Value {
     json!({
@@ -37,8 +39,10 @@ fn ingress() -> Value {
     json!({ "istio": "ingressgateway" })
 }
 
-fn anchor_gateways(s: &Setup) -> Value {
-    live(s, NET, "virtualservices", "istio-system", "kubectl-mesh").unwrap()["spec"]["gateways"]
+async fn anchor_gateways(s: &Cluster) -> Value {
+    s.live(NET, "virtualservices", "istio-system", "kubectl-mesh")
+        .await
+        .unwrap()["spec"]["gateways"]
         .clone()
 }
 
@@ -48,35 +52,36 @@ fn has(r: &Run, line: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn enable_binds_the_hosts_to_an_existing_gateway_that_serves_them() {
-    let s = with_gateway().await;
-    {
-        let mut st = s.emu.state();
-        // Sorted first, serving everything, but for other pods: never chosen.
-        st.seed(gateway(
-            "istio-system",
-            "aaa-eastwest",
-            json!({ "istio": "eastwestgateway" }),
-            json!([http(&["*"])]),
-        ));
-        st.seed(gateway(
-            "istio-system",
-            "public",
-            ingress(),
-            json!([http(&["*.backend.com"])]),
-        ));
-    }
+    let s = Cluster::gateway().await;
+    // Sorted first, serving everything, but for other pods: never chosen.
+    s.seed(gateway(
+        "istio-system",
+        "aaa-eastwest",
+        json!({ "istio": "eastwestgateway" }),
+        json!([http(&["*"])]),
+    ))
+    .await;
+    s.seed(gateway(
+        "istio-system",
+        "public",
+        ingress(),
+        json!([http(&["*.backend.com"])]),
+    ))
+    .await;
     let r = run(&s, &gateway_enable_args(&[])).await;
     assert_eq!(r.code, 0, "{r:?}");
     has(&r, "gateway: using the existing Gateway istio-system/public, which serves api.backend.com, web.backend.com on HTTP port 80");
     assert!(
-        live(&s, NET, "gateways", "istio-system", "kubectl-mesh").is_none(),
+        s.live(NET, "gateways", "istio-system", "kubectl-mesh")
+            .await
+            .is_none(),
         "no Gateway of its own"
     );
-    assert_eq!(anchor_gateways(&s), json!(["istio-system/public"]));
+    assert_eq!(anchor_gateways(&s).await, json!(["istio-system/public"]));
     let r = run(&s, &gateway_enable_args(&[])).await;
     has(&r, "nothing to change");
 
-    s.emu.state().advance_rollouts();
+    s.advance_rollouts().await;
     let r = run(&s, &["check", "-n", "istio-system"]).await;
     assert_eq!(r.code, 0, "{r:?}");
     has(
@@ -85,17 +90,21 @@ async fn enable_binds_the_hosts_to_an_existing_gateway_that_serves_them() {
     );
 
     // Someone deletes it: check fails, and enable creates kubectl-mesh's own and rebinds.
-    s.emu
-        .state()
-        .remove(NET, "gateways", "istio-system", "public");
+    s.remove(NET, "gateways", "istio-system", "public").await;
     let r = run(&s, &["check", "-n", "istio-system"]).await;
     assert_ne!(r.code, 0, "{r:?}");
     has(&r, "[FAIL] Gateway istio-system/public exists");
     let r = run(&s, &gateway_enable_args(&[])).await;
     assert_eq!(r.code, 0, "{r:?}");
     has(&r, "gateway: no Istio Gateway of these pods serves api.backend.com, web.backend.com on HTTP port 80; creating istio-system/kubectl-mesh");
-    assert!(live(&s, NET, "gateways", "istio-system", "kubectl-mesh").is_some());
-    assert_eq!(anchor_gateways(&s), json!(["istio-system/kubectl-mesh"]));
+    assert!(s
+        .live(NET, "gateways", "istio-system", "kubectl-mesh")
+        .await
+        .is_some());
+    assert_eq!(
+        anchor_gateways(&s).await,
+        json!(["istio-system/kubectl-mesh"])
+    );
 
     // Its own Gateway is never taken for an existing one (that would delete it).
     let r = run(&s, &gateway_enable_args(&[])).await;
@@ -105,36 +114,38 @@ async fn enable_binds_the_hosts_to_an_existing_gateway_that_serves_them() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_host_namespaces_decide_whether_a_gateway_can_take_the_anchor() {
-    let s = with_gateway().await;
-    s.emu.state().seed(namespace("apps", json!({})));
+    let s = Cluster::gateway().await;
     // `apps/*` admits only VirtualServices of namespace apps; the anchor lives in istio-system.
-    s.emu.state().seed(gateway(
+    s.seed(gateway(
         "apps",
         "shared",
         ingress(),
         json!([http(&["apps/*"])]),
-    ));
+    ))
+    .await;
+    let before = s.fingerprint().await;
     let r = run(&s, &gateway_enable_args(&["--dry-run"])).await;
     assert_eq!(r.code, 0, "{r:?}");
     has(&r, "creating istio-system/kubectl-mesh");
-    assert!(s.emu.state().writes().is_empty());
+    assert_eq!(s.fingerprint().await, before, "nothing written");
 
-    s.emu.state().seed(gateway(
+    s.seed(gateway(
         "apps",
         "open",
         ingress(),
         json!([http(&["*/api.backend.com", "istio-system/web.backend.com"])]),
-    ));
+    ))
+    .await;
     let r = run(&s, &gateway_enable_args(&[])).await;
     assert_eq!(r.code, 0, "{r:?}");
     has(&r, "using the existing Gateway apps/open");
-    assert_eq!(anchor_gateways(&s), json!(["apps/open"]));
+    assert_eq!(anchor_gateways(&s).await, json!(["apps/open"]));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_https_host_another_gateway_terminates_is_not_duplicated() {
-    let s = with_gateway().await;
-    s.emu.state().seed(gateway(
+    let s = Cluster::gateway().await;
+    s.seed(gateway(
         "istio-system",
         "api-tls",
         ingress(),
@@ -143,7 +154,8 @@ async fn an_https_host_another_gateway_terminates_is_not_duplicated() {
             "tls": { "mode": "SIMPLE", "credentialName": "api-cert" },
             "hosts": ["api.backend.com"],
         }]),
-    ));
+    ))
+    .await;
     let r = run(&s, &gateway_enable_args(&["--tls-secret", "backend-cert"])).await;
     assert_eq!(r.code, 0, "{r:?}");
     has(
@@ -151,9 +163,12 @@ async fn an_https_host_another_gateway_terminates_is_not_duplicated() {
         "gateway: using the existing Gateway istio-system/api-tls: it already terminates HTTPS",
     );
     has(&r, "warning: istio-system/api-tls does not serve api.backend.com on HTTP port 80, web.backend.com on HTTP port 80, web.backend.com on HTTPS port 443");
-    assert!(live(&s, NET, "gateways", "istio-system", "kubectl-mesh").is_none());
+    assert!(s
+        .live(NET, "gateways", "istio-system", "kubectl-mesh")
+        .await
+        .is_none());
 
-    s.emu.state().advance_rollouts();
+    s.advance_rollouts().await;
     let r = run(&s, &["check", "-n", "istio-system"]).await;
     assert_ne!(r.code, 0, "{r:?}");
     has(
@@ -168,7 +183,8 @@ async fn an_https_host_another_gateway_terminates_is_not_duplicated() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_named_gateway_must_exist() {
-    let s = with_gateway().await;
+    let s = Cluster::gateway().await;
+    let before = s.fingerprint().await;
     let r = run(
         &s,
         &gateway_enable_args(&["--gateway", "istio-system/nope"]),
@@ -180,13 +196,14 @@ async fn a_named_gateway_must_exist() {
             .contains("--gateway istio-system/nope: no such Istio Gateway"),
         "{r:?}"
     );
-    assert!(s.emu.state().writes().is_empty());
-    s.emu.state().seed(gateway(
+    assert_eq!(s.fingerprint().await, before, "nothing written");
+    s.seed(gateway(
         "istio-system",
         "nope",
         json!({}),
         json!([http(&["*"])]),
-    ));
+    ))
+    .await;
     let r = run(
         &s,
         &gateway_enable_args(&["--gateway", "istio-system/nope"]),
@@ -197,57 +214,59 @@ async fn a_named_gateway_must_exist() {
         &r,
         "gateway: binding the hosts to istio-system/nope (--gateway)",
     );
-    assert_eq!(anchor_gateways(&s), json!(["istio-system/nope"]));
+    assert_eq!(anchor_gateways(&s).await, json!(["istio-system/nope"]));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_warns_about_virtual_services_sharing_the_hosts_and_says_who_wins() {
-    let s = with_gateway().await;
+    let s = Cluster::gateway().await;
     assert_eq!(run(&s, &gateway_enable_args(&[])).await.code, 0);
-    {
-        let mut st = s.emu.state();
-        st.advance_rollouts();
-        let route = |host: &str| json!({ "destination": { "host": host } });
-        st.seed(virtual_service(
-            "digimon",
-            "legacy",
-            &["istio-system/kubectl-mesh"],
-            &["api.backend.com"],
-            json!([{
-                "corsPolicy": { "allowOrigins": [{ "exact": "http://web.backend.com" }] },
-                "route": [route("server")],
-            }]),
-        ));
-        st.seed(virtual_service(
-            "istio-system",
-            "wild",
-            &["kubectl-mesh"],
-            &["*.backend.com"],
-            json!([{ "route": [route("web")] }]),
-        ));
-        // A short name means the VirtualService's own namespace: another Gateway.
-        st.seed(virtual_service(
-            "digimon",
-            "elsewhere",
-            &["kubectl-mesh"],
-            &["api.backend.com"],
-            json!([{ "route": [route("server")] }]),
-        ));
-        st.seed(virtual_service(
-            "digimon",
-            "shop",
-            &["istio-system/kubectl-mesh"],
-            &["shop.example"],
-            json!([{ "route": [route("shop")] }]),
-        ));
-        st.seed(virtual_service(
-            "digimon",
-            "in-mesh",
-            &["mesh"],
-            &["api.backend.com"],
-            json!([{ "route": [route("server")] }]),
-        ));
-    }
+    s.advance_rollouts().await;
+    let route = |host: &str| json!({ "destination": { "host": host } });
+    s.seed(virtual_service(
+        "digimon",
+        "legacy",
+        &["istio-system/kubectl-mesh"],
+        &["api.backend.com"],
+        json!([{
+            "corsPolicy": { "allowOrigins": [{ "exact": "http://web.backend.com" }] },
+            "route": [route("server")],
+        }]),
+    ))
+    .await;
+    s.seed(virtual_service(
+        "istio-system",
+        "wild",
+        &["kubectl-mesh"],
+        &["*.backend.com"],
+        json!([{ "route": [route("web")] }]),
+    ))
+    .await;
+    // A short name means the VirtualService's own namespace: another Gateway.
+    s.seed(virtual_service(
+        "digimon",
+        "elsewhere",
+        &["kubectl-mesh"],
+        &["api.backend.com"],
+        json!([{ "route": [route("server")] }]),
+    ))
+    .await;
+    s.seed(virtual_service(
+        "digimon",
+        "shop",
+        &["istio-system/kubectl-mesh"],
+        &["shop.example"],
+        json!([{ "route": [route("shop")] }]),
+    ))
+    .await;
+    s.seed(virtual_service(
+        "digimon",
+        "in-mesh",
+        &["mesh"],
+        &["api.backend.com"],
+        json!([{ "route": [route("server")] }]),
+    ))
+    .await;
     let r = run(&s, &["check", "-n", "istio-system"]).await;
     assert_eq!(r.code, 0, "warnings only: {r:?}");
     has(&r, "[warn] VirtualService digimon/legacy also routes api.backend.com on istio-system/kubectl-mesh");
@@ -270,9 +289,8 @@ async fn check_warns_about_virtual_services_sharing_the_hosts_and_says_who_wins(
         assert!(!r.stdout.contains(quiet), "{quiet}: {r:?}");
     }
 
-    s.emu
-        .state()
-        .remove(NET, "virtualservices", "istio-system", "kubectl-mesh");
+    s.remove(NET, "virtualservices", "istio-system", "kubectl-mesh")
+        .await;
     let r = run(&s, &["check", "-n", "istio-system"]).await;
     assert_ne!(r.code, 0, "{r:?}");
     has(

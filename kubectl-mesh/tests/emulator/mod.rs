@@ -2,8 +2,9 @@
 //!
 //! It enforces what kubectl-mesh relies on: discovery, 404 for an uninstalled group, 403 with a
 //! Status message for configured resources, 409 on a stale resourceVersion, server-side apply
-//! (create and update, with fieldManager), JSON merge and strategic merge patches, 413 for an
-//! object over etcd's 1.5 MiB request limit, and
+//! (create and update, with fieldManager), JSON merge and strategic merge patches, 422 for a
+//! ConfigMap over 1 MiB and 500 for an object over etcd's 1.5 MiB request limit, list items
+//! without apiVersion and kind for built-in kinds (each as the real API server answers), and
 //! Deployments whose rollout the test advances. It is not a general API server: apply replaces
 //! each top-level field it is given instead of tracking field ownership per manager.
 
@@ -16,10 +17,12 @@ use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+mod limits;
 mod merge;
 mod pod_proxy;
 mod state;
 
+use limits::too_large;
 use merge::merge;
 use pod_proxy::{pod_proxy, pod_proxy_target};
 pub use state::State;
@@ -42,7 +45,6 @@ impl Emulator {
             istio: true,
             extensions: true,
             traffic_extensions: true,
-            native_sidecars: false,
             objects: BTreeMap::new(),
             forbidden: Vec::new(),
             drop_connection: Vec::new(),
@@ -362,6 +364,17 @@ fn route(
                         .filter(|(k, _)| ns.is_empty() || k.starts_with(&format!("{ns}/")))
                         .map(|(_, v)| v.clone())
                         .filter(|o| selects(&selector, &o["metadata"]["labels"]))
+                        .map(|mut o| {
+                            // Like the API server: no apiVersion or kind on the items of a
+                            // built-in kind's list (custom resources keep theirs).
+                            if !prefix.contains(".istio.io") {
+                                if let Some(m) = o.as_object_mut() {
+                                    m.remove("apiVersion");
+                                    m.remove("kind");
+                                }
+                            }
+                            o
+                        })
                         .collect()
                 })
                 .unwrap_or_default();
@@ -432,9 +445,9 @@ fn route(
             if content_type.starts_with("application/apply-patch") {
                 let Some(manager) = query.get("fieldManager").filter(|m| !m.is_empty()) else {
                     return Ok(status(
-                        400,
-                        "BadRequest",
-                        "PATCH with apply requires fieldManager".into(),
+                        422,
+                        "Invalid",
+                        "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch".into(),
                     ));
                 };
                 if patch["apiVersion"] != json!(api_version)
@@ -532,20 +545,6 @@ fn stale(body: &Value, live: &Value, plural: &str, group: &str, name: &str) -> O
 }
 
 /// Stores an update: new resourceVersion, and a new generation when the spec changed.
-/// etcd's default request limit: the API server answers 413 for an object bigger than this.
-const ETCD_LIMIT: usize = 1536 * 1024;
-
-/// The API server's answer to an object etcd would refuse, if `obj` is one.
-fn too_large(obj: &Value) -> Option<Reply> {
-    (obj.to_string().len() > ETCD_LIMIT).then(|| {
-        status(
-            413,
-            "RequestEntityTooLarge",
-            "etcdserver: request is too large".into(),
-        )
-    })
-}
-
 /// Stores a new object: resourceVersion, uid, generation, then 201.
 fn create(st: &mut State, key: Collection, ns: &str, name: &str, mut obj: Value) -> Reply {
     let rv = st.next_rv();

@@ -86,9 +86,6 @@ pub struct State {
     pub extensions: bool,
     /// With `extensions`, serve TrafficExtension too (Istio 1.30+).
     pub traffic_extensions: bool,
-    /// Inject `istio-proxy` as a native sidecar (an init container with `restartPolicy:
-    /// Always`), as Istio 1.27+ does on Kubernetes 1.33+.
-    pub native_sidecars: bool,
     /// Objects by collection, then `namespace/name` (`/name` for cluster-scoped).
     pub objects: BTreeMap<Collection, BTreeMap<String, Value>>,
     /// Writes to these `(plural, name or "*")` answer 403.
@@ -217,11 +214,9 @@ impl State {
                 let mut labels = template["metadata"]["labels"].clone();
                 labels["emulator/deployment"] = json!(name);
                 let mut spec = template["spec"].clone();
-                let has_proxy = ["containers", "initContainers"].iter().any(|k| {
-                    spec[*k]
-                        .as_array()
-                        .is_some_and(|c| c.iter().any(|c| c["name"] == "istio-proxy"))
-                });
+                let has_proxy = spec["containers"]
+                    .as_array()
+                    .is_some_and(|c| c.iter().any(|c| c["name"] == "istio-proxy"));
                 if injected && !has_proxy {
                     // Istio's template: each key of the userVolume/userVolumeMount JSON
                     // objects becomes `name`, the value the rest of the item.
@@ -240,18 +235,8 @@ impl State {
                     };
                     let mounts = user("sidecar.istio.io/userVolumeMount");
                     let volumes = user("sidecar.istio.io/userVolume");
-                    let proxy = json!({ "name": "istio-proxy", "image": "istio/proxyv2", "volumeMounts": mounts });
-                    if self.native_sidecars {
-                        let mut init = spec["initContainers"]
-                            .as_array()
-                            .cloned()
-                            .unwrap_or_default();
-                        let mut proxy = proxy;
-                        proxy["restartPolicy"] = json!("Always");
-                        init.push(proxy);
-                        spec["initContainers"] = json!(init);
-                    } else if let Some(c) = spec["containers"].as_array_mut() {
-                        c.push(proxy);
+                    if let Some(c) = spec["containers"].as_array_mut() {
+                        c.push(json!({ "name": "istio-proxy", "image": "istio/proxyv2", "volumeMounts": mounts }));
                     }
                     if !volumes.is_empty() {
                         let mut all = spec["volumes"].as_array().cloned().unwrap_or_default();

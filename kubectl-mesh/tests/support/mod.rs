@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod apiserver;
 pub mod envoy;
 
 use crate::emulator::Emulator;
@@ -118,14 +119,35 @@ pub fn command(kubeconfig: &Path, args: &[&str]) -> tokio::process::Command {
     cmd
 }
 
-pub async fn run(s: &Setup, args: &[&str]) -> Run {
-    let out = tokio::time::timeout(
-        Duration::from_secs(60),
-        command(&s.kubeconfig, args).output(),
-    )
-    .await
-    .expect("kubectl-mesh hung")
-    .unwrap();
+/// What the binary is pointed at: the emulator ([`Setup`]) or the real API server
+/// ([`apiserver::Cluster`]).
+pub trait Target {
+    /// The kubeconfig `--kubeconfig` names.
+    fn kubeconfig(&self) -> &Path;
+}
+
+impl Target for Setup {
+    fn kubeconfig(&self) -> &Path {
+        &self.kubeconfig
+    }
+}
+
+impl Target for apiserver::Cluster {
+    fn kubeconfig(&self) -> &Path {
+        &self.kubeconfig
+    }
+}
+
+pub async fn run(s: &impl Target, args: &[&str]) -> Run {
+    run_with(s.kubeconfig(), args).await
+}
+
+/// The binary with `--kubeconfig kubeconfig` and `args`, its output collected.
+pub async fn run_with(kubeconfig: &Path, args: &[&str]) -> Run {
+    let out = tokio::time::timeout(Duration::from_secs(60), command(kubeconfig, args).output())
+        .await
+        .expect("kubectl-mesh hung")
+        .unwrap();
     Run {
         code: out.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&out.stdout).into(),

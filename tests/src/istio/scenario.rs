@@ -577,7 +577,7 @@ pub fn istio_route_diffs(
         .collect();
     let owned = |h: &str| {
         let h = h.split(':').next().unwrap_or(h).to_ascii_lowercase();
-        config_hosts.iter().any(|c| *c == h)
+        config_hosts.contains(&h)
     };
     let probes: Vec<_> = probes_for(&listeners)
         .into_iter()
