@@ -191,14 +191,16 @@ fn clusters_naming_kubernetes_services_become_services() {
         svc("orders"),
         ClusterTarget::Service {
             service: "orders".into(),
-            port: 9000
+            port: 9000,
+            http2: false,
         }
     );
     assert_eq!(
         svc("users"),
         ClusterTarget::Service {
             service: "users.shop.svc.cluster.local".into(),
-            port: 8080
+            port: 8080,
+            http2: false,
         }
     );
     assert_eq!(svc("reports"), ClusterTarget::Raw);
@@ -514,5 +516,64 @@ fn nothing_to_import_still_prints_the_notes_that_say_why() {
         stderr.contains("nothing to import: no virtual host could be carried (")
             && stderr.contains("listed above)"),
         "{stderr}"
+    );
+}
+
+/// A cluster that spoke HTTP/2 (a gRPC server) keeps doing so: `to.http2: true` on a plain
+/// route (a `grpcWeb` route implies it), so render makes Istio's cluster speak HTTP/2 whatever
+/// the Service port is named.
+#[test]
+fn http2_clusters_carry_over_as_to_http2() {
+    let text = r#"
+static_resources:
+  listeners:
+  - address: {socket_address: {address: 0.0.0.0, port_value: 80}}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: x
+          route_config:
+            virtual_hosts:
+            - name: v
+              domains: [a.example]
+              routes:
+              - match: {prefix: /grpc}
+                route: {cluster: g}
+              - match: {prefix: /typed}
+                route: {cluster: t}
+              - match: {prefix: /}
+                route: {cluster: h}
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}
+  clusters:
+  - name: g
+    http2_protocol_options: {}
+    load_assignment: {cluster_name: g, endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: grpc, port_value: 50051}}}}]}]}
+  - name: t
+    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        explicit_http_config: {http2_protocol_options: {}}
+    load_assignment: {cluster_name: t, endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: typed, port_value: 50052}}}}]}]}
+  - name: h
+    load_assignment: {cluster_name: h, endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: web, port_value: 80}}}}]}]}
+"#;
+    let path = write_temp("http2.yaml", text);
+    let i = import_file(&path, None);
+    let routes = &i.config.hosts[0].routes;
+    let http2: Vec<Option<bool>> = routes
+        .iter()
+        .map(|r| r.to.as_ref().and_then(|t| t.http2))
+        .collect();
+    assert_eq!(http2, vec![Some(true), Some(true), None]);
+    assert!(
+        i.notes
+            .iter()
+            .all(|n| !n.reason.contains("Service port name")),
+        "HTTP/2 is carried, not noted as lost: {:#?}",
+        i.notes
     );
 }

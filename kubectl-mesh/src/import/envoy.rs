@@ -37,6 +37,9 @@ pub enum ClusterTarget {
         service: String,
         /// Port.
         port: u16,
+        /// The cluster spoke HTTP/2 to it (`http2_protocol_options`, or explicit HTTP/2 in
+        /// its `HttpProtocolOptions`).
+        http2: bool,
     },
     /// Kept as a raw cluster name: the address is not a Kubernetes service.
     Raw,
@@ -427,6 +430,7 @@ pub fn clusters(
                 Ok(port) if port > 0 => ClusterTarget::Service {
                     service: a.trim_end_matches('.').to_owned(),
                     port,
+                    http2: speaks_http2(&c),
                 },
                 _ => ClusterTarget::Raw,
             },
@@ -448,6 +452,25 @@ pub fn clusters(
     out
 }
 
+/// Whether a cluster speaks HTTP/2 upstream: v2/v3 `http2_protocol_options`, or an
+/// `HttpProtocolOptions` extension with explicit HTTP/2.
+fn speaks_http2(c: &At<'_>) -> bool {
+    if !c.get("http2_protocol_options").is_null() {
+        return true;
+    }
+    c.get("typed_extension_protocol_options")
+        .keys()
+        .into_iter()
+        .any(|k| {
+            let o = c.get("typed_extension_protocol_options").get(k);
+            k.ends_with("upstreams.http.v3.HttpProtocolOptions")
+                && !o
+                    .get("explicit_http_config")
+                    .get("http2_protocol_options")
+                    .is_null()
+        })
+}
+
 fn note_cluster_settings(c: &At<'_>, notes: &mut Notes) {
     for key in c.keys() {
         if let Some(d) = super::defaults::is_default(key, c.get(key).v) {
@@ -462,6 +485,12 @@ fn note_cluster_settings(c: &At<'_>, notes: &mut Notes) {
             }
             "transport_socket" | "tls_context" => {
                 "upstream TLS: the mesh does mTLS itself; for an external service use a DestinationRule `tls`"
+            }
+            "http2_protocol_options" | "typed_extension_protocol_options"
+                if speaks_http2(c) =>
+            {
+                notes.info(&c.get(key), "HTTP/2 to the upstream: carried (`to.http2: true`, which a `grpcWeb` route implies): kubectl-mesh makes Istio's cluster speak HTTP/2 whatever the Service port is named");
+                continue;
             }
             "http2_protocol_options" | "typed_extension_protocol_options" | "http_protocol_options"
             | "protocol_selection" | "upstream_http_protocol_options" | "common_http_protocol_options" => {

@@ -453,14 +453,20 @@ fn convert_route(
             .str()
             .or(action.get("host_rewrite").str())
             .map(str::to_owned);
+        let grpc_web = ctx.hcm.grpc_web && !grpc_web_disabled(ctx, route);
         let target = match ctx.clusters.get(c) {
-            Some(ClusterTarget::Service { service, port }) => Target {
+            Some(ClusterTarget::Service {
+                service,
+                port,
+                http2,
+            }) => Target {
                 service: Some(service.clone()),
                 port: Some(*port),
                 cluster: None,
                 prefix_rewrite: None,
                 host_rewrite: None,
-                http2: None,
+                // A grpcWeb route implies it; say it only where nothing else does.
+                http2: (*http2 && !grpc_web).then_some(true),
             },
             found => {
                 if found.is_none() {
@@ -481,7 +487,7 @@ fn convert_route(
             host_rewrite,
             ..target
         });
-        out.grpc_web = ctx.hcm.grpc_web && !grpc_web_disabled(ctx, route);
+        out.grpc_web = grpc_web;
     } else if !route.get("redirect").is_null() {
         match redirect(&route.get("redirect")) {
             Ok(rd) => out.redirect = Some(rd),

@@ -217,7 +217,7 @@ impl Upstreams {
         let mut mesh = BTreeMap::new();
         for (c, t) in &imported.clusters {
             let name = match t {
-                ClusterTarget::Service { service, port } => istio(service, *port),
+                ClusterTarget::Service { service, port, .. } => istio(service, *port),
                 ClusterTarget::Raw => c.clone(),
             };
             mesh.insert(name, c.clone());
