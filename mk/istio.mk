@@ -4,7 +4,7 @@
 # real 1.20 config dumps (../shared/fixtures/istio) with the EnvoyFilter applied with Istio's
 # EnvoyFilter semantics. Both on the pinned and on the oldest supported Envoy.
 .PHONY: test-istio test-istio-oldest crash-wasm
-ISTIO_SUITES := --test istio --test istiod --test istiod_variants --test istiod_failures
+ISTIO_SUITES := --test istio --test istiod --test istiod_variants --test istiod_failures --test istiod_verify
 CRASH_WASM := $(CURDIR)/target/wasm32-wasip1/release/mesh_crash_filter.wasm
 export MESH_CRASH_WASM := $(CRASH_WASM)
 

@@ -205,6 +205,11 @@ impl Scenario {
     /// istiod's config for the proxy, with `rendered` applied (and the pods rolled, if the
     /// scenario says so) or without kubectl-mesh.
     pub fn generate(&self, rendered: Option<&Rendered>, dir: &Path) -> anyhow::Result<Dump> {
+        Dump::parse(&self.config_dump(rendered, dir)?)
+    }
+
+    /// [`Scenario::generate`]'s `/config_dump` JSON as istiod-gen prints it.
+    pub fn config_dump(&self, rendered: Option<&Rendered>, dir: &Path) -> anyhow::Result<Value> {
         let labels = self.proxy_labels(rendered);
         let (namespace, proxy_type) = match self.context {
             Context::Gateway => (self.gateway.namespace, super::istiod::ProxyType::Router),
@@ -246,7 +251,7 @@ impl Scenario {
                     .cloned(),
             );
         }
-        Dump::parse(&g.run(dir)?)
+        g.run(dir)
     }
 
     /// The pod as it is: the module mounted where the ConfigMap puts it once rolled.

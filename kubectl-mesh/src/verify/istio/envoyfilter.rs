@@ -183,8 +183,21 @@ fn merge_message(dst: &mut Value, src: &Value) {
     }
 }
 
-/// Inserts `filter` just before the router in every HTTP connection manager of `context`:
-/// where istiod places a WasmPlugin/TrafficExtension without a phase.
+/// The HTTP filters istiod puts after the WasmPlugins/TrafficExtensions (which come right
+/// after its authentication and authorization filters), in `listener_builder.go`'s order.
+const AFTER_PLUGINS: [&str; 7] = [
+    "envoy.filters.http.grpc_web",
+    "envoy.filters.http.grpc_stats",
+    "istio.alpn",
+    "envoy.filters.http.fault",
+    "envoy.filters.http.cors",
+    "istio.stats",
+    ROUTER,
+];
+
+/// Inserts `filter` in every HTTP connection manager of `context` where istiod places a
+/// WasmPlugin/TrafficExtension without a phase: before the first of [`AFTER_PLUGINS`], so
+/// before Istio's gRPC-Web, fault and CORS filters (which then see the route the filter chose).
 pub fn place_plugin(proxy: &mut Proxy, context: &str, filter: &Value) -> usize {
     let ctx: Vec<&'static str> = proxy
         .listeners
@@ -198,7 +211,8 @@ pub fn place_plugin(proxy: &mut Proxy, context: &str, filter: &Value) -> usize {
         }
         for hcm in hcms(l) {
             if let Some(filters) = hcm.get_mut("http_filters").and_then(Value::as_array_mut) {
-                if let Some(at) = filters.iter().position(|f| f["name"] == ROUTER) {
+                let after = |f: &Value| AFTER_PLUGINS.iter().any(|a| f["name"] == *a);
+                if let Some(at) = filters.iter().position(after) {
                     filters.insert(at, filter.clone());
                     n += 1;
                 }

@@ -3,11 +3,13 @@
 //! it, then the EnvoyFilter patches with [`super::envoyfilter`]'s semantics. The module path in
 //! the rendered objects is pointed at a local `.wasm`.
 //!
-//! The VirtualService step imitates istiod (the one piece not taken from a dump or from Envoy):
-//! one virtual host per host on every route configuration of the gateway, named `HOST:PORT`,
-//! domains `[HOST]`, the routes with `case_sensitive` matches and `outbound|PORT||FQDN`
-//! clusters, as in istiod's own gateway route test data; a host that already has a virtual host
-//! gets the routes appended, as istiod merges VirtualServices on a gateway.
+//! The VirtualService step stands in for istiod (the one piece `verify --proxy-dump` cannot take
+//! from a dump or from Envoy): the config's hosts get one virtual host on every route
+//! configuration of the gateway, named `FIRST-HOST:PORT` with all of them as domains (istiod
+//! collapses hosts whose routes are the same), routes with `case_sensitive` matches and
+//! `outbound|PORT||FQDN` clusters; a host that already has a virtual host gets the routes
+//! appended, as istiod merges VirtualServices on a gateway. tests/tests/istiod_verify.rs holds
+//! it against istiod's own output.
 
 use super::dump::{Proxy, ProxyKind};
 use super::envoyfilter;
@@ -123,6 +125,10 @@ pub fn add_virtual_service(proxy: &mut Proxy, vs: &Value, port: u64) -> Result<u
         let Some(vhosts) = rc["virtual_hosts"].as_array_mut() else {
             continue;
         };
+        // Hosts with a virtual host of their own (another VirtualService's) get the routes
+        // appended; the others share one virtual host, as istiod collapses hosts whose routes
+        // are the same (named after the first, all their domains).
+        let mut fresh: Vec<&str> = Vec::new();
         for host in vs["spec"]["hosts"].as_array().into_iter().flatten() {
             let host = host.as_str().unwrap_or_default();
             let existing = vhosts.iter_mut().find(|v| {
@@ -135,14 +141,18 @@ pub fn add_virtual_service(proxy: &mut Proxy, vs: &Value, port: u64) -> Result<u
                     if let Some(r) = v["routes"].as_array_mut() {
                         r.extend(routes.iter().cloned());
                     }
+                    n += 1;
                 }
-                None => vhosts.push(json!({
-                    "name": format!("{host}:{port}"),
-                    "domains": [host],
-                    "routes": routes,
-                    "include_request_attempt_count": true,
-                })),
+                None => fresh.push(host),
             }
+        }
+        if let Some(first) = fresh.first() {
+            vhosts.push(json!({
+                "name": format!("{first}:{port}"),
+                "domains": fresh,
+                "routes": routes,
+                "include_request_attempt_count": true,
+            }));
             n += 1;
         }
     }
