@@ -12,6 +12,8 @@ ENVOY_VENV := $(VENV_ROOT)/envoy-$(ENVOY_VERSION)
 ENVOY := $(ENVOY_VENV)/bin/envoy
 WASM := $(CURDIR)/target/wasm32-wasip1/release/mesh_filter.wasm
 CARGO ?= cargo
+# Runs a command, its output shown and written to a suite log (scripts/logged).
+LOGGED := $(CURDIR)/scripts/logged
 
 export MESH_ENVOY := $(ENVOY)
 export MESH_WASM := $(WASM)
@@ -67,10 +69,10 @@ test: lint
 TEST_TARGETS := test-unit test-envoy
 
 test-unit:
-	$(CARGO) test --workspace --exclude mesh-filter --lib --bins 2>&1 | tee $(TEST_LOG_DIR)/unit.log; exit $${PIPESTATUS[0]}
+	$(LOGGED) $(TEST_LOG_DIR)/unit.log $(CARGO) test --workspace --exclude mesh-filter --lib --bins
 
 test-envoy: wasm envoy
-	$(CARGO) test -p mesh-tests --test routing 2>&1 | tee $(TEST_LOG_DIR)/envoy.log; exit $${PIPESTATUS[0]}
+	$(LOGGED) $(TEST_LOG_DIR)/envoy.log $(CARGO) test -p mesh-tests --test routing
 
 # Speed and memory live here, never in timed tests: every setup side by side in one run,
 # written to bench/README.md (mk/bench.mk has the pieces and the smoke run).

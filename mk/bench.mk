@@ -23,7 +23,6 @@ bench-install:
 	if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi
 
 test-bench-smoke: wasm noop-wasm envoy bench-load-tools
-	@mkdir -p $(TEST_LOG_DIR)
-	$(CARGO) test -p mesh-bench 2>&1 | tee $(TEST_LOG_DIR)/bench-smoke.log; exit $${PIPESTATUS[0]}
+	$(LOGGED) $(TEST_LOG_DIR)/bench-smoke.log $(CARGO) test -p mesh-bench
 
 TEST_TARGETS += test-bench-smoke

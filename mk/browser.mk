@@ -32,12 +32,10 @@ chromium:
 	@chromium --version 2>/dev/null
 
 test-demo: envoy digimon-web digimon-bins
-	@mkdir -p $(TEST_LOG_DIR)
-	$(CARGO) test -p mesh-tests --test demo 2>&1 | tee $(TEST_LOG_DIR)/demo.log; exit $${PIPESTATUS[0]}
+	$(LOGGED) $(TEST_LOG_DIR)/demo.log $(CARGO) test -p mesh-tests --test demo
 
 # One browser at a time: two Chromiums and two Envoys on a 2-core machine only add noise.
 test-browser: envoy chromium digimon-web digimon-bins
-	@mkdir -p $(TEST_LOG_DIR)
-	$(CARGO) test -p mesh-tests --test browser -- --test-threads=1 2>&1 | tee $(TEST_LOG_DIR)/browser.log; exit $${PIPESTATUS[0]}
+	$(LOGGED) $(TEST_LOG_DIR)/browser.log $(CARGO) test -p mesh-tests --test browser -- --test-threads=1
 
 TEST_TARGETS += test-demo test-browser

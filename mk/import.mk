@@ -3,7 +3,6 @@
 # request is compared. IMPORT_ONLY=name runs only the matching configs.
 .PHONY: test-import
 test-import: wasm envoy
-	@mkdir -p $(TEST_LOG_DIR)
-	$(CARGO) test -p mesh-tests --test import -- --nocapture 2>&1 | tee $(TEST_LOG_DIR)/import.log; exit $${PIPESTATUS[0]}
+	$(LOGGED) $(TEST_LOG_DIR)/import.log $(CARGO) test -p mesh-tests --test import -- --nocapture
 
 TEST_TARGETS += test-import

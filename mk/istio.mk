@@ -15,13 +15,11 @@ crash-wasm: wasm-target
 ISTIO_DEPS := wasm crash-wasm istiod-gen digimon-web digimon-bins
 
 test-istio: $(ISTIO_DEPS) envoy
-	@mkdir -p $(TEST_LOG_DIR)
-	$(CARGO) test -p mesh-tests $(ISTIO_SUITES) -- --nocapture 2>&1 | tee $(TEST_LOG_DIR)/istio.log; exit $${PIPESTATUS[0]}
+	$(LOGGED) $(TEST_LOG_DIR)/istio.log $(CARGO) test -p mesh-tests $(ISTIO_SUITES) -- --nocapture
 
 test-istio-oldest: $(ISTIO_DEPS)
 	$(MAKE) --no-print-directory envoy ENVOY_VERSION=$(ENVOY_OLDEST)
-	@mkdir -p $(TEST_LOG_DIR)
 	MESH_ENVOY=$(VENV_ROOT)/envoy-$(ENVOY_OLDEST)/bin/envoy \
-	  $(CARGO) test -p mesh-tests $(ISTIO_SUITES) -- --nocapture 2>&1 | tee $(TEST_LOG_DIR)/istio-oldest.log; exit $${PIPESTATUS[0]}
+	  $(LOGGED) $(TEST_LOG_DIR)/istio-oldest.log $(CARGO) test -p mesh-tests $(ISTIO_SUITES) -- --nocapture
 
 TEST_TARGETS += test-istio test-istio-oldest

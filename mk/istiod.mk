@@ -20,9 +20,8 @@ $(ISTIOD_GEN): $(ISTIOD_GEN_SRC)
 istiod-gen: $(ISTIOD_GEN)
 
 test-istiod-gen:
-	@mkdir -p $(TEST_LOG_DIR)
 	@cd $(ISTIOD_GEN_DIR) && unformatted=$$(gofmt -l .) && [ -z "$$unformatted" ] || { echo "gofmt -w these: $$unformatted"; exit 1; }
 	cd $(ISTIOD_GEN_DIR) && $(GO) vet $(GO_FLAGS) . && \
-	  $(GO) test $(GO_FLAGS) -v . 2>&1 | tee -a $(TEST_LOG_DIR)/istiod-gen.log; exit $${PIPESTATUS[0]}
+	  $(LOGGED) $(TEST_LOG_DIR)/istiod-gen.log $(GO) test $(GO_FLAGS) -v .
 
 TEST_TARGETS += test-istiod-gen

@@ -45,7 +45,6 @@ kube-apiserver-stop:
 
 # The real server does what the emulator only claimed (kubectl-mesh/tests/apiserver.rs).
 test-kube-apiserver: wasm kube-apiserver
-	@mkdir -p $(TEST_LOG_DIR)
-	$(CARGO) test -p kubectl-mesh --test apiserver 2>&1 | tee $(TEST_LOG_DIR)/kube-apiserver.log; exit $${PIPESTATUS[0]}
+	$(LOGGED) $(TEST_LOG_DIR)/kube-apiserver.log $(CARGO) test -p kubectl-mesh --test apiserver
 
 TEST_TARGETS += test-kube-apiserver

@@ -6,7 +6,6 @@
 # Every test target but apiserver.rs, which `make test-kube-apiserver` runs (counted once).
 PLUGIN_TESTS := $(patsubst kubectl-mesh/tests/%.rs,--test %,$(filter-out %/apiserver.rs,$(wildcard kubectl-mesh/tests/*.rs)))
 test-plugin: wasm envoy kube-apiserver
-	@mkdir -p $(TEST_LOG_DIR)
-	$(CARGO) test -p kubectl-mesh --lib --bins $(PLUGIN_TESTS) 2>&1 | tee $(TEST_LOG_DIR)/plugin.log; exit $${PIPESTATUS[0]}
+	$(LOGGED) $(TEST_LOG_DIR)/plugin.log $(CARGO) test -p kubectl-mesh --lib --bins $(PLUGIN_TESTS)
 
 TEST_TARGETS += test-plugin

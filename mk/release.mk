@@ -58,7 +58,6 @@ docker-registry:
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq docker-registry >/dev/null; }
 
 test-release: release krew qemu-user docker-registry
-	@mkdir -p $(TEST_LOG_DIR)
-	$(CARGO) test -p mesh-tests --test release --test oci 2>&1 | tee $(TEST_LOG_DIR)/release.log; exit $${PIPESTATUS[0]}
+	$(LOGGED) $(TEST_LOG_DIR)/release.log $(CARGO) test -p mesh-tests --test release --test oci
 
 TEST_TARGETS += test-release

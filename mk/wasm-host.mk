@@ -5,15 +5,12 @@
 .PHONY: test-wasm-host test-wasm32 test-properties
 # --show-output: the memory test's page counts and the module's imports go into the log.
 test-wasm-host: wasm
-	@mkdir -p $(TEST_LOG_DIR)
-	$(CARGO) test -p mesh-wasm-host -- --show-output 2>&1 | tee $(TEST_LOG_DIR)/wasm-host.log; exit $${PIPESTATUS[0]}
+	$(LOGGED) $(TEST_LOG_DIR)/wasm-host.log $(CARGO) test -p mesh-wasm-host -- --show-output
 
 test-wasm32: wasm-target
-	@mkdir -p $(TEST_LOG_DIR)
-	$(CARGO) test -p mesh-core --target wasm32-wasip1 2>&1 | tee $(TEST_LOG_DIR)/wasm32.log; exit $${PIPESTATUS[0]}
+	$(LOGGED) $(TEST_LOG_DIR)/wasm32.log $(CARGO) test -p mesh-core --target wasm32-wasip1
 
 test-properties:
-	@mkdir -p $(TEST_LOG_DIR)
-	$(CARGO) test -p mesh-core --test properties 2>&1 | tee $(TEST_LOG_DIR)/properties.log; exit $${PIPESTATUS[0]}
+	$(LOGGED) $(TEST_LOG_DIR)/properties.log $(CARGO) test -p mesh-core --test properties
 
 TEST_TARGETS += test-wasm-host test-wasm32 test-properties
