@@ -5,6 +5,9 @@
 // A failed unwrap in a test helper is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[path = "support/golden.rs"]
+mod golden_support;
+use golden_support::Golden;
 use kubectl_mesh::import::{self, ClusterTarget, Imported, Scope};
 use kubectl_mesh::render::parse_config;
 use std::path::{Path, PathBuf};
@@ -57,7 +60,6 @@ fn notes_text(i: &Imported, base: &Path) -> String {
 
 #[test]
 fn golden_imports_of_every_suite_config() {
-    let update = std::env::var_os("UPDATE_GOLDEN").is_some();
     let golden = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/import");
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(workspace().join("tests/import/configs"))
         .unwrap()
@@ -66,7 +68,7 @@ fn golden_imports_of_every_suite_config() {
         .collect();
     dirs.sort();
     assert!(dirs.len() >= 7, "{dirs:?}");
-    let mut stale = Vec::new();
+    let mut golden_files = Golden::new();
     for dir in dirs {
         let name = dir.file_name().unwrap().to_string_lossy().into_owned();
         let (envoy, ingress) = inputs(&dir);
@@ -80,20 +82,10 @@ fn golden_imports_of_every_suite_config() {
             (format!("{name}.yaml"), yaml),
             (format!("{name}.notes.txt"), notes_text(&i, &dir)),
         ] {
-            let path = golden.join(&file);
-            if update {
-                std::fs::create_dir_all(&golden).unwrap();
-                std::fs::write(&path, &text).unwrap();
-            } else if std::fs::read_to_string(&path).unwrap_or_default() != text {
-                stale.push(format!("{} (got:\n{text})", path.display()));
-            }
+            golden_files.check(&golden.join(&file), &text);
         }
     }
-    assert!(
-        stale.is_empty(),
-        "golden files differ; review and rerun with UPDATE_GOLDEN=1:\n{}",
-        stale.join("\n")
-    );
+    golden_files.finish();
 }
 
 /// The digimon Envoy behind its Ingress: api.backend.com gets the Envoy's routes (any origin,

@@ -6,6 +6,9 @@
 
 mod migrate_support;
 
+#[path = "support/golden.rs"]
+mod golden_support;
+use golden_support::Golden;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::networking::v1::Ingress;
 use kubectl_mesh::migrate::{self, MigrateError};
@@ -13,8 +16,7 @@ use migrate_support::*;
 
 #[test]
 fn golden_files_match() {
-    let update = std::env::var_os("UPDATE_GOLDEN").is_some();
-    let mut stale = Vec::new();
+    let mut golden_files = Golden::new();
     for (dir, golden) in DIRS {
         let golden_dir = manifest().join("tests/golden/migrate").join(golden);
         let mut summary = String::new();
@@ -26,26 +28,11 @@ fn golden_files_match() {
             for w in &m.warnings {
                 summary.push_str(&format!("{name}: warning: {w}\n"));
             }
-            let path = golden_dir.join(&name);
-            if update {
-                std::fs::create_dir_all(&golden_dir).unwrap();
-                std::fs::write(&path, &m.text).unwrap();
-            } else if std::fs::read_to_string(&path).unwrap_or_default() != m.text {
-                stale.push(format!("{} (got:\n{})", path.display(), m.text));
-            }
+            golden_files.check(&golden_dir.join(&name), &m.text);
         }
-        let path = golden_dir.join("SUMMARY.txt");
-        if update {
-            std::fs::write(&path, &summary).unwrap();
-        } else if std::fs::read_to_string(&path).unwrap_or_default() != summary {
-            stale.push(format!("{} (got:\n{summary})", path.display()));
-        }
+        golden_files.check(&golden_dir.join("SUMMARY.txt"), &summary);
     }
-    assert!(
-        stale.is_empty(),
-        "golden files differ; review and rerun with UPDATE_GOLDEN=1:\n{}",
-        stale.join("\n")
-    );
+    golden_files.finish();
 }
 
 #[test]

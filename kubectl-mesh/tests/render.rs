@@ -4,6 +4,9 @@
 // A failed unwrap in a test helper is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[path = "support/golden.rs"]
+mod golden_support;
+use golden_support::Golden;
 use kubectl_mesh::delivery::{self, Pull, PullPolicy};
 use kubectl_mesh::plan::is_subset;
 use kubectl_mesh::render::{self, Api, Context, Module, RenderOptions, Rendered};
@@ -173,29 +176,16 @@ fn sidecar_inbound_refuses_routes_to_another_workload() {
 
 #[test]
 fn golden_files_match() {
-    let update = std::env::var_os("UPDATE_GOLDEN").is_some();
-    let mut stale = Vec::new();
+    let mut golden = Golden::new();
     for case in CASES {
         let (opts, r) = rendered(case);
         let text = render::render_text(&r, &opts, false);
         let path = manifest()
             .join("tests/golden")
             .join(format!("{}.yaml", case.golden));
-        if update {
-            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-            std::fs::write(&path, &text).unwrap();
-            continue;
-        }
-        let want = std::fs::read_to_string(&path).unwrap_or_default();
-        if want != text {
-            stale.push(format!("{} (got:\n{text})", path.display()));
-        }
+        golden.check(&path, &text);
     }
-    assert!(
-        stale.is_empty(),
-        "golden files differ; review and rerun with UPDATE_GOLDEN=1:\n{}",
-        stale.join("\n")
-    );
+    golden.finish();
 }
 
 #[test]
