@@ -189,6 +189,9 @@ pub fn evaluate(upstreams: &[Upstream]) -> Vec<Check> {
                 format!("{what}: the port is {known}; kubectl-mesh leaves the protocol to Istio (a gRPC server behind a non-grpcWeb route needs `to.http2: true`)"),
             )),
         }
+        for dr in &u.destination_rules {
+            out.extend(route_level_settings(dr, &what));
+        }
         if !u.http2 {
             continue;
         }
@@ -210,6 +213,33 @@ pub fn evaluate(upstreams: &[Upstream]) -> Vec<Check> {
                 )),
             ));
         }
+    }
+    out
+}
+
+/// What a DestinationRule asks of the routes to a service, which the filter's routing route
+/// (one route for every request it routes) does not carry: consistent-hash load balancing
+/// needs the route's hash policy, and subsets are chosen by a VirtualService route.
+fn route_level_settings(dr: &Value, what: &str) -> Vec<Check> {
+    let name = crate::gateway::object_ref(dr);
+    let mut out = Vec::new();
+    let hashed = !dr["spec"]["trafficPolicy"]["loadBalancer"]["consistentHash"].is_null();
+    if hashed {
+        out.push(check(
+            GROUP,
+            format!("DestinationRule {name}'s consistent hashing applies to {what}"),
+            Status::Warn,
+            Some("no: the filter's routing route has no hash policy (a VirtualService route's would carry it), so its requests are balanced without the hash; sticky sessions to this service do not hold for the config's hosts".into()),
+        ));
+    }
+    if dr["spec"]["subsets"]
+        .as_array()
+        .is_some_and(|s| !s.is_empty())
+    {
+        out.push(pass(
+            GROUP,
+            format!("DestinationRule {name} has subsets: the config's routes to {what} go to the whole service, not a subset (a VirtualService route chooses subsets)"),
+        ));
     }
     out
 }
@@ -310,6 +340,29 @@ mod tests {
             ..up
         }]);
         assert_eq!(c[0].status, Status::Warn);
+    }
+
+    #[test]
+    fn what_the_routing_route_does_not_carry_is_said() {
+        let dr = json!({
+            "metadata": { "namespace": "digimon", "name": "sticky" },
+            "spec": { "host": "server", "subsets": [{ "name": "v1", "labels": { "v": "1" } }],
+                      "trafficPolicy": { "loadBalancer": { "consistentHash": { "httpHeaderName": "x-user" } } } },
+        });
+        let up = Upstream {
+            fqdn: "server.digimon.svc.cluster.local".into(),
+            port: 6000,
+            http2: false,
+            service: Some(service("grpc", None)),
+            destination_rules: vec![dr],
+        };
+        let c = evaluate(&[up]);
+        assert!(
+            c.iter()
+                .any(|c| c.status == Status::Warn && c.name.contains("consistent hashing")),
+            "{c:#?}"
+        );
+        assert!(c.iter().any(|c| c.name.contains("subsets")), "{c:#?}");
     }
 
     #[test]
