@@ -19,7 +19,6 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 const SERVER: &str = "outbound|6000||server.digimon.svc.cluster.local";
-const WEB: &str = "outbound|8060||web.digimon.svc.cluster.local";
 const ORIGIN: &str = "http://web.backend.com";
 /// A gRPC-Web text call: one frame, base64 (20 characters, 13 bytes decoded).
 const GRPC_WEB_BODY: &str = "AAAAAAYKBEFndW1vbg==";
@@ -188,19 +187,91 @@ fn route_diffs(base: &Proxy, after: &Proxy, cfg: &mesh_core::MeshConfig) -> (usi
 }
 
 /// The config's hosts through the patched proxy's listener `at` (gateway, sidecar-outbound).
+/// What the checks send, read from the config: its first `grpcWeb` route to a service (host,
+/// path, origin its CORS allows, cluster) and its first other route to a service elsewhere.
+struct Probes {
+    grpc_host: String,
+    grpc_path: String,
+    origin: String,
+    grpc_cluster: String,
+    plain: Option<(String, String, String)>,
+    unrouted: Option<String>,
+}
+
+fn probes_of(cfg: &mesh_core::MeshConfig) -> Probes {
+    let cluster = |to: &mesh_core::config::Target| {
+        let fqdn = mesh_core::upstream::service_fqdn(
+            to.service.as_deref().unwrap_or_default(),
+            &cfg.namespace,
+            &cfg.cluster_domain,
+        );
+        format!("outbound|{}||{fqdn}", to.port.unwrap_or_default())
+    };
+    let path = |r: &mesh_core::config::RouteConfig, leaf: &str| {
+        let prefix = r
+            .matches
+            .prefix
+            .as_deref()
+            .or(r.matches.path.as_deref())
+            .unwrap_or("/");
+        format!("{prefix}{leaf}")
+    };
+    let (gh, gr) = cfg
+        .hosts
+        .iter()
+        .flat_map(|h| h.routes.iter().map(move |r| (h, r)))
+        .find(|(_, r)| r.grpc_web && r.to.as_ref().is_some_and(|t| t.service.is_some()))
+        .expect("the config has a grpcWeb route to a service");
+    let origin = gh
+        .cors
+        .as_ref()
+        .and_then(|c| c.allow_origins.iter().find_map(|o| o.exact.clone()))
+        .expect("its host allows an exact origin");
+    let plain = cfg
+        .hosts
+        .iter()
+        .filter(|h| h.domains != gh.domains)
+        .flat_map(|h| h.routes.iter().map(move |r| (h, r)))
+        .find(|(_, r)| !r.grpc_web && r.to.as_ref().is_some_and(|t| t.service.is_some()))
+        .map(|(h, r)| {
+            (
+                h.domains[0].clone(),
+                path(r, "index.html"),
+                cluster(r.to.as_ref().unwrap()),
+            )
+        });
+    // A path none of the gRPC host's routes takes (none when one takes everything).
+    let catch_all = gh.routes.iter().any(|r| {
+        r.matches.prefix.as_deref().is_none_or(|p| p == "/")
+            && r.matches.path.is_none()
+            && r.matches.regex.is_none()
+    });
+    Probes {
+        grpc_host: gh.domains[0].clone(),
+        grpc_path: path(gr, "Create"),
+        origin,
+        grpc_cluster: cluster(gr.to.as_ref().unwrap()),
+        plain,
+        unrouted: (!catch_all).then(|| "/kubectl-mesh-unrouted-probe".to_owned()),
+    }
+}
+
+/// The config's hosts through the patched proxy's listener `at` (gateway, sidecar-outbound):
+/// what is sent comes from `cfg`.
 fn config_hosts_are_routed(after: &Proxy, cfg: &mesh_core::MeshConfig, at: &str) {
+    let p = probes_of(cfg);
     let mut ups = Upstreams::default();
-    let clusters: Vec<String> = [SERVER, WEB].map(str::to_owned).to_vec();
+    let mut clusters = vec![p.grpc_cluster.clone()];
+    clusters.extend(p.plain.iter().map(|(_, _, c)| c.clone()));
     let rt = Runnable::new(after, &mut ups, &clusters).unwrap();
     let li = listener(&rt, at).unwrap_or_else(|| panic!("{}: no listener {at}", after.name));
     let run = Running::start(&rt).unwrap();
-    let _ = cfg;
 
     let preflight = run
         .send(
             li,
-            &Request::new("OPTIONS", "api.backend.com", "/digimon.Digimon/Create")
-                .header("origin", ORIGIN)
+            &Request::new("OPTIONS", &p.grpc_host, &p.grpc_path)
+                .header("origin", &p.origin)
                 .header("access-control-request-method", "POST")
                 .header("access-control-request-headers", "content-type,x-grpc-web"),
         )
@@ -208,7 +279,7 @@ fn config_hosts_are_routed(after: &Proxy, cfg: &mesh_core::MeshConfig, at: &str)
     assert_eq!(preflight.status, 200, "{}: {preflight:?}", after.name);
     assert_eq!(
         preflight.header("access-control-allow-origin"),
-        Some(ORIGIN)
+        Some(p.origin.as_str())
     );
     assert!(
         preflight.header("x-upstream").is_none(),
@@ -218,8 +289,8 @@ fn config_hosts_are_routed(after: &Proxy, cfg: &mesh_core::MeshConfig, at: &str)
     let call = run
         .send(
             li,
-            &Request::new("POST", "api.backend.com", "/digimon.Digimon/Create")
-                .header("origin", ORIGIN)
+            &Request::new("POST", &p.grpc_host, &p.grpc_path)
+                .header("origin", &p.origin)
                 .header("content-type", "application/grpc-web-text")
                 .header("x-grpc-web", "1")
                 .body(GRPC_WEB_BODY),
@@ -227,16 +298,13 @@ fn config_hosts_are_routed(after: &Proxy, cfg: &mesh_core::MeshConfig, at: &str)
         .unwrap();
     assert_eq!(
         call.header("access-control-allow-origin"),
-        Some(ORIGIN),
+        Some(p.origin.as_str()),
         "{call:?}"
     );
-    assert_eq!(
-        call.header("access-control-allow-credentials"),
-        Some("true")
-    );
-    let got = ups.0[SERVER].log.lock().unwrap().last().cloned();
-    let got = got.unwrap_or_else(|| panic!("{}: the server got nothing: {call:?}", after.name));
-    assert_eq!(got.path, "/digimon.Digimon/Create");
+    let got = ups.0[&p.grpc_cluster].log.lock().unwrap().last().cloned();
+    let got =
+        got.unwrap_or_else(|| panic!("{}: {} got nothing: {call:?}", after.name, p.grpc_cluster));
+    assert_eq!(got.path, p.grpc_path);
     assert_eq!(
         got.header("content-type"),
         Some("application/grpc"),
@@ -246,28 +314,30 @@ fn config_hosts_are_routed(after: &Proxy, cfg: &mesh_core::MeshConfig, at: &str)
     assert_eq!(got.header(mesh_core::UPSTREAM_HEADER), None);
     assert_eq!(got.header(mesh_core::GRPC_WEB_HEADER), None);
 
-    // The web host, also with a client trying to pick the server itself.
-    for spoof in [None, Some(SERVER)] {
-        let mut req = Request::get("web.backend.com", "/index.html");
-        if let Some(s) = spoof {
-            req = req.header(mesh_core::UPSTREAM_HEADER, s);
+    // The other host, also with a client trying to pick the gRPC server itself.
+    if let Some((host, path, cluster)) = &p.plain {
+        for spoof in [None, Some(&p.grpc_cluster)] {
+            let mut req = Request::get(host, path);
+            if let Some(s) = spoof {
+                req = req.header(mesh_core::UPSTREAM_HEADER, s);
+            }
+            let r = run.send(li, &req).unwrap();
+            let got = Outcome::from(&r);
+            assert_eq!(
+                (got.status, got.upstream.as_deref()),
+                (200, Some(cluster.as_str())),
+                "{}: {r:?}",
+                after.name
+            );
         }
-        let r = run.send(li, &req).unwrap();
-        let got = Outcome::from(&r);
-        assert_eq!(
-            (got.status, got.upstream.as_deref()),
-            (200, Some(WEB)),
-            "{}: {r:?}",
-            after.name
-        );
     }
     // A path the config does not route on its own host: the filter's 404, Envoy's own empty
     // one (no Istio route would have sent it anywhere else).
-    let r = run
-        .send(li, &Request::get("api.backend.com", "/admin"))
-        .unwrap();
-    assert_eq!((r.status, r.header("x-upstream")), (404, None), "{r:?}");
-    assert_eq!((r.header("content-type"), r.body.len()), (None, 0), "{r:?}");
+    if let Some(path) = &p.unrouted {
+        let r = run.send(li, &Request::get(&p.grpc_host, path)).unwrap();
+        assert_eq!((r.status, r.header("x-upstream")), (404, None), "{r:?}");
+        assert_eq!((r.header("content-type"), r.body.len()), (None, 0), "{r:?}");
+    }
 }
 
 fn upstream_case(base: Proxy, context: Context, api: Api, at: &str) {
