@@ -1,7 +1,7 @@
-//! The command line (clap derive): flags, errors, exit outcomes, and the dispatch to one function per subcommand in [`crate::commands`].
+//! The command line (clap derive): flags, errors and exit outcomes; [`crate::commands::run`]
+//! dispatches to one function per subcommand.
 
 use crate::cluster::ClusterError;
-use crate::commands;
 use crate::enable::EnableError;
 use crate::import::ImportError;
 use crate::migrate::MigrateError;
@@ -10,7 +10,6 @@ use crate::run::RunError;
 use crate::verify::VerifyError;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::PathBuf;
 
 /// Move routing, CORS and header logic into an Istio mesh as a Wasm filter.
@@ -399,28 +398,6 @@ pub fn parse_selector(text: &str) -> Result<BTreeMap<String, String>, CliError> 
             ))),
         })
         .collect()
-}
-
-/// Runs the parsed command, writing to `out`: one function per subcommand in
-/// [`crate::commands`].
-pub async fn run(cli: Cli, out: &mut impl Write) -> Result<Outcome, CliError> {
-    match &cli.command {
-        Command::Version => commands::version(out),
-        Command::Completion { shell } => commands::completion(*shell, out),
-        Command::Render(args) => commands::render(&cli, args, out),
-        Command::Enable {
-            filter,
-            wait,
-            timeout,
-        } => commands::enable(&cli, filter, *wait, *timeout, out).await,
-        Command::Check(args) => commands::check(&cli, args, out).await,
-        Command::Disable => commands::disable(&cli, out).await,
-        Command::Migrate(args) => commands::migrate(&cli, args, out),
-        Command::ImportEnvoy(args) => commands::import_envoy(&cli, args, out),
-        Command::Run(args) => commands::run_local(args, cli.verbose > 0, out).await,
-        Command::Module { command } => commands::module(&cli, command, out).await,
-        Command::Verify(args) => commands::verify(&cli, args, out).await,
-    }
 }
 
 #[cfg(test)]

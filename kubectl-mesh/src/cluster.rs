@@ -245,7 +245,7 @@ impl Cluster {
             obj["metadata"]["name"].as_str().unwrap_or("?")
         );
         let (av, kind, ns, name) = identity(obj)?;
-        let params = PatchParams::apply(crate::render::MANAGER).force();
+        let params = PatchParams::apply(crate::names::MANAGER).force();
         self.dynamic(&av, &kind, &ns)
             .patch(&name, &params, &Patch::Apply(obj))
             .await
@@ -262,8 +262,8 @@ impl Cluster {
     ) -> Result<Vec<Value>, ClusterError> {
         let selector = format!(
             "{}={}",
-            crate::render::MANAGED_BY_LABEL,
-            crate::render::MANAGER
+            crate::names::MANAGED_BY_LABEL,
+            crate::names::MANAGER
         );
         let listed = self
             .dynamic(api_version, kind, ns)

@@ -3,8 +3,8 @@
 
 use crate::check;
 use crate::cli::{
-    parse_selector, CheckArgs, Cli, CliError, FilterArgs, ImportArgs, MigrateArgs, ModuleCommand,
-    Outcome, Output, RunArgs, VerifyArgs, GATEWAY_NAMESPACE,
+    parse_selector, CheckArgs, Cli, CliError, Command, FilterArgs, ImportArgs, MigrateArgs,
+    ModuleCommand, Outcome, Output, RunArgs, VerifyArgs, GATEWAY_NAMESPACE,
 };
 use crate::cluster::{self, Cluster};
 use crate::delivery::{self, Pull};
@@ -13,12 +13,33 @@ use crate::import;
 use crate::migrate;
 use crate::plan;
 use crate::render::{self, Context, GatewayOptions, Module, RenderError, RenderOptions, Rendered};
-use crate::run;
 use crate::verify;
 use clap::CommandFactory;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::time::Duration;
+
+/// Runs the parsed command, writing to `out`: one function per subcommand in
+/// [`crate::commands`].
+pub async fn run(cli: Cli, out: &mut impl Write) -> Result<Outcome, CliError> {
+    match &cli.command {
+        Command::Version => version(out),
+        Command::Completion { shell } => completion(*shell, out),
+        Command::Render(args) => render(&cli, args, out),
+        Command::Enable {
+            filter,
+            wait,
+            timeout,
+        } => enable(&cli, filter, *wait, *timeout, out).await,
+        Command::Check(args) => check(&cli, args, out).await,
+        Command::Disable => disable(&cli, out).await,
+        Command::Migrate(args) => migrate(&cli, args, out),
+        Command::ImportEnvoy(args) => import_envoy(&cli, args, out),
+        Command::Run(args) => run_local(args, cli.verbose > 0, out).await,
+        Command::Module { command } => module(&cli, command, out).await,
+        Command::Verify(args) => verify(&cli, args, out).await,
+    }
+}
 
 /// `version`: the plugin version and the embedded module's digest.
 pub fn version(out: &mut impl Write) -> Result<Outcome, CliError> {
@@ -296,8 +317,8 @@ pub async fn run_local(
     verbose: bool,
     out: &mut impl Write,
 ) -> Result<Outcome, CliError> {
-    let code = run::run(
-        &run::RunOptions {
+    let code = crate::run::run(
+        &crate::run::RunOptions {
             file: args.file.clone(),
             upstreams: args.upstreams.clone(),
             port: args.port,

@@ -2,11 +2,11 @@
 //! WasmPlugin/TrafficExtension variants, and at the gateway the Gateway and anchor
 //! VirtualService that make istiod build a virtual host for the config's hosts.
 
+use crate::delivery::Module;
 use crate::envoy::{self, FailPolicy};
+use crate::names::{meta, module_path, route_filter_name, FILTER_LABEL};
+use crate::options::{Api, Context, RenderOptions};
 use crate::proxy_version;
-use crate::render::{
-    meta, Api, Context, Module, RenderError, RenderOptions, FILTER_LABEL, MODULE_DIR, MODULE_FILE,
-};
 use mesh_core::config::Target;
 use mesh_core::upstream::service_fqdn;
 use mesh_core::{Delivery, MeshConfig};
@@ -17,18 +17,21 @@ use std::collections::BTreeMap;
 /// the gateway the config's hosts answer 404 instead of reaching a backend without its rules.
 pub const ANCHOR_PATH: &str = "/.well-known/kubectl-mesh/anchor";
 
-impl Context {
-    /// How the filter delivers what it routes in this context.
-    pub fn delivery(self) -> Delivery {
-        match self {
-            Context::SidecarInbound => Delivery::Local,
-            Context::SidecarOutbound | Context::Gateway => Delivery::Upstream,
-        }
-    }
-}
-
-fn module_path() -> String {
-    format!("{MODULE_DIR}/{MODULE_FILE}")
+/// Why the config's routes cannot become one set of Istio patches.
+#[derive(Debug, thiserror::Error)]
+pub enum IstioError {
+    /// Two routes ask for different things of one proxy cluster.
+    #[error("{file}: `{field}`: {reason}\n  fix: {fix}")]
+    Conflict {
+        /// The config file.
+        file: String,
+        /// Field path in the config.
+        field: String,
+        /// What does not fit.
+        reason: String,
+        /// What to do instead.
+        fix: String,
+    },
 }
 
 /// Istio's type for the RBAC filter istio-agent puts in place of a Wasm filter whose module it
@@ -239,7 +242,7 @@ impl std::fmt::Display for ClusterRef {
 /// Every cluster the config routes to whose upstream must speak HTTP/2 (`to.http2`, implied
 /// by `grpcWeb`: gRPC servers speak only HTTP/2). Fails when two routes disagree on one
 /// cluster (it is one cluster in the proxy).
-pub fn http2_clusters(cfg: &MeshConfig, file: &str) -> Result<Vec<ClusterRef>, RenderError> {
+pub fn http2_clusters(cfg: &MeshConfig, file: &str) -> Result<Vec<ClusterRef>, IstioError> {
     let mut seen: BTreeMap<ClusterRef, (bool, String)> = BTreeMap::new();
     for (hi, host) in cfg.hosts.iter().enumerate() {
         for (ri, route) in host.routes.iter().enumerate() {
@@ -251,7 +254,7 @@ pub fn http2_clusters(cfg: &MeshConfig, file: &str) -> Result<Vec<ClusterRef>, R
             let field = format!("hosts[{hi}].routes[{ri}].to.http2");
             match seen.get(&cluster) {
                 Some((h, other)) if *h != http2 => {
-                    return Err(RenderError::Context {
+                    return Err(IstioError::Conflict {
                         file: file.to_owned(),
                         field,
                         reason: format!("{cluster} is one upstream cluster in the proxy, but `{other}` is {h} and this route's is {http2} (a `grpcWeb` route implies true)"),
@@ -359,7 +362,7 @@ pub fn envoy_filter(
     patches: Vec<Value>,
     referenced: &[String],
 ) -> Value {
-    let mut metadata = meta(name, opts, hash);
+    let mut metadata = meta(name, &opts.namespace, hash);
     if !referenced.is_empty() {
         metadata["annotations"][REFERENCED_SERVICES_ANNOTATION] = json!(referenced.join(","));
     }
@@ -391,7 +394,7 @@ pub fn filter_objects(
     cfg: &MeshConfig,
     opts: &RenderOptions,
     hash: &str,
-) -> Result<Vec<Value>, RenderError> {
+) -> Result<Vec<Value>, IstioError> {
     let http2 = http2_clusters(cfg, &opts.source)?;
     let referenced = referenced_services(cfg, opts);
     Ok(match opts.api {
@@ -404,7 +407,7 @@ pub fn filter_objects(
         Api::Wasmplugin | Api::Trafficextension => vec![
             extension(cfg, opts, hash),
             envoy_filter(
-                &crate::render::route_filter_name(opts),
+                &route_filter_name(&opts.name),
                 opts,
                 hash,
                 route_patches(cfg, opts.context, &http2),
@@ -485,7 +488,7 @@ fn extension(cfg: &MeshConfig, opts: &RenderOptions, hash: &str) -> Value {
     json!({
         "apiVersion": "extensions.istio.io/v1alpha1",
         "kind": kind,
-        "metadata": meta(&opts.name, opts, hash),
+        "metadata": meta(&opts.name, &opts.namespace, hash),
         "spec": spec,
     })
 }
@@ -520,7 +523,7 @@ pub fn gateway(cfg: &MeshConfig, opts: &RenderOptions, hash: &str) -> Value {
     json!({
         "apiVersion": "networking.istio.io/v1beta1",
         "kind": "Gateway",
-        "metadata": meta(&opts.name, opts, hash),
+        "metadata": meta(&opts.name, &opts.namespace, hash),
         "spec": { "selector": opts.selector, "servers": servers },
     })
 }
@@ -583,7 +586,7 @@ pub fn anchor_virtual_service(cfg: &MeshConfig, opts: &RenderOptions, hash: &str
     Some(json!({
         "apiVersion": "networking.istio.io/v1beta1",
         "kind": "VirtualService",
-        "metadata": meta(&opts.name, opts, hash),
+        "metadata": meta(&opts.name, &opts.namespace, hash),
         "spec": {
             "hosts": domains(cfg),
             "gateways": [gateway_ref(opts)],

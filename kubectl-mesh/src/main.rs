@@ -1,7 +1,8 @@
 //! `kubectl-mesh`: the kubectl plugin entry point; all logic is in the library.
 
 use clap::Parser;
-use kubectl_mesh::cli::{init_logging, run, Cli, Outcome};
+use kubectl_mesh::cli::{init_logging, Cli, Outcome};
+use kubectl_mesh::commands::run;
 use std::process::ExitCode;
 
 fn main() -> anyhow::Result<ExitCode> {

@@ -3,10 +3,11 @@
 //! No I/O here, so "a second run changes nothing" and "disable removes only what enable added"
 //! are unit tests on plain k8s-openapi values.
 
-use crate::render::{
-    Rendered, CONFIG_HASH_ANNOTATION, FILTER_LABEL, PROXY_CONTAINER, USER_VOLUME_ANNOTATION,
+use crate::names::{
+    CONFIG_HASH_ANNOTATION, FILTER_LABEL, PROXY_CONTAINER, USER_VOLUME_ANNOTATION,
     USER_VOLUME_MOUNT_ANNOTATION, VOLUME_NAME,
 };
+use crate::render::Rendered;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Container, Namespace, PodSpec};
 use k8s_openapi::apimachinery::pkg::version::Info;
@@ -169,7 +170,7 @@ fn unmount_patch() -> Value {
     json!({
         "volumes": [{ "name": VOLUME_NAME, "$patch": "delete" }],
         "containers": [{ "name": PROXY_CONTAINER, "volumeMounts": [
-            { "mountPath": crate::render::MODULE_DIR, "$patch": "delete" }
+            { "mountPath": crate::names::MODULE_DIR, "$patch": "delete" }
         ]}],
     })
 }

@@ -7,8 +7,8 @@ pub mod upstreams;
 
 pub use gather::{gather, gather_proxy_stats};
 
+use crate::names::CONFIG_HASH_ANNOTATION;
 use crate::plan::{INJECTION_LABEL, MIN_KUBERNETES, REV_LABEL};
-use crate::render::CONFIG_HASH_ANNOTATION;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use proxy::PodStats;
