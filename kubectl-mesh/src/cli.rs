@@ -2,7 +2,7 @@
 //! dispatches to one function per subcommand.
 
 use crate::cluster::ClusterError;
-use crate::enable::EnableError;
+use crate::enable::{DryRun, EnableError};
 use crate::import::ImportError;
 use crate::migrate::MigrateError;
 use crate::render::{Api, Context, RenderError};
@@ -28,9 +28,20 @@ pub struct Cli {
     /// Output format for printed objects and check results.
     #[arg(short = 'o', long, global = true, value_enum, default_value = "yaml")]
     pub output: Output,
-    /// Show what would change without changing anything.
-    #[arg(long, global = true)]
-    pub dry_run: bool,
+    /// Change nothing: `client` prints what would change, `server` also sends every write as
+    /// the API server's dry run (validated, admitted and authorized, nothing stored). A bare
+    /// `--dry-run` is `--dry-run=client`.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        value_name = "none|client|server",
+        default_value = "none",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "client"
+    )]
+    pub dry_run: DryRun,
     /// Log more to stderr: -v what is done, -vv each API request; `run`: Envoy logs at info.
     /// `RUST_LOG` (e.g. `RUST_LOG=kubectl_mesh=debug`) overrides the level.
     #[arg(short = 'v', long = "verbose", global = true, action = clap::ArgAction::Count)]
@@ -389,15 +400,7 @@ pub const GATEWAY_NAMESPACE: &str = "istio-system";
 
 /// Parses `a=b,c=d`.
 pub fn parse_selector(text: &str) -> Result<BTreeMap<String, String>, CliError> {
-    text.split(',')
-        .filter(|p| !p.trim().is_empty())
-        .map(|pair| match pair.split_once('=') {
-            Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_owned(), v.trim().to_owned())),
-            _ => Err(CliError::Usage(format!(
-                "--selector: `{pair}` is not key=value (example: --selector app=server)"
-            ))),
-        })
-        .collect()
+    crate::options::parse_selector(text).map_err(|e| CliError::Usage(e.to_string()))
 }
 
 #[cfg(test)]

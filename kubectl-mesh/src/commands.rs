@@ -8,11 +8,10 @@ use crate::cli::{
 };
 use crate::cluster::{self, Cluster};
 use crate::delivery::{self, Pull};
-use crate::enable::{self, EnableError};
+use crate::enable;
 use crate::import;
 use crate::migrate;
-use crate::plan;
-use crate::render::{self, Context, GatewayOptions, Module, RenderError, RenderOptions, Rendered};
+use crate::render::{self, Context, GatewayOptions, Module, RenderError};
 use crate::verify;
 use clap::CommandFactory;
 use std::collections::BTreeMap;
@@ -70,16 +69,17 @@ pub fn completion(shell: clap_complete::Shell, out: &mut impl Write) -> Result<O
 
 /// `render`: every object `enable` would apply, offline.
 pub fn render(cli: &Cli, args: &FilterArgs, out: &mut impl Write) -> Result<Outcome, CliError> {
-    let (_, opts, rendered) = prepare(cli.namespace.as_deref(), args)?;
+    let loaded = enable::load(&flags(cli, args))?;
+    let rendered = render::render(&loaded.cfg, &loaded.opts)?;
     let _ = write!(
         out,
         "{}",
-        render::render_text(&rendered, &opts, cli.output == Output::Json)
+        render::render_text(&rendered, &loaded.opts, cli.output == Output::Json)
     );
     Ok(Outcome::Success)
 }
 
-/// `enable`: preflight, plan against what the cluster has, apply in order, optionally wait.
+/// `enable`: the one pass of [`crate::enable::run`].
 pub async fn enable(
     cli: &Cli,
     args: &FilterArgs,
@@ -87,90 +87,40 @@ pub async fn enable(
     timeout: u64,
     out: &mut impl Write,
 ) -> Result<Outcome, CliError> {
-    let (cfg, mut opts, mut rendered) = prepare(cli.namespace.as_deref(), args)?;
+    let loaded = enable::load(&flags(cli, args))?;
     let cluster = connect(cli).await?;
-    let line = enable::preflight(
-        &cluster,
-        &opts.namespace,
-        opts.api,
-        opts.context == Context::Gateway,
-    )
-    .await?;
-    let _ = writeln!(out, "{line}");
-    if args.istio_version.is_none() {
-        // Best effort: reading istiod needs rights a user who may apply the objects need
-        // not have; then the newest release is assumed and said so.
-        let (detected, why) = match enable::istio_version(&cluster).await {
-            Ok(Some(v)) => (Some(v), "istiod's image tag".to_owned()),
-            Ok(None) => (
-                None,
-                "no app=istiod Deployment with a release tag found, so the newest known".to_owned(),
-            ),
-            Err(e) => (
-                None,
-                format!("istiod's version could not be read ({e}), so the newest known"),
-            ),
-        };
-        let (major, minor) = detected.unwrap_or(render::NEWEST_ISTIO);
-        let _ = writeln!(
-            out,
-            "istio: objects for Istio {major}.{minor} ({why}; --istio-version overrides)"
-        );
-        if (major, minor) != opts.istio_version {
-            opts.istio_version = (major, minor);
-            rendered = render::render(&cfg, &opts)?;
-        }
-    }
-    if let Some(line) = enable::choose_gateway(&cluster, &cfg, &mut opts, &mut rendered).await? {
-        let _ = writeln!(out, "{line}");
-    }
-    let selector = selector_text(&opts.selector);
-    let observed = enable::observe(&cluster, &rendered, &opts.namespace, &selector)
-        .await
-        .map_err(EnableError::from)?;
-    let actions = plan::plan_enable(
-        &rendered,
-        &opts.namespace,
-        &selector,
-        &observed,
-        &now_rfc3339(),
-    )
-    .map_err(EnableError::from)?;
-    tracing::info!("planned {} changes", actions.len());
-    if actions.is_empty() {
-        let _ = writeln!(
-            out,
-            "nothing to change: namespace {} is already set up",
-            opts.namespace
-        );
-    } else if cli.dry_run {
-        print_dry_run(&actions, out);
-        return Ok(Outcome::Success);
-    } else {
-        let _ = writeln!(out, "applying {} changes:", actions.len());
-        enable::execute(&cluster, &actions, out).await?;
-        if !wait
-            && actions
-                .iter()
-                .any(|a| matches!(a, plan::Action::PatchDeployment { .. }))
-        {
-            let _ = writeln!(
-                out,
-                "pods are rolling: follow with --wait or `kubectl mesh check`"
-            );
-        }
-    }
-    if wait {
-        enable::wait(
-            &cluster,
-            &opts.namespace,
-            &selector,
-            Duration::from_secs(timeout),
-            out,
-        )
-        .await?;
-    }
+    let settings = enable::Settings {
+        dry_run: cli.dry_run,
+        wait: wait.then(|| Duration::from_secs(timeout)),
+    };
+    enable::run(&cluster, loaded, settings, out).await?;
     Ok(Outcome::Success)
+}
+
+/// The render flags as enable's [`enable::Flags`].
+fn flags(cli: &Cli, args: &FilterArgs) -> enable::Flags {
+    enable::Flags {
+        file: args.file.clone(),
+        namespace: cli.namespace.clone(),
+        selector: args.selector.clone(),
+        context: args.envoy_context,
+        api: args.api,
+        module_url: args.module_url.clone(),
+        module_sha256: args.module_sha256.clone(),
+        pull: Pull {
+            policy: args.image_pull_policy,
+            secret: args.image_pull_secret.clone(),
+        },
+        name: args.name.clone(),
+        gateway_deployment: args.gateway_deployment.clone(),
+        gateway: GatewayOptions {
+            existing: args.gateway.clone(),
+            http_port: args.http_port,
+            https_port: args.https_port,
+            tls_secret: args.tls_secret.clone(),
+        },
+        istio_version: args.istio_version.clone(),
+    }
 }
 
 /// `check`: the checklist; exit 1 when a check fails.
@@ -240,38 +190,7 @@ pub async fn disable(cli: &Cli, out: &mut impl Write) -> Result<Outcome, CliErro
         .namespace
         .clone()
         .unwrap_or_else(|| cluster.default_namespace().to_owned());
-    let Some(ns_obj) = cluster
-        .namespace(&namespace)
-        .await
-        .map_err(EnableError::from)?
-    else {
-        return Err(EnableError::Preflight(format!("namespace {namespace} does not exist")).into());
-    };
-    let mut managed = Vec::new();
-    for (av, kind) in enable::MANAGED_KINDS {
-        managed.extend(
-            cluster
-                .list_managed(av, kind, &namespace)
-                .await
-                .map_err(EnableError::from)?,
-        );
-    }
-    let deployments = cluster
-        .deployments(&namespace, "")
-        .await
-        .map_err(EnableError::from)?;
-    let actions = plan::plan_disable(&ns_obj, &managed, &deployments);
-    if actions.is_empty() {
-        let _ = writeln!(
-            out,
-            "nothing to change: kubectl-mesh added nothing to namespace {namespace}"
-        );
-    } else if cli.dry_run {
-        print_dry_run(&actions, out);
-    } else {
-        let _ = writeln!(out, "removing {} things kubectl-mesh added:", actions.len());
-        enable::execute(&cluster, &actions, out).await?;
-    }
+    crate::disable::run(&cluster, &namespace, cli.dry_run, out).await?;
     Ok(Outcome::Success)
 }
 
@@ -402,101 +321,6 @@ async fn connect(cli: &Cli) -> Result<Cluster, CliError> {
     Ok(cluster::connect(cli.kubeconfig.as_deref(), cli.context.as_deref()).await?)
 }
 
-fn print_dry_run(actions: &[plan::Action], out: &mut impl Write) {
-    let _ = writeln!(out, "dry run, would apply {} changes:", actions.len());
-    for a in actions {
-        let _ = writeln!(out, "  - {a}");
-    }
-}
-
-fn selector_text(selector: &BTreeMap<String, String>) -> String {
-    selector
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
-/// Reads the config and renders it with the flags; the namespace defaults to the gateway's
-/// (`istio-system`) for the gateway and to the config's for sidecars.
-fn prepare(
-    cli_ns: Option<&str>,
-    args: &FilterArgs,
-) -> Result<(mesh_core::MeshConfig, RenderOptions, Rendered), CliError> {
-    let cfg = render::load_config(&args.file)?;
-    let mut selector = match &args.selector {
-        Some(s) => parse_selector(s)?,
-        None => BTreeMap::new(),
-    };
-    if selector.is_empty() && args.envoy_context == Context::Gateway {
-        selector.insert("istio".into(), "ingressgateway".into());
-    }
-    let pull = Pull {
-        policy: args.image_pull_policy,
-        secret: args.image_pull_secret.clone(),
-    };
-    let module = match &args.module_url {
-        Some(url) => delivery::remote(
-            url,
-            args.module_sha256.as_deref(),
-            pull,
-            crate::module::EMBEDDED,
-        )
-        .map_err(RenderError::from)?,
-        None => {
-            delivery::check_configmap(&pull).map_err(RenderError::from)?;
-            Module::ConfigMap(crate::module::EMBEDDED.to_vec())
-        }
-    };
-    // The gateway's objects live where the gateway runs; a sidecar's where its workload runs.
-    let default_ns = match args.envoy_context {
-        Context::Gateway => GATEWAY_NAMESPACE.to_owned(),
-        _ => cfg.namespace.clone(),
-    };
-    let opts = RenderOptions {
-        name: args.name.clone(),
-        namespace: cli_ns.map_or(default_ns, str::to_owned),
-        selector,
-        context: args.envoy_context,
-        api: args.api,
-        module,
-        gateway_deployment: args.gateway_deployment.clone(),
-        gateway: GatewayOptions {
-            existing: args.gateway.clone(),
-            http_port: args.http_port,
-            https_port: args.https_port,
-            tls_secret: args.tls_secret.clone(),
-        },
-        source: args.file.display().to_string(),
-        istio_version: match &args.istio_version {
-            Some(v) => render::parse_istio_version(v).ok_or_else(|| {
-                CliError::Usage(format!(
-                    "--istio-version `{v}` must be MAJOR.MINOR of an Istio release, e.g. --istio-version 1.27"
-                ))
-            })?,
-            None => render::NEWEST_ISTIO,
-        },
-    };
-    let rendered = render::render(&cfg, &opts)?;
-    tracing::info!(
-        "{}: {} objects for {:?} in namespace {} (selector {}), config hash {}",
-        opts.source,
-        rendered.objects.len(),
-        opts.context,
-        opts.namespace,
-        selector_text(&opts.selector),
-        rendered.config_hash
-    );
-    Ok((cfg, opts, rendered))
-}
-
-fn now_rfc3339() -> String {
-    k8s_openapi::jiff::Timestamp::now()
-        .round(k8s_openapi::jiff::Unit::Second)
-        .map(|t| t.to_string())
-        .unwrap_or_default()
-}
-
 /// The selector of the applied filter object (its `workloadSelector` or `selector`).
 fn applied_selector(managed: &[serde_json::Value]) -> String {
     for o in managed {
@@ -507,7 +331,7 @@ fn applied_selector(managed: &[serde_json::Value]) -> String {
         ] {
             if let Ok(map) = serde_json::from_value::<BTreeMap<String, String>>(labels.clone()) {
                 if !map.is_empty() {
-                    return selector_text(&map);
+                    return crate::options::selector_text(&map);
                 }
             }
         }

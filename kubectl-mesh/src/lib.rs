@@ -5,6 +5,7 @@ pub mod cli;
 pub mod cluster;
 pub mod commands;
 pub mod delivery;
+pub mod disable;
 pub mod enable;
 pub mod envoy;
 pub mod gateway;

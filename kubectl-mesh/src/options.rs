@@ -145,3 +145,36 @@ impl Default for GatewayOptions {
         }
     }
 }
+
+/// A malformed flag value.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum OptionsError {
+    /// `--selector` is not `key=value,...`.
+    #[error("--selector: `{0}` is not key=value (example: --selector app=server)")]
+    Selector(String),
+    /// `--istio-version` is not `MAJOR.MINOR`.
+    #[error(
+        "--istio-version `{0}` must be MAJOR.MINOR of an Istio release, e.g. --istio-version 1.27"
+    )]
+    IstioVersion(String),
+}
+
+/// Parses `a=b,c=d` (a label selector of equalities).
+pub fn parse_selector(text: &str) -> Result<BTreeMap<String, String>, OptionsError> {
+    text.split(',')
+        .filter(|p| !p.trim().is_empty())
+        .map(|pair| match pair.split_once('=') {
+            Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_owned(), v.trim().to_owned())),
+            _ => Err(OptionsError::Selector(pair.to_owned())),
+        })
+        .collect()
+}
+
+/// `k=v,k2=v2`: a selector as the list calls and messages write it.
+pub fn selector_text(selector: &BTreeMap<String, String>) -> String {
+    selector
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}

@@ -95,7 +95,10 @@ fn cycle_from(graph: &BTreeMap<String, BTreeSet<String>>, start: &str) -> Option
 fn no_module_cycles() {
     let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src");
     let g = graph(&src);
-    assert!(g.contains_key("render") && g["render"].contains("istio"), "{g:?}");
+    assert!(
+        g.contains_key("render") && g["render"].contains("istio"),
+        "{g:?}"
+    );
     let cycles: Vec<String> = g
         .keys()
         .filter_map(|m| cycle_from(&g, m))
@@ -115,15 +118,8 @@ fn a_cycle_is_found() {
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.into_iter().map(str::to_owned).collect()))
     .collect();
-    assert_eq!(
-        cycle_from(&g, "a").unwrap(),
-        ["a", "b", "c", "a"],
-        "{g:?}"
-    );
+    assert_eq!(cycle_from(&g, "a").unwrap(), ["a", "b", "c", "a"], "{g:?}");
     assert!(cycle_from(&g, "d").is_none());
     let text = "use crate::x::Y; // crate::z\nfn f() { crate::w(); }\n#[cfg(test)]\nuse crate::t;";
-    assert_eq!(
-        references(text).into_iter().collect::<Vec<_>>(),
-        ["w", "x"]
-    );
+    assert_eq!(references(text).into_iter().collect::<Vec<_>>(), ["w", "x"]);
 }

@@ -97,6 +97,9 @@ pub enum RenderError {
     /// The remote module or its pull options do not fit.
     #[error(transparent)]
     Delivery(#[from] crate::delivery::DeliveryError),
+    /// A malformed flag value.
+    #[error(transparent)]
+    Options(#[from] crate::options::OptionsError),
     /// The config's routes conflict in the proxy.
     #[error(transparent)]
     Istio(#[from] crate::istio::IstioError),
