@@ -150,7 +150,11 @@ fn wasm_patches(cfg: &MeshConfig, opts: &RenderOptions, hash: &str) -> Vec<Value
             // refuses `fail_open` together with `failure_policy`, and older Envoys lack the
             // latter).
             let code = envoy::local_code(&module_path());
-            let filter = envoy::wasm_filter(cfg, delivery, code, FailPolicy::LegacyClosed);
+            let filter = envoy::http_filter(envoy::plugin_config_json(
+                &cfg.to_filter_json_with_revision(delivery, hash),
+                FailPolicy::LegacyClosed,
+                code,
+            ));
             let feature = proxy_version::WASM_FAILURE_POLICY;
             let mut v = vec![
                 insert_before_router(opts.context, filter),
@@ -169,11 +173,10 @@ fn wasm_patches(cfg: &MeshConfig, opts: &RenderOptions, hash: &str) -> Vec<Value
             v
         }
         Module::Remote { url, sha256, pull } => {
-            let mut config = envoy::plugin_config(
-                cfg,
-                delivery,
-                envoy::remote_code(url, sha256),
+            let mut config = envoy::plugin_config_json(
+                &cfg.to_filter_json_with_revision(delivery, hash),
                 remote_fail_policy(delivery),
+                envoy::remote_code(url, sha256),
             );
             if let Some(env) = crate::delivery::agent_env(pull, hash) {
                 config["vm_config"]["environment_variables"] = env;
@@ -441,7 +444,7 @@ fn extension(cfg: &MeshConfig, opts: &RenderOptions, hash: &str) -> Value {
     let delivery = opts.context.delivery();
     // pluginConfig is a Struct; Istio serializes it back to the same JSON for the filter.
     let plugin_config: Value =
-        serde_json::from_str(&cfg.to_filter_json(delivery)).unwrap_or_default();
+        serde_json::from_str(&cfg.to_filter_json_with_revision(delivery, hash)).unwrap_or_default();
     let mut wasm = json!({
         "url": url,
         "pluginName": envoy::ROOT_ID,

@@ -4,8 +4,8 @@
 //! are unit tests on plain k8s-openapi values.
 
 use crate::names::{
-    CONFIG_HASH_ANNOTATION, FILTER_LABEL, PROXY_CONTAINER, USER_VOLUME_ANNOTATION,
-    USER_VOLUME_MOUNT_ANNOTATION, VOLUME_NAME,
+    CONFIG_HASH_ANNOTATION, FILTER_LABEL, MODULE_SHA_ANNOTATION, PROXY_CONTAINER,
+    USER_VOLUME_ANNOTATION, USER_VOLUME_MOUNT_ANNOTATION, VOLUME_NAME,
 };
 use crate::render::Rendered;
 use k8s_openapi::api::apps::v1::Deployment;
@@ -354,6 +354,16 @@ pub fn plan_enable(
                 annotations.insert(key.into(), Value::Null);
             }
         }
+        // The module's sha without a mounted module; the config hash earlier versions put on
+        // the template (which rolled the pods on every config edit).
+        if !desired.pod_annotations.contains_key(MODULE_SHA_ANNOTATION)
+            && current.contains_key(MODULE_SHA_ANNOTATION)
+        {
+            annotations.insert(MODULE_SHA_ANNOTATION.into(), Value::Null);
+        }
+        if current.contains_key(CONFIG_HASH_ANNOTATION) {
+            annotations.insert(CONFIG_HASH_ANNOTATION.into(), Value::Null);
+        }
         let current_labels = template_labels(d);
         let labels: Map<String, Value> = desired
             .pod_labels
@@ -438,8 +448,10 @@ pub fn plan_disable(
     for d in deployments {
         let current = template_annotations(d);
         let mut remove = Map::new();
-        if current.contains_key(CONFIG_HASH_ANNOTATION) {
-            remove.insert(CONFIG_HASH_ANNOTATION.into(), Value::Null);
+        for key in [CONFIG_HASH_ANNOTATION, MODULE_SHA_ANNOTATION] {
+            if current.contains_key(key) {
+                remove.insert(key.into(), Value::Null);
+            }
         }
         for key in [USER_VOLUME_ANNOTATION, USER_VOLUME_MOUNT_ANNOTATION] {
             if current.get(key).is_some_and(|v| v.contains(VOLUME_NAME)) {

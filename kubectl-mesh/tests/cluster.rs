@@ -67,9 +67,15 @@ async fn enable_applies_everything_then_second_run_changes_nothing() {
         .unwrap()
         .contains("kubectl-mesh-filter"));
     assert_eq!(
-        ann["kubectl-mesh/config-hash"],
-        ef["metadata"]["annotations"]["kubectl-mesh/config-hash"]
+        ann["kubectl-mesh/module-sha256"],
+        cm["metadata"]["annotations"]["kubectl-mesh/module-sha256"],
+        "the pods roll for a new module"
     );
+    assert!(
+        ann.get("kubectl-mesh/config-hash").is_none(),
+        "not for a config edit: {ann}"
+    );
+    assert!(ef["metadata"]["annotations"]["kubectl-mesh/config-hash"].is_string());
     assert_eq!(ann["user/own"], "keep");
     let web = s
         .live("apps/v1", "deployments", &s.ns, "web")
@@ -77,7 +83,7 @@ async fn enable_applies_everything_then_second_run_changes_nothing() {
         .unwrap();
     assert!(
         web["spec"]["template"]["metadata"]["annotations"]
-            .get("kubectl-mesh/config-hash")
+            .get("kubectl-mesh/module-sha256")
             .is_none(),
         "unselected workloads stay untouched"
     );
@@ -89,11 +95,17 @@ async fn enable_applies_everything_then_second_run_changes_nothing() {
     assert_eq!(s.fingerprint().await, before, "second run must not write");
 }
 
+/// A config edit travels in the EnvoyFilter, which istiod pushes to the running proxies: the
+/// Deployment and its pods stay as they are (earlier versions put the config hash on the pod
+/// template and restarted every selected workload, the gateway included, on every edit).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_edited_config_updates_the_filter_and_rolls_the_pods_only() {
+async fn an_edited_config_reaches_the_filter_and_restarts_nothing() {
     let s = Cluster::digimon(json!({})).await;
     assert_eq!(run(&s, &s.enable_args(&[])).await.code, 0);
-    let before = s.server_annotations().await["kubectl-mesh/config-hash"].clone();
+    s.advance_rollouts().await;
+    let deployment = || s.live("apps/v1", "deployments", &s.ns, "server");
+    let before = deployment().await.unwrap();
+    let pods = s.pod_names(&s.ns).await;
     let edited = s.kubeconfig.with_file_name("edited.yaml");
     let text = std::fs::read_to_string(s.mesh_yaml())
         .unwrap()
@@ -102,10 +114,14 @@ async fn an_edited_config_updates_the_filter_and_rolls_the_pods_only() {
     let r = run(&s, &enable_file_args(&edited, SERVER, "sidecar-inbound")).await;
     assert_eq!(r.code, 0, "{r:?}");
     assert!(
-        r.stdout.contains("applying 2 changes"),
-        "EnvoyFilter and Deployment, not the module: {r:?}"
+        r.stdout.contains("applying 1 changes") && r.stdout.contains("EnvoyFilter"),
+        "the EnvoyFilter only: {r:?}"
     );
-    assert!(!r.stdout.contains("ConfigMap"), "{r:?}");
+    assert!(
+        !r.stdout.contains(&format!("Deployment {}/server", s.ns))
+            && !r.stdout.contains("pods are rolling"),
+        "{r:?}"
+    );
     let ef = s
         .live(EF, "envoyfilters", &s.ns, "kubectl-mesh")
         .await
@@ -115,9 +131,57 @@ async fn an_edited_config_updates_the_filter_and_rolls_the_pods_only() {
         .as_str()
         .unwrap();
     assert!(value.contains("\"maxAge\":60"), "{value}");
-    assert_ne!(
-        s.server_annotations().await["kubectl-mesh/config-hash"],
-        before
+    let hash = ef["metadata"]["annotations"]["kubectl-mesh/config-hash"]
+        .as_str()
+        .unwrap();
+    assert!(
+        value.contains(&format!("\"revision\":\"{hash}\"")),
+        "the filter reports the applied hash: {value}"
+    );
+    let after = deployment().await.unwrap();
+    assert_eq!(
+        after["metadata"]["resourceVersion"], before["metadata"]["resourceVersion"],
+        "the Deployment is not touched"
+    );
+    assert_eq!(s.pod_names(&s.ns).await, pods);
+}
+
+/// The pods load the module at start: a Deployment whose template names another module's sha
+/// (an older kubectl-mesh's) rolls once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_module_rolls_the_pods() {
+    let s = Cluster::digimon(json!({})).await;
+    assert_eq!(run(&s, &s.enable_args(&[])).await.code, 0);
+    let old = "0".repeat(64);
+    let path = format!("/apis/apps/v1/namespaces/{}/deployments/server", s.ns);
+    let patch = json!({ "spec": { "template": { "metadata": { "annotations": {
+        "kubectl-mesh/module-sha256": old,
+    }}}}});
+    support::apiserver::request(
+        &s.client,
+        "PATCH",
+        &path,
+        "application/strategic-merge-patch+json",
+        &patch,
+    )
+    .await
+    .unwrap();
+    let r = run(&s, &s.enable_args(&[])).await;
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stdout.contains(&format!(
+            "Deployment {}/server: set pod template annotations, pods roll",
+            s.ns
+        )),
+        "{r:?}"
+    );
+    let sha = s.server_annotations().await["kubectl-mesh/module-sha256"].clone();
+    assert_ne!(sha, json!(old));
+    assert_eq!(
+        sha,
+        s.live("v1", "configmaps", &s.ns, "kubectl-mesh-filter")
+            .await
+            .unwrap()["metadata"]["annotations"]["kubectl-mesh/module-sha256"]
     );
 }
 
@@ -208,7 +272,7 @@ async fn wait_shows_progress_until_the_test_advances_the_rollout() {
     for _ in 0..200 {
         if s.server_annotations()
             .await
-            .get("kubectl-mesh/config-hash")
+            .get("kubectl-mesh/module-sha256")
             .is_some()
         {
             break;
@@ -258,7 +322,7 @@ async fn native_sidecars_count_for_wait_and_check() {
     for line in [
         "[ok]   sidecar present (1/1 pods)",
         "[ok]   module mounted",
-        "[ok]   config hash current",
+        "[ok]   pods run the ConfigMap's module",
     ] {
         assert!(r.stdout.contains(line), "missing {line:?}: {r:?}");
     }
@@ -286,7 +350,7 @@ async fn check_fails_before_rollout_and_passes_after() {
     let r = run(&s, &["check"]).await;
     assert_ne!(r.code, 0, "pods predate the sidecar: {r:?}");
     assert!(
-        r.stdout.contains("[FAIL] config hash current"),
+        r.stdout.contains("[FAIL] pods run the ConfigMap's module"),
         "pods run the old template: {r:?}"
     );
     assert!(
@@ -303,7 +367,7 @@ async fn check_fails_before_rollout_and_passes_after() {
         "Istio",
         "Namespace",
         "Workload server",
-        "[ok]   config hash current",
+        "[ok]   pods run the ConfigMap's module",
         "[ok]   module mounted",
         "[ok]   applied config matches the given file",
     ] {
@@ -328,12 +392,24 @@ async fn check_fails_before_rollout_and_passes_after() {
     let r = run(&s, &["check", "-o", "json"]).await;
     assert_eq!(r.code, 0, "{r:?}");
     let v: Value = serde_json::from_str(&r.stdout).unwrap();
-    assert_eq!(v["ok"], true);
-    assert!(v["checks"]
+    assert_eq!(v["success"], true, "{v}");
+    let checks: Vec<&Value> = v["categories"]
         .as_array()
         .unwrap()
         .iter()
-        .all(|c| c["status"] != "fail"));
+        .flat_map(|c| c["checks"].as_array().unwrap())
+        .collect();
+    assert!(checks.iter().all(|c| c["result"] != "error"), "{v}");
+    // Stable ids, one category per id prefix.
+    for id in [
+        "kubernetes-api.reachable",
+        "namespace.injection",
+        "workload.module-mounted",
+        "workload.module-current",
+        "workload.filter-attached",
+    ] {
+        assert!(checks.iter().any(|c| c["id"] == id), "{id}: {v}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

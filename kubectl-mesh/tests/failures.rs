@@ -189,7 +189,7 @@ async fn dropped_connection_mid_way_is_reported_and_rerun_finishes() {
     );
     assert!(
         server_annotations(&s)
-            .get("kubectl-mesh/config-hash")
+            .get("kubectl-mesh/module-sha256")
             .is_none(),
         "dropped before the server acted"
     );

@@ -226,6 +226,84 @@ fn changed_object_is_reapplied() {
     assert!(matches!(&plan[0], Action::Apply { exists: true, .. }));
 }
 
+/// The digimon-like config with `max_age` as the CORS maxAge, rendered for the inbound sidecar
+/// with `module`.
+fn desired_config(max_age: u32, module: Module) -> Rendered {
+    let cfg = crate::render::parse_config(
+        "t.yaml",
+        &format!("apiVersion: kubectl-mesh/v1alpha1\nkind: MeshConfig\nhosts:\n- domains: ['*']\n  cors: {{allowOrigins: [{{exact: 'http://a'}}], maxAge: {max_age}}}\n  routes:\n  - to: {{service: web, port: 80}}\n"),
+    )
+    .unwrap();
+    let opts = crate::render::RenderOptions {
+        name: "kubectl-mesh".into(),
+        namespace: "ns".into(),
+        selector: BTreeMap::from([("app".into(), "web".into())]),
+        context: Context::SidecarInbound,
+        api: Api::Envoyfilter,
+        module,
+        gateway_deployment: "gw".into(),
+        gateway: Default::default(),
+        source: "t.yaml".into(),
+        istio_version: crate::render::NEWEST_ISTIO,
+    };
+    render(&cfg, &opts).unwrap()
+}
+
+#[test]
+fn a_config_edit_changes_the_filter_only_and_a_new_module_rolls_the_pods() {
+    let module = || Module::ConfigMap(vec![0, 97, 115, 109]);
+    let before = desired_config(60, module());
+    let obs = Observed {
+        namespace: namespace(&[(INJECTION_LABEL, "enabled")], &[]),
+        objects: before.objects.iter().cloned().map(Some).collect(),
+        deployments: vec![set_up(&before)],
+        managed: vec![],
+    };
+    let edited = desired_config(1728, module());
+    let plan = plan_enable(&edited, "ns", "app=web", &obs, "t").unwrap();
+    let kinds: Vec<String> = plan.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        kinds,
+        ["EnvoyFilter ns/kubectl-mesh: update (server-side apply)"],
+        "the config reaches the proxies in the EnvoyFilter; the pods stay"
+    );
+    // Another module: the ConfigMap and the pods' template (they load it at start).
+    let rebuilt = desired_config(60, Module::ConfigMap(vec![0, 97, 115, 109, 1]));
+    let plan = plan_enable(&rebuilt, "ns", "app=web", &obs, "t").unwrap();
+    let Some(Action::PatchDeployment { patch, summary, .. }) = plan.last() else {
+        panic!("{plan:#?}")
+    };
+    assert!(summary.contains("pods roll"), "{summary}");
+    assert_eq!(
+        patch["spec"]["template"]["metadata"]["annotations"][MODULE_SHA_ANNOTATION],
+        crate::module::sha256_hex(&[0, 97, 115, 109, 1])
+    );
+    // A template an earlier version left with the config hash: removed, once.
+    let mut old = set_up(&before);
+    if let Some(m) = old.spec.template.metadata.as_mut() {
+        m.annotations
+            .get_or_insert_with(BTreeMap::new)
+            .insert(CONFIG_HASH_ANNOTATION.into(), "0123".into());
+    }
+    let obs = Observed {
+        deployments: vec![old],
+        ..obs
+    };
+    let plan = plan_enable(&before, "ns", "app=web", &obs, "t").unwrap();
+    let Some(Action::PatchDeployment { patch, .. }) = plan.last() else {
+        panic!("{plan:#?}")
+    };
+    assert_eq!(
+        patch["spec"]["template"]["metadata"]["annotations"],
+        json!({ CONFIG_HASH_ANNOTATION: null })
+    );
+    let obs = converge(&before, obs, &plan);
+    assert_eq!(
+        plan_enable(&before, "ns", "app=web", &obs, "t").unwrap(),
+        []
+    );
+}
+
 #[test]
 fn foreign_user_volume_is_refused() {
     let d = desired(Context::SidecarInbound);
@@ -329,7 +407,11 @@ fn switching_api_and_delivery_removes_what_is_no_longer_needed() {
         "no mount of the deleted ConfigMap: {ann}"
     );
     assert_eq!(ann[USER_VOLUME_MOUNT_ANNOTATION], Value::Null);
-    assert!(ann[CONFIG_HASH_ANNOTATION].is_string());
+    assert_eq!(
+        ann[MODULE_SHA_ANNOTATION],
+        Value::Null,
+        "no module to roll for: {ann}"
+    );
 }
 
 #[test]

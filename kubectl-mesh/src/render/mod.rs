@@ -114,7 +114,8 @@ pub struct Rendered {
     /// Objects to server-side apply, in order (ConfigMap first, so the filter never points at
     /// a missing module).
     pub objects: Vec<Value>,
-    /// Annotations every selected Deployment's pod template gets.
+    /// Annotations every selected Deployment's pod template gets: the module's mount (sidecars)
+    /// and sha (a new module rolls the pods; a config edit does not).
     pub pod_annotations: BTreeMap<String, String>,
     /// Labels every selected Deployment's pod template gets ([`FILTER_LABEL`]).
     pub pod_labels: BTreeMap<String, String>,
@@ -148,7 +149,9 @@ pub fn render(cfg: &MeshConfig, opts: &RenderOptions) -> Result<Rendered, Render
     let hash = config_hash(cfg, &opts.module)?;
 
     let mut objects = Vec::new();
-    let mut pod_annotations = BTreeMap::from([(CONFIG_HASH_ANNOTATION.to_owned(), hash.clone())]);
+    // Only what the pods load at start: the module (its mount and sha). The config travels in
+    // the filter objects and reaches running proxies, so editing it restarts nothing.
+    let mut pod_annotations = BTreeMap::new();
     let mut gateway_pod_spec = None;
     if let Some(m) = workload::mount(opts, sidecar) {
         objects.push(m.configmap);

@@ -22,7 +22,8 @@ use std::collections::BTreeMap;
 pub struct Mount {
     /// The ConfigMap holding the module.
     pub configmap: Value,
-    /// Sidecars: Istio's user-volume annotations for the pod template.
+    /// Pod template annotations: the module's sha, and for sidecars Istio's user-volume
+    /// annotations.
     pub annotations: BTreeMap<String, String>,
     /// A gateway: the pod-spec part of its Deployment patch (volume and mount).
     pub gateway_pod_spec: Option<PodSpec>,
@@ -70,7 +71,11 @@ pub fn mount(opts: &RenderOptions, sidecar: bool) -> Option<Mount> {
         read_only: Some(true),
         ..Default::default()
     };
-    let mut annotations = BTreeMap::new();
+    // The pods load the module at start: a new one must roll them.
+    let mut annotations = BTreeMap::from([(
+        MODULE_SHA_ANNOTATION.to_owned(),
+        crate::module::sha256_hex(bytes),
+    )]);
     let mut gateway_pod_spec = None;
     if sidecar {
         // Istio's injection template ranges over these as a JSON object and writes
@@ -128,10 +133,13 @@ pub fn parse_user_volumes(text: &str) -> Result<Vec<Value>, serde_json::Error> {
 
 /// The strategic-merge patch of a Deployment's pod template, as a printable object.
 pub fn deployment_patch(name: &str, namespace: &str, r: &Rendered) -> Value {
-    let mut template = json!({ "metadata": {
-        "labels": r.pod_labels,
-        "annotations": r.pod_annotations,
-    }});
+    let mut template = json!({ "metadata": {} });
+    if !r.pod_labels.is_empty() {
+        template["metadata"]["labels"] = json!(r.pod_labels);
+    }
+    if !r.pod_annotations.is_empty() {
+        template["metadata"]["annotations"] = json!(r.pod_annotations);
+    }
     if let Some(spec) = &r.gateway_pod_spec {
         template["spec"] = serde_json::to_value(spec).unwrap_or_default();
     }
