@@ -25,9 +25,12 @@ pub struct Cli {
     /// Namespace of the objects (default: the config's `namespace`, then the context's).
     #[arg(short = 'n', long, global = true)]
     pub namespace: Option<String>,
-    /// Output format for printed objects and check results.
-    #[arg(short = 'o', long, global = true, value_enum, default_value = "yaml")]
-    pub output: Output,
+    /// Print the result as data: `yaml` or `json` (render: the objects; enable, disable: the
+    /// objects as the API server answered, progress on stderr; check: the checks by category,
+    /// as `linkerd check -o json`; version, module, verify: their report). Default: text
+    /// (render, import-envoy, migrate: YAML).
+    #[arg(short = 'o', long, global = true, value_enum)]
+    pub output: Option<Output>,
     /// Change nothing: `client` prints what would change, `server` also sends every write as
     /// the API server's dry run (validated, admitted and authorized, nothing stored). A bare
     /// `--dry-run` is `--dry-run=client`.
@@ -51,10 +54,10 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// Output formats.
+/// Output formats of `-o`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Output {
-    /// YAML documents (check: a text checklist).
+    /// YAML documents.
     Yaml,
     /// JSON (a v1 List for objects).
     Json,
@@ -69,6 +72,13 @@ pub enum Command {
     Completion {
         /// Shell to generate for.
         shell: clap_complete::Shell,
+    },
+    /// Completions in Cobra's protocol, as kubectl asks a plugin's `kubectl_complete-mesh`.
+    #[command(name = "__complete", hide = true)]
+    Complete {
+        /// The words so far, the last one being completed.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
     },
     /// Print every object `enable` would apply (offline).
     Render(FilterArgs),
@@ -86,8 +96,8 @@ pub enum Command {
     },
     /// Check the cluster, Istio and the selected workloads.
     Check(CheckArgs),
-    /// Remove exactly what `enable` added.
-    Disable,
+    /// Remove exactly what one `enable` added (without -n: where that enable put it).
+    Disable(DisableArgs),
     /// Upgrade old workload and Ingress manifests that Kubernetes 1.16+ rejects (offline).
     ///
     /// Deployment/DaemonSet/ReplicaSet/StatefulSet go to apps/v1 (with spec.selector), Ingress
@@ -307,9 +317,20 @@ pub struct FilterArgs {
     pub istio_version: Option<String>,
 }
 
+/// Options of `disable`.
+#[derive(Debug, Args)]
+pub struct DisableArgs {
+    /// The `--name` given to enable: whose objects to remove (others' stay).
+    #[arg(long, default_value = "kubectl-mesh")]
+    pub name: String,
+}
+
 /// Options of `check`.
 #[derive(Debug, Args)]
 pub struct CheckArgs {
+    /// The `--name` given to enable: whose objects to check.
+    #[arg(long, default_value = "kubectl-mesh")]
+    pub name: String,
     /// Also check that the applied config matches this file.
     #[arg(short = 'f', long, value_name = "FILE")]
     pub file: Option<PathBuf>,
@@ -352,6 +373,9 @@ pub enum CliError {
     /// Pushing the module failed.
     #[error(transparent)]
     Oci(#[from] crate::oci::OciError),
+    /// check or disable could not tell where enable put the objects.
+    #[error(transparent)]
+    Locate(#[from] crate::locate::LocateError),
     /// verify could not compare.
     #[error(transparent)]
     Verify(#[from] VerifyError),
@@ -366,13 +390,24 @@ impl From<EnableError> for CliError {
     }
 }
 
+/// Exit status when the command ran and found something wrong: failed checks (`check`,
+/// `verify`, `migrate --check`).
+pub const EXIT_CHECKS_FAILED: u8 = 1;
+/// Exit status when the command could not run: a bad flag or config, an unreachable or refusing
+/// API server, a failed change (clap's usage errors exit 2 too).
+pub const EXIT_ERROR: u8 = 2;
+
 /// Result of a successful run: whether to exit 0.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Outcome {
     /// Exit 0.
     Success,
-    /// Exit 1 without an error message (failed checks were already printed).
+    /// Exit [`EXIT_CHECKS_FAILED`] without an error message (failed checks were already
+    /// printed).
     ChecksFailed,
+    /// Exit [`EXIT_ERROR`] without an error message: the command could not do its job and
+    /// already said why (`check` with an unreachable API server).
+    CouldNotRun,
     /// Exit with this code, the one of the process `run` started (Envoy).
     Exit(u8),
 }
@@ -394,9 +429,6 @@ pub fn init_logging(verbose: u8) {
         .with_target(false)
         .try_init();
 }
-
-/// Where the objects go for the gateway context without `-n`: Istio's default gateway namespace.
-pub const GATEWAY_NAMESPACE: &str = "istio-system";
 
 /// Parses `a=b,c=d`.
 pub fn parse_selector(text: &str) -> Result<BTreeMap<String, String>, CliError> {
@@ -441,7 +473,7 @@ mod tests {
         .unwrap();
         assert_eq!(cli.namespace.as_deref(), Some("ns"));
         assert_eq!(cli.context.as_deref(), Some("kind"));
-        assert_eq!(cli.output, Output::Json);
+        assert_eq!(cli.output, Some(Output::Json));
         assert!(matches!(
             cli.command,
             Command::Render(FilterArgs {

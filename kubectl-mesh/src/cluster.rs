@@ -306,6 +306,22 @@ impl Cluster {
         })
     }
 
+    /// Objects of a kind in every namespace matching a label selector; an uninstalled kind
+    /// lists as empty.
+    pub async fn list_everywhere(
+        &self,
+        api_version: &str,
+        kind: &str,
+        selector: &str,
+    ) -> Result<Vec<Value>, ClusterError> {
+        let api: Api<DynamicObject> =
+            Api::all_with(self.client.clone(), &resource(api_version, kind));
+        let listed = api.list(&ListParams::default().labels(selector)).await;
+        self.values(listed, api_version, kind, || {
+            format!("listing {kind} labelled {selector} in all namespaces")
+        })
+    }
+
     /// Objects of a kind in every namespace; an uninstalled kind lists as empty.
     pub async fn list_all(
         &self,

@@ -7,11 +7,12 @@ use crate::plan;
 use serde_json::Value;
 use std::io::Write;
 
-/// Removes what `enable` added to `namespace`. Progress goes to `out`; returns the objects the
-/// server answered with (patched Deployments and namespace).
+/// Removes what the `enable` of instance `name` added to `namespace`. Progress goes to `out`;
+/// returns the objects the server answered with (patched Deployments and namespace).
 pub async fn run(
     cluster: &Cluster,
     namespace: &str,
+    name: &str,
     dry_run: DryRun,
     out: &mut dyn Write,
 ) -> Result<Vec<Value>, EnableError> {
@@ -25,11 +26,11 @@ pub async fn run(
         let _ = writeln!(out, "{note}");
     }
     let deployments = cluster.deployments(namespace, "").await?;
-    let actions = plan::plan_disable(&ns_obj, &managed, &deployments);
+    let actions = plan::plan_disable(&ns_obj, &managed, &deployments, name);
     if actions.is_empty() {
         let _ = writeln!(
             out,
-            "nothing to change: kubectl-mesh added nothing to namespace {namespace}"
+            "nothing to change: kubectl-mesh instance {name} added nothing to namespace {namespace}"
         );
         return Ok(Vec::new());
     }

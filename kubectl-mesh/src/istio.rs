@@ -364,8 +364,9 @@ pub fn envoy_filter(
     hash: &str,
     patches: Vec<Value>,
     referenced: &[String],
+    config_namespace: &str,
 ) -> Value {
-    let mut metadata = meta(name, &opts.namespace, hash);
+    let mut metadata = meta(name, &opts.namespace, hash, config_namespace);
     if !referenced.is_empty() {
         metadata["annotations"][REFERENCED_SERVICES_ANNOTATION] = json!(referenced.join(","));
     }
@@ -405,7 +406,14 @@ pub fn filter_objects(
             let mut patches = wasm_patches(cfg, opts, hash);
             // The Wasm filter first, then grpc_web: both go just before the router, in order.
             patches.extend(route_patches(cfg, opts.context, &http2));
-            vec![envoy_filter(&opts.name, opts, hash, patches, &referenced)]
+            vec![envoy_filter(
+                &opts.name,
+                opts,
+                hash,
+                patches,
+                &referenced,
+                &cfg.namespace,
+            )]
         }
         Api::Wasmplugin | Api::Trafficextension => vec![
             extension(cfg, opts, hash),
@@ -415,6 +423,7 @@ pub fn filter_objects(
                 hash,
                 route_patches(cfg, opts.context, &http2),
                 &referenced,
+                &cfg.namespace,
             ),
         ],
     })
@@ -491,7 +500,7 @@ fn extension(cfg: &MeshConfig, opts: &RenderOptions, hash: &str) -> Value {
     json!({
         "apiVersion": "extensions.istio.io/v1alpha1",
         "kind": kind,
-        "metadata": meta(&opts.name, &opts.namespace, hash),
+        "metadata": meta(&opts.name, &opts.namespace, hash, &cfg.namespace),
         "spec": spec,
     })
 }
@@ -526,7 +535,7 @@ pub fn gateway(cfg: &MeshConfig, opts: &RenderOptions, hash: &str) -> Value {
     json!({
         "apiVersion": "networking.istio.io/v1beta1",
         "kind": "Gateway",
-        "metadata": meta(&opts.name, &opts.namespace, hash),
+        "metadata": meta(&opts.name, &opts.namespace, hash, &cfg.namespace),
         "spec": { "selector": opts.selector, "servers": servers },
     })
 }
@@ -589,7 +598,7 @@ pub fn anchor_virtual_service(cfg: &MeshConfig, opts: &RenderOptions, hash: &str
     Some(json!({
         "apiVersion": "networking.istio.io/v1beta1",
         "kind": "VirtualService",
-        "metadata": meta(&opts.name, &opts.namespace, hash),
+        "metadata": meta(&opts.name, &opts.namespace, hash, &cfg.namespace),
         "spec": {
             "hosts": domains(cfg),
             "gateways": [gateway_ref(opts)],

@@ -11,6 +11,7 @@ pub mod envoy;
 pub mod gateway;
 pub mod import;
 pub mod istio;
+pub mod locate;
 pub mod migrate;
 pub mod module;
 pub mod names;

@@ -63,12 +63,18 @@ pub fn owned_names(name: &str) -> Vec<String> {
     ]
 }
 
-/// Object metadata: name, namespace, the managed-by label and the config hash.
-pub fn meta(name: &str, namespace: &str, hash: &str) -> Value {
+/// Label on the objects `enable` renders: the config's `namespace` (the app's). A gateway's
+/// objects live in the gateway's namespace; `check` and `disable` without `-n`, run from the
+/// app's namespace, find them by it.
+pub const CONFIG_NAMESPACE_LABEL: &str = "kubectl-mesh/config-namespace";
+
+/// Object metadata: name, namespace, the managed-by and config-namespace labels and the config
+/// hash.
+pub fn meta(name: &str, namespace: &str, hash: &str, config_namespace: &str) -> Value {
     json!({
         "name": name,
         "namespace": namespace,
-        "labels": { MANAGED_BY_LABEL: MANAGER },
+        "labels": { MANAGED_BY_LABEL: MANAGER, CONFIG_NAMESPACE_LABEL: config_namespace },
         "annotations": { CONFIG_HASH_ANNOTATION: hash },
     })
 }

@@ -419,16 +419,25 @@ pub fn plan_enable(
     Ok(actions)
 }
 
-/// The actions that undo `enable`: delete our objects (filters before the module), strip our
-/// annotations and mounts from Deployments, and remove only the namespace labels we added.
+/// The actions that undo one `enable` (instance `name`): delete that instance's objects, by
+/// name (filters before the module), strip its annotations, label and mounts from the
+/// Deployments it set up, and remove the namespace labels kubectl-mesh added once no other
+/// instance is left in the namespace. Objects of other instances stay.
 pub fn plan_disable(
     namespace: &Namespace,
     managed: &[Value],
     deployments: &[Deployment],
+    name: &str,
 ) -> Vec<Action> {
     let ns = namespace.metadata.name.clone().unwrap_or_default();
     let mut actions = Vec::new();
-    let mut objects: Vec<&Value> = managed.iter().collect();
+    let owned = crate::names::owned_names(name);
+    let (mine, others): (Vec<&Value>, Vec<&Value>) = managed.iter().partition(|o| {
+        o["metadata"]["name"]
+            .as_str()
+            .is_some_and(|n| owned.iter().any(|m| m == n))
+    });
+    let mut objects = mine;
     // ConfigMaps last: a filter must never point at a deleted module.
     objects.sort_by_key(|o| o["kind"] == "ConfigMap");
     for o in objects {
@@ -446,7 +455,16 @@ pub fn plan_disable(
         }
     }
     for d in deployments {
+        let labels = template_labels(d);
         let current = template_annotations(d);
+        // Set up by this instance (its label), or by a version that predates the label.
+        let ours = match labels.get(FILTER_LABEL) {
+            Some(n) => n == name,
+            None => current.contains_key(CONFIG_HASH_ANNOTATION),
+        };
+        if !ours {
+            continue;
+        }
         let mut remove = Map::new();
         for key in [CONFIG_HASH_ANNOTATION, MODULE_SHA_ANNOTATION] {
             if current.contains_key(key) {
@@ -459,7 +477,7 @@ pub fn plan_disable(
             }
         }
         let mount = has_gateway_mount(d);
-        let labelled = template_labels(d).contains_key(FILTER_LABEL);
+        let labelled = labels.contains_key(FILTER_LABEL);
         if remove.is_empty() && !mount && !labelled {
             continue;
         }
@@ -478,7 +496,14 @@ pub fn plan_disable(
         });
     }
     let annotations = namespace.metadata.annotations.clone().unwrap_or_default();
-    if let Some(added) = annotations.get(ADDED_LABELS_ANNOTATION) {
+    // Another instance still needs sidecar injection here.
+    let others_remain = others.iter().any(|o| {
+        matches!(
+            o["kind"].as_str(),
+            Some("EnvoyFilter" | "WasmPlugin" | "TrafficExtension")
+        )
+    });
+    if let (Some(added), false) = (annotations.get(ADDED_LABELS_ANNOTATION), others_remain) {
         let labels: Map<String, Value> = added
             .split(',')
             .filter(|l| !l.is_empty())

@@ -257,6 +257,88 @@ async fn dry_run_writes_nothing() {
     assert_eq!(r.code, 0, "{r:?}");
     assert!(r.stdout.contains("dry run, would apply 4 changes"), "{r:?}");
     assert_eq!(s.fingerprint().await, before, "dry run wrote");
+    // -o: the objects as they would be sent, nothing else on stdout.
+    let r = run(&s, &s.enable_args(&["--dry-run=client", "-o", "json"])).await;
+    assert_eq!(r.code, 0, "{r:?}");
+    let list: Value = serde_json::from_str(&r.stdout).unwrap();
+    let kinds: Vec<&str> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        ["Namespace", "ConfigMap", "EnvoyFilter", "Deployment"]
+    );
+    assert!(r.stderr.contains("dry run, would apply 4 changes"), "{r:?}");
+    assert_eq!(s.fingerprint().await, before, "dry run wrote");
+}
+
+/// `--dry-run=server`: every write goes to the API server as its dry run, which validates,
+/// admits and authorizes it and stores nothing; `-o yaml` prints its answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_dry_run_asks_the_api_server_and_stores_nothing() {
+    let s = Cluster::digimon(json!({})).await;
+    let before = s.fingerprint().await;
+    let r = run(&s, &s.enable_args(&["--dry-run=server", "-o", "yaml"])).await;
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stderr
+            .contains("server dry run, the API server checks 4 changes")
+            && r.stderr.contains("accepted: EnvoyFilter"),
+        "{r:?}"
+    );
+    let answers: Vec<Value> = serde_yaml_ng::Deserializer::from_str(&r.stdout)
+        .map(|d| serde::Deserialize::deserialize(d).unwrap())
+        .collect();
+    assert_eq!(answers.len(), 4, "{r:?}");
+    let cm = answers.iter().find(|o| o["kind"] == "ConfigMap").unwrap();
+    assert!(
+        cm["metadata"]["uid"].is_string() && cm["metadata"]["managedFields"].is_array(),
+        "the server's answer: {cm}"
+    );
+    let ns = answers.iter().find(|o| o["kind"] == "Namespace").unwrap();
+    assert_eq!(ns["metadata"]["labels"]["istio-injection"], "enabled");
+    assert_eq!(
+        s.fingerprint().await,
+        before,
+        "the server's dry run stored nothing"
+    );
+    // What only the server knows, a server dry run finds: an admission policy refusing
+    // EnvoyFilters here (a client dry run cannot see it).
+    let policy = s.refuse_envoy_filters().await;
+    let r = run(&s, &s.enable_args(&["--dry-run=client"])).await;
+    assert_eq!(r.code, 0, "{r:?}");
+    let r = run(&s, &s.enable_args(&["--dry-run=server"])).await;
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(
+        r.stderr.contains("no EnvoyFilters here (test policy)")
+            && r.stderr.contains(&format!(
+                "the API server's dry run refused: EnvoyFilter {}/kubectl-mesh",
+                s.ns
+            ))
+            && r.stderr.contains("nothing was changed (--dry-run=server)"),
+        "{r:?}"
+    );
+    assert_eq!(s.fingerprint().await, before, "nothing stored");
+    policy.remove(&s).await;
+    // And once applied, a server dry run of the same has nothing to check.
+    assert_eq!(run(&s, &s.enable_args(&[])).await.code, 0);
+    let r = run(&s, &s.enable_args(&["--dry-run=server"])).await;
+    assert!(r.stdout.contains("nothing to change"), "{r:?}");
+    // disable too.
+    let before = s.fingerprint().await;
+    let r = run(&s, &["disable", "--dry-run=server", "-o", "json"]).await;
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stderr.contains("accepted: EnvoyFilter"), "{r:?}");
+    let list: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert!(list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|o| o["kind"] == "Deployment"));
+    assert_eq!(s.fingerprint().await, before, "nothing deleted");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -340,7 +422,7 @@ async fn wait_times_out_when_the_rollout_never_finishes() {
 async fn check_fails_before_rollout_and_passes_after() {
     let s = Cluster::digimon(json!({})).await;
     let r = run(&s, &["check", "-l", SERVER]).await;
-    assert_ne!(r.code, 0, "nothing enabled yet: {r:?}");
+    assert_eq!(r.code, 1, "nothing enabled yet: checks failed: {r:?}");
     assert!(
         r.stdout.contains("[FAIL] sidecar injection enabled"),
         "{r:?}"
@@ -550,5 +632,55 @@ async fn wasmplugin_api_applies_the_plugin_and_the_route_filter() {
         r.stdout
             .contains("filter object WasmPlugin kubectl-mesh present"),
         "{r:?}"
+    );
+}
+
+/// Two enables in one namespace (`--name api` for the server, `--name front` for web):
+/// `disable --name api` removes that one's objects and leaves the other's, and the injection
+/// label the other still needs; the last one removes the label.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disable_removes_one_enables_objects_by_name() {
+    let s = Cluster::digimon(json!({})).await;
+    let web = s.example_yaml();
+    assert_eq!(run(&s, &s.enable_args(&["--name", "api"])).await.code, 0);
+    let front = enable_file_args(&web, "io.kompose.service=web", "sidecar-outbound");
+    let mut args = front.clone();
+    args.extend(["--name", "front"]);
+    assert_eq!(run(&s, &args).await.code, 0);
+    let r = run(&s, &["disable", "--name", "api"]).await;
+    assert_eq!(r.code, 0, "{r:?}");
+    for name in ["api", "api-filter"] {
+        assert!(
+            s.live("v1", "configmaps", &s.ns, name).await.is_none()
+                && s.live(EF, "envoyfilters", &s.ns, name).await.is_none(),
+            "{name}: {r:?}"
+        );
+    }
+    assert!(s.live(EF, "envoyfilters", &s.ns, "front").await.is_some());
+    assert!(s
+        .live("v1", "configmaps", &s.ns, "front-filter")
+        .await
+        .is_some());
+    let web_ann = s.annotations(&s.ns, "web").await;
+    assert!(
+        web_ann["kubectl-mesh/module-sha256"].is_string(),
+        "{web_ann}"
+    );
+    assert!(s
+        .server_annotations()
+        .await
+        .get("kubectl-mesh/module-sha256")
+        .is_none());
+    let ns = s.live("v1", "namespaces", "", &s.ns).await.unwrap();
+    assert_eq!(
+        ns["metadata"]["labels"]["istio-injection"], "enabled",
+        "front's sidecars still need it"
+    );
+    let r = run(&s, &["disable", "--name", "front"]).await;
+    assert_eq!(r.code, 0, "{r:?}");
+    let ns = s.live("v1", "namespaces", "", &s.ns).await.unwrap();
+    assert!(
+        ns["metadata"]["labels"].get("istio-injection").is_none(),
+        "{ns}"
     );
 }

@@ -351,7 +351,7 @@ async fn unreachable_api_is_named() {
         .join("\n");
     std::fs::write(&s.kubeconfig, text).unwrap();
     let r = run(&s, &s.enable_args(&[])).await;
-    assert_ne!(r.code, 0);
+    assert_eq!(r.code, 2, "could not run: {r:?}");
     assert!(
         r.stderr.contains(&format!(
             "cannot reach the Kubernetes API at https://127.0.0.1:{port}"
@@ -359,7 +359,7 @@ async fn unreachable_api_is_named() {
         "{r:?}"
     );
     let r = run(&s, &["check"]).await;
-    assert_ne!(r.code, 0);
+    assert_eq!(r.code, 2, "could not run: {r:?}");
     assert!(r.stdout.contains("[FAIL] API reachable"), "{r:?}");
 }
 

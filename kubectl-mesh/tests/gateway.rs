@@ -298,3 +298,58 @@ async fn check_warns_about_virtual_services_sharing_the_hosts_and_says_who_wins(
         "[FAIL] anchor VirtualService istio-system/kubectl-mesh present",
     );
 }
+
+/// `enable` without flags puts the gateway's objects in the gateway's namespace
+/// (istio-system); `check` and `disable` without flags, run from the app's namespace (the
+/// kubeconfig's, digimon), find them there, though other namespaces hold instances too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_and_disable_without_flags_find_what_enable_without_flags_made() {
+    let s = Cluster::gateway().await;
+    // Another app's instance elsewhere: not digimon's.
+    let other = Cluster::digimon(json!({})).await;
+    assert_eq!(run(&other, &other.enable_args(&[])).await.code, 0);
+    let file = example_yaml();
+    let r = run(&s, &["enable", "-f", file.to_str().unwrap()]).await;
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(s
+        .live(
+            "networking.istio.io/v1alpha3",
+            "envoyfilters",
+            "istio-system",
+            "kubectl-mesh"
+        )
+        .await
+        .is_some());
+    s.advance_rollouts().await;
+    let r = run(&s, &["check"]).await;
+    assert_eq!(r.code, 0, "{r:?}");
+    has(
+        &r,
+        "kubectl-mesh instance kubectl-mesh is in namespace istio-system",
+    );
+    has(&r, "[ok]   namespace istio-system exists");
+    has(&r, "[ok]   filter object EnvoyFilter kubectl-mesh present");
+    let r = run(&s, &["disable"]).await;
+    assert_eq!(r.code, 0, "{r:?}");
+    has(&r, "EnvoyFilter istio-system/kubectl-mesh: delete");
+    assert!(s
+        .live(NET, "virtualservices", "istio-system", "kubectl-mesh")
+        .await
+        .is_none());
+    assert!(
+        other
+            .live(
+                "networking.istio.io/v1alpha3",
+                "envoyfilters",
+                &other.ns,
+                "kubectl-mesh"
+            )
+            .await
+            .is_some(),
+        "the other app's instance stays"
+    );
+    // Nothing of this app's left: disable says where it looked.
+    let r = run(&s, &["disable"]).await;
+    assert_eq!(r.code, 0, "{r:?}");
+    has(&r, "nothing to change");
+}

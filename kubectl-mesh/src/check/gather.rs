@@ -14,7 +14,7 @@ use serde_json::json;
 pub async fn gather(
     cluster: &Cluster,
     namespace: &str,
-    selector: &str,
+    name: &str,
     desired_hash: Option<String>,
     gateway: bool,
 ) -> Result<CheckInput, ClusterError> {
@@ -63,6 +63,13 @@ pub async fn gather(
     input
         .managed
         .extend(cluster.list_managed("v1", "ConfigMap", namespace).await?);
+    // This instance's objects only (another `--name` may share the namespace).
+    let owned = crate::names::owned_names(name);
+    input.managed.retain(|o| {
+        o["metadata"]["name"]
+            .as_str()
+            .is_some_and(|n| owned.iter().any(|m| m == n))
+    });
     // Put the extension object (which carries the filter) before the route-only EnvoyFilter.
     input.managed.sort_by_key(|o| {
         o["kind"] == "EnvoyFilter"
@@ -70,7 +77,7 @@ pub async fn gather(
                 .as_str()
                 .is_some_and(|n| n.ends_with("-route"))
     });
-    for d in cluster.deployments(namespace, selector).await? {
+    for d in cluster.deployments(namespace, "").await? {
         let pods = cluster
             .pods(namespace, &crate::plan::pod_selector(&d))
             .await?;

@@ -431,7 +431,7 @@ fn disable_removes_only_what_was_added() {
             .get_or_insert_default()
             .insert("app".into(), "web".into());
     }
-    let plan = plan_disable(&ns, &d.objects, &[dep]);
+    let plan = plan_disable(&ns, &d.objects, &[dep], "kubectl-mesh");
     assert_eq!(plan.len(), 4, "{plan:#?}");
     assert!(matches!(&plan[0], Action::Delete { kind, .. } if kind == "EnvoyFilter"));
     assert!(matches!(&plan[1], Action::Delete { kind, .. } if kind == "ConfigMap"));
@@ -458,8 +458,52 @@ fn disable_removes_only_what_was_added() {
 
     // A namespace whose label the user set themselves keeps it.
     let users = namespace(&[(INJECTION_LABEL, "enabled")], &[]);
-    let plan = plan_disable(&users, &[], &[]);
+    let plan = plan_disable(&users, &[], &[], "kubectl-mesh");
     assert_eq!(plan, vec![]);
+}
+
+/// Two enables in one namespace (`--name a`, `--name b`): disabling one leaves the other's
+/// objects, Deployments and the injection label it still needs.
+#[test]
+fn disable_removes_one_instance_by_name() {
+    let a = desired(Context::SidecarInbound);
+    let mut b_objects = a.objects.clone();
+    for o in &mut b_objects {
+        let n = o["metadata"]["name"]
+            .as_str()
+            .unwrap()
+            .replace("kubectl-mesh", "other");
+        o["metadata"]["name"] = json!(n);
+    }
+    let ns = namespace(
+        &[(INJECTION_LABEL, "enabled")],
+        &[(ADDED_LABELS_ANNOTATION, INJECTION_LABEL)],
+    );
+    let mine = set_up(&a);
+    let mut theirs = set_up(&a);
+    theirs.metadata.name = Some("api".into());
+    if let Some(m) = theirs.spec.template.metadata.as_mut() {
+        m.labels = Some(BTreeMap::from([(FILTER_LABEL.into(), "other".into())]));
+    }
+    let untouched = deployment(BTreeMap::new());
+    let managed: Vec<Value> = a.objects.iter().chain(&b_objects).cloned().collect();
+    let plan = plan_disable(&ns, &managed, &[mine, theirs, untouched], "kubectl-mesh");
+    let lines: Vec<String> = plan.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        lines,
+        [
+            "EnvoyFilter ns/kubectl-mesh: delete",
+            "ConfigMap ns/kubectl-mesh-filter: delete",
+            "Deployment ns/web: remove kubectl-mesh annotations and mounts (pods roll)",
+        ],
+        "the other instance keeps its objects, its Deployment and the injection label"
+    );
+    // The last one out removes the label too.
+    let plan = plan_disable(&ns, &b_objects, &[], "other");
+    assert!(
+        matches!(plan.last(), Some(Action::PatchNamespace { .. })),
+        "{plan:#?}"
+    );
 }
 
 #[test]

@@ -1,29 +1,36 @@
 //! One function per subcommand: each reads its flags, calls the pure planning or rendering code
-//! and the thin cluster client, and prints. `cli::run` dispatches here.
+//! and the thin cluster client, and prints. [`run`] dispatches.
 
-use crate::check;
+pub mod complete;
+mod setup;
+
+pub use setup::{check, disable, enable};
+
 use crate::cli::{
-    parse_selector, CheckArgs, Cli, CliError, Command, FilterArgs, ImportArgs, MigrateArgs,
-    ModuleCommand, Outcome, Output, RunArgs, VerifyArgs, GATEWAY_NAMESPACE,
+    Cli, CliError, Command, FilterArgs, ImportArgs, MigrateArgs, ModuleCommand, Outcome, Output,
+    RunArgs, VerifyArgs,
 };
-use crate::cluster::{self, Cluster};
-use crate::delivery::{self, Pull};
+use crate::cluster::Cluster;
+use crate::delivery::Pull;
 use crate::enable;
 use crate::import;
 use crate::migrate;
-use crate::render::{self, Context, GatewayOptions, Module, RenderError};
+use crate::render::{self, GatewayOptions, RenderError};
 use crate::verify;
 use clap::CommandFactory;
-use std::collections::BTreeMap;
+use serde_json::Value;
 use std::io::Write;
-use std::time::Duration;
 
 /// Runs the parsed command, writing to `out`: one function per subcommand in
 /// [`crate::commands`].
 pub async fn run(cli: Cli, out: &mut impl Write) -> Result<Outcome, CliError> {
     match &cli.command {
-        Command::Version => version(out),
+        Command::Version => version(&cli, out),
         Command::Completion { shell } => completion(*shell, out),
+        Command::Complete { args } => {
+            complete::print(args, out);
+            Ok(Outcome::Success)
+        }
         Command::Render(args) => render(&cli, args, out),
         Command::Enable {
             filter,
@@ -31,7 +38,7 @@ pub async fn run(cli: Cli, out: &mut impl Write) -> Result<Outcome, CliError> {
             timeout,
         } => enable(&cli, filter, *wait, *timeout, out).await,
         Command::Check(args) => check(&cli, args, out).await,
-        Command::Disable => disable(&cli, out).await,
+        Command::Disable(args) => disable(&cli, args, out).await,
         Command::Migrate(args) => migrate(&cli, args, out),
         Command::ImportEnvoy(args) => import_envoy(&cli, args, out),
         Command::Run(args) => run_local(args, cli.verbose > 0, out).await,
@@ -40,17 +47,23 @@ pub async fn run(cli: Cli, out: &mut impl Write) -> Result<Outcome, CliError> {
     }
 }
 
-/// `version`: the plugin version and the embedded module's digest.
-pub fn version(out: &mut impl Write) -> Result<Outcome, CliError> {
+/// `version`: the plugin version and the embedded module's digest (`-o`: as data).
+pub fn version(cli: &Cli, out: &mut impl Write) -> Result<Outcome, CliError> {
     let module = crate::module::EMBEDDED;
-    let digest = if module.is_empty() {
-        "none (built without `make wasm`)".to_owned()
-    } else {
-        format!(
-            "sha256:{} ({} bytes)",
-            crate::module::sha256_hex(module),
-            module.len()
-        )
+    let sha = (!module.is_empty()).then(|| crate::module::sha256_hex(module));
+    if let Some(format) = cli.output {
+        let v = serde_json::json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "module": sha.as_ref().map(|s| serde_json::json!({
+                "sha256": format!("sha256:{s}"), "size": module.len(),
+            })),
+        });
+        let _ = write!(out, "{}", structured(&v, format));
+        return Ok(Outcome::Success);
+    }
+    let digest = match sha {
+        None => "none (built without `make wasm`)".to_owned(),
+        Some(sha) => format!("sha256:{sha} ({} bytes)", module.len()),
     };
     let _ = writeln!(
         out,
@@ -74,31 +87,13 @@ pub fn render(cli: &Cli, args: &FilterArgs, out: &mut impl Write) -> Result<Outc
     let _ = write!(
         out,
         "{}",
-        render::render_text(&rendered, &loaded.opts, cli.output == Output::Json)
+        render::render_text(&rendered, &loaded.opts, cli.output == Some(Output::Json))
     );
     Ok(Outcome::Success)
 }
 
-/// `enable`: the one pass of [`crate::enable::run`].
-pub async fn enable(
-    cli: &Cli,
-    args: &FilterArgs,
-    wait: bool,
-    timeout: u64,
-    out: &mut impl Write,
-) -> Result<Outcome, CliError> {
-    let loaded = enable::load(&flags(cli, args))?;
-    let cluster = connect(cli).await?;
-    let settings = enable::Settings {
-        dry_run: cli.dry_run,
-        wait: wait.then(|| Duration::from_secs(timeout)),
-    };
-    enable::run(&cluster, loaded, settings, out).await?;
-    Ok(Outcome::Success)
-}
-
 /// The render flags as enable's [`enable::Flags`].
-fn flags(cli: &Cli, args: &FilterArgs) -> enable::Flags {
+pub(crate) fn flags(cli: &Cli, args: &FilterArgs) -> enable::Flags {
     enable::Flags {
         file: args.file.clone(),
         namespace: cli.namespace.clone(),
@@ -123,84 +118,13 @@ fn flags(cli: &Cli, args: &FilterArgs) -> enable::Flags {
     }
 }
 
-/// `check`: the checklist; exit 1 when a check fails.
-pub async fn check(cli: &Cli, args: &CheckArgs, out: &mut impl Write) -> Result<Outcome, CliError> {
-    let cluster = connect(cli).await?;
-    // With -f, compare the applied config with the file (same digest enable writes).
-    let desired = match &args.file {
-        Some(file) => {
-            let cfg = render::load_config(file)?;
-            let module = match &args.module_url {
-                Some(url) => delivery::remote(
-                    url,
-                    args.module_sha256.as_deref(),
-                    Pull::default(),
-                    crate::module::EMBEDDED,
-                )
-                .map_err(RenderError::from)?,
-                None => Module::ConfigMap(crate::module::EMBEDDED.to_vec()),
-            };
-            Some((cfg.namespace.clone(), render::config_hash(&cfg, &module)?))
-        }
-        None => None,
-    };
-    let gateway = args.envoy_context == Some(Context::Gateway);
-    // Where enable put the objects: the gateway's namespace, else the config's.
-    let namespace = cli
-        .namespace
-        .clone()
-        .or_else(|| gateway.then(|| GATEWAY_NAMESPACE.to_owned()))
-        .or_else(|| desired.as_ref().map(|(n, _)| n.clone()))
-        .unwrap_or_else(|| cluster.default_namespace().to_owned());
-    let hash = desired.map(|(_, h)| h);
-    tracing::info!("checking namespace {namespace} (gateway: {gateway})");
-    let mut input = check::gather(&cluster, &namespace, "", hash, gateway).await?;
-    // Without an explicit selector, check the workloads the applied filter selects.
-    let selector = match &args.selector {
-        Some(s) if !s.is_empty() => s.clone(),
-        _ => applied_selector(&input.managed),
-    };
-    let wanted = parse_selector(&selector)?;
-    input.workloads.retain(|w| {
-        let labels = crate::plan::template_labels(&w.deployment);
-        let deployment_labels = w.deployment.metadata.labels.clone().unwrap_or_default();
-        wanted
-            .iter()
-            .all(|(k, v)| labels.get(k) == Some(v) || deployment_labels.get(k) == Some(v))
-    });
-    check::gather_proxy_stats(&cluster, &mut input).await;
-    let checks = check::evaluate(&input);
-    let text = match cli.output {
-        Output::Json => check::to_json(&checks) + "\n",
-        Output::Yaml => check::to_text(&checks),
-    };
-    let _ = write!(out, "{text}");
-    Ok(
-        match checks.iter().any(|c| c.status == check::Status::Fail) {
-            true => Outcome::ChecksFailed,
-            false => Outcome::Success,
-        },
-    )
-}
-
-/// `disable`: remove exactly what `enable` added to the namespace.
-pub async fn disable(cli: &Cli, out: &mut impl Write) -> Result<Outcome, CliError> {
-    let cluster = connect(cli).await?;
-    let namespace = cli
-        .namespace
-        .clone()
-        .unwrap_or_else(|| cluster.default_namespace().to_owned());
-    crate::disable::run(&cluster, &namespace, cli.dry_run, out).await?;
-    Ok(Outcome::Success)
-}
-
 /// `migrate`: `--check` finding something to migrate exits 1, like a failed check.
 pub fn migrate(cli: &Cli, args: &MigrateArgs, out: &mut impl Write) -> Result<Outcome, CliError> {
     let opts = migrate::Options {
         files: args.files.clone(),
         in_place: args.in_place,
         check: args.check,
-        json: cli.output == Output::Json,
+        json: cli.output == Some(Output::Json),
     };
     Ok(match migrate::run(&opts, out, &mut std::io::stderr())? {
         migrate::Status::Done => Outcome::Success,
@@ -222,7 +146,7 @@ pub fn import_envoy(
             namespace: cli.namespace.clone(),
             listener: args.listener.clone(),
             strict: args.strict,
-            json: cli.output == Output::Json,
+            json: cli.output == Some(Output::Json),
         },
         out,
         &mut std::io::stderr(),
@@ -264,9 +188,10 @@ pub async fn module(
     if module.is_empty() {
         return Err(RenderError::NoModule.into());
     }
-    let json = cli.output == Output::Json;
+    let json = cli.output.is_some();
+    let mut buf = Vec::new();
     match command {
-        ModuleCommand::Digest => crate::oci::push::print_digests(module, json, out),
+        ModuleCommand::Digest => crate::oci::push::print_digests(module, json, &mut buf),
         ModuleCommand::Push(args) => {
             let password = match args.password_stdin {
                 true => Some(crate::oci::push::read_password(std::io::stdin().lock())?),
@@ -279,9 +204,10 @@ pub async fn module(
                 plain_http: args.plain_http,
                 json,
             };
-            crate::oci::push::push(&opts, module, out).await?;
+            crate::oci::push::push(&opts, module, &mut buf).await?;
         }
     }
+    let _ = out.write_all(&reformat(&buf, cli.output));
     Ok(Outcome::Success)
 }
 
@@ -308,33 +234,50 @@ pub async fn verify(
         pod: args.pod.clone(),
         envoy_context: args.envoy_context,
         envoy: args.envoy.clone(),
-        json: cli.output == Output::Json,
+        json: cli.output.is_some(),
         verbose: cli.verbose > 0,
     };
-    Ok(match verify::run(&opts, cluster.as_ref(), out).await? {
+    let mut buf = Vec::new();
+    let same = verify::run(&opts, cluster.as_ref(), &mut buf).await;
+    let _ = out.write_all(&reformat(&buf, cli.output));
+    Ok(match same? {
         true => Outcome::Success,
         false => Outcome::ChecksFailed,
     })
 }
 
-async fn connect(cli: &Cli) -> Result<Cluster, CliError> {
-    Ok(cluster::connect(cli.kubeconfig.as_deref(), cli.context.as_deref()).await?)
+/// `value` as `-o yaml|json` prints it.
+pub fn structured(value: &Value, format: Output) -> String {
+    match format {
+        Output::Json => serde_json::to_string_pretty(value).unwrap_or_default() + "\n",
+        Output::Yaml => serde_yaml_ng::to_string(value).unwrap_or_default(),
+    }
 }
 
-/// The selector of the applied filter object (its `workloadSelector` or `selector`).
-fn applied_selector(managed: &[serde_json::Value]) -> String {
-    for o in managed {
-        let s = &o["spec"];
-        for labels in [
-            &s["selector"]["matchLabels"],
-            &s["workloadSelector"]["labels"],
-        ] {
-            if let Ok(map) = serde_json::from_value::<BTreeMap<String, String>>(labels.clone()) {
-                if !map.is_empty() {
-                    return crate::options::selector_text(&map);
-                }
-            }
-        }
+/// Objects as `kubectl get -o yaml|json` prints several: YAML documents, or one `v1` `List`.
+pub fn print_objects(objects: &[Value], format: Output, out: &mut impl Write) {
+    let text = match format {
+        Output::Json => render::to_json(objects) + "\n",
+        Output::Yaml => render::to_yaml(objects),
+    };
+    let _ = write!(out, "{text}");
+}
+
+/// What a command printed as JSON (with `-o`), in the format asked for: `-o yaml` gets the same
+/// data as YAML documents. Text (no `-o`) and anything that is not JSON pass unchanged.
+fn reformat(printed: &[u8], format: Option<Output>) -> Vec<u8> {
+    if format != Some(Output::Yaml) {
+        return printed.to_vec();
     }
-    String::new()
+    let docs: Result<Vec<Value>, _> = serde_json::Deserializer::from_slice(printed)
+        .into_iter::<Value>()
+        .collect();
+    match docs {
+        Ok(docs) if !docs.is_empty() => render::to_yaml(&docs).into_bytes(),
+        _ => printed.to_vec(),
+    }
+}
+
+async fn connect(cli: &Cli) -> Result<Cluster, CliError> {
+    Ok(crate::cluster::connect(cli.kubeconfig.as_deref(), cli.context.as_deref()).await?)
 }
