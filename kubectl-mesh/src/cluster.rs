@@ -181,6 +181,45 @@ impl Cluster {
         self.client.default_namespace()
     }
 
+    /// Whether the user may do `verb` on `resource` (`group`, with `subresource`), in
+    /// `namespace` (`""`: cluster-wide) and on `name` (`""`: any): the API server's answer to a
+    /// SelfSubjectAccessReview, which every authenticated user may ask.
+    pub async fn can(
+        &self,
+        verb: &str,
+        group: &str,
+        resource: &str,
+        subresource: &str,
+        namespace: &str,
+        name: &str,
+    ) -> Result<bool, ClusterError> {
+        use k8s_openapi::api::authorization::v1::{
+            ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
+        };
+        let some = |s: &str| (!s.is_empty()).then(|| s.to_owned());
+        let review = SelfSubjectAccessReview {
+            spec: SelfSubjectAccessReviewSpec {
+                resource_attributes: Some(ResourceAttributes {
+                    verb: some(verb),
+                    group: Some(group.to_owned()),
+                    resource: some(resource),
+                    subresource: some(subresource),
+                    namespace: some(namespace),
+                    name: some(name),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let api: Api<SelfSubjectAccessReview> = Api::all(self.client.clone());
+        let what = format!("asking whether you may {verb} {resource}");
+        api.create(&kube::api::PostParams::default(), &review)
+            .await
+            .map(|r| r.status.is_some_and(|s| s.allowed))
+            .map_err(|e| self.err(what, e))
+    }
+
     /// `GET /version`.
     pub async fn version(&self) -> Result<Info, ClusterError> {
         self.client

@@ -16,6 +16,12 @@ pub async fn run(
     dry_run: DryRun,
     out: &mut dyn Write,
 ) -> Result<Vec<Value>, EnableError> {
+    enable::require(
+        cluster,
+        &enable::access::disable_reads(namespace),
+        "disable",
+    )
+    .await?;
     let Some(ns_obj) = cluster.namespace(namespace).await? else {
         return Err(EnableError::Preflight(format!(
             "namespace {namespace} does not exist"
@@ -33,6 +39,9 @@ pub async fn run(
             "nothing to change: kubectl-mesh instance {name} added nothing to namespace {namespace}"
         );
         return Ok(Vec::new());
+    }
+    if dry_run != DryRun::Client {
+        enable::require(cluster, &enable::access::writes(&actions), "disable").await?;
     }
     match dry_run {
         DryRun::Client => {

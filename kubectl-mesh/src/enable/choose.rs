@@ -2,6 +2,7 @@
 //! which Istio Gateway the config's hosts are bound to (an existing one that serves them, or
 //! kubectl-mesh's own); the options are settled here, so the next step renders once.
 
+use super::access::Need;
 use super::EnableError;
 use crate::cluster::Cluster;
 use crate::gateway::{self, GatewayChoice, Listen};
@@ -49,6 +50,17 @@ async fn bind_hosts(
     opts: &mut RenderOptions,
 ) -> Result<String, EnableError> {
     let (api_version, kind) = ISTIO_GATEWAY;
+    let reads = match &opts.gateway.existing {
+        Some(existing) => {
+            let (namespace, name) = existing.split_once('/').unwrap_or_default();
+            vec![Need::of("get", api_version, kind, namespace, name)]
+        }
+        None => vec![
+            Need::of("list", api_version, kind, "", ""),
+            Need::of("list", "apps/v1", "Deployment", &opts.namespace, ""),
+        ],
+    };
+    super::require(cluster, &reads, "enable").await?;
     if let Some(existing) = &opts.gateway.existing {
         let (namespace, name) = existing.split_once('/').unwrap_or_default();
         let stub = json!({

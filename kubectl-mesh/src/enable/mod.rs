@@ -3,6 +3,7 @@
 //! ([`crate::plan`], pure), [`apply`] the actions, and [`wait`] for the rollout. One file per
 //! step; `disable` ([`crate::disable`]) shares apply and the error.
 
+pub mod access;
 pub mod apply;
 pub mod choose;
 pub mod load;
@@ -114,6 +115,12 @@ pub async fn run(
         selector_text(&opts.selector),
         rendered.config_hash
     );
+    require(
+        cluster,
+        &access::enable_reads(&rendered, &opts.namespace),
+        "enable",
+    )
+    .await?;
     let observed = observe::observe(cluster, &rendered, opts).await?;
     let selector = selector_text(&opts.selector);
     let actions = plan::plan_enable(
@@ -124,6 +131,9 @@ pub async fn run(
         &now_rfc3339(),
     )?;
     tracing::info!("planned {} changes", actions.len());
+    if settings.dry_run != DryRun::Client {
+        require(cluster, &access::writes(&actions), "enable").await?;
+    }
     if actions.is_empty() {
         let _ = writeln!(
             out,
@@ -164,6 +174,19 @@ pub async fn run(
         wait::wait(cluster, &opts.namespace, &selector, timeout, out).await?;
     }
     Ok(objects)
+}
+
+/// Fails, listing them, when the user lacks any of `needs` (see [`access`]).
+pub async fn require(
+    cluster: &Cluster,
+    needs: &[access::Need],
+    doing: &str,
+) -> Result<(), EnableError> {
+    let missing = access::missing(cluster, needs).await?;
+    match missing.is_empty() {
+        true => Ok(()),
+        false => Err(EnableError::Preflight(access::report(&missing, doing))),
+    }
 }
 
 fn print(out: &mut dyn Write, lines: &[String]) {
