@@ -295,9 +295,12 @@ pub struct FilterArgs {
     /// Base name of the created objects.
     #[arg(long, default_value = "kubectl-mesh")]
     pub name: String,
-    /// Gateway context: the Deployment the rendered mount patch names.
-    #[arg(long, default_value = "istio-ingressgateway")]
-    pub gateway_deployment: String,
+    /// Gateway context, render: the Deployment the rendered pod patch names (default: from the
+    /// selector, as installs name it: istio=V is istio-V, istioctl's istio-ingressgateway or
+    /// the Helm chart's release; gateway.networking.k8s.io/gateway-name=N is istiod's N-istio).
+    /// enable patches the Deployments it finds.
+    #[arg(long, value_name = "NAME")]
+    pub gateway_deployment: Option<String>,
     /// Gateway context: bind the hosts to this existing Istio Gateway (NAMESPACE/NAME)
     /// instead of creating one.
     #[arg(long, value_name = "NAMESPACE/NAME")]

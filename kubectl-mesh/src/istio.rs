@@ -353,7 +353,11 @@ pub fn route_patches(cfg: &MeshConfig, context: Context, http2: &[ClusterRef]) -
 /// Istio's root namespace).
 pub fn filter_selector(opts: &RenderOptions) -> BTreeMap<String, String> {
     let mut labels = opts.selector.clone();
-    labels.insert(FILTER_LABEL.to_owned(), opts.name.clone());
+    // With `targetRefs` no pod is labelled (a downloaded module needs no rollout): the
+    // route's EnvoyFilter selects the gateway's pods as they are.
+    if !opts.target_refs() {
+        labels.insert(FILTER_LABEL.to_owned(), opts.name.clone());
+    }
     labels
 }
 
@@ -477,7 +481,13 @@ fn extension(cfg: &MeshConfig, opts: &RenderOptions, hash: &str) -> Value {
         Context::SidecarOutbound => Some("CLIENT"),
         Context::Gateway => None,
     };
-    let mut spec = json!({ "selector": { "matchLabels": filter_selector(opts) } });
+    let mut spec = match (opts.target_refs(), opts.gateway_api()) {
+        // Istio attaches it to every pod of that Gateway (Istio 1.22+).
+        (true, Some(gateway)) => json!({ "targetRefs": [{
+            "group": crate::names::GATEWAY_API_GROUP, "kind": "Gateway", "name": gateway,
+        }]}),
+        _ => json!({ "selector": { "matchLabels": filter_selector(opts) } }),
+    };
     if let Some(s) = spec.as_object_mut() {
         if let Some(mode) = mode {
             s.insert("match".into(), json!([{ "mode": mode }]));

@@ -9,6 +9,7 @@ pub mod disable;
 pub mod enable;
 pub mod envoy;
 pub mod gateway;
+pub mod gateway_api;
 pub mod import;
 pub mod istio;
 pub mod locate;

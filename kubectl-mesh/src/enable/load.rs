@@ -39,7 +39,7 @@ pub struct Flags {
     /// `--name`.
     pub name: String,
     /// `--gateway-deployment`.
-    pub gateway_deployment: String,
+    pub gateway_deployment: Option<String>,
     /// `--gateway`, `--http-port`, `--https-port`, `--tls-secret`.
     pub gateway: GatewayOptions,
     /// `--istio-version`.
@@ -97,14 +97,18 @@ pub fn load(flags: &Flags) -> Result<Loaded, RenderError> {
         Some(v) => parse_istio_version(v).ok_or_else(|| OptionsError::IstioVersion(v.clone()))?,
         None => NEWEST_ISTIO,
     };
+    let selector_for_opts = selector.clone();
     let opts = RenderOptions {
         name: flags.name.clone(),
         namespace: flags.namespace.clone().unwrap_or(default_ns),
-        selector,
+        selector: selector_for_opts,
         context: flags.context,
         api: flags.api,
         module,
-        gateway_deployment: flags.gateway_deployment.clone(),
+        gateway_deployment: flags
+            .gateway_deployment
+            .clone()
+            .unwrap_or_else(|| gateway_deployment(&selector)),
         gateway: flags.gateway.clone(),
         source: render::source_name(&flags.file),
         istio_version,
@@ -116,4 +120,17 @@ pub fn load(flags: &Flags) -> Result<Loaded, RenderError> {
         selector_given,
         istio_version_given: flags.istio_version.is_some(),
     })
+}
+
+/// The Deployment a gateway selector names, as installs name it: `istio=V` is `istio-V`
+/// (istioctl's `istio-ingressgateway`; the Helm chart's release `istio-ingress`, whose label
+/// drops the `istio-`), `gateway.networking.k8s.io/gateway-name=N` is istiod's `N-istio`.
+pub fn gateway_deployment(selector: &std::collections::BTreeMap<String, String>) -> String {
+    if let Some(name) = selector.get(crate::names::GATEWAY_NAME_LABEL) {
+        return format!("{name}-istio");
+    }
+    match selector.get("istio") {
+        Some(v) => format!("istio-{v}"),
+        None => "istio-ingressgateway".to_owned(),
+    }
 }

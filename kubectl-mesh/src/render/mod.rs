@@ -169,7 +169,20 @@ pub fn render(cfg: &MeshConfig, opts: &RenderOptions) -> Result<Rendered, Render
         });
     }
     objects.extend(crate::istio::filter_objects(cfg, opts, &hash)?);
-    if opts.context == Context::Gateway {
+    if let Some(gateway) = opts.gateway_api() {
+        // A Gateway API gateway: its own Gateway serves the hosts; an HTTPRoute anchors them.
+        match crate::gateway_api::anchor_http_route(cfg, opts, &hash) {
+            Some(route) => objects.push(route),
+            None => {
+                return Err(RenderError::Context {
+                    file: opts.source.clone(),
+                    field: "hosts".into(),
+                    reason: format!("at the Gateway API gateway {gateway}, kubectl-mesh binds the hosts with an HTTPRoute whose (never used) rules name the config's services, and no route names one"),
+                    fix: "give at least one route `to: {service, port}`".into(),
+                })
+            }
+        }
+    } else if opts.context == Context::Gateway {
         if opts.gateway.existing.is_none() {
             objects.push(crate::istio::gateway(cfg, opts, &hash));
         }
@@ -189,7 +202,11 @@ pub fn render(cfg: &MeshConfig, opts: &RenderOptions) -> Result<Rendered, Render
     Ok(Rendered {
         objects,
         pod_annotations,
-        pod_labels: BTreeMap::from([(FILTER_LABEL.to_owned(), opts.name.clone())]),
+        // With `targetRefs`, Istio finds the pods by their Gateway: none is labelled.
+        pod_labels: match opts.target_refs() {
+            true => BTreeMap::new(),
+            false => BTreeMap::from([(FILTER_LABEL.to_owned(), opts.name.clone())]),
+        },
         gateway_pod_spec,
         gateway: !sidecar,
         config_hash: hash,

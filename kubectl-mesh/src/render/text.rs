@@ -24,7 +24,9 @@ pub fn to_json(objects: &[Value]) -> String {
 /// What `kubectl mesh render` prints: the objects plus, as comments, the workload changes.
 pub fn render_text(r: &Rendered, opts: &RenderOptions, json_output: bool) -> String {
     let mut objects = r.objects.clone();
-    if r.gateway {
+    let patches =
+        !r.pod_labels.is_empty() || !r.pod_annotations.is_empty() || r.gateway_pod_spec.is_some();
+    if r.gateway && patches {
         objects.push(deployment_patch(
             &opts.gateway_deployment,
             &opts.namespace,
@@ -43,7 +45,11 @@ pub fn render_text(r: &Rendered, opts: &RenderOptions, json_output: bool) -> Str
             "# The extensions.istio.io API carries the filter; it cannot add routes, so the\n# cluster_header route stays in an EnvoyFilter.\n",
         );
     }
-    if r.gateway {
+    if r.gateway && !patches {
+        out.push_str(
+            "# The filter objects name the Gateway (targetRefs): no gateway pod changes.\n",
+        );
+    } else if r.gateway {
         out.push_str("# The last document is a strategic-merge patch of the gateway Deployment: the label the\n# filter objects select");
         if r.gateway_pod_spec.is_some() {
             out.push_str(" and the module mount (gateways ignore the sidecar.istio.io/userVolume\n# annotations)");
