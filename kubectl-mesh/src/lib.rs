@@ -6,6 +6,7 @@ pub mod cluster;
 pub mod commands;
 pub mod delivery;
 pub mod disable;
+pub mod discover;
 pub mod enable;
 pub mod envoy;
 pub mod gateway;

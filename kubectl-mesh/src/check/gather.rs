@@ -87,7 +87,9 @@ pub async fn gather(
             proxies: Vec::new(),
         });
     }
-    if is_gateway(input.gateway, &input.managed) {
+    if let Some(gateway) = filter_object(&input.managed).and_then(gateway_api_gateway) {
+        input.route = Some(route_routing(cluster, &input, &gateway).await?);
+    } else if is_gateway(input.gateway, &input.managed) {
         input.routing = gateway_routing(cluster, &input).await?;
     }
     input.upstreams = upstreams(cluster, &input).await?;
@@ -184,6 +186,45 @@ async fn gateway_routing(
         extension_api: filter_object(&input.managed).is_some_and(|f| f["kind"] != "EnvoyFilter"),
     }))
 }
+
+/// The Gateway API Gateway a filter object is for: its `targetRefs`, or the gateway-name label
+/// it selects.
+fn gateway_api_gateway(filter: &serde_json::Value) -> Option<String> {
+    if let Some(name) = filter["spec"]["targetRefs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|r| r["kind"] == "Gateway")
+        .and_then(|r| r["name"].as_str())
+    {
+        return Some(name.to_owned());
+    }
+    super::workload::selector_of(filter)
+        .get(crate::names::GATEWAY_NAME_LABEL)
+        .cloned()
+}
+
+/// The anchor HTTPRoute (named like the filter object) and the Gateway, in the namespace.
+async fn route_routing(
+    cluster: &Cluster,
+    input: &CheckInput,
+    gateway: &str,
+) -> Result<super::routing::RouteRouting, ClusterError> {
+    let name = filter_object(&input.managed)
+        .and_then(|f| f["metadata"]["name"].as_str())
+        .unwrap_or_default();
+    let route_ref = format!("{}/{name}", input.namespace_name);
+    let gateway_ref = format!("{}/{gateway}", input.namespace_name);
+    Ok(super::routing::RouteRouting {
+        route: get(cluster, HTTP_ROUTE, &route_ref).await?,
+        gateway: get(cluster, K8S_GATEWAY, &gateway_ref).await?,
+        route_ref,
+        gateway_ref,
+    })
+}
+
+const HTTP_ROUTE: (&str, &str) = ("gateway.networking.k8s.io/v1", "HTTPRoute");
+const K8S_GATEWAY: (&str, &str) = ("gateway.networking.k8s.io/v1", "Gateway");
 
 /// Reads the Prometheus stats of every running pod with `istio-proxy` in the (already
 /// selected) workloads, through the API server's pod proxy: Envoy's port 15090, then

@@ -103,6 +103,8 @@ pub struct CheckInput {
     pub gateway: bool,
     /// Gateway context: the anchor VirtualService, its Gateway and every VirtualService.
     pub routing: Option<GatewayRouting>,
+    /// A Gateway API gateway: the anchor HTTPRoute and its Gateway.
+    pub route: Option<routing::RouteRouting>,
     /// The services the applied config routes to.
     pub upstreams: Vec<upstreams::Upstream>,
 }
@@ -122,6 +124,7 @@ impl Default for CheckInput {
             workloads: Vec::new(),
             gateway: false,
             routing: None,
+            route: None,
             upstreams: Vec::new(),
         }
     }
@@ -322,6 +325,9 @@ pub fn evaluate(input: &CheckInput) -> Vec<Check> {
             .map(|w| crate::plan::template_labels(&w.deployment))
             .collect();
         out.extend(routing::evaluate(routing, &labels));
+    }
+    if let Some(route) = &input.route {
+        out.extend(routing::evaluate_route(route));
     }
     out.extend(upstreams::evaluate(&input.upstreams));
     out.extend(workload::evaluate(input, filter, applied_hash.as_deref()));

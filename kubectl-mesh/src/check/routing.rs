@@ -134,6 +134,118 @@ pub fn evaluate(r: &GatewayRouting, workload_labels: &[BTreeMap<String, String>]
     out
 }
 
+/// A Gateway API gateway: the anchor HTTPRoute and the Gateway it attaches to.
+#[derive(Debug, Clone, Default)]
+pub struct RouteRouting {
+    /// `NAMESPACE/NAME` of the anchor HTTPRoute (named like the filter object).
+    pub route_ref: String,
+    /// The HTTPRoute, if it exists.
+    pub route: Option<Value>,
+    /// `NAMESPACE/NAME` of the Gateway the filter is for.
+    pub gateway_ref: String,
+    /// The Gateway, if it exists.
+    pub gateway: Option<Value>,
+}
+
+/// The checks of a Gateway API gateway: the anchor HTTPRoute, the Gateway, its listeners for
+/// the hosts, and istiod's verdict on the route when it has given one (its status).
+pub fn evaluate_route(r: &RouteRouting) -> Vec<Check> {
+    let mut out = Vec::new();
+    let (anchor, gref) = (&r.route_ref, &r.gateway_ref);
+    let Some(route) = &r.route else {
+        out.push(check(
+            "gateway-routing.anchor", GROUP,
+            format!("anchor HTTPRoute {anchor} present"),
+            Status::Fail,
+            Some("run kubectl mesh enable again: without the anchor, istiod builds no virtual host for the config's hosts on the Gateway API gateway and they get no route (404)".into()),
+        ));
+        return out;
+    };
+    let hosts: Vec<String> = route["spec"]["hostnames"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(str::to_owned)
+        .collect();
+    out.push(pass(
+        "gateway-routing.anchor",
+        GROUP,
+        format!(
+            "anchor HTTPRoute {anchor} binds {} to Gateway {gref}",
+            list(&hosts)
+        ),
+    ));
+    let Some(g) = &r.gateway else {
+        out.push(check(
+            "gateway-routing.gateway-exists", GROUP,
+            format!("Gateway {gref} exists"),
+            Status::Fail,
+            Some(format!("the filter is for the Gateway API Gateway {gref}, which does not exist: run kubectl mesh enable again (it finds the gateway that serves the hosts)")),
+        ));
+        return out;
+    };
+    out.push(pass(
+        "gateway-routing.gateway-exists",
+        GROUP,
+        format!("Gateway {gref} exists"),
+    ));
+    let namespace = route["metadata"]["namespace"].as_str().unwrap_or_default();
+    let served = crate::gateway_api::served_hosts(g, &hosts, namespace);
+    let unserved: Vec<String> = hosts
+        .iter()
+        .filter(|h| !served.contains(h))
+        .cloned()
+        .collect();
+    out.push(if unserved.is_empty() {
+        pass("gateway-routing.gateway-serves-hosts", GROUP, format!("Gateway {gref} serves {}", list(&hosts)))
+    } else {
+        check(
+            "gateway-routing.gateway-serves-hosts", GROUP,
+            format!("Gateway {gref} serves {}", list(&hosts)),
+            Status::Fail,
+            Some(format!("no HTTP listener of {gref} admits {} for a route in {namespace} (its hostname, or allowedRoutes): add a listener for them", list(&unserved))),
+        )
+    });
+    // istiod writes whether it accepted the route for each parent; absent until it has.
+    let refused: Vec<String> = route["status"]["parents"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|p| p["conditions"].as_array().into_iter().flatten())
+        .filter(|c| c["type"] == "Accepted" && c["status"] == "False")
+        .map(|c| {
+            format!(
+                "{}: {}",
+                c["reason"].as_str().unwrap_or_default(),
+                c["message"].as_str().unwrap_or_default()
+            )
+        })
+        .collect();
+    if !refused.is_empty() {
+        out.push(check(
+            "gateway-routing.route-accepted",
+            GROUP,
+            format!("istiod accepted HTTPRoute {anchor}"),
+            Status::Fail,
+            Some(format!(
+                "istiod did not attach it to the Gateway: {}",
+                refused.join("; ")
+            )),
+        ));
+    } else if route["status"]["parents"]
+        .as_array()
+        .is_some_and(|p| !p.is_empty())
+    {
+        out.push(pass(
+            "gateway-routing.route-accepted",
+            GROUP,
+            format!("istiod accepted HTTPRoute {anchor}"),
+        ));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -102,7 +102,7 @@ pub async fn run(
     let (facts, lines) = preflight::preflight(cluster, &loaded).await?;
     print(out, &lines);
     loaded.opts.istio_version = facts.istio;
-    let lines = choose::choose(cluster, &loaded.cfg, &mut loaded.opts).await?;
+    let lines = choose::choose(cluster, &mut loaded).await?;
     print(out, &lines);
     let (cfg, opts) = (&loaded.cfg, &loaded.opts);
     let rendered = render::render(cfg, opts)?;

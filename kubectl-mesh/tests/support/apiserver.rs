@@ -157,8 +157,8 @@ impl Cluster {
     }
 
     /// For the gateway context: takes the lock every process shares (the plugin lists Istio
-    /// Gateways and VirtualServices in all namespaces), then resets `digimon`, `istio-system`
-    /// and `apps` (labels gone, their objects deleted) and seeds the digimon Deployments and
+    /// Gateways and VirtualServices in all namespaces), then resets [`GATEWAY_NAMESPACES`]
+    /// (labels gone, their objects deleted) and seeds the digimon Deployments and
     /// Istio's `istio-ingressgateway` (pods labelled `istio=ingressgateway`, running
     /// `istio-proxy`), rolled out.
     pub async fn gateway() -> Cluster {
@@ -172,7 +172,7 @@ impl Cluster {
         .await
         .unwrap();
         let client = client(&admin).await;
-        for ns in ["digimon", "istio-system", "apps"] {
+        for ns in GATEWAY_NAMESPACES {
             reset_namespace(&client, ns).await;
         }
         let c = Cluster::new(client, &admin, "digimon".into(), Vec::new(), Some(lock));
@@ -204,7 +204,7 @@ impl Cluster {
             .replace("namespace: default", &format!("namespace: {ns}"));
         std::fs::write(&kubeconfig, text).unwrap();
         let namespaces = if lock.is_some() {
-            vec!["digimon".into(), "istio-system".into(), "apps".into()]
+            GATEWAY_NAMESPACES.iter().map(|n| n.to_string()).collect()
         } else {
             owned.clone()
         };
@@ -218,6 +218,40 @@ impl Cluster {
             _lock: lock,
             native_sidecars: false,
         }
+    }
+
+    /// The Helm `gateway` chart's gateway, released as `istio-ingress` in istio-ingress: an
+    /// injected Deployment (its `istio-proxy` container is `image: auto`), pods labelled
+    /// istio=ingress, app=istio-ingress.
+    pub async fn seed_helm_gateway(&self) {
+        let mut d = super::deployment(
+            "istio-ingress",
+            "istio-ingress",
+            json!({ "istio": "ingress", "app": "istio-ingress" }),
+            json!([{ "name": "istio-proxy", "image": "auto" }]),
+        );
+        d["spec"]["template"]["metadata"]["labels"]["sidecar.istio.io/inject"] = json!("true");
+        self.seed(d).await;
+    }
+
+    /// A Gateway API gateway: Gateway `public` (class istio) in digimon with one HTTP listener,
+    /// and the Deployment istiod makes for it, `public-istio`, pods labelled with its name.
+    pub async fn seed_gateway_api(&self, listener: Value) {
+        self.seed(json!({
+            "apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+            "metadata": { "namespace": "digimon", "name": "public" },
+            "spec": { "gatewayClassName": "istio", "listeners": [listener] },
+        }))
+        .await;
+        let labels = json!({ "gateway.networking.k8s.io/gateway-name": "public" });
+        let mut d = super::deployment(
+            "digimon",
+            "public-istio",
+            labels,
+            json!([{ "name": "istio-proxy", "image": "auto" }]),
+        );
+        d["spec"]["template"]["metadata"]["labels"]["sidecar.istio.io/inject"] = json!("true");
+        self.seed(d).await;
     }
 
     async fn seed_digimon(&self) {
@@ -552,6 +586,10 @@ impl Cluster {
     }
 }
 
+/// The namespaces gateway tests use (reset first): the app's, istioctl's, the Helm chart's,
+/// another team's.
+pub const GATEWAY_NAMESPACES: [&str; 4] = ["digimon", "istio-system", "istio-ingress", "apps"];
+
 /// The kinds a test's namespaces hold: what kubectl-mesh writes and what tests seed.
 const KINDS: &[(&str, &str)] = &[
     ("v1", "configmaps"),
@@ -562,6 +600,8 @@ const KINDS: &[(&str, &str)] = &[
     ("networking.istio.io/v1", "virtualservices"),
     ("extensions.istio.io/v1alpha1", "wasmplugins"),
     ("extensions.istio.io/v1alpha1", "trafficextensions"),
+    ("gateway.networking.k8s.io/v1", "gateways"),
+    ("gateway.networking.k8s.io/v1", "httproutes"),
 ];
 
 fn rv(obj: &Value) -> String {
