@@ -19,6 +19,7 @@ pub mod module;
 pub mod names;
 pub mod oci;
 pub mod options;
+pub mod ossm;
 pub mod plan;
 pub mod proxy_version;
 pub mod render;

@@ -4,8 +4,9 @@
 //! are unit tests on plain k8s-openapi values.
 
 use crate::names::{
-    CONFIG_HASH_ANNOTATION, FILTER_LABEL, MODULE_SHA_ANNOTATION, PROXY_CONTAINER,
-    USER_VOLUME_ANNOTATION, USER_VOLUME_MOUNT_ANNOTATION, VOLUME_NAME,
+    ADDED_ANNOTATIONS, CONFIG_HASH_ANNOTATION, FILTER_LABEL, INJECT_ANNOTATION,
+    MODULE_SHA_ANNOTATION, PROXY_CONTAINER, USER_VOLUME_ANNOTATION, USER_VOLUME_MOUNT_ANNOTATION,
+    VOLUME_NAME,
 };
 use crate::render::Rendered;
 use k8s_openapi::api::apps::v1::Deployment;
@@ -41,6 +42,9 @@ pub enum PlanError {
     /// The user turned injection off explicitly.
     #[error("namespace {0} has {INJECTION_LABEL}=disabled\n  fix: remove that label (kubectl label ns {0} {INJECTION_LABEL}-) if sidecars may be injected")]
     InjectionDisabled(String),
+    /// A Deployment turned injection off itself (OpenShift Service Mesh reads the annotation).
+    #[error("Deployment {0} sets {INJECT_ANNOTATION}: \"false\" on its pods\n  fix: remove that annotation from its pod template if sidecars may be injected")]
+    PodInjectionDisabled(String),
     /// A Deployment already uses the user-volume annotations for something else.
     #[error("Deployment {0} already sets {1} for its own volumes\n  fix: deliver the module with --module-url URL --module-sha256 HEX instead of a ConfigMap")]
     UserVolumeTaken(String, String),
@@ -148,6 +152,9 @@ pub struct Observed {
     pub deployments: Vec<Deployment>,
     /// Objects labelled as kubectl-mesh's in the namespace (all kinds it writes).
     pub managed: Vec<Value>,
+    /// OpenShift Service Mesh 2.x: sidecars are injected by the pod annotation
+    /// `sidecar.istio.io/inject`, not the namespace label ([`crate::ossm`]).
+    pub ossm: bool,
 }
 
 fn object_key(o: &Value) -> (String, String) {
@@ -270,7 +277,7 @@ pub fn plan_enable(
     let mut actions = Vec::new();
     // Gateways are not injected; only sidecar contexts need the namespace label.
     let mut injection_added = false;
-    if !desired.gateway {
+    if !desired.gateway && !observed.ossm {
         let labels = labels_of(&observed.namespace);
         match labels.get(INJECTION_LABEL).map(String::as_str) {
             Some("disabled") => return Err(PlanError::InjectionDisabled(namespace.to_owned())),
@@ -363,6 +370,25 @@ pub fn plan_enable(
         }
         if current.contains_key(CONFIG_HASH_ANNOTATION) {
             annotations.insert(CONFIG_HASH_ANNOTATION.into(), Value::Null);
+        }
+        // OpenShift Service Mesh 2.x: the pod asks for its sidecar (recorded, so disable
+        // removes only what was added).
+        if observed.ossm && !desired.gateway {
+            match current.get(INJECT_ANNOTATION).map(String::as_str) {
+                Some("true") => {}
+                Some("false") => return Err(PlanError::PodInjectionDisabled(name)),
+                _ => {
+                    annotations.insert(INJECT_ANNOTATION.into(), Value::String("true".into()));
+                    let mut added: Vec<&str> = current
+                        .get(ADDED_ANNOTATIONS)
+                        .map(|s| s.split(',').filter(|x| !x.is_empty()).collect())
+                        .unwrap_or_default();
+                    if !added.contains(&INJECT_ANNOTATION) {
+                        added.push(INJECT_ANNOTATION);
+                    }
+                    annotations.insert(ADDED_ANNOTATIONS.into(), Value::String(added.join(",")));
+                }
+            }
         }
         let current_labels = template_labels(d);
         let labels: Map<String, Value> = desired
@@ -470,6 +496,13 @@ pub fn plan_disable(
             if current.contains_key(key) {
                 remove.insert(key.into(), Value::Null);
             }
+        }
+        // What enable added besides its own (OpenShift Service Mesh's inject annotation).
+        if let Some(added) = current.get(ADDED_ANNOTATIONS) {
+            for key in added.split(',').filter(|k| !k.is_empty()) {
+                remove.insert(key.into(), Value::Null);
+            }
+            remove.insert(ADDED_ANNOTATIONS.into(), Value::Null);
         }
         for key in [USER_VOLUME_ANNOTATION, USER_VOLUME_MOUNT_ANNOTATION] {
             if current.get(key).is_some_and(|v| v.contains(VOLUME_NAME)) {

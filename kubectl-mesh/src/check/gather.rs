@@ -44,6 +44,10 @@ pub async fn gather(
     if input.namespace.is_none() {
         return Ok(input);
     }
+    if let Some(cp) = crate::enable::preflight::ossm_control_plane(cluster, namespace).await? {
+        let membership = crate::enable::preflight::ossm_membership(cluster, &cp, namespace).await?;
+        input.ossm = Some((cp, membership));
+    }
     if input.envoyfilter_served {
         input.managed.extend(
             cluster

@@ -103,6 +103,8 @@ pub struct CheckInput {
     pub gateway: bool,
     /// Gateway context: the anchor VirtualService, its Gateway and every VirtualService.
     pub routing: Option<GatewayRouting>,
+    /// OpenShift Service Mesh 2.x: its control plane and the namespace's membership.
+    pub ossm: Option<(crate::ossm::ControlPlane, crate::ossm::Membership)>,
     /// A Gateway API gateway: the anchor HTTPRoute and its Gateway.
     pub route: Option<routing::RouteRouting>,
     /// The services the applied config routes to.
@@ -125,6 +127,7 @@ impl Default for CheckInput {
             gateway: false,
             routing: None,
             route: None,
+            ossm: None,
             upstreams: Vec::new(),
         }
     }
@@ -263,7 +266,34 @@ pub fn evaluate(input: &CheckInput) -> Vec<Check> {
         format!("namespace {ns} exists"),
     ));
     // A gateway is not injected, so it needs no label; the applied filter says which it is.
-    if !is_gateway(input.gateway, &input.managed) {
+    if let Some((cp, membership)) = &input.ossm {
+        use crate::ossm::Membership;
+        let id = "namespace.mesh-member";
+        let description = format!(
+            "namespace {ns} is a member of OpenShift Service Mesh {}/{}",
+            cp.namespace, cp.name
+        );
+        out.push(match membership {
+            Membership::Member => pass(id, g, description),
+            Membership::Pending => check(
+                id,
+                g,
+                description,
+                Status::Warn,
+                Some("listed in the member roll, not configured yet by the operator: oc describe smmr default".into()),
+            ),
+            Membership::NotMember => check(
+                id,
+                g,
+                description,
+                Status::Fail,
+                Some(format!(
+                    "its istiod ignores this namespace; {}",
+                    crate::ossm::join_command(ns, cp)
+                )),
+            ),
+        });
+    } else if !is_gateway(input.gateway, &input.managed) {
         let labels = namespace.metadata.labels.clone().unwrap_or_default();
         let injected = labels.get(INJECTION_LABEL).is_some_and(|v| v == "enabled")
             || labels.contains_key(REV_LABEL);

@@ -7,7 +7,7 @@
 //! their `kubectl-mesh/module-sha256` against the module ConfigMap's.
 
 use super::{check, pass, proxy, Check, CheckInput, Status};
-use crate::names::{GATEWAY_NAME_LABEL, MODULE_SHA_ANNOTATION};
+use crate::names::{GATEWAY_NAME_LABEL, INJECT_ANNOTATION, MODULE_SHA_ANNOTATION};
 use crate::plan::{mounts_module, proxy_container, template_annotations, template_labels};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -126,6 +126,20 @@ pub fn evaluate(input: &CheckInput, filter: Option<&Value>, applied: Option<&str
                 check(id, g, "module mounted", Status::Fail, Some(hint))
             });
             out.push(module_current(g, &name, want, &annotations, &w.pods));
+        }
+        if input.ossm.is_some() && !super::is_gateway(input.gateway, &input.managed) {
+            let id = "workload.injection-requested";
+            let description = format!("pods ask for the sidecar ({INJECT_ANNOTATION}: \"true\")");
+            out.push(match annotations.get(INJECT_ANNOTATION).map(String::as_str) {
+                Some("true") => pass(id, g, description),
+                _ => check(
+                    id,
+                    g,
+                    description,
+                    Status::Fail,
+                    Some("OpenShift Service Mesh injects only pods that ask: run kubectl mesh enable (it sets the annotation and rolls the pods)".into()),
+                ),
+            });
         }
         let id = "workload.filter-attached";
         let description = "filter attached (the filter object selects these pods)";

@@ -121,7 +121,7 @@ pub async fn run(
         "enable",
     )
     .await?;
-    let observed = observe::observe(cluster, &rendered, opts).await?;
+    let observed = observe::observe(cluster, &rendered, opts, facts.ossm.is_some()).await?;
     let selector = selector_text(&opts.selector);
     let actions = plan::plan_enable(
         &rendered,

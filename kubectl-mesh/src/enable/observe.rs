@@ -46,6 +46,7 @@ pub async fn observe(
     cluster: &Cluster,
     desired: &Rendered,
     opts: &RenderOptions,
+    ossm: bool,
 ) -> Result<Observed, ClusterError> {
     let mut objects = Vec::new();
     for o in &desired.objects {
@@ -59,5 +60,6 @@ pub async fn observe(
             .deployments(namespace, &selector_text(&opts.selector))
             .await?,
         managed: managed(cluster, namespace).await?.0,
+        ossm,
     })
 }

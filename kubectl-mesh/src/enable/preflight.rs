@@ -4,7 +4,9 @@
 use super::load::Loaded;
 use super::EnableError;
 use crate::cluster::{Cluster, ClusterError};
+use crate::names::INJECT_ANNOTATION;
 use crate::options::{parse_istio_version, Api, Context, NEWEST_ISTIO};
+use crate::ossm::{self, ControlPlane, Membership};
 use crate::plan::{self, MIN_KUBERNETES};
 
 /// What preflight learned about the cluster.
@@ -14,6 +16,8 @@ pub struct Facts {
     pub kubernetes: (u32, u32),
     /// The Istio release the objects are for.
     pub istio: (u32, u32),
+    /// OpenShift Service Mesh 2.x's control plane, when that is the mesh.
+    pub ossm: Option<ControlPlane>,
 }
 
 /// Checks the cluster and reads the Istio release (unless `--istio-version` gave it); returns
@@ -75,9 +79,49 @@ pub async fn preflight(
         version.0,
         version.1
     ));
-    let istio = match loaded.istio_version_given {
-        true => opts.istio_version,
-        false => {
+    let ossm = ossm_control_plane(cluster, &loaded.cfg.namespace).await?;
+    if let Some(cp) = &ossm {
+        lines.push(format!(
+            "mesh: OpenShift Service Mesh {} (ServiceMeshControlPlane {}/{}): sidecars are injected by the pod annotation {INJECT_ANNOTATION}, in member namespaces only",
+            cp.version.as_deref().unwrap_or("2.x"),
+            cp.namespace,
+            cp.name
+        ));
+        let mut namespaces = vec![loaded.cfg.namespace.clone()];
+        if opts.context != Context::Gateway {
+            namespaces.push(opts.namespace.clone());
+        }
+        namespaces.dedup();
+        for ns in namespaces {
+            match ossm_membership(cluster, cp, &ns).await? {
+                Membership::Member => {}
+                Membership::Pending => lines.push(format!(
+                    "  warning: namespace {ns} is listed in the member roll but OpenShift Service Mesh has not configured it yet"
+                )),
+                Membership::NotMember => {
+                    return Err(EnableError::Preflight(format!(
+                        "namespace {ns} is not a member of OpenShift Service Mesh's control plane {}/{}: its istiod ignores it (no sidecars, no services for the filter to route to)\n  fix: {}",
+                        cp.namespace,
+                        cp.name,
+                        ossm::join_command(&ns, cp)
+                    )))
+                }
+            }
+        }
+    }
+    let istio = match (
+        loaded.istio_version_given,
+        ossm.as_ref().and_then(ControlPlane::istio),
+    ) {
+        (true, _) => opts.istio_version,
+        (false, Some((major, minor))) => {
+            lines.push(format!(
+                "istio: objects for Istio {major}.{minor} (what OpenShift Service Mesh {} ships; --istio-version overrides)",
+                ossm.as_ref().and_then(|c| c.version.clone()).unwrap_or_default()
+            ));
+            (major, minor)
+        }
+        (false, None) => {
             // Best effort: reading istiod needs rights a user who may apply the objects need
             // not have; then the newest release is assumed and said so.
             let (detected, why) = match istio_version(cluster).await {
@@ -103,8 +147,83 @@ pub async fn preflight(
         Facts {
             kubernetes: version,
             istio,
+            ossm,
         },
         lines,
+    ))
+}
+
+/// OpenShift Service Mesh 2.x's control plane: served `maistra.io` and a
+/// ServiceMeshControlPlane (the first by namespace). A user who may not list them is judged by
+/// `namespace`'s own label: the operator labels its members `maistra.io/member-of: CP_NAMESPACE`.
+/// `None` without one (a cluster that merely kept the CRDs).
+pub async fn ossm_control_plane(
+    cluster: &Cluster,
+    namespace: &str,
+) -> Result<Option<ControlPlane>, ClusterError> {
+    let (api_version, kind) = ossm::CONTROL_PLANE;
+    let served = cluster.resources(api_version).await?;
+    if !served.iter().any(|r| r == "servicemeshcontrolplanes") {
+        return Ok(None);
+    }
+    match cluster.list_all(api_version, kind).await {
+        Ok(mut cps) => {
+            cps.sort_by_key(crate::gateway::object_ref);
+            Ok(cps.first().map(ControlPlane::from_object))
+        }
+        Err(e) if e.code() == Some(403) => {
+            let member_of = cluster
+                .namespace(namespace)
+                .await?
+                .and_then(|n| n.metadata.labels)
+                .and_then(|l| l.get(ossm::MEMBER_OF_LABEL).cloned());
+            Ok(member_of.map(|cp| ControlPlane {
+                namespace: cp,
+                name: "(not readable)".into(),
+                version: None,
+            }))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// `namespace`'s membership in `cp`'s mesh (its member roll, or a ServiceMeshMember there).
+pub async fn ossm_membership(
+    cluster: &Cluster,
+    cp: &ControlPlane,
+    namespace: &str,
+) -> Result<Membership, ClusterError> {
+    let get = |(api_version, kind): (&str, &str), ns: &str| {
+        serde_json::json!({
+            "apiVersion": api_version, "kind": kind,
+            "metadata": { "namespace": ns, "name": "default" },
+        })
+    };
+    // The operator's label on its configured members, readable by whoever may read the
+    // namespace; the member roll and ServiceMeshMember when the user may read them.
+    let labels = cluster
+        .namespace(namespace)
+        .await?
+        .and_then(|n| n.metadata.labels)
+        .unwrap_or_default();
+    if labels.get(ossm::MEMBER_OF_LABEL) == Some(&cp.namespace) {
+        return Ok(Membership::Member);
+    }
+    let readable = |r: Result<Option<serde_json::Value>, ClusterError>| match r {
+        Err(e) if e.code() == Some(403) => Ok(None),
+        other => other,
+    };
+    let roll = readable(
+        cluster
+            .get_object(&get(ossm::MEMBER_ROLL, &cp.namespace))
+            .await,
+    )?;
+    let member = readable(cluster.get_object(&get(ossm::MEMBER, namespace)).await)?;
+    Ok(ossm::membership(
+        namespace,
+        cp,
+        roll.as_ref(),
+        member.as_ref(),
     ))
 }
 
@@ -123,5 +242,7 @@ pub async fn istio_version(cluster: &Cluster) -> Result<Option<(u32, u32)>, Clus
         .filter_map(|c| c.image.as_deref())
         .filter_map(|image| image.rsplit_once(':').map(|(_, tag)| tag))
         .filter_map(parse_istio_version)
+        // Istio releases are 1.x (OpenShift Service Mesh tags istiod with its own 2.x).
+        .filter(|(major, _)| *major == 1)
         .min())
 }

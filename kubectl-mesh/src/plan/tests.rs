@@ -149,6 +149,7 @@ fn first_run_does_everything_second_run_nothing() {
         objects: vec![None; d.objects.len()],
         deployments: vec![deployment(BTreeMap::new())],
         managed: vec![],
+        ossm: false,
     };
     let plan = plan_enable(&d, "ns", "app=web", &obs, "t0").unwrap();
     assert_eq!(plan.len(), 1 + d.objects.len() + 1, "{plan:#?}");
@@ -166,6 +167,7 @@ fn existing_rev_label_is_kept_and_not_recorded() {
         objects: vec![None; d.objects.len()],
         deployments: vec![deployment(BTreeMap::new())],
         managed: vec![],
+        ossm: false,
     };
     let plan = plan_enable(&d, "ns", "app=web", &obs, "t0").unwrap();
     assert!(
@@ -184,6 +186,7 @@ fn injection_disabled_is_an_error() {
         objects: vec![None; d.objects.len()],
         deployments: vec![deployment(BTreeMap::new())],
         managed: vec![],
+        ossm: false,
     };
     assert!(matches!(
         plan_enable(&d, "ns", "app=web", &obs, "t0"),
@@ -199,6 +202,7 @@ fn restart_only_when_template_unchanged_but_label_new() {
         objects: d.objects.iter().cloned().map(Some).collect(),
         deployments: vec![set_up(&d)],
         managed: vec![],
+        ossm: false,
     };
     let plan = plan_enable(&d, "ns", "app=web", &obs, "2026-01-01T00:00:00Z").unwrap();
     let Action::PatchDeployment { patch, .. } = plan.last().unwrap() else {
@@ -220,6 +224,7 @@ fn changed_object_is_reapplied() {
         objects: vec![Some(d.objects[0].clone()), Some(stale)],
         deployments: vec![set_up(&d)],
         managed: vec![],
+        ossm: false,
     };
     let plan = plan_enable(&d, "ns", "app=web", &obs, "t").unwrap();
     assert_eq!(plan.len(), 1);
@@ -258,6 +263,7 @@ fn a_config_edit_changes_the_filter_only_and_a_new_module_rolls_the_pods() {
         objects: before.objects.iter().cloned().map(Some).collect(),
         deployments: vec![set_up(&before)],
         managed: vec![],
+        ossm: false,
     };
     let edited = desired_config(1728, module());
     let plan = plan_enable(&edited, "ns", "app=web", &obs, "t").unwrap();
@@ -315,6 +321,7 @@ fn foreign_user_volume_is_refused() {
             r#"[{"name":"certs"}]"#.to_owned(),
         )]))],
         managed: vec![],
+        ossm: false,
     };
     assert!(matches!(
         plan_enable(&d, "ns", "app=web", &obs, "t"),
@@ -330,6 +337,7 @@ fn no_matching_deployment_is_an_error() {
         objects: vec![None; 2],
         deployments: vec![],
         managed: vec![],
+        ossm: false,
     };
     let e = plan_enable(&d, "ns", "app=web", &obs, "t").unwrap_err();
     assert!(e.to_string().contains("app=web"), "{e}");
@@ -343,6 +351,7 @@ fn gateway_mount_is_patched_once() {
         objects: d.objects.iter().cloned().map(Some).collect(),
         deployments: vec![set_up(&d)],
         managed: vec![],
+        ossm: false,
     };
     let plan = plan_enable(&d, "ns", "istio=ingressgateway", &obs, "t").unwrap();
     assert_eq!(plan.len(), 1, "gateways get no namespace label: {plan:#?}");
@@ -373,6 +382,7 @@ fn switching_api_and_delivery_removes_what_is_no_longer_needed() {
         objects: vec![None; after.objects.len()],
         deployments: vec![set_up(&before)],
         managed,
+        ossm: false,
     };
     let plan = plan_enable(&after, "ns", "app=web", &obs, "t").unwrap();
     let kinds: Vec<String> = plan
@@ -546,4 +556,54 @@ fn native_sidecars_count_as_the_proxy() {
     };
     assert!(proxy_container(&init_only).is_none());
     assert!(!mounts_module(&init_only));
+}
+
+/// OpenShift Service Mesh 2.x ignores the namespace label: the pods ask for the sidecar by
+/// annotation, recorded so that disable removes it, and a pod that said no is not overridden.
+#[test]
+fn ossm_injects_by_pod_annotation_and_disable_removes_it() {
+    let d = desired(Context::SidecarInbound);
+    let obs = Observed {
+        namespace: namespace(&[], &[]),
+        objects: vec![None; d.objects.len()],
+        deployments: vec![deployment(BTreeMap::new())],
+        managed: vec![],
+        ossm: true,
+    };
+    let plan = plan_enable(&d, "ns", "app=web", &obs, "t").unwrap();
+    assert!(
+        !plan
+            .iter()
+            .any(|a| matches!(a, Action::PatchNamespace { .. })),
+        "no namespace label: {plan:#?}"
+    );
+    let Some(Action::PatchDeployment { patch, .. }) = plan.last() else {
+        panic!("{plan:#?}")
+    };
+    let ann = &patch["spec"]["template"]["metadata"]["annotations"];
+    assert_eq!(ann[INJECT_ANNOTATION], "true");
+    assert_eq!(ann[ADDED_ANNOTATIONS], INJECT_ANNOTATION);
+    let obs = converge(&d, obs, &plan);
+    assert_eq!(plan_enable(&d, "ns", "app=web", &obs, "t").unwrap(), []);
+    let undo = plan_disable(&obs.namespace, &d.objects, &obs.deployments, "kubectl-mesh");
+    let Some(Action::PatchDeployment { patch, .. }) = undo
+        .iter()
+        .find(|a| matches!(a, Action::PatchDeployment { .. }))
+    else {
+        panic!("{undo:#?}")
+    };
+    let removed = &patch["spec"]["template"]["metadata"]["annotations"];
+    assert_eq!(removed[INJECT_ANNOTATION], Value::Null);
+    assert!(removed.as_object().unwrap().contains_key(INJECT_ANNOTATION));
+    assert!(removed.as_object().unwrap().contains_key(ADDED_ANNOTATIONS));
+    // A workload that opted out keeps its choice.
+    let mut no = obs.clone();
+    no.deployments = vec![deployment(BTreeMap::from([(
+        INJECT_ANNOTATION.to_owned(),
+        "false".to_owned(),
+    )]))];
+    assert!(matches!(
+        plan_enable(&d, "ns", "app=web", &no, "t"),
+        Err(PlanError::PodInjectionDisabled(_))
+    ));
 }

@@ -118,6 +118,9 @@ pub struct Cluster {
     namespaces: Vec<String>,
     /// Held by gateway tests (see the module doc).
     _lock: Option<std::fs::File>,
+    /// The cluster lock ([`cluster_lock`]): shared by every test, exclusive for one that
+    /// changes what the whole cluster looks like (an OpenShift Service Mesh control plane).
+    _cluster: Option<std::fs::File>,
     /// Inject `istio-proxy` as a native sidecar (an init container with `restartPolicy:
     /// Always`), as Istio 1.27+ does on Kubernetes 1.33+.
     pub native_sidecars: bool,
@@ -125,10 +128,42 @@ pub struct Cluster {
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
+/// `target/kube/cluster.lock`, shared (every test) or exclusive (a test no other may see).
+async fn cluster_lock(exclusive: bool) -> std::fs::File {
+    let path = admin_kubeconfig().with_file_name("cluster.lock");
+    tokio::task::spawn_blocking(move || {
+        let file = std::fs::File::create(&path).unwrap();
+        let op = match exclusive {
+            true => rustix::fs::FlockOperation::LockExclusive,
+            false => rustix::fs::FlockOperation::LockShared,
+        };
+        rustix::fs::flock(&file, op).unwrap();
+        file
+    })
+    .await
+    .unwrap()
+}
+
 impl Cluster {
     /// A fresh namespace `digimon-PID-N` labelled `ns_labels`, with the digimon server and web
     /// Deployments, rolled out (pods running, no sidecars yet).
     pub async fn digimon(ns_labels: Value) -> Cluster {
+        let lock = cluster_lock(false).await;
+        let mut c = Cluster::digimon_unlocked(ns_labels).await;
+        c._cluster = Some(lock);
+        c
+    }
+
+    /// [`Cluster::digimon`] holding the cluster lock alone: no other test runs meanwhile, in any
+    /// process (for what every `enable` would see: an OpenShift Service Mesh control plane).
+    pub async fn digimon_alone(ns_labels: Value) -> Cluster {
+        let lock = cluster_lock(true).await;
+        let mut c = Cluster::digimon_unlocked(ns_labels).await;
+        c._cluster = Some(lock);
+        c
+    }
+
+    async fn digimon_unlocked(ns_labels: Value) -> Cluster {
         let admin = admin_kubeconfig();
         let client = client(&admin).await;
         let ns = loop {
@@ -162,6 +197,7 @@ impl Cluster {
     /// Istio's `istio-ingressgateway` (pods labelled `istio=ingressgateway`, running
     /// `istio-proxy`), rolled out.
     pub async fn gateway() -> Cluster {
+        let shared = cluster_lock(false).await;
         let admin = admin_kubeconfig();
         let lock_path = admin.with_file_name("gateway-tests.lock");
         let lock = tokio::task::spawn_blocking(move || {
@@ -175,7 +211,8 @@ impl Cluster {
         for ns in GATEWAY_NAMESPACES {
             reset_namespace(&client, ns).await;
         }
-        let c = Cluster::new(client, &admin, "digimon".into(), Vec::new(), Some(lock));
+        let mut c = Cluster::new(client, &admin, "digimon".into(), Vec::new(), Some(lock));
+        c._cluster = Some(shared);
         c.seed_digimon().await;
         c.seed(super::deployment(
             "istio-system",
@@ -216,6 +253,7 @@ impl Cluster {
             owned,
             namespaces,
             _lock: lock,
+            _cluster: None,
             native_sidecars: false,
         }
     }
@@ -401,7 +439,11 @@ impl Cluster {
             let injected =
                 labels["istio-injection"] == "enabled" || labels["istio.io/rev"].is_string();
             for d in self.list("apps/v1", "deployments", &ns).await {
-                self.roll_out(&ns, &d, injected).await;
+                // OpenShift Service Mesh 2.x injects the pods that ask.
+                let asks = d["spec"]["template"]["metadata"]["annotations"]
+                    ["sidecar.istio.io/inject"]
+                    == "true";
+                self.roll_out(&ns, &d, injected || asks).await;
             }
         }
     }
