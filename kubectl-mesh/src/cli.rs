@@ -87,9 +87,18 @@ pub enum Command {
         /// What to apply.
         #[command(flatten)]
         filter: FilterArgs,
-        /// Wait until every selected pod runs with istio-proxy.
-        #[arg(long)]
-        wait: bool,
+        /// Wait for the proof: every selected pod rolled out with istio-proxy, and its proxy
+        /// running the applied config (its stats; needs `get pods/proxy`). `--wait=rollout`
+        /// waits for the rollout only.
+        #[arg(
+            long,
+            value_enum,
+            value_name = "filter|rollout",
+            num_args = 0..=1,
+            require_equals = true,
+            default_missing_value = "filter"
+        )]
+        wait: Option<crate::enable::wait::WaitFor>,
         /// Seconds `--wait` waits.
         #[arg(long, default_value_t = 300)]
         timeout: u64,
@@ -350,6 +359,13 @@ pub struct CheckArgs {
     /// The --module-sha256 given to enable.
     #[arg(long, requires = "module_url", value_name = "HEX")]
     pub module_sha256: Option<String>,
+    /// For CI: check again until nothing fails (warnings are fine) or --timeout passes;
+    /// progress on stderr, the last checklist on stdout.
+    #[arg(long)]
+    pub wait: bool,
+    /// Seconds `--wait` waits.
+    #[arg(long, default_value_t = 300, requires = "wait")]
+    pub timeout: u64,
 }
 
 /// Everything that makes the plugin exit non-zero with a message.

@@ -346,7 +346,7 @@ async fn wait_shows_progress_until_the_test_advances_the_rollout() {
     let s = Cluster::digimon(json!({})).await;
     let child = command(
         &s.kubeconfig,
-        &s.enable_args(&["--wait", "--timeout", "30"]),
+        &s.enable_args(&["--wait=rollout", "--timeout", "30"]),
     )
     .spawn()
     .unwrap();
@@ -374,14 +374,82 @@ async fn wait_shows_progress_until_the_test_advances_the_rollout() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        stdout.contains("server 0/1 pods running with istio-proxy"),
+        stdout.contains("waiting: server: 0/1 pods running with istio-proxy"),
         "{stdout}"
     );
     assert!(
-        stdout.contains("server 1/1 pods running with istio-proxy"),
+        stdout.contains("waiting: server: 1/1 pods running with istio-proxy"),
         "{stdout}"
     );
     assert!(stdout.contains("rolled out"), "{stdout}");
+}
+
+/// `--wait` waits for the proof, each pod's proxy running the applied config, which a server
+/// without a kubelet cannot give (its pods have no address to read stats from): after the
+/// rollout it keeps waiting and says why. (tests/proxy_stats.rs has the whole proof, with
+/// real Envoy behind the emulator's pod proxy.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_waits_for_the_proxies_after_the_rollout() {
+    let s = Cluster::digimon(json!({})).await;
+    assert_eq!(run(&s, &s.enable_args(&[])).await.code, 0);
+    s.advance_rollouts().await;
+    let r = run(&s, &s.enable_args(&["--wait", "--timeout", "2"])).await;
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(
+        r.stdout.contains(
+            "waiting: server: 1/1 pods running with istio-proxy, 0/1 run the applied config (pod server-"
+        ) && r.stdout.contains("stats not readable"),
+        "{r:?}"
+    );
+    assert!(
+        r.stderr.contains("timed out after 2s waiting: server: 1/1"),
+        "{r:?}"
+    );
+}
+
+/// `check --wait` for CI: it checks again until nothing fails, here once the rollout the test
+/// plays is done.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_wait_ends_when_nothing_fails() {
+    let s = Cluster::digimon(json!({})).await;
+    assert_eq!(run(&s, &s.enable_args(&[])).await.code, 0);
+    let child = command(&s.kubeconfig, &["check", "--wait", "--timeout", "30"])
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    s.advance_rollouts().await;
+    let out = tokio::time::timeout(Duration::from_secs(40), child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("check --wait: ") && stderr.contains("sidecar present (0/1 pods)"),
+        "it waited: {stderr}"
+    );
+    assert!(
+        stdout.contains("[ok]   sidecar present (1/1 pods)"),
+        "{stdout}"
+    );
+    // It gives up at its timeout, with the checklist, and exits 1.
+    let r = run(
+        &s,
+        &[
+            "check",
+            "-l",
+            "io.kompose.service=web",
+            "--wait",
+            "--timeout",
+            "1",
+        ],
+    )
+    .await;
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stdout.contains("[FAIL]"), "{r:?}");
 }
 
 /// Istio 1.27+ on Kubernetes 1.33+ injects `istio-proxy` as an init container that keeps
@@ -393,11 +461,11 @@ async fn native_sidecars_count_for_wait_and_check() {
     s.native_sidecars = true;
     assert_eq!(run(&s, &s.enable_args(&[])).await.code, 0);
     s.advance_rollouts().await;
-    let r = run(&s, &s.enable_args(&["--wait", "--timeout", "5"])).await;
+    let r = run(&s, &s.enable_args(&["--wait=rollout", "--timeout", "5"])).await;
     assert_eq!(r.code, 0, "{r:?}");
     assert!(
         r.stdout
-            .contains("server 1/1 pods running with istio-proxy"),
+            .contains("server: 1/1 pods running with istio-proxy"),
         "{r:?}"
     );
     let r = run(&s, &["check"]).await;

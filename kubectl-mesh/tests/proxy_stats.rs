@@ -333,3 +333,68 @@ async fn an_unreadable_proxy_is_a_warning_naming_the_cause() {
     assert_eq!(r.code, 0, "{r:?}");
     has(&r, "cannot get resource \"pods/proxy\"");
 }
+
+/// `enable --wait` waits for the proof: the gateway Deployment rolls out, then its pod's proxy
+/// must report the filter loaded with the applied config. Until the pod's stats answer, the
+/// progress line says why; once a real Envoy running the applied filter answers behind the
+/// pod, the wait ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enable_wait_ends_when_the_proxy_runs_the_applied_config() {
+    let s = with_gateway().await;
+    let child = command(
+        &s.kubeconfig,
+        &gateway_enable_args(&["--wait", "--timeout", "30"]),
+    )
+    .spawn()
+    .unwrap();
+    // Once the binary has patched the gateway, play the rollout.
+    for _ in 0..200 {
+        let patched = live(
+            &s,
+            "apis/apps/v1",
+            "deployments",
+            "istio-system",
+            "istio-ingressgateway",
+        )
+        .is_some_and(|d| {
+            d["spec"]["template"]["metadata"]["labels"]["kubectl-mesh/filter"] == "kubectl-mesh"
+        });
+        if patched {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    s.emu.state().advance_rollouts();
+    let pods = pod_names(&s, "istio-system");
+    assert_eq!(pods.len(), 1, "{pods:?}");
+    // The wait reads the pod's stats, which do not answer yet.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let dir = envoy::workdir();
+    let ports = Ports::new();
+    let mut local = envoy::mesh(&digimon_config(), &dir, ports, envoy::upstream().await);
+    let (filter, hash) = applied_filter(&s, &dir);
+    local.http_filters[0] = filter;
+    let envoy = Envoy::start(&envoy::with_istio_stats(&local, ports, &[]), &dir, ports).await;
+    expose(&s, &pods[0], 15090, &envoy);
+    let out = tokio::time::timeout(std::time::Duration::from_secs(40), child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stdout}{stderr}");
+    let pod = &pods[0];
+    for line in [
+        format!("waiting: istio-ingressgateway: 1/1 pods running with istio-proxy, 0/1 run the applied config (pod {pod}: stats not readable"),
+        "waiting: istio-ingressgateway: 1/1 pods running with istio-proxy, 1/1 run the applied config".to_owned(),
+        "done: every selected pod runs the applied config".to_owned(),
+    ] {
+        assert!(stdout.contains(&line), "missing {line:?}:\n{stdout}");
+    }
+    assert_eq!(
+        envoy.metric("mesh_filter_config_revision").await,
+        Some(u64::from_str_radix(&hash[..12], 16).unwrap())
+    );
+}

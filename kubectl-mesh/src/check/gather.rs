@@ -44,8 +44,8 @@ pub async fn gather(
     if input.namespace.is_none() {
         return Ok(input);
     }
-    if let Some(cp) = crate::enable::preflight::ossm_control_plane(cluster, namespace).await? {
-        let membership = crate::enable::preflight::ossm_membership(cluster, &cp, namespace).await?;
+    if let Some(cp) = crate::ossm::read::control_plane(cluster, namespace).await? {
+        let membership = crate::ossm::read::membership(cluster, &cp, namespace).await?;
         input.ossm = Some((cp, membership));
     }
     if input.envoyfilter_served {
@@ -230,6 +230,26 @@ async fn route_routing(
 const HTTP_ROUTE: (&str, &str) = ("gateway.networking.k8s.io/v1", "HTTPRoute");
 const K8S_GATEWAY: (&str, &str) = ("gateway.networking.k8s.io/v1", "Gateway");
 
+/// One pod's istio-proxy stats through the API server's pod proxy: Envoy's port 15090, then
+/// istio-agent's 15020; the reasons when neither answers.
+pub async fn pod_stats(
+    cluster: &Cluster,
+    namespace: &str,
+    pod: &str,
+) -> Result<ProxyStats, String> {
+    let mut errors = Vec::new();
+    for port in [ENVOY_PROMETHEUS_PORT, AGENT_PROMETHEUS_PORT] {
+        match cluster
+            .pod_proxy_get(namespace, pod, port, PROMETHEUS_PATH)
+            .await
+        {
+            Ok(text) => return Ok(ProxyStats::parse(&text)),
+            Err(e) => errors.push(e.to_string()),
+        }
+    }
+    Err(errors.join("\n         then "))
+}
+
 /// Reads the Prometheus stats of every running pod with `istio-proxy` in the (already
 /// selected) workloads, through the API server's pod proxy: Envoy's port 15090, then
 /// istio-agent's 15020. A pod whose stats cannot be read gets the reason, not an error.
@@ -245,24 +265,8 @@ pub async fn gather_proxy_stats(cluster: &Cluster, input: &mut CheckInput) {
             let Some(name) = pod.metadata.name.clone().filter(|_| running && proxied) else {
                 continue;
             };
-            let mut errors = Vec::new();
-            let mut stats = None;
-            for port in [ENVOY_PROMETHEUS_PORT, AGENT_PROMETHEUS_PORT] {
-                match cluster
-                    .pod_proxy_get(&namespace, &name, port, PROMETHEUS_PATH)
-                    .await
-                {
-                    Ok(text) => {
-                        stats = Some(ProxyStats::parse(&text));
-                        break;
-                    }
-                    Err(e) => errors.push(e.to_string()),
-                }
-            }
-            w.proxies.push(PodStats {
-                pod: name,
-                stats: stats.ok_or_else(|| errors.join("\n         then ")),
-            });
+            let stats = pod_stats(cluster, &namespace, &name).await;
+            w.proxies.push(PodStats { pod: name, stats });
         }
     }
 }

@@ -6,7 +6,7 @@ pub mod routing;
 pub mod upstreams;
 mod workload;
 
-pub use gather::{gather, gather_proxy_stats};
+pub use gather::{gather, gather_proxy_stats, pod_stats};
 
 use crate::names::CONFIG_HASH_ANNOTATION;
 use crate::plan::{INJECTION_LABEL, MIN_KUBERNETES, REV_LABEL};

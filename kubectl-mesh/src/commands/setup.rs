@@ -21,7 +21,7 @@ use std::time::Duration;
 pub async fn enable(
     cli: &Cli,
     args: &FilterArgs,
-    wait: bool,
+    wait: Option<crate::enable::wait::WaitFor>,
     timeout: u64,
     out: &mut impl Write,
 ) -> Result<Outcome, CliError> {
@@ -29,7 +29,7 @@ pub async fn enable(
     let cluster = connect(cli).await?;
     let settings = enable::Settings {
         dry_run: cli.dry_run,
-        wait: wait.then(|| Duration::from_secs(timeout)),
+        wait: wait.map(|w| (w, Duration::from_secs(timeout))),
     };
     match cli.output {
         None => {
@@ -87,22 +87,30 @@ pub async fn check(cli: &Cli, args: &CheckArgs, out: &mut impl Write) -> Result<
     };
     let hash = desired.map(|(_, h)| h);
     tracing::info!("checking namespace {namespace} (gateway: {gateway})");
-    let mut input = check::gather(&cluster, &namespace, &args.name, hash, gateway).await?;
-    // Without an explicit selector, check the workloads the applied filter selects.
-    let selector = match &args.selector {
-        Some(s) if !s.is_empty() => s.clone(),
-        _ => applied_selector(&input.managed),
-    };
-    let wanted = parse_selector(&selector)?;
-    input.workloads.retain(|w| {
-        let labels = crate::plan::template_labels(&w.deployment);
-        let deployment_labels = w.deployment.metadata.labels.clone().unwrap_or_default();
-        wanted
+    let start = std::time::Instant::now();
+    let mut last = String::new();
+    let checks = loop {
+        let checks = checklist(&cluster, args, &namespace, hash.clone(), gateway).await?;
+        let failing: Vec<&str> = checks
             .iter()
-            .all(|(k, v)| labels.get(k) == Some(v) || deployment_labels.get(k) == Some(v))
-    });
-    check::gather_proxy_stats(&cluster, &mut input).await;
-    let checks = check::evaluate(&input);
+            .filter(|c| c.status == check::Status::Fail)
+            .map(|c| c.description.as_str())
+            .collect();
+        let timed_out = start.elapsed() >= Duration::from_secs(args.timeout);
+        if !args.wait || failing.is_empty() || timed_out {
+            break checks;
+        }
+        let line = format!(
+            "check --wait: {} failing ({}); checking again",
+            failing.len(),
+            failing.join("; ")
+        );
+        if line != last {
+            eprintln!("{line}");
+            last = line;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
     let text = match cli.output {
         Some(Output::Json) => check::to_json(&checks) + "\n",
         Some(Output::Yaml) => check::to_yaml(&checks),
@@ -141,6 +149,32 @@ pub async fn disable(
         print_objects(&objects, format, out);
     }
     Ok(Outcome::Success)
+}
+
+/// One run of the checklist for `namespace`.
+async fn checklist(
+    cluster: &crate::cluster::Cluster,
+    args: &CheckArgs,
+    namespace: &str,
+    hash: Option<String>,
+    gateway: bool,
+) -> Result<Vec<check::Check>, CliError> {
+    let mut input = check::gather(cluster, namespace, &args.name, hash, gateway).await?;
+    // Without an explicit selector, check the workloads the applied filter selects.
+    let selector = match &args.selector {
+        Some(s) if !s.is_empty() => s.clone(),
+        _ => applied_selector(&input.managed),
+    };
+    let wanted = parse_selector(&selector)?;
+    input.workloads.retain(|w| {
+        let labels = crate::plan::template_labels(&w.deployment);
+        let deployment_labels = w.deployment.metadata.labels.clone().unwrap_or_default();
+        wanted
+            .iter()
+            .all(|(k, v)| labels.get(k) == Some(v) || deployment_labels.get(k) == Some(v))
+    });
+    check::gather_proxy_stats(cluster, &mut input).await;
+    Ok(check::evaluate(&input))
 }
 
 /// The exit of a checklist: could not run when a fatal check failed (the API server did not

@@ -61,7 +61,7 @@ pub enum EnableError {
         action: String,
     },
     /// `--wait` ran out of time.
-    #[error("timed out after {0}s waiting for pods with istio-proxy: {1}\n  fix: inspect with kubectl get pods and kubectl mesh check")]
+    #[error("timed out after {0}s waiting: {1}\n  fix: inspect with kubectl get pods and kubectl mesh check")]
     Timeout(u64, String),
 }
 
@@ -88,7 +88,7 @@ pub struct Settings {
     /// `--dry-run`.
     pub dry_run: DryRun,
     /// `--wait` with its `--timeout`.
-    pub wait: Option<Duration>,
+    pub wait: Option<(wait::WaitFor, Duration)>,
 }
 
 /// The pass. Progress goes to `out`; returns the objects the command applied (as the API server
@@ -170,8 +170,34 @@ pub async fn run(
             objects
         }
     };
-    if let Some(timeout) = settings.wait {
-        wait::wait(cluster, &opts.namespace, &selector, timeout, out).await?;
+    if let Some((mut what, timeout)) = settings.wait {
+        if what == wait::WaitFor::Filter {
+            let proxy = access::Need {
+                verb: "get",
+                group: String::new(),
+                resource: "pods/proxy".into(),
+                namespace: opts.namespace.clone(),
+                name: String::new(),
+            };
+            if !access::missing(cluster, &[proxy]).await?.is_empty() {
+                let _ = writeln!(
+                    out,
+                    "note: you may not get pods/proxy in {}: --wait cannot read the proxies' stats, so it waits for the rollout only",
+                    opts.namespace
+                );
+                what = wait::WaitFor::Rollout;
+            }
+        }
+        wait::wait(
+            cluster,
+            &opts.namespace,
+            &selector,
+            &rendered.config_hash,
+            what,
+            timeout,
+            out,
+        )
+        .await?;
     }
     Ok(objects)
 }

@@ -79,7 +79,7 @@ pub async fn preflight(
         version.0,
         version.1
     ));
-    let ossm = ossm_control_plane(cluster, &loaded.cfg.namespace).await?;
+    let ossm = ossm::read::control_plane(cluster, &loaded.cfg.namespace).await?;
     if let Some(cp) = &ossm {
         lines.push(format!(
             "mesh: OpenShift Service Mesh {} (ServiceMeshControlPlane {}/{}): sidecars are injected by the pod annotation {INJECT_ANNOTATION}, in member namespaces only",
@@ -93,7 +93,7 @@ pub async fn preflight(
         }
         namespaces.dedup();
         for ns in namespaces {
-            match ossm_membership(cluster, cp, &ns).await? {
+            match ossm::read::membership(cluster, cp, &ns).await? {
                 Membership::Member => {}
                 Membership::Pending => lines.push(format!(
                     "  warning: namespace {ns} is listed in the member roll but OpenShift Service Mesh has not configured it yet"
@@ -150,80 +150,6 @@ pub async fn preflight(
             ossm,
         },
         lines,
-    ))
-}
-
-/// OpenShift Service Mesh 2.x's control plane: served `maistra.io` and a
-/// ServiceMeshControlPlane (the first by namespace). A user who may not list them is judged by
-/// `namespace`'s own label: the operator labels its members `maistra.io/member-of: CP_NAMESPACE`.
-/// `None` without one (a cluster that merely kept the CRDs).
-pub async fn ossm_control_plane(
-    cluster: &Cluster,
-    namespace: &str,
-) -> Result<Option<ControlPlane>, ClusterError> {
-    let (api_version, kind) = ossm::CONTROL_PLANE;
-    let served = cluster.resources(api_version).await?;
-    if !served.iter().any(|r| r == "servicemeshcontrolplanes") {
-        return Ok(None);
-    }
-    match cluster.list_all(api_version, kind).await {
-        Ok(mut cps) => {
-            cps.sort_by_key(crate::gateway::object_ref);
-            Ok(cps.first().map(ControlPlane::from_object))
-        }
-        Err(e) if e.code() == Some(403) => {
-            let member_of = cluster
-                .namespace(namespace)
-                .await?
-                .and_then(|n| n.metadata.labels)
-                .and_then(|l| l.get(ossm::MEMBER_OF_LABEL).cloned());
-            Ok(member_of.map(|cp| ControlPlane {
-                namespace: cp,
-                name: "(not readable)".into(),
-                version: None,
-            }))
-        }
-        Err(e) => Err(e),
-    }
-}
-
-/// `namespace`'s membership in `cp`'s mesh (its member roll, or a ServiceMeshMember there).
-pub async fn ossm_membership(
-    cluster: &Cluster,
-    cp: &ControlPlane,
-    namespace: &str,
-) -> Result<Membership, ClusterError> {
-    let get = |(api_version, kind): (&str, &str), ns: &str| {
-        serde_json::json!({
-            "apiVersion": api_version, "kind": kind,
-            "metadata": { "namespace": ns, "name": "default" },
-        })
-    };
-    // The operator's label on its configured members, readable by whoever may read the
-    // namespace; the member roll and ServiceMeshMember when the user may read them.
-    let labels = cluster
-        .namespace(namespace)
-        .await?
-        .and_then(|n| n.metadata.labels)
-        .unwrap_or_default();
-    if labels.get(ossm::MEMBER_OF_LABEL) == Some(&cp.namespace) {
-        return Ok(Membership::Member);
-    }
-    let readable = |r: Result<Option<serde_json::Value>, ClusterError>| match r {
-        Err(e) if e.code() == Some(403) => Ok(None),
-        other => other,
-    };
-    let roll = readable(
-        cluster
-            .get_object(&get(ossm::MEMBER_ROLL, &cp.namespace))
-            .await,
-    )?;
-    let member = readable(cluster.get_object(&get(ossm::MEMBER, namespace)).await)?;
-    Ok(ossm::membership(
-        namespace,
-        cp,
-        roll.as_ref(),
-        member.as_ref(),
     ))
 }
 

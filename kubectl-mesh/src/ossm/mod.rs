@@ -1,8 +1,10 @@
-//! OpenShift Service Mesh 2.x (Maistra), pure. Its istiod watches only the namespaces of the
+//! OpenShift Service Mesh 2.x (Maistra): the rules here are pure, [`read`] reads the cluster. Its istiod watches only the namespaces of the
 //! ServiceMeshMemberRoll (`default`, in the control plane's namespace) and ServiceMeshMember
 //! objects, and injects sidecars by the pod annotation `sidecar.istio.io/inject: "true"`: the
 //! namespace label kubectl-mesh sets elsewhere does nothing there. Its releases ship older Istio
 //! (2.4: 1.16, 2.5: 1.18, 2.6: 1.20), and its istiod image tag is the OSSM version, not Istio's.
+
+pub mod read;
 
 use serde_json::Value;
 
