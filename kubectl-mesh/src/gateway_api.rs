@@ -7,8 +7,8 @@
 //! builds a virtual host for the hosts, where the filter's routing route lands first, and a
 //! gateway that keeps only the clusters its routes name keeps every cluster the filter may pick.
 
+use crate::anchor::{domains, targets, ANCHOR_PATH};
 use crate::gateway::covers;
-use crate::istio::{domains, targets, ANCHOR_PATH};
 use crate::names::{meta, GATEWAY_API_GROUP};
 use crate::options::RenderOptions;
 use mesh_core::MeshConfig;

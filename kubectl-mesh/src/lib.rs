@@ -1,5 +1,6 @@
 //! kubectl-mesh: renders a mesh config into Istio objects and applies, checks and removes them; runs the filter in a local Envoy; imports a standalone Envoy's config; migrates old manifests.
 
+pub mod anchor;
 pub mod check;
 pub mod cli;
 pub mod cluster;

@@ -184,9 +184,9 @@ pub fn render(cfg: &MeshConfig, opts: &RenderOptions) -> Result<Rendered, Render
         }
     } else if opts.context == Context::Gateway {
         if opts.gateway.existing.is_none() {
-            objects.push(crate::istio::gateway(cfg, opts, &hash));
+            objects.push(crate::anchor::gateway(cfg, opts, &hash));
         }
-        match crate::istio::anchor_virtual_service(cfg, opts, &hash) {
+        match crate::anchor::anchor_virtual_service(cfg, opts, &hash) {
             Some(vs) => objects.push(vs),
             None => {
                 return Err(RenderError::Context {

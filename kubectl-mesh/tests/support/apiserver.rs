@@ -13,7 +13,7 @@
 
 use super::TempDir;
 use http::Request;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -115,7 +115,7 @@ pub struct Cluster {
     /// Namespaces this test created and deletes at the end.
     owned: Vec<String>,
     /// Every namespace whose Deployments [`Cluster::advance_rollouts`] rolls out.
-    namespaces: Vec<String>,
+    pub(super) namespaces: Vec<String>,
     /// Held by gateway tests (see the module doc).
     _lock: Option<std::fs::File>,
     /// The cluster lock ([`cluster_lock`]): shared by every test, exclusive for one that
@@ -425,207 +425,6 @@ impl Cluster {
             .map(|p| p["metadata"]["name"].as_str().unwrap().to_owned())
             .collect()
     }
-
-    /// Finishes every Deployment's rollout in this test's namespaces, doing what the
-    /// Deployment controller, Istio's injection webhook and the kubelet would: the old pods go,
-    /// pods built from the template come (with `istio-proxy` and Istio's user volumes where the
-    /// namespace asks for injection), are marked Running, and the status catches up.
-    pub async fn advance_rollouts(&self) {
-        for ns in self.namespaces.clone() {
-            let Some(namespace) = self.live("v1", "namespaces", "", &ns).await else {
-                continue;
-            };
-            let labels = &namespace["metadata"]["labels"];
-            let injected =
-                labels["istio-injection"] == "enabled" || labels["istio.io/rev"].is_string();
-            for d in self.list("apps/v1", "deployments", &ns).await {
-                // OpenShift Service Mesh 2.x injects the pods that ask.
-                let asks = d["spec"]["template"]["metadata"]["annotations"]
-                    ["sidecar.istio.io/inject"]
-                    == "true";
-                self.roll_out(&ns, &d, injected || asks).await;
-            }
-        }
-    }
-
-    async fn roll_out(&self, ns: &str, d: &Value, injected: bool) {
-        let name = d["metadata"]["name"].as_str().unwrap();
-        let pods = collection_path("v1", "pods", ns);
-        let old = format!("{pods}?labelSelector=mesh-test%2Fdeployment%3D{name}");
-        request(
-            &self.client,
-            "DELETE",
-            &old,
-            "application/json",
-            &Value::Null,
-        )
-        .await
-        .unwrap_or_else(|e| panic!("deleting the pods of {ns}/{name}: {e:?}"));
-        let template = &d["spec"]["template"];
-        let replicas = d["spec"]["replicas"].as_i64().unwrap_or(1);
-        let generation = d["metadata"]["generation"].as_i64().unwrap_or(1);
-        let mut spec = template["spec"].clone();
-        let has_proxy = ["containers", "initContainers"].iter().any(|k| {
-            spec[*k]
-                .as_array()
-                .is_some_and(|c| c.iter().any(|c| c["name"] == "istio-proxy"))
-        });
-        if injected && !has_proxy {
-            inject(
-                &mut spec,
-                &template["metadata"]["annotations"],
-                self.native_sidecars,
-            );
-        }
-        for i in 0..replicas {
-            let mut labels = template["metadata"]["labels"].clone();
-            labels["mesh-test/deployment"] = json!(name);
-            let pod_name = format!("{name}-{generation}-{i}");
-            let pod = json!({
-                "apiVersion": "v1", "kind": "Pod",
-                "metadata": {
-                    "name": pod_name, "namespace": ns, "labels": labels,
-                    "annotations": template["metadata"]["annotations"].clone(),
-                },
-                "spec": spec,
-            });
-            request(&self.client, "POST", &pods, "application/json", &pod)
-                .await
-                .unwrap_or_else(|e| panic!("creating pod {ns}/{pod_name}: {e:?}\n{pod}"));
-            let status = json!({ "status": { "phase": "Running" } });
-            let path = format!("{pods}/{pod_name}/status");
-            request(
-                &self.client,
-                "PATCH",
-                &path,
-                "application/merge-patch+json",
-                &status,
-            )
-            .await
-            .unwrap_or_else(|e| panic!("marking {ns}/{pod_name} running: {e:?}"));
-        }
-        let status = json!({ "status": {
-            "observedGeneration": generation,
-            "replicas": replicas, "updatedReplicas": replicas,
-            "readyReplicas": replicas, "availableReplicas": replicas,
-        }});
-        let path = format!(
-            "{}/{name}/status",
-            collection_path("apps/v1", "deployments", ns)
-        );
-        request(
-            &self.client,
-            "PATCH",
-            &path,
-            "application/merge-patch+json",
-            &status,
-        )
-        .await
-        .unwrap_or_else(|e| panic!("rollout status of {ns}/{name}: {e:?}"));
-    }
-}
-
-/// A ValidatingAdmissionPolicy refusing EnvoyFilters in one namespace (see
-/// [`Cluster::refuse_envoy_filters`]).
-pub struct Policy {
-    name: String,
-}
-
-impl Policy {
-    /// Deletes the policy and its binding; returns once the server no longer enforces it.
-    pub async fn remove(self, c: &Cluster) {
-        for plural in [
-            "validatingadmissionpolicybindings",
-            "validatingadmissionpolicies",
-        ] {
-            let path = format!(
-                "/apis/admissionregistration.k8s.io/v1/{plural}/{}",
-                self.name
-            );
-            let _ = request(&c.client, "DELETE", &path, "application/json", &Value::Null).await;
-        }
-        for _ in 0..200 {
-            if !c.envoy_filters_refused().await {
-                return;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
-        panic!("the admission policy {} is still enforced", self.name);
-    }
-}
-
-impl Cluster {
-    /// An admission policy (CEL, in the API server) refusing every EnvoyFilter written to this
-    /// test's namespace, with the message `no EnvoyFilters here (test policy)`: a refusal no
-    /// permission check foresees and no client can see. Returns once the server enforces it.
-    pub async fn refuse_envoy_filters(&self) -> Policy {
-        let name = format!("no-envoyfilters-{}", self.ns);
-        let policy = json!({
-            "apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicy",
-            "metadata": { "name": name },
-            "spec": {
-                "failurePolicy": "Fail",
-                "matchConstraints": { "resourceRules": [{
-                    "apiGroups": ["networking.istio.io"], "apiVersions": ["*"],
-                    "operations": ["CREATE", "UPDATE"], "resources": ["envoyfilters"],
-                }]},
-                "validations": [{ "expression": "false", "message": "no EnvoyFilters here (test policy)" }],
-            },
-        });
-        let binding = json!({
-            "apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicyBinding",
-            "metadata": { "name": name },
-            "spec": {
-                "policyName": name,
-                "validationActions": ["Deny"],
-                "matchResources": { "namespaceSelector": { "matchLabels": {
-                    "kubernetes.io/metadata.name": self.ns,
-                }}},
-            },
-        });
-        for (plural, obj) in [
-            ("validatingadmissionpolicies", policy),
-            ("validatingadmissionpolicybindings", binding),
-        ] {
-            let path = format!(
-                "/apis/admissionregistration.k8s.io/v1/{plural}/{name}?fieldManager=test&force=true"
-            );
-            request(
-                &self.client,
-                "PATCH",
-                &path,
-                "application/apply-patch+yaml",
-                &obj,
-            )
-            .await
-            .unwrap_or_else(|e| panic!("{plural}: {e:?}"));
-        }
-        // The server loads policies asynchronously: until a dry-run write is refused.
-        for _ in 0..200 {
-            if self.envoy_filters_refused().await {
-                return Policy { name };
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
-        panic!("the admission policy {name} did not take effect");
-    }
-
-    /// Whether the test policy refuses a dry-run EnvoyFilter here.
-    async fn envoy_filters_refused(&self) -> bool {
-        let probe = json!({
-            "apiVersion": "networking.istio.io/v1alpha3", "kind": "EnvoyFilter",
-            "metadata": { "name": "probe", "namespace": self.ns },
-            "spec": { "configPatches": [] },
-        });
-        let path = format!(
-            "/apis/networking.istio.io/v1alpha3/namespaces/{}/envoyfilters?dryRun=All",
-            self.ns
-        );
-        matches!(
-            request(&self.client, "POST", &path, "application/json", &probe).await,
-            Err(e) if e.message.contains("test policy")
-        )
-    }
 }
 
 /// The namespaces gateway tests use (reset first): the app's, istioctl's, the Helm chart's,
@@ -651,43 +450,6 @@ fn rv(obj: &Value) -> String {
         .as_str()
         .unwrap_or_default()
         .to_owned()
-}
-
-/// Istio's sidecar template, as far as kubectl-mesh relies on it: `istio-proxy` added (as a
-/// container, or as a native sidecar), and each key of the userVolume/userVolumeMount JSON
-/// objects becomes `name`, the value the rest.
-fn inject(spec: &mut Value, annotations: &Value, native: bool) {
-    let user = |key: &str| -> Vec<Value> {
-        let text = annotations[key].as_str().unwrap_or("{}");
-        serde_json::from_str::<Map<String, Value>>(text)
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(name, mut v)| {
-                v["name"] = json!(name);
-                v
-            })
-            .collect()
-    };
-    let mounts = user("sidecar.istio.io/userVolumeMount");
-    let volumes = user("sidecar.istio.io/userVolume");
-    let mut proxy =
-        json!({ "name": "istio-proxy", "image": "istio/proxyv2", "volumeMounts": mounts });
-    if native {
-        proxy["restartPolicy"] = json!("Always");
-        let mut init = spec["initContainers"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-        init.push(proxy);
-        spec["initContainers"] = json!(init);
-    } else if let Some(c) = spec["containers"].as_array_mut() {
-        c.push(proxy);
-    }
-    if !volumes.is_empty() {
-        let mut all = spec["volumes"].as_array().cloned().unwrap_or_default();
-        all.extend(volumes);
-        spec["volumes"] = json!(all);
-    }
 }
 
 /// Makes `ns` exist with no labels or annotations and none of [`KINDS`] in it.
