@@ -142,6 +142,17 @@ async fn missing_permissions_are_listed_before_any_write() {
         .live(EF, "envoyfilters", ns, "kubectl-mesh")
         .await
         .is_some());
+    // check runs with a namespace's rights: what needs more is a warning, not an error.
+    s.advance_rollouts().await;
+    let r = run_with(&limited, &["check"]).await;
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stdout
+            .contains("[warn] DestinationRules readable in every namespace")
+            && r.stdout
+                .contains("you may not list kubectl-mesh's objects in every namespace"),
+        "{r:?}"
+    );
     // disable asks too: without delete on EnvoyFilters it lists that, and removes nothing.
     grant_limited(&s, false).await;
     let before = s.fingerprint().await;

@@ -94,20 +94,43 @@ pub async fn gather(
     if let Some(gateway) = filter_object(&input.managed).and_then(gateway_api_gateway) {
         input.route = Some(route_routing(cluster, &input, &gateway).await?);
     } else if is_gateway(input.gateway, &input.managed) {
-        input.routing = gateway_routing(cluster, &input).await?;
+        let mut unread = Vec::new();
+        input.routing = gateway_routing(cluster, &input, &mut unread).await?;
+        input.unread.extend(unread);
     }
-    input.upstreams = upstreams(cluster, &input).await?;
+    let mut unread = Vec::new();
+    input.upstreams = upstreams(cluster, &input, &mut unread).await?;
+    input.unread.extend(unread);
     Ok(input)
+}
+
+/// Every object of a kind, in every namespace; a user who may not list them gets none, and the
+/// kind goes to `unread` (a warning says what was not checked).
+async fn list_everywhere(
+    cluster: &Cluster,
+    (api_version, kind): (&str, &str),
+    unread: &mut Vec<String>,
+) -> Result<Vec<serde_json::Value>, ClusterError> {
+    match cluster.list_all(api_version, kind).await {
+        Err(e) if e.code() == Some(403) => {
+            unread.push(format!("{kind}s"));
+            Ok(Vec::new())
+        }
+        other => other,
+    }
 }
 
 /// The applied config's service targets with their Services and the DestinationRules that
 /// cover them.
-async fn upstreams(cluster: &Cluster, input: &CheckInput) -> Result<Vec<Upstream>, ClusterError> {
+async fn upstreams(
+    cluster: &Cluster,
+    input: &CheckInput,
+    unread: &mut Vec<String>,
+) -> Result<Vec<Upstream>, ClusterError> {
     let Some(cfg) = filter_object(&input.managed).and_then(applied_config) else {
         return Ok(Vec::new());
     };
-    let (api_version, kind) = DESTINATION_RULE;
-    let rules = cluster.list_all(api_version, kind).await?;
+    let rules = list_everywhere(cluster, DESTINATION_RULE, unread).await?;
     let mut out = Vec::new();
     for (fqdn, port, http2) in service_targets(&cfg) {
         let mut parts = fqdn.split('.');
@@ -116,10 +139,15 @@ async fn upstreams(cluster: &Cluster, input: &CheckInput) -> Result<Vec<Upstream
             parts.next().unwrap_or_default(),
         );
         let stub = json!({ "apiVersion": "v1", "kind": "Service", "metadata": { "namespace": ns, "name": name } });
-        let service = cluster
-            .get_object(&stub)
-            .await?
-            .and_then(|v| serde_json::from_value(v).ok());
+        let service = match cluster.get_object(&stub).await {
+            Err(e) if e.code() == Some(403) => {
+                if !unread.iter().any(|k| k == "Services") {
+                    unread.push("Services".into());
+                }
+                continue;
+            }
+            other => other?.and_then(|v| serde_json::from_value(v).ok()),
+        };
         let destination_rules = rules
             .iter()
             .filter(|dr| {
@@ -169,6 +197,7 @@ async fn get(
 async fn gateway_routing(
     cluster: &Cluster,
     input: &CheckInput,
+    unread: &mut Vec<String>,
 ) -> Result<Option<GatewayRouting>, ClusterError> {
     let Some(name) = filter_object(&input.managed).and_then(|f| f["metadata"]["name"].as_str())
     else {
@@ -181,12 +210,11 @@ async fn gateway_routing(
         let live = get(cluster, GATEWAY, &g).await?;
         gateways.push((g, live));
     }
-    let (api_version, kind) = VIRTUAL_SERVICE;
     Ok(Some(GatewayRouting {
         anchor_ref,
         anchor,
         gateways,
-        virtual_services: cluster.list_all(api_version, kind).await?,
+        virtual_services: list_everywhere(cluster, VIRTUAL_SERVICE, unread).await?,
         extension_api: filter_object(&input.managed).is_some_and(|f| f["kind"] != "EnvoyFilter"),
     }))
 }

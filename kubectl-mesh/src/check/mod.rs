@@ -103,6 +103,8 @@ pub struct CheckInput {
     pub gateway: bool,
     /// Gateway context: the anchor VirtualService, its Gateway and every VirtualService.
     pub routing: Option<GatewayRouting>,
+    /// Kinds the user may not list in every namespace (what depends on them is not checked).
+    pub unread: Vec<String>,
     /// OpenShift Service Mesh 2.x: its control plane and the namespace's membership.
     pub ossm: Option<(crate::ossm::ControlPlane, crate::ossm::Membership)>,
     /// A Gateway API gateway: the anchor HTTPRoute and its Gateway.
@@ -128,6 +130,7 @@ impl Default for CheckInput {
             routing: None,
             route: None,
             ossm: None,
+            unread: Vec::new(),
             upstreams: Vec::new(),
         }
     }
@@ -360,6 +363,15 @@ pub fn evaluate(input: &CheckInput) -> Vec<Check> {
         out.extend(routing::evaluate_route(route));
     }
     out.extend(upstreams::evaluate(&input.upstreams));
+    for kind in &input.unread {
+        out.push(check(
+            "kubernetes-api.list-everywhere",
+            "Kubernetes API",
+            format!("{kind} readable in every namespace"),
+            Status::Warn,
+            Some(format!("you may not read {kind} in every namespace, so what depends on them was not checked (VirtualServices sharing the config's hosts; the upstreams' Services and DestinationRules): docs/cluster.md lists the permissions")),
+        ));
+    }
     out.extend(workload::evaluate(input, filter, applied_hash.as_deref()));
     out
 }
