@@ -1,8 +1,8 @@
-//! The command line (clap derive): flags, errors, exit outcomes, and the dispatch to one function per subcommand in [`crate::commands`].
+//! The command line (clap derive): flags, errors and exit outcomes; [`crate::commands::run`]
+//! dispatches to one function per subcommand.
 
 use crate::cluster::ClusterError;
-use crate::commands;
-use crate::enable::EnableError;
+use crate::enable::{DryRun, EnableError};
 use crate::import::ImportError;
 use crate::migrate::MigrateError;
 use crate::render::{Api, Context, RenderError};
@@ -10,7 +10,6 @@ use crate::run::RunError;
 use crate::verify::VerifyError;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::PathBuf;
 
 /// Move routing, CORS and header logic into an Istio mesh as a Wasm filter.
@@ -26,12 +25,26 @@ pub struct Cli {
     /// Namespace of the objects (default: the config's `namespace`, then the context's).
     #[arg(short = 'n', long, global = true)]
     pub namespace: Option<String>,
-    /// Output format for printed objects and check results.
-    #[arg(short = 'o', long, global = true, value_enum, default_value = "yaml")]
-    pub output: Output,
-    /// Show what would change without changing anything.
-    #[arg(long, global = true)]
-    pub dry_run: bool,
+    /// Print the result as data: `yaml` or `json` (render: the objects; enable, disable: the
+    /// objects as the API server answered, progress on stderr; check: the checks by category,
+    /// as `linkerd check -o json`; version, module, verify: their report). Default: text
+    /// (render, import-envoy, migrate: YAML).
+    #[arg(short = 'o', long, global = true, value_enum)]
+    pub output: Option<Output>,
+    /// Change nothing: `client` prints what would change, `server` also sends every write as
+    /// the API server's dry run (validated, admitted and authorized, nothing stored). A bare
+    /// `--dry-run` is `--dry-run=client`.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        value_name = "none|client|server",
+        default_value = "none",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "client"
+    )]
+    pub dry_run: DryRun,
     /// Log more to stderr: -v what is done, -vv each API request; `run`: Envoy logs at info.
     /// `RUST_LOG` (e.g. `RUST_LOG=kubectl_mesh=debug`) overrides the level.
     #[arg(short = 'v', long = "verbose", global = true, action = clap::ArgAction::Count)]
@@ -41,10 +54,10 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// Output formats.
+/// Output formats of `-o`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Output {
-    /// YAML documents (check: a text checklist).
+    /// YAML documents.
     Yaml,
     /// JSON (a v1 List for objects).
     Json,
@@ -60,6 +73,13 @@ pub enum Command {
         /// Shell to generate for.
         shell: clap_complete::Shell,
     },
+    /// Completions in Cobra's protocol, as kubectl asks a plugin's `kubectl_complete-mesh`.
+    #[command(name = "__complete", hide = true)]
+    Complete {
+        /// The words so far, the last one being completed.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Print every object `enable` would apply (offline).
     Render(FilterArgs),
     /// Apply the filter to the selected workloads.
@@ -67,17 +87,26 @@ pub enum Command {
         /// What to apply.
         #[command(flatten)]
         filter: FilterArgs,
-        /// Wait until every selected pod runs with istio-proxy.
-        #[arg(long)]
-        wait: bool,
+        /// Wait for the proof: every selected pod rolled out with istio-proxy, and its proxy
+        /// running the applied config (its stats; needs `get pods/proxy`). `--wait=rollout`
+        /// waits for the rollout only.
+        #[arg(
+            long,
+            value_enum,
+            value_name = "filter|rollout",
+            num_args = 0..=1,
+            require_equals = true,
+            default_missing_value = "filter"
+        )]
+        wait: Option<crate::enable::wait::WaitFor>,
         /// Seconds `--wait` waits.
         #[arg(long, default_value_t = 300)]
         timeout: u64,
     },
     /// Check the cluster, Istio and the selected workloads.
     Check(CheckArgs),
-    /// Remove exactly what `enable` added.
-    Disable,
+    /// Remove exactly what one `enable` added (without -n: where that enable put it).
+    Disable(DisableArgs),
     /// Upgrade old workload and Ingress manifests that Kubernetes 1.16+ rejects (offline).
     ///
     /// Deployment/DaemonSet/ReplicaSet/StatefulSet go to apps/v1 (with spec.selector), Ingress
@@ -275,9 +304,12 @@ pub struct FilterArgs {
     /// Base name of the created objects.
     #[arg(long, default_value = "kubectl-mesh")]
     pub name: String,
-    /// Gateway context: the Deployment the rendered mount patch names.
-    #[arg(long, default_value = "istio-ingressgateway")]
-    pub gateway_deployment: String,
+    /// Gateway context, render: the Deployment the rendered pod patch names (default: from the
+    /// selector, as installs name it: istio=V is istio-V, istioctl's istio-ingressgateway or
+    /// the Helm chart's release; gateway.networking.k8s.io/gateway-name=N is istiod's N-istio).
+    /// enable patches the Deployments it finds.
+    #[arg(long, value_name = "NAME")]
+    pub gateway_deployment: Option<String>,
     /// Gateway context: bind the hosts to this existing Istio Gateway (NAMESPACE/NAME)
     /// instead of creating one.
     #[arg(long, value_name = "NAMESPACE/NAME")]
@@ -297,9 +329,20 @@ pub struct FilterArgs {
     pub istio_version: Option<String>,
 }
 
+/// Options of `disable`.
+#[derive(Debug, Args)]
+pub struct DisableArgs {
+    /// The `--name` given to enable: whose objects to remove (others' stay).
+    #[arg(long, default_value = "kubectl-mesh")]
+    pub name: String,
+}
+
 /// Options of `check`.
 #[derive(Debug, Args)]
 pub struct CheckArgs {
+    /// The `--name` given to enable: whose objects to check.
+    #[arg(long, default_value = "kubectl-mesh")]
+    pub name: String,
     /// Also check that the applied config matches this file.
     #[arg(short = 'f', long, value_name = "FILE")]
     pub file: Option<PathBuf>,
@@ -316,6 +359,13 @@ pub struct CheckArgs {
     /// The --module-sha256 given to enable.
     #[arg(long, requires = "module_url", value_name = "HEX")]
     pub module_sha256: Option<String>,
+    /// For CI: check again until nothing fails (warnings are fine) or --timeout passes;
+    /// progress on stderr, the last checklist on stdout.
+    #[arg(long)]
+    pub wait: bool,
+    /// Seconds `--wait` waits.
+    #[arg(long, default_value_t = 300, requires = "wait")]
+    pub timeout: u64,
 }
 
 /// Everything that makes the plugin exit non-zero with a message.
@@ -342,6 +392,9 @@ pub enum CliError {
     /// Pushing the module failed.
     #[error(transparent)]
     Oci(#[from] crate::oci::OciError),
+    /// check or disable could not tell where enable put the objects.
+    #[error(transparent)]
+    Locate(#[from] crate::locate::LocateError),
     /// verify could not compare.
     #[error(transparent)]
     Verify(#[from] VerifyError),
@@ -356,13 +409,24 @@ impl From<EnableError> for CliError {
     }
 }
 
+/// Exit status when the command ran and found something wrong: failed checks (`check`,
+/// `verify`, `migrate --check`).
+pub const EXIT_CHECKS_FAILED: u8 = 1;
+/// Exit status when the command could not run: a bad flag or config, an unreachable or refusing
+/// API server, a failed change (clap's usage errors exit 2 too).
+pub const EXIT_ERROR: u8 = 2;
+
 /// Result of a successful run: whether to exit 0.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Outcome {
     /// Exit 0.
     Success,
-    /// Exit 1 without an error message (failed checks were already printed).
+    /// Exit [`EXIT_CHECKS_FAILED`] without an error message (failed checks were already
+    /// printed).
     ChecksFailed,
+    /// Exit [`EXIT_ERROR`] without an error message: the command could not do its job and
+    /// already said why (`check` with an unreachable API server).
+    CouldNotRun,
     /// Exit with this code, the one of the process `run` started (Envoy).
     Exit(u8),
 }
@@ -385,42 +449,9 @@ pub fn init_logging(verbose: u8) {
         .try_init();
 }
 
-/// Where the objects go for the gateway context without `-n`: Istio's default gateway namespace.
-pub const GATEWAY_NAMESPACE: &str = "istio-system";
-
 /// Parses `a=b,c=d`.
 pub fn parse_selector(text: &str) -> Result<BTreeMap<String, String>, CliError> {
-    text.split(',')
-        .filter(|p| !p.trim().is_empty())
-        .map(|pair| match pair.split_once('=') {
-            Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_owned(), v.trim().to_owned())),
-            _ => Err(CliError::Usage(format!(
-                "--selector: `{pair}` is not key=value (example: --selector app=server)"
-            ))),
-        })
-        .collect()
-}
-
-/// Runs the parsed command, writing to `out`: one function per subcommand in
-/// [`crate::commands`].
-pub async fn run(cli: Cli, out: &mut impl Write) -> Result<Outcome, CliError> {
-    match &cli.command {
-        Command::Version => commands::version(out),
-        Command::Completion { shell } => commands::completion(*shell, out),
-        Command::Render(args) => commands::render(&cli, args, out),
-        Command::Enable {
-            filter,
-            wait,
-            timeout,
-        } => commands::enable(&cli, filter, *wait, *timeout, out).await,
-        Command::Check(args) => commands::check(&cli, args, out).await,
-        Command::Disable => commands::disable(&cli, out).await,
-        Command::Migrate(args) => commands::migrate(&cli, args, out),
-        Command::ImportEnvoy(args) => commands::import_envoy(&cli, args, out),
-        Command::Run(args) => commands::run_local(args, cli.verbose > 0, out).await,
-        Command::Module { command } => commands::module(&cli, command, out).await,
-        Command::Verify(args) => commands::verify(&cli, args, out).await,
-    }
+    crate::options::parse_selector(text).map_err(|e| CliError::Usage(e.to_string()))
 }
 
 #[cfg(test)]
@@ -461,7 +492,7 @@ mod tests {
         .unwrap();
         assert_eq!(cli.namespace.as_deref(), Some("ns"));
         assert_eq!(cli.context.as_deref(), Some("kind"));
-        assert_eq!(cli.output, Output::Json);
+        assert_eq!(cli.output, Some(Output::Json));
         assert!(matches!(
             cli.command,
             Command::Render(FilterArgs {

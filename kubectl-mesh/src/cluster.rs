@@ -108,6 +108,21 @@ pub fn identity(obj: &Value) -> Result<(String, String, String, String), Cluster
     }
 }
 
+/// `params` with the API server's dry run (`dryRun=All`) when asked.
+fn params(mut params: PatchParams, dry_run: bool) -> PatchParams {
+    params.dry_run = dry_run;
+    params
+}
+
+/// `obj` with its apiVersion and kind (the server's typed answers may leave them out).
+fn with_kind(mut obj: Value, api_version: &str, kind: &str) -> Value {
+    if obj.is_object() {
+        obj["apiVersion"] = Value::from(api_version);
+        obj["kind"] = Value::from(kind);
+    }
+    obj
+}
+
 /// Connects using `--kubeconfig`/`KUBECONFIG`/`~/.kube/config` and `--context`, like kubectl.
 pub async fn connect(
     kubeconfig: Option<&Path>,
@@ -166,6 +181,45 @@ impl Cluster {
         self.client.default_namespace()
     }
 
+    /// Whether the user may do `verb` on `resource` (`group`, with `subresource`), in
+    /// `namespace` (`""`: cluster-wide) and on `name` (`""`: any): the API server's answer to a
+    /// SelfSubjectAccessReview, which every authenticated user may ask.
+    pub async fn can(
+        &self,
+        verb: &str,
+        group: &str,
+        resource: &str,
+        subresource: &str,
+        namespace: &str,
+        name: &str,
+    ) -> Result<bool, ClusterError> {
+        use k8s_openapi::api::authorization::v1::{
+            ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
+        };
+        let some = |s: &str| (!s.is_empty()).then(|| s.to_owned());
+        let review = SelfSubjectAccessReview {
+            spec: SelfSubjectAccessReviewSpec {
+                resource_attributes: Some(ResourceAttributes {
+                    verb: some(verb),
+                    group: Some(group.to_owned()),
+                    resource: some(resource),
+                    subresource: some(subresource),
+                    namespace: some(namespace),
+                    name: some(name),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let api: Api<SelfSubjectAccessReview> = Api::all(self.client.clone());
+        let what = format!("asking whether you may {verb} {resource}");
+        api.create(&kube::api::PostParams::default(), &review)
+            .await
+            .map(|r| r.status.is_some_and(|s| s.allowed))
+            .map_err(|e| self.err(what, e))
+    }
+
     /// `GET /version`.
     pub async fn version(&self) -> Result<Info, ClusterError> {
         self.client
@@ -206,13 +260,29 @@ impl Cluster {
             .map_err(|e| self.err(format!("reading namespace {name}"), e))
     }
 
-    /// JSON merge patch of a namespace (labels, annotations).
-    pub async fn patch_namespace(&self, name: &str, patch: &Value) -> Result<(), ClusterError> {
+    /// JSON merge patch of a namespace (labels, annotations); the namespace as the server
+    /// answered (with `dry_run`, as it would be: the API server's dry run, nothing stored).
+    pub async fn patch_namespace(
+        &self,
+        name: &str,
+        patch: &Value,
+        dry_run: bool,
+    ) -> Result<Value, ClusterError> {
         let api: Api<Namespace> = Api::all(self.client.clone());
-        api.patch(name, &PatchParams::default(), &Patch::Merge(patch))
-            .await
-            .map(drop)
-            .map_err(|e| self.err(format!("patching namespace {name}"), e))
+        api.patch(
+            name,
+            &params(PatchParams::default(), dry_run),
+            &Patch::Merge(patch),
+        )
+        .await
+        .map(|o| {
+            with_kind(
+                serde_json::to_value(o).unwrap_or_default(),
+                "v1",
+                "Namespace",
+            )
+        })
+        .map_err(|e| self.err(format!("patching namespace {name}"), e))
     }
 
     fn dynamic(&self, api_version: &str, kind: &str, ns: &str) -> Api<DynamicObject> {
@@ -236,8 +306,9 @@ impl Cluster {
         Ok(found.and_then(|o| serde_json::to_value(o).ok()))
     }
 
-    /// Server-side apply with field manager `kubectl-mesh`.
-    pub async fn apply(&self, obj: &Value) -> Result<(), ClusterError> {
+    /// Server-side apply with field manager `kubectl-mesh`; the object as the server answered
+    /// (with `dry_run`, the API server's dry run: validated and admitted, nothing stored).
+    pub async fn apply(&self, obj: &Value, dry_run: bool) -> Result<Value, ClusterError> {
         tracing::debug!(
             "server-side apply {} {}/{}",
             obj["kind"].as_str().unwrap_or("?"),
@@ -245,11 +316,11 @@ impl Cluster {
             obj["metadata"]["name"].as_str().unwrap_or("?")
         );
         let (av, kind, ns, name) = identity(obj)?;
-        let params = PatchParams::apply(crate::render::MANAGER).force();
+        let params = params(PatchParams::apply(crate::names::MANAGER).force(), dry_run);
         self.dynamic(&av, &kind, &ns)
             .patch(&name, &params, &Patch::Apply(obj))
             .await
-            .map(drop)
+            .map(|o| with_kind(serde_json::to_value(o).unwrap_or_default(), &av, &kind))
             .map_err(|e| self.err(format!("applying {kind} {ns}/{name}"), e))
     }
 
@@ -262,8 +333,8 @@ impl Cluster {
     ) -> Result<Vec<Value>, ClusterError> {
         let selector = format!(
             "{}={}",
-            crate::render::MANAGED_BY_LABEL,
-            crate::render::MANAGER
+            crate::names::MANAGED_BY_LABEL,
+            crate::names::MANAGER
         );
         let listed = self
             .dynamic(api_version, kind, ns)
@@ -271,6 +342,22 @@ impl Cluster {
             .await;
         self.values(listed, api_version, kind, || {
             format!("listing {kind} in {ns}")
+        })
+    }
+
+    /// Objects of a kind in every namespace matching a label selector; an uninstalled kind
+    /// lists as empty.
+    pub async fn list_everywhere(
+        &self,
+        api_version: &str,
+        kind: &str,
+        selector: &str,
+    ) -> Result<Vec<Value>, ClusterError> {
+        let api: Api<DynamicObject> =
+            Api::all_with(self.client.clone(), &resource(api_version, kind));
+        let listed = api.list(&ListParams::default().labels(selector)).await;
+        self.values(listed, api_version, kind, || {
+            format!("listing {kind} labelled {selector} in all namespaces")
         })
     }
 
@@ -338,13 +425,15 @@ impl Cluster {
             .map_err(|e| self.err(what, e))
     }
 
-    /// Deletes one object; a missing one counts as deleted.
+    /// Deletes one object; a missing one counts as deleted. With `dry_run`, the API server's
+    /// dry run (authorized and admitted, nothing deleted).
     pub async fn delete(
         &self,
         api_version: &str,
         kind: &str,
         ns: &str,
         name: &str,
+        dry_run: bool,
     ) -> Result<(), ClusterError> {
         // Without them the request goes to a path that answers 404, which would pass for
         // "already deleted" (a list item without its kind once did exactly that).
@@ -354,7 +443,13 @@ impl Cluster {
         }
         match self
             .dynamic(api_version, kind, ns)
-            .delete(name, &DeleteParams::default())
+            .delete(
+                name,
+                &DeleteParams {
+                    dry_run,
+                    ..Default::default()
+                },
+            )
             .await
         {
             Ok(_) => Ok(()),
@@ -400,18 +495,30 @@ impl Cluster {
             .map_err(|e| self.err(format!("reading Deployment {ns}/{name}"), e))
     }
 
-    /// Strategic merge patch of a Deployment.
+    /// Strategic merge patch of a Deployment; the Deployment as the server answered (with
+    /// `dry_run`, as it would be).
     pub async fn patch_deployment(
         &self,
         ns: &str,
         name: &str,
         patch: &Value,
-    ) -> Result<(), ClusterError> {
+        dry_run: bool,
+    ) -> Result<Value, ClusterError> {
         let api: Api<Deployment> = Api::namespaced(self.client.clone(), ns);
-        api.patch(name, &PatchParams::default(), &Patch::Strategic(patch))
-            .await
-            .map(drop)
-            .map_err(|e| self.err(format!("patching Deployment {ns}/{name}"), e))
+        api.patch(
+            name,
+            &params(PatchParams::default(), dry_run),
+            &Patch::Strategic(patch),
+        )
+        .await
+        .map(|o| {
+            with_kind(
+                serde_json::to_value(o).unwrap_or_default(),
+                "apps/v1",
+                "Deployment",
+            )
+        })
+        .map_err(|e| self.err(format!("patching Deployment {ns}/{name}"), e))
     }
 
     /// Pods matching a label selector.
@@ -445,7 +552,7 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         for (api_version, kind) in [("", "ConfigMap"), ("v1", "")] {
             match cluster
-                .delete(api_version, kind, "ns", "kubectl-mesh-filter")
+                .delete(api_version, kind, "ns", "kubectl-mesh-filter", false)
                 .await
             {
                 Err(ClusterError::BadObject(o)) => {
@@ -456,7 +563,7 @@ mod tests {
         }
         // With both, the request is made (and fails: nothing listens).
         assert!(matches!(
-            cluster.delete("v1", "ConfigMap", "ns", "x").await,
+            cluster.delete("v1", "ConfigMap", "ns", "x", false).await,
             Err(ClusterError::Unreachable { .. })
         ));
     }

@@ -9,7 +9,6 @@
 //! environment (`ISTIO_META_WASM_IMAGE_PULL_POLICY`), which the agent reads and strips.
 
 use crate::oci::{Artifact, OciError, Reference};
-use crate::render::{Api, Module};
 use serde_json::{json, Value};
 
 /// The agent's environment keys (istio's pkg/model/wasm.go).
@@ -37,6 +36,23 @@ impl PullPolicy {
             PullPolicy::Always => "Always",
         }
     }
+}
+
+/// How the proxy gets the module.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Module {
+    /// A ConfigMap holding these bytes, mounted into the proxy.
+    ConfigMap(Vec<u8>),
+    /// Fetched by istio-agent from a URL and checked against a sha256.
+    Remote {
+        /// http(s) or oci URL.
+        url: String,
+        /// Lower-case hex digest istio-agent checks: the module's sha256 for http(s), the
+        /// image manifest digest for oci (see the module docs).
+        sha256: String,
+        /// Image pull policy and secret.
+        pull: Pull,
+    },
 }
 
 /// Image pull options of a remote module.
@@ -138,16 +154,6 @@ pub fn remote(
         sha256,
         pull,
     })
-}
-
-/// Refuses pull options the chosen API cannot carry (called by render).
-pub fn check_api(api: Api, module: &Module) -> Result<(), DeliveryError> {
-    match module {
-        Module::Remote { pull, .. } if pull.secret.is_some() && api == Api::Envoyfilter => {
-            Err(DeliveryError::SecretNeedsExtensionApi)
-        }
-        _ => Ok(()),
-    }
 }
 
 /// Refuses pull options without `--module-url`.
@@ -262,6 +268,8 @@ mod tests {
             MODULE,
         )
         .unwrap();
+        use crate::options::Api;
+        use crate::render::check_api;
         assert!(check_api(Api::Envoyfilter, &m)
             .unwrap_err()
             .to_string()

@@ -6,7 +6,7 @@
 //! wildcards, a VirtualService's short gateway name means its own namespace, and an empty
 //! Gateway selector selects every gateway workload.
 
-use crate::render::{MANAGED_BY_LABEL, MANAGER};
+use crate::names::{MANAGED_BY_LABEL, MANAGER};
 use serde_json::Value;
 use std::collections::BTreeMap;
 

@@ -1,34 +1,37 @@
-//! The Istio objects kubectl-mesh renders: the EnvoyFilter and its patches per context, the
-//! WasmPlugin/TrafficExtension variants, and at the gateway the Gateway and anchor
-//! VirtualService that make istiod build a virtual host for the config's hosts.
+//! The Istio objects that carry the filter: the EnvoyFilter and its patches per context, and
+//! the WasmPlugin/TrafficExtension variants. (At the gateway, what binds the hosts is in
+//! [`crate::anchor`], re-exported here.)
 
+use crate::delivery::Module;
 use crate::envoy::{self, FailPolicy};
+use crate::names::{meta, module_path, route_filter_name, FILTER_LABEL};
+use crate::options::{Api, Context, RenderOptions};
 use crate::proxy_version;
-use crate::render::{
-    meta, Api, Context, Module, RenderError, RenderOptions, FILTER_LABEL, MODULE_DIR, MODULE_FILE,
-};
 use mesh_core::config::Target;
 use mesh_core::upstream::service_fqdn;
 use mesh_core::{Delivery, MeshConfig};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
-/// Path the anchor VirtualService routes; nothing requests it, so while the filter is not in
-/// the gateway the config's hosts answer 404 instead of reaching a backend without its rules.
-pub const ANCHOR_PATH: &str = "/.well-known/kubectl-mesh/anchor";
+pub use crate::anchor::{
+    anchor_virtual_service, domains, gateway, gateway_ref, targets, ANCHOR_PATH,
+};
 
-impl Context {
-    /// How the filter delivers what it routes in this context.
-    pub fn delivery(self) -> Delivery {
-        match self {
-            Context::SidecarInbound => Delivery::Local,
-            Context::SidecarOutbound | Context::Gateway => Delivery::Upstream,
-        }
-    }
-}
-
-fn module_path() -> String {
-    format!("{MODULE_DIR}/{MODULE_FILE}")
+/// Why the config's routes cannot become one set of Istio patches.
+#[derive(Debug, thiserror::Error)]
+pub enum IstioError {
+    /// Two routes ask for different things of one proxy cluster.
+    #[error("{file}: `{field}`: {reason}\n  fix: {fix}")]
+    Conflict {
+        /// The config file.
+        file: String,
+        /// Field path in the config.
+        field: String,
+        /// What does not fit.
+        reason: String,
+        /// What to do instead.
+        fix: String,
+    },
 }
 
 /// Istio's type for the RBAC filter istio-agent puts in place of a Wasm filter whose module it
@@ -147,7 +150,11 @@ fn wasm_patches(cfg: &MeshConfig, opts: &RenderOptions, hash: &str) -> Vec<Value
             // refuses `fail_open` together with `failure_policy`, and older Envoys lack the
             // latter).
             let code = envoy::local_code(&module_path());
-            let filter = envoy::wasm_filter(cfg, delivery, code, FailPolicy::LegacyClosed);
+            let filter = envoy::http_filter(envoy::plugin_config_json(
+                &cfg.to_filter_json_with_revision(delivery, hash),
+                FailPolicy::LegacyClosed,
+                code,
+            ));
             let feature = proxy_version::WASM_FAILURE_POLICY;
             let mut v = vec![
                 insert_before_router(opts.context, filter),
@@ -166,11 +173,10 @@ fn wasm_patches(cfg: &MeshConfig, opts: &RenderOptions, hash: &str) -> Vec<Value
             v
         }
         Module::Remote { url, sha256, pull } => {
-            let mut config = envoy::plugin_config(
-                cfg,
-                delivery,
-                envoy::remote_code(url, sha256),
+            let mut config = envoy::plugin_config_json(
+                &cfg.to_filter_json_with_revision(delivery, hash),
                 remote_fail_policy(delivery),
+                envoy::remote_code(url, sha256),
             );
             if let Some(env) = crate::delivery::agent_env(pull, hash) {
                 config["vm_config"]["environment_variables"] = env;
@@ -239,7 +245,7 @@ impl std::fmt::Display for ClusterRef {
 /// Every cluster the config routes to whose upstream must speak HTTP/2 (`to.http2`, implied
 /// by `grpcWeb`: gRPC servers speak only HTTP/2). Fails when two routes disagree on one
 /// cluster (it is one cluster in the proxy).
-pub fn http2_clusters(cfg: &MeshConfig, file: &str) -> Result<Vec<ClusterRef>, RenderError> {
+pub fn http2_clusters(cfg: &MeshConfig, file: &str) -> Result<Vec<ClusterRef>, IstioError> {
     let mut seen: BTreeMap<ClusterRef, (bool, String)> = BTreeMap::new();
     for (hi, host) in cfg.hosts.iter().enumerate() {
         for (ri, route) in host.routes.iter().enumerate() {
@@ -251,7 +257,7 @@ pub fn http2_clusters(cfg: &MeshConfig, file: &str) -> Result<Vec<ClusterRef>, R
             let field = format!("hosts[{hi}].routes[{ri}].to.http2");
             match seen.get(&cluster) {
                 Some((h, other)) if *h != http2 => {
-                    return Err(RenderError::Context {
+                    return Err(IstioError::Conflict {
                         file: file.to_owned(),
                         field,
                         reason: format!("{cluster} is one upstream cluster in the proxy, but `{other}` is {h} and this route's is {http2} (a `grpcWeb` route implies true)"),
@@ -347,7 +353,11 @@ pub fn route_patches(cfg: &MeshConfig, context: Context, http2: &[ClusterRef]) -
 /// Istio's root namespace).
 pub fn filter_selector(opts: &RenderOptions) -> BTreeMap<String, String> {
     let mut labels = opts.selector.clone();
-    labels.insert(FILTER_LABEL.to_owned(), opts.name.clone());
+    // With `targetRefs` no pod is labelled (a downloaded module needs no rollout): the
+    // route's EnvoyFilter selects the gateway's pods as they are.
+    if !opts.target_refs() {
+        labels.insert(FILTER_LABEL.to_owned(), opts.name.clone());
+    }
     labels
 }
 
@@ -358,8 +368,9 @@ pub fn envoy_filter(
     hash: &str,
     patches: Vec<Value>,
     referenced: &[String],
+    config_namespace: &str,
 ) -> Value {
-    let mut metadata = meta(name, opts, hash);
+    let mut metadata = meta(name, &opts.namespace, hash, config_namespace);
     if !referenced.is_empty() {
         metadata["annotations"][REFERENCED_SERVICES_ANNOTATION] = json!(referenced.join(","));
     }
@@ -391,7 +402,7 @@ pub fn filter_objects(
     cfg: &MeshConfig,
     opts: &RenderOptions,
     hash: &str,
-) -> Result<Vec<Value>, RenderError> {
+) -> Result<Vec<Value>, IstioError> {
     let http2 = http2_clusters(cfg, &opts.source)?;
     let referenced = referenced_services(cfg, opts);
     Ok(match opts.api {
@@ -399,16 +410,24 @@ pub fn filter_objects(
             let mut patches = wasm_patches(cfg, opts, hash);
             // The Wasm filter first, then grpc_web: both go just before the router, in order.
             patches.extend(route_patches(cfg, opts.context, &http2));
-            vec![envoy_filter(&opts.name, opts, hash, patches, &referenced)]
+            vec![envoy_filter(
+                &opts.name,
+                opts,
+                hash,
+                patches,
+                &referenced,
+                &cfg.namespace,
+            )]
         }
         Api::Wasmplugin | Api::Trafficextension => vec![
             extension(cfg, opts, hash),
             envoy_filter(
-                &crate::render::route_filter_name(opts),
+                &route_filter_name(&opts.name),
                 opts,
                 hash,
                 route_patches(cfg, opts.context, &http2),
                 &referenced,
+                &cfg.namespace,
             ),
         ],
     })
@@ -438,7 +457,7 @@ fn extension(cfg: &MeshConfig, opts: &RenderOptions, hash: &str) -> Value {
     let delivery = opts.context.delivery();
     // pluginConfig is a Struct; Istio serializes it back to the same JSON for the filter.
     let plugin_config: Value =
-        serde_json::from_str(&cfg.to_filter_json(delivery)).unwrap_or_default();
+        serde_json::from_str(&cfg.to_filter_json_with_revision(delivery, hash)).unwrap_or_default();
     let mut wasm = json!({
         "url": url,
         "pluginName": envoy::ROOT_ID,
@@ -462,7 +481,13 @@ fn extension(cfg: &MeshConfig, opts: &RenderOptions, hash: &str) -> Value {
         Context::SidecarOutbound => Some("CLIENT"),
         Context::Gateway => None,
     };
-    let mut spec = json!({ "selector": { "matchLabels": filter_selector(opts) } });
+    let mut spec = match (opts.target_refs(), opts.gateway_api()) {
+        // Istio attaches it to every pod of that Gateway (Istio 1.22+).
+        (true, Some(gateway)) => json!({ "targetRefs": [{
+            "group": crate::names::GATEWAY_API_GROUP, "kind": "Gateway", "name": gateway,
+        }]}),
+        _ => json!({ "selector": { "matchLabels": filter_selector(opts) } }),
+    };
     if let Some(s) = spec.as_object_mut() {
         if let Some(mode) = mode {
             s.insert("match".into(), json!([{ "mode": mode }]));
@@ -485,109 +510,7 @@ fn extension(cfg: &MeshConfig, opts: &RenderOptions, hash: &str) -> Value {
     json!({
         "apiVersion": "extensions.istio.io/v1alpha1",
         "kind": kind,
-        "metadata": meta(&opts.name, opts, hash),
+        "metadata": meta(&opts.name, &opts.namespace, hash, &cfg.namespace),
         "spec": spec,
     })
-}
-
-/// Every domain of the config, in order (the hosts the gateway must serve).
-pub fn domains(cfg: &MeshConfig) -> Vec<String> {
-    let mut v: Vec<String> = cfg
-        .hosts
-        .iter()
-        .flat_map(|h| h.domains.iter().map(|d| d.to_ascii_lowercase()))
-        .collect();
-    v.dedup();
-    v
-}
-
-/// The Istio Gateway serving the config's hosts on the gateway workloads (`--http-port`, and
-/// `--https-port` with `--tls-secret`).
-pub fn gateway(cfg: &MeshConfig, opts: &RenderOptions, hash: &str) -> Value {
-    let hosts = domains(cfg);
-    let g = &opts.gateway;
-    let mut servers = vec![json!({
-        "port": { "number": g.http_port, "name": format!("http-{}", opts.name), "protocol": "HTTP" },
-        "hosts": hosts,
-    })];
-    if let Some(secret) = &g.tls_secret {
-        servers.push(json!({
-            "port": { "number": g.https_port, "name": format!("https-{}", opts.name), "protocol": "HTTPS" },
-            "tls": { "mode": "SIMPLE", "credentialName": secret },
-            "hosts": hosts,
-        }));
-    }
-    json!({
-        "apiVersion": "networking.istio.io/v1beta1",
-        "kind": "Gateway",
-        "metadata": meta(&opts.name, opts, hash),
-        "spec": { "selector": opts.selector, "servers": servers },
-    })
-}
-
-/// The Gateway the anchor VirtualService binds to: `--gateway`, else the one kubectl-mesh
-/// creates.
-pub fn gateway_ref(opts: &RenderOptions) -> String {
-    match &opts.gateway.existing {
-        Some(g) => g.clone(),
-        None => format!("{}/{}", opts.namespace, opts.name),
-    }
-}
-
-/// Every service target of the config as `(FQDN, port)`, in order, without repeats.
-pub fn targets(cfg: &MeshConfig) -> Vec<(String, u16)> {
-    let mut v: Vec<(String, u16)> = Vec::new();
-    for t in cfg
-        .hosts
-        .iter()
-        .flat_map(|h| &h.routes)
-        .filter_map(|r| r.to.as_ref())
-    {
-        if let (Some(s), Some(p)) = (&t.service, t.port) {
-            let key = (service_fqdn(s, &cfg.namespace, &cfg.cluster_domain), p);
-            if !v.contains(&key) {
-                v.push(key);
-            }
-        }
-    }
-    v
-}
-
-/// The anchor VirtualService: it binds the config's hosts to the gateway, so istiod builds a
-/// virtual host for them (the routing route lands there first) whatever other VirtualServices
-/// exist; istiod merges it with any other VirtualService for the same host on that gateway.
-/// It has one route per service the config routes to, each matching a path under
-/// [`ANCHOR_PATH`] that nobody requests: a gateway that keeps only the clusters its routes name
-/// (`PILOT_FILTER_GATEWAY_CLUSTER_CONFIG`) then keeps every cluster the filter may choose.
-pub fn anchor_virtual_service(cfg: &MeshConfig, opts: &RenderOptions, hash: &str) -> Option<Value> {
-    let targets = targets(cfg);
-    if targets.is_empty() {
-        return None;
-    }
-    let routes: Vec<Value> = targets
-        .iter()
-        .enumerate()
-        .map(|(i, (host, port))| {
-            let path = if i == 0 {
-                ANCHOR_PATH.to_owned()
-            } else {
-                format!("{ANCHOR_PATH}/{i}")
-            };
-            json!({
-                "name": format!("{}-anchor-{i}", opts.name),
-                "match": [{ "uri": { "exact": path } }],
-                "route": [{ "destination": { "host": host, "port": { "number": port } } }],
-            })
-        })
-        .collect();
-    Some(json!({
-        "apiVersion": "networking.istio.io/v1beta1",
-        "kind": "VirtualService",
-        "metadata": meta(&opts.name, opts, hash),
-        "spec": {
-            "hosts": domains(cfg),
-            "gateways": [gateway_ref(opts)],
-            "http": routes,
-        },
-    }))
 }

@@ -3,10 +3,12 @@
 //! No I/O here, so "a second run changes nothing" and "disable removes only what enable added"
 //! are unit tests on plain k8s-openapi values.
 
-use crate::render::{
-    Rendered, CONFIG_HASH_ANNOTATION, FILTER_LABEL, PROXY_CONTAINER, USER_VOLUME_ANNOTATION,
-    USER_VOLUME_MOUNT_ANNOTATION, VOLUME_NAME,
+use crate::names::{
+    ADDED_ANNOTATIONS, CONFIG_HASH_ANNOTATION, FILTER_LABEL, INJECT_ANNOTATION,
+    MODULE_SHA_ANNOTATION, PROXY_CONTAINER, USER_VOLUME_ANNOTATION, USER_VOLUME_MOUNT_ANNOTATION,
+    VOLUME_NAME,
 };
+use crate::render::Rendered;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Container, Namespace, PodSpec};
 use k8s_openapi::apimachinery::pkg::version::Info;
@@ -40,6 +42,9 @@ pub enum PlanError {
     /// The user turned injection off explicitly.
     #[error("namespace {0} has {INJECTION_LABEL}=disabled\n  fix: remove that label (kubectl label ns {0} {INJECTION_LABEL}-) if sidecars may be injected")]
     InjectionDisabled(String),
+    /// A Deployment turned injection off itself (OpenShift Service Mesh reads the annotation).
+    #[error("Deployment {0} sets {INJECT_ANNOTATION}: \"false\" on its pods\n  fix: remove that annotation from its pod template if sidecars may be injected")]
+    PodInjectionDisabled(String),
     /// A Deployment already uses the user-volume annotations for something else.
     #[error("Deployment {0} already sets {1} for its own volumes\n  fix: deliver the module with --module-url URL --module-sha256 HEX instead of a ConfigMap")]
     UserVolumeTaken(String, String),
@@ -147,6 +152,9 @@ pub struct Observed {
     pub deployments: Vec<Deployment>,
     /// Objects labelled as kubectl-mesh's in the namespace (all kinds it writes).
     pub managed: Vec<Value>,
+    /// OpenShift Service Mesh 2.x: sidecars are injected by the pod annotation
+    /// `sidecar.istio.io/inject`, not the namespace label ([`crate::ossm`]).
+    pub ossm: bool,
 }
 
 fn object_key(o: &Value) -> (String, String) {
@@ -169,7 +177,7 @@ fn unmount_patch() -> Value {
     json!({
         "volumes": [{ "name": VOLUME_NAME, "$patch": "delete" }],
         "containers": [{ "name": PROXY_CONTAINER, "volumeMounts": [
-            { "mountPath": crate::render::MODULE_DIR, "$patch": "delete" }
+            { "mountPath": crate::names::MODULE_DIR, "$patch": "delete" }
         ]}],
     })
 }
@@ -269,7 +277,7 @@ pub fn plan_enable(
     let mut actions = Vec::new();
     // Gateways are not injected; only sidecar contexts need the namespace label.
     let mut injection_added = false;
-    if !desired.gateway {
+    if !desired.gateway && !observed.ossm {
         let labels = labels_of(&observed.namespace);
         match labels.get(INJECTION_LABEL).map(String::as_str) {
             Some("disabled") => return Err(PlanError::InjectionDisabled(namespace.to_owned())),
@@ -353,6 +361,35 @@ pub fn plan_enable(
                 annotations.insert(key.into(), Value::Null);
             }
         }
+        // The module's sha without a mounted module; the config hash earlier versions put on
+        // the template (which rolled the pods on every config edit).
+        if !desired.pod_annotations.contains_key(MODULE_SHA_ANNOTATION)
+            && current.contains_key(MODULE_SHA_ANNOTATION)
+        {
+            annotations.insert(MODULE_SHA_ANNOTATION.into(), Value::Null);
+        }
+        if current.contains_key(CONFIG_HASH_ANNOTATION) {
+            annotations.insert(CONFIG_HASH_ANNOTATION.into(), Value::Null);
+        }
+        // OpenShift Service Mesh 2.x: the pod asks for its sidecar (recorded, so disable
+        // removes only what was added).
+        if observed.ossm && !desired.gateway {
+            match current.get(INJECT_ANNOTATION).map(String::as_str) {
+                Some("true") => {}
+                Some("false") => return Err(PlanError::PodInjectionDisabled(name)),
+                _ => {
+                    annotations.insert(INJECT_ANNOTATION.into(), Value::String("true".into()));
+                    let mut added: Vec<&str> = current
+                        .get(ADDED_ANNOTATIONS)
+                        .map(|s| s.split(',').filter(|x| !x.is_empty()).collect())
+                        .unwrap_or_default();
+                    if !added.contains(&INJECT_ANNOTATION) {
+                        added.push(INJECT_ANNOTATION);
+                    }
+                    annotations.insert(ADDED_ANNOTATIONS.into(), Value::String(added.join(",")));
+                }
+            }
+        }
         let current_labels = template_labels(d);
         let labels: Map<String, Value> = desired
             .pod_labels
@@ -408,16 +445,25 @@ pub fn plan_enable(
     Ok(actions)
 }
 
-/// The actions that undo `enable`: delete our objects (filters before the module), strip our
-/// annotations and mounts from Deployments, and remove only the namespace labels we added.
+/// The actions that undo one `enable` (instance `name`): delete that instance's objects, by
+/// name (filters before the module), strip its annotations, label and mounts from the
+/// Deployments it set up, and remove the namespace labels kubectl-mesh added once no other
+/// instance is left in the namespace. Objects of other instances stay.
 pub fn plan_disable(
     namespace: &Namespace,
     managed: &[Value],
     deployments: &[Deployment],
+    name: &str,
 ) -> Vec<Action> {
     let ns = namespace.metadata.name.clone().unwrap_or_default();
     let mut actions = Vec::new();
-    let mut objects: Vec<&Value> = managed.iter().collect();
+    let owned = crate::names::owned_names(name);
+    let (mine, others): (Vec<&Value>, Vec<&Value>) = managed.iter().partition(|o| {
+        o["metadata"]["name"]
+            .as_str()
+            .is_some_and(|n| owned.iter().any(|m| m == n))
+    });
+    let mut objects = mine;
     // ConfigMaps last: a filter must never point at a deleted module.
     objects.sort_by_key(|o| o["kind"] == "ConfigMap");
     for o in objects {
@@ -435,10 +481,28 @@ pub fn plan_disable(
         }
     }
     for d in deployments {
+        let labels = template_labels(d);
         let current = template_annotations(d);
+        // Set up by this instance (its label), or by a version that predates the label.
+        let ours = match labels.get(FILTER_LABEL) {
+            Some(n) => n == name,
+            None => current.contains_key(CONFIG_HASH_ANNOTATION),
+        };
+        if !ours {
+            continue;
+        }
         let mut remove = Map::new();
-        if current.contains_key(CONFIG_HASH_ANNOTATION) {
-            remove.insert(CONFIG_HASH_ANNOTATION.into(), Value::Null);
+        for key in [CONFIG_HASH_ANNOTATION, MODULE_SHA_ANNOTATION] {
+            if current.contains_key(key) {
+                remove.insert(key.into(), Value::Null);
+            }
+        }
+        // What enable added besides its own (OpenShift Service Mesh's inject annotation).
+        if let Some(added) = current.get(ADDED_ANNOTATIONS) {
+            for key in added.split(',').filter(|k| !k.is_empty()) {
+                remove.insert(key.into(), Value::Null);
+            }
+            remove.insert(ADDED_ANNOTATIONS.into(), Value::Null);
         }
         for key in [USER_VOLUME_ANNOTATION, USER_VOLUME_MOUNT_ANNOTATION] {
             if current.get(key).is_some_and(|v| v.contains(VOLUME_NAME)) {
@@ -446,7 +510,7 @@ pub fn plan_disable(
             }
         }
         let mount = has_gateway_mount(d);
-        let labelled = template_labels(d).contains_key(FILTER_LABEL);
+        let labelled = labels.contains_key(FILTER_LABEL);
         if remove.is_empty() && !mount && !labelled {
             continue;
         }
@@ -465,7 +529,14 @@ pub fn plan_disable(
         });
     }
     let annotations = namespace.metadata.annotations.clone().unwrap_or_default();
-    if let Some(added) = annotations.get(ADDED_LABELS_ANNOTATION) {
+    // Another instance still needs sidecar injection here.
+    let others_remain = others.iter().any(|o| {
+        matches!(
+            o["kind"].as_str(),
+            Some("EnvoyFilter" | "WasmPlugin" | "TrafficExtension")
+        )
+    });
+    if let (Some(added), false) = (annotations.get(ADDED_LABELS_ANNOTATION), others_remain) {
         let labels: Map<String, Value> = added
             .split(',')
             .filter(|l| !l.is_empty())

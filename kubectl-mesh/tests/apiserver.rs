@@ -130,7 +130,25 @@ async fn rendered_objects_pass_the_real_schemas() {
     let c = Cluster::digimon(json!({})).await;
     let (example, server) = (c.example_yaml(), c.mesh_yaml());
     let sidecar = ["-l", support::SERVER, "--envoy-context", "sidecar-inbound"];
+    let gateway_api = [
+        "--envoy-context",
+        "gateway",
+        "-l",
+        "gateway.networking.k8s.io/gateway-name=public",
+    ];
+    let oci = [
+        "--envoy-context",
+        "gateway",
+        "-l",
+        "gateway.networking.k8s.io/gateway-name=public",
+        "--api",
+        "wasmplugin",
+        "--module-url",
+        "oci://registry.example.com/mesh/filter:v1",
+    ];
     for (file, args) in [
+        (&example, &gateway_api[..]),
+        (&example, &oci[..]),
         (&example, &["--envoy-context", "gateway"][..]),
         (
             &example,

@@ -175,7 +175,7 @@ fn config_errors_name_the_file_the_field_and_the_fix() {
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(out.status.code(), Some(2), "could not run: {stderr}");
     assert!(
         stderr.contains(&format!(
             "{}: invalid field `hosts[0].routes[0].to.port`",
@@ -224,4 +224,164 @@ async fn verbose_logs_what_enable_does_on_stderr_and_quiet_logs_nothing() {
         r.stderr.contains("read ConfigMap"),
         "-vv shows each read: {r:?}"
     );
+}
+
+/// kubectl completes `kubectl mesh ...` through `kubectl_complete-mesh` on PATH (Cobra's
+/// protocol): the plugin answers under that name (a link to itself), and kubectl's own
+/// completion shows its subcommands, flags and values.
+#[test]
+fn kubectl_completes_kubectl_mesh() {
+    let Ok(out) = std::process::Command::new("kubectl")
+        .args(["version", "--client"])
+        .output()
+    else {
+        println!("SKIPPED kubectl_completes_kubectl_mesh: no kubectl on PATH");
+        return;
+    };
+    assert!(out.status.success());
+    let dir = std::env::temp_dir().join(format!("kubectl-mesh-complete-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let _cleanup = TempDir(dir.clone());
+    for name in ["kubectl-mesh", "kubectl_complete-mesh"] {
+        std::os::unix::fs::symlink(BIN, dir.join(name)).unwrap();
+    }
+    let path = format!(
+        "{}:{}",
+        dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let complete = |words: &[&str]| {
+        let out = std::process::Command::new("kubectl")
+            .arg("__complete")
+            .arg("mesh")
+            .args(words)
+            .env("PATH", &path)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let out = complete(&["en"]);
+    assert!(
+        out.starts_with("enable\t") && out.ends_with(":4\n"),
+        "{out}"
+    );
+    let out = complete(&["enable", "--envoy-context", "sidecar-"]);
+    assert!(
+        out.contains("sidecar-outbound\t") && out.contains("sidecar-inbound\t"),
+        "{out}"
+    );
+    let out = complete(&["check", "--dry-run=s"]);
+    assert!(out.starts_with("--dry-run=server\t"), "{out}");
+    // -f is a file: the shell completes file names (directive 0).
+    assert_eq!(complete(&["enable", "-f", ""]), ":0\n");
+    // Without the link kubectl has nothing to ask.
+    std::fs::remove_file(dir.join("kubectl_complete-mesh")).unwrap();
+    assert!(!complete(&["en"]).contains("enable"));
+}
+
+/// `-f -` reads the config from standard input; messages call it <stdin>.
+#[test]
+fn the_config_comes_from_stdin_with_dash() {
+    use std::io::Write;
+    let rendered = |input: &[u8]| {
+        let mut child = std::process::Command::new(BIN)
+            .args([
+                "render",
+                "-l",
+                SERVER,
+                "--envoy-context",
+                "sidecar-inbound",
+                "-f",
+                "-",
+            ])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(input).unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let text = std::fs::read(mesh_yaml()).unwrap();
+    let from_stdin = rendered(&text);
+    assert!(
+        from_stdin.status.success(),
+        "{}",
+        String::from_utf8_lossy(&from_stdin.stderr)
+    );
+    let from_file = std::process::Command::new(BIN)
+        .args([
+            "render",
+            "-l",
+            SERVER,
+            "--envoy-context",
+            "sidecar-inbound",
+            "-f",
+        ])
+        .arg(mesh_yaml())
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&from_stdin.stdout),
+        String::from_utf8_lossy(&from_file.stdout)
+    );
+    let bad = rendered(b"apiVersion: kubectl-mesh/v1alpha1\nkind: MeshConfig\nhosts: 7\n");
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert_eq!(bad.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("<stdin>: invalid field `hosts`"),
+        "{stderr}"
+    );
+}
+
+/// 0: fine; 1: ran and found failures; 2: could not run. `version -o yaml|json` is data.
+#[test]
+fn exit_codes_and_structured_version() {
+    let out = std::process::Command::new(BIN)
+        .args(["version", "-o", "json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["version"], env!("CARGO_PKG_VERSION"));
+    assert!(
+        v["module"]["sha256"]
+            .as_str()
+            .unwrap()
+            .starts_with("sha256:"),
+        "{v}"
+    );
+    let out = std::process::Command::new(BIN)
+        .args(["version", "-o", "yaml"])
+        .output()
+        .unwrap();
+    let y: Value = serde_yaml_ng::from_slice(&out.stdout).unwrap();
+    assert_eq!(y, v);
+    // check against nothing: could not run (2), not "checks failed" (1).
+    let dir = std::env::temp_dir().join(format!("kubectl-mesh-exit-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let _cleanup = TempDir(dir.clone());
+    let kubeconfig = dir.join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {server: 'http://127.0.0.1:1'}\nusers:\n- name: u\n  user: {}\ncontexts:\n- name: c\n  context: {cluster: c, user: u}\ncurrent-context: c\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(BIN)
+        .args(["check", "--kubeconfig"])
+        .arg(&kubeconfig)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("[FAIL] API reachable"));
 }

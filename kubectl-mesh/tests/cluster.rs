@@ -8,7 +8,6 @@ mod emulator;
 mod support;
 
 use serde_json::{json, Value};
-use std::time::Duration;
 
 use support::apiserver::Cluster;
 use support::*;
@@ -67,9 +66,15 @@ async fn enable_applies_everything_then_second_run_changes_nothing() {
         .unwrap()
         .contains("kubectl-mesh-filter"));
     assert_eq!(
-        ann["kubectl-mesh/config-hash"],
-        ef["metadata"]["annotations"]["kubectl-mesh/config-hash"]
+        ann["kubectl-mesh/module-sha256"],
+        cm["metadata"]["annotations"]["kubectl-mesh/module-sha256"],
+        "the pods roll for a new module"
     );
+    assert!(
+        ann.get("kubectl-mesh/config-hash").is_none(),
+        "not for a config edit: {ann}"
+    );
+    assert!(ef["metadata"]["annotations"]["kubectl-mesh/config-hash"].is_string());
     assert_eq!(ann["user/own"], "keep");
     let web = s
         .live("apps/v1", "deployments", &s.ns, "web")
@@ -77,7 +82,7 @@ async fn enable_applies_everything_then_second_run_changes_nothing() {
         .unwrap();
     assert!(
         web["spec"]["template"]["metadata"]["annotations"]
-            .get("kubectl-mesh/config-hash")
+            .get("kubectl-mesh/module-sha256")
             .is_none(),
         "unselected workloads stay untouched"
     );
@@ -89,11 +94,17 @@ async fn enable_applies_everything_then_second_run_changes_nothing() {
     assert_eq!(s.fingerprint().await, before, "second run must not write");
 }
 
+/// A config edit travels in the EnvoyFilter, which istiod pushes to the running proxies: the
+/// Deployment and its pods stay as they are (earlier versions put the config hash on the pod
+/// template and restarted every selected workload, the gateway included, on every edit).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_edited_config_updates_the_filter_and_rolls_the_pods_only() {
+async fn an_edited_config_reaches_the_filter_and_restarts_nothing() {
     let s = Cluster::digimon(json!({})).await;
     assert_eq!(run(&s, &s.enable_args(&[])).await.code, 0);
-    let before = s.server_annotations().await["kubectl-mesh/config-hash"].clone();
+    s.advance_rollouts().await;
+    let deployment = || s.live("apps/v1", "deployments", &s.ns, "server");
+    let before = deployment().await.unwrap();
+    let pods = s.pod_names(&s.ns).await;
     let edited = s.kubeconfig.with_file_name("edited.yaml");
     let text = std::fs::read_to_string(s.mesh_yaml())
         .unwrap()
@@ -102,10 +113,14 @@ async fn an_edited_config_updates_the_filter_and_rolls_the_pods_only() {
     let r = run(&s, &enable_file_args(&edited, SERVER, "sidecar-inbound")).await;
     assert_eq!(r.code, 0, "{r:?}");
     assert!(
-        r.stdout.contains("applying 2 changes"),
-        "EnvoyFilter and Deployment, not the module: {r:?}"
+        r.stdout.contains("applying 1 changes") && r.stdout.contains("EnvoyFilter"),
+        "the EnvoyFilter only: {r:?}"
     );
-    assert!(!r.stdout.contains("ConfigMap"), "{r:?}");
+    assert!(
+        !r.stdout.contains(&format!("Deployment {}/server", s.ns))
+            && !r.stdout.contains("pods are rolling"),
+        "{r:?}"
+    );
     let ef = s
         .live(EF, "envoyfilters", &s.ns, "kubectl-mesh")
         .await
@@ -115,9 +130,57 @@ async fn an_edited_config_updates_the_filter_and_rolls_the_pods_only() {
         .as_str()
         .unwrap();
     assert!(value.contains("\"maxAge\":60"), "{value}");
-    assert_ne!(
-        s.server_annotations().await["kubectl-mesh/config-hash"],
-        before
+    let hash = ef["metadata"]["annotations"]["kubectl-mesh/config-hash"]
+        .as_str()
+        .unwrap();
+    assert!(
+        value.contains(&format!("\"revision\":\"{hash}\"")),
+        "the filter reports the applied hash: {value}"
+    );
+    let after = deployment().await.unwrap();
+    assert_eq!(
+        after["metadata"]["resourceVersion"], before["metadata"]["resourceVersion"],
+        "the Deployment is not touched"
+    );
+    assert_eq!(s.pod_names(&s.ns).await, pods);
+}
+
+/// The pods load the module at start: a Deployment whose template names another module's sha
+/// (an older kubectl-mesh's) rolls once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_module_rolls_the_pods() {
+    let s = Cluster::digimon(json!({})).await;
+    assert_eq!(run(&s, &s.enable_args(&[])).await.code, 0);
+    let old = "0".repeat(64);
+    let path = format!("/apis/apps/v1/namespaces/{}/deployments/server", s.ns);
+    let patch = json!({ "spec": { "template": { "metadata": { "annotations": {
+        "kubectl-mesh/module-sha256": old,
+    }}}}});
+    support::apiserver::request(
+        &s.client,
+        "PATCH",
+        &path,
+        "application/strategic-merge-patch+json",
+        &patch,
+    )
+    .await
+    .unwrap();
+    let r = run(&s, &s.enable_args(&[])).await;
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stdout.contains(&format!(
+            "Deployment {}/server: set pod template annotations, pods roll",
+            s.ns
+        )),
+        "{r:?}"
+    );
+    let sha = s.server_annotations().await["kubectl-mesh/module-sha256"].clone();
+    assert_ne!(sha, json!(old));
+    assert_eq!(
+        sha,
+        s.live("v1", "configmaps", &s.ns, "kubectl-mesh-filter")
+            .await
+            .unwrap()["metadata"]["annotations"]["kubectl-mesh/module-sha256"]
     );
 }
 
@@ -193,90 +256,95 @@ async fn dry_run_writes_nothing() {
     assert_eq!(r.code, 0, "{r:?}");
     assert!(r.stdout.contains("dry run, would apply 4 changes"), "{r:?}");
     assert_eq!(s.fingerprint().await, before, "dry run wrote");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn wait_shows_progress_until_the_test_advances_the_rollout() {
-    let s = Cluster::digimon(json!({})).await;
-    let child = command(
-        &s.kubeconfig,
-        &s.enable_args(&["--wait", "--timeout", "30"]),
-    )
-    .spawn()
-    .unwrap();
-    // Wait until the binary has patched the Deployment, then let the rollout finish.
-    for _ in 0..200 {
-        if s.server_annotations()
-            .await
-            .get("kubectl-mesh/config-hash")
-            .is_some()
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(700)).await;
-    s.advance_rollouts().await;
-    let out = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
-        .await
+    // -o: the objects as they would be sent, nothing else on stdout.
+    let r = run(&s, &s.enable_args(&["--dry-run=client", "-o", "json"])).await;
+    assert_eq!(r.code, 0, "{r:?}");
+    let list: Value = serde_json::from_str(&r.stdout).unwrap();
+    let kinds: Vec<&str> = list["items"]
+        .as_array()
         .unwrap()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
+        .iter()
+        .map(|o| o["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        ["Namespace", "ConfigMap", "EnvoyFilter", "Deployment"]
     );
-    assert!(
-        stdout.contains("server 0/1 pods running with istio-proxy"),
-        "{stdout}"
-    );
-    assert!(
-        stdout.contains("server 1/1 pods running with istio-proxy"),
-        "{stdout}"
-    );
-    assert!(stdout.contains("rolled out"), "{stdout}");
+    assert!(r.stderr.contains("dry run, would apply 4 changes"), "{r:?}");
+    assert_eq!(s.fingerprint().await, before, "dry run wrote");
 }
 
-/// Istio 1.27+ on Kubernetes 1.33+ injects `istio-proxy` as an init container that keeps
-/// running: `--wait` and `check` count it as the sidecar (they looked at containers only, so
-/// `--wait` never ended and `check` said 0/1).
+/// `--dry-run=server`: every write goes to the API server as its dry run, which validates,
+/// admits and authorizes it and stores nothing; `-o yaml` prints its answers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn native_sidecars_count_for_wait_and_check() {
-    let mut s = Cluster::digimon(json!({})).await;
-    s.native_sidecars = true;
-    assert_eq!(run(&s, &s.enable_args(&[])).await.code, 0);
-    s.advance_rollouts().await;
-    let r = run(&s, &s.enable_args(&["--wait", "--timeout", "5"])).await;
+async fn server_dry_run_asks_the_api_server_and_stores_nothing() {
+    let s = Cluster::digimon(json!({})).await;
+    let before = s.fingerprint().await;
+    let r = run(&s, &s.enable_args(&["--dry-run=server", "-o", "yaml"])).await;
     assert_eq!(r.code, 0, "{r:?}");
     assert!(
-        r.stdout
-            .contains("server 1/1 pods running with istio-proxy"),
+        r.stderr
+            .contains("server dry run, the API server checks 4 changes")
+            && r.stderr.contains("accepted: EnvoyFilter"),
         "{r:?}"
     );
-    let r = run(&s, &["check"]).await;
-    for line in [
-        "[ok]   sidecar present (1/1 pods)",
-        "[ok]   module mounted",
-        "[ok]   config hash current",
-    ] {
-        assert!(r.stdout.contains(line), "missing {line:?}: {r:?}");
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn wait_times_out_when_the_rollout_never_finishes() {
-    let s = Cluster::digimon(json!({})).await;
-    let r = run(&s, &s.enable_args(&["--wait", "--timeout", "1"])).await;
-    assert_ne!(r.code, 0, "{r:?}");
-    assert!(r.stderr.contains("timed out after 1s"), "{r:?}");
+    let answers: Vec<Value> = serde_yaml_ng::Deserializer::from_str(&r.stdout)
+        .map(|d| serde::Deserialize::deserialize(d).unwrap())
+        .collect();
+    assert_eq!(answers.len(), 4, "{r:?}");
+    let cm = answers.iter().find(|o| o["kind"] == "ConfigMap").unwrap();
+    assert!(
+        cm["metadata"]["uid"].is_string() && cm["metadata"]["managedFields"].is_array(),
+        "the server's answer: {cm}"
+    );
+    let ns = answers.iter().find(|o| o["kind"] == "Namespace").unwrap();
+    assert_eq!(ns["metadata"]["labels"]["istio-injection"], "enabled");
+    assert_eq!(
+        s.fingerprint().await,
+        before,
+        "the server's dry run stored nothing"
+    );
+    // What only the server knows, a server dry run finds: an admission policy refusing
+    // EnvoyFilters here (a client dry run cannot see it).
+    let policy = s.refuse_envoy_filters().await;
+    let r = run(&s, &s.enable_args(&["--dry-run=client"])).await;
+    assert_eq!(r.code, 0, "{r:?}");
+    let r = run(&s, &s.enable_args(&["--dry-run=server"])).await;
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(
+        r.stderr.contains("no EnvoyFilters here (test policy)")
+            && r.stderr.contains(&format!(
+                "the API server's dry run refused: EnvoyFilter {}/kubectl-mesh",
+                s.ns
+            ))
+            && r.stderr.contains("nothing was changed (--dry-run=server)"),
+        "{r:?}"
+    );
+    assert_eq!(s.fingerprint().await, before, "nothing stored");
+    policy.remove(&s).await;
+    // And once applied, a server dry run of the same has nothing to check.
+    assert_eq!(run(&s, &s.enable_args(&[])).await.code, 0);
+    let r = run(&s, &s.enable_args(&["--dry-run=server"])).await;
+    assert!(r.stdout.contains("nothing to change"), "{r:?}");
+    // disable too.
+    let before = s.fingerprint().await;
+    let r = run(&s, &["disable", "--dry-run=server", "-o", "json"]).await;
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stderr.contains("accepted: EnvoyFilter"), "{r:?}");
+    let list: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert!(list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|o| o["kind"] == "Deployment"));
+    assert_eq!(s.fingerprint().await, before, "nothing deleted");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_fails_before_rollout_and_passes_after() {
     let s = Cluster::digimon(json!({})).await;
     let r = run(&s, &["check", "-l", SERVER]).await;
-    assert_ne!(r.code, 0, "nothing enabled yet: {r:?}");
+    assert_eq!(r.code, 1, "nothing enabled yet: checks failed: {r:?}");
     assert!(
         r.stdout.contains("[FAIL] sidecar injection enabled"),
         "{r:?}"
@@ -286,7 +354,7 @@ async fn check_fails_before_rollout_and_passes_after() {
     let r = run(&s, &["check"]).await;
     assert_ne!(r.code, 0, "pods predate the sidecar: {r:?}");
     assert!(
-        r.stdout.contains("[FAIL] config hash current"),
+        r.stdout.contains("[FAIL] pods run the ConfigMap's module"),
         "pods run the old template: {r:?}"
     );
     assert!(
@@ -303,7 +371,7 @@ async fn check_fails_before_rollout_and_passes_after() {
         "Istio",
         "Namespace",
         "Workload server",
-        "[ok]   config hash current",
+        "[ok]   pods run the ConfigMap's module",
         "[ok]   module mounted",
         "[ok]   applied config matches the given file",
     ] {
@@ -328,12 +396,24 @@ async fn check_fails_before_rollout_and_passes_after() {
     let r = run(&s, &["check", "-o", "json"]).await;
     assert_eq!(r.code, 0, "{r:?}");
     let v: Value = serde_json::from_str(&r.stdout).unwrap();
-    assert_eq!(v["ok"], true);
-    assert!(v["checks"]
+    assert_eq!(v["success"], true, "{v}");
+    let checks: Vec<&Value> = v["categories"]
         .as_array()
         .unwrap()
         .iter()
-        .all(|c| c["status"] != "fail"));
+        .flat_map(|c| c["checks"].as_array().unwrap())
+        .collect();
+    assert!(checks.iter().all(|c| c["result"] != "error"), "{v}");
+    // Stable ids, one category per id prefix.
+    for id in [
+        "kubernetes-api.reachable",
+        "namespace.injection",
+        "workload.module-mounted",
+        "workload.module-current",
+        "workload.filter-attached",
+    ] {
+        assert!(checks.iter().any(|c| c["id"] == id), "{id}: {v}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -474,5 +554,55 @@ async fn wasmplugin_api_applies_the_plugin_and_the_route_filter() {
         r.stdout
             .contains("filter object WasmPlugin kubectl-mesh present"),
         "{r:?}"
+    );
+}
+
+/// Two enables in one namespace (`--name api` for the server, `--name front` for web):
+/// `disable --name api` removes that one's objects and leaves the other's, and the injection
+/// label the other still needs; the last one removes the label.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disable_removes_one_enables_objects_by_name() {
+    let s = Cluster::digimon(json!({})).await;
+    let web = s.example_yaml();
+    assert_eq!(run(&s, &s.enable_args(&["--name", "api"])).await.code, 0);
+    let front = enable_file_args(&web, "io.kompose.service=web", "sidecar-outbound");
+    let mut args = front.clone();
+    args.extend(["--name", "front"]);
+    assert_eq!(run(&s, &args).await.code, 0);
+    let r = run(&s, &["disable", "--name", "api"]).await;
+    assert_eq!(r.code, 0, "{r:?}");
+    for name in ["api", "api-filter"] {
+        assert!(
+            s.live("v1", "configmaps", &s.ns, name).await.is_none()
+                && s.live(EF, "envoyfilters", &s.ns, name).await.is_none(),
+            "{name}: {r:?}"
+        );
+    }
+    assert!(s.live(EF, "envoyfilters", &s.ns, "front").await.is_some());
+    assert!(s
+        .live("v1", "configmaps", &s.ns, "front-filter")
+        .await
+        .is_some());
+    let web_ann = s.annotations(&s.ns, "web").await;
+    assert!(
+        web_ann["kubectl-mesh/module-sha256"].is_string(),
+        "{web_ann}"
+    );
+    assert!(s
+        .server_annotations()
+        .await
+        .get("kubectl-mesh/module-sha256")
+        .is_none());
+    let ns = s.live("v1", "namespaces", "", &s.ns).await.unwrap();
+    assert_eq!(
+        ns["metadata"]["labels"]["istio-injection"], "enabled",
+        "front's sidecars still need it"
+    );
+    let r = run(&s, &["disable", "--name", "front"]).await;
+    assert_eq!(r.code, 0, "{r:?}");
+    let ns = s.live("v1", "namespaces", "", &s.ns).await.unwrap();
+    assert!(
+        ns["metadata"]["labels"].get("istio-injection").is_none(),
+        "{ns}"
     );
 }

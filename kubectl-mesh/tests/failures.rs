@@ -105,22 +105,82 @@ fn as_limited(s: &Cluster) -> std::path::PathBuf {
     path
 }
 
-/// A real RBAC refusal: the user may do everything but write EnvoyFilters.
+/// Permissions are asked before anything is written: a user who may do everything but write
+/// EnvoyFilters is told every permission missing (the API server's SelfSubjectAccessReview
+/// answers), with the rules to grant, and nothing is written; once granted, enable runs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn forbidden_third_object_reports_what_was_applied_and_rerun_finishes() {
+async fn missing_permissions_are_listed_before_any_write() {
     let s = Cluster::digimon(json!({})).await;
     grant_limited(&s, false).await;
     let limited = as_limited(&s);
     let args = s.enable_args(&[]);
+    let before = s.fingerprint().await;
     let r = run_with(&limited, &args).await;
-    assert_ne!(r.code, 0, "{r:?}");
-    assert!(r.stderr.contains("403 Forbidden"), "{r:?}");
+    assert_eq!(r.code, 2, "{r:?}");
+    let ns = &s.ns;
+    for line in [
+        "preflight failed, nothing was changed: you may not do everything enable needs; missing (2):",
+        &format!("  - create envoyfilters.networking.istio.io kubectl-mesh in namespace {ns}"),
+        &format!("  - patch envoyfilters.networking.istio.io kubectl-mesh in namespace {ns}"),
+        "Role: {apiGroups: [\"networking.istio.io\"], resources: [\"envoyfilters\"], verbs: [\"create\", \"patch\"]}",
+    ] {
+        assert!(r.stderr.contains(line), "missing {line:?}: {r:?}");
+    }
+    assert_eq!(s.fingerprint().await, before, "nothing written");
+    // A server dry run asks the same.
+    let r = run_with(&limited, &s.enable_args(&["--dry-run=server"])).await;
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.stderr.contains("missing (2)"), "{r:?}");
+    // A client dry run writes nothing and needs nothing to write.
+    let r = run_with(&limited, &s.enable_args(&["--dry-run"])).await;
+    assert_eq!(r.code, 0, "{r:?}");
+
+    grant_limited(&s, true).await;
+    let r = run_with(&limited, &args).await;
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(s
+        .live(EF, "envoyfilters", ns, "kubectl-mesh")
+        .await
+        .is_some());
+    // check runs with a namespace's rights: what needs more is a warning, not an error.
+    s.advance_rollouts().await;
+    let r = run_with(&limited, &["check"]).await;
+    assert_eq!(r.code, 0, "{r:?}");
     assert!(
-        r.stderr.contains(&format!(
-            "User \"limited\" cannot patch resource \"envoyfilters\" in API group \"networking.istio.io\" in the namespace \"{}\"",
-            s.ns
-        )),
-        "the server's message is shown: {r:?}"
+        r.stdout
+            .contains("[warn] DestinationRules readable in every namespace")
+            && r.stdout
+                .contains("you may not list kubectl-mesh's objects in every namespace"),
+        "{r:?}"
+    );
+    // disable asks too: without delete on EnvoyFilters it lists that, and removes nothing.
+    grant_limited(&s, false).await;
+    let before = s.fingerprint().await;
+    let r = run_with(&limited, &["disable"]).await;
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(
+        r.stderr.contains("you may not do everything disable needs")
+            && r.stderr.contains(&format!(
+                "delete envoyfilters.networking.istio.io kubectl-mesh in namespace {ns}"
+            )),
+        "{r:?}"
+    );
+    assert_eq!(s.fingerprint().await, before, "nothing removed");
+}
+
+/// What no permission check foresees: the API server refuses the third change (an admission
+/// policy rejects EnvoyFilters here). The report says what was applied and what not, and a
+/// re-run, once the policy is gone, applies only the rest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusal_mid_way_reports_what_was_applied_and_rerun_finishes() {
+    let s = Cluster::digimon(json!({})).await;
+    let policy = s.refuse_envoy_filters().await;
+    let args = s.enable_args(&[]);
+    let r = run(&s, &args).await;
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(
+        r.stderr.contains("no EnvoyFilters here (test policy)"),
+        "the server's message: {r:?}"
     );
     let report = r.stderr.split("\napplied:\n").nth(1).unwrap();
     let applied = report.split("not applied:").next().unwrap();
@@ -146,8 +206,8 @@ async fn forbidden_third_object_reports_what_was_applied_and_rerun_finishes() {
         .await
         .is_none());
 
-    grant_limited(&s, true).await;
-    let r = run_with(&limited, &args).await;
+    policy.remove(&s).await;
+    let r = run(&s, &args).await;
     assert_eq!(r.code, 0, "{r:?}");
     assert!(
         r.stdout.contains("applying 2 changes"),
@@ -189,7 +249,7 @@ async fn dropped_connection_mid_way_is_reported_and_rerun_finishes() {
     );
     assert!(
         server_annotations(&s)
-            .get("kubectl-mesh/config-hash")
+            .get("kubectl-mesh/module-sha256")
             .is_none(),
         "dropped before the server acted"
     );
@@ -351,7 +411,7 @@ async fn unreachable_api_is_named() {
         .join("\n");
     std::fs::write(&s.kubeconfig, text).unwrap();
     let r = run(&s, &s.enable_args(&[])).await;
-    assert_ne!(r.code, 0);
+    assert_eq!(r.code, 2, "could not run: {r:?}");
     assert!(
         r.stderr.contains(&format!(
             "cannot reach the Kubernetes API at https://127.0.0.1:{port}"
@@ -359,7 +419,7 @@ async fn unreachable_api_is_named() {
         "{r:?}"
     );
     let r = run(&s, &["check"]).await;
-    assert_ne!(r.code, 0);
+    assert_eq!(r.code, 2, "could not run: {r:?}");
     assert!(r.stdout.contains("[FAIL] API reachable"), "{r:?}");
 }
 

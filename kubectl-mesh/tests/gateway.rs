@@ -298,3 +298,291 @@ async fn check_warns_about_virtual_services_sharing_the_hosts_and_says_who_wins(
         "[FAIL] anchor VirtualService istio-system/kubectl-mesh present",
     );
 }
+
+/// `enable` without flags puts the gateway's objects in the gateway's namespace
+/// (istio-system); `check` and `disable` without flags, run from the app's namespace (the
+/// kubeconfig's, digimon), find them there, though other namespaces hold instances too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_and_disable_without_flags_find_what_enable_without_flags_made() {
+    let s = Cluster::gateway().await;
+    // Another app's instance elsewhere: not digimon's.
+    let other = Cluster::digimon(json!({})).await;
+    assert_eq!(run(&other, &other.enable_args(&[])).await.code, 0);
+    let file = example_yaml();
+    let r = run(&s, &["enable", "-f", file.to_str().unwrap()]).await;
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(s
+        .live(
+            "networking.istio.io/v1alpha3",
+            "envoyfilters",
+            "istio-system",
+            "kubectl-mesh"
+        )
+        .await
+        .is_some());
+    s.advance_rollouts().await;
+    let r = run(&s, &["check"]).await;
+    assert_eq!(r.code, 0, "{r:?}");
+    has(
+        &r,
+        "kubectl-mesh instance kubectl-mesh is in namespace istio-system",
+    );
+    has(&r, "[ok]   namespace istio-system exists");
+    has(&r, "[ok]   filter object EnvoyFilter kubectl-mesh present");
+    let r = run(&s, &["disable"]).await;
+    assert_eq!(r.code, 0, "{r:?}");
+    has(&r, "EnvoyFilter istio-system/kubectl-mesh: delete");
+    assert!(s
+        .live(NET, "virtualservices", "istio-system", "kubectl-mesh")
+        .await
+        .is_none());
+    assert!(
+        other
+            .live(
+                "networking.istio.io/v1alpha3",
+                "envoyfilters",
+                &other.ns,
+                "kubectl-mesh"
+            )
+            .await
+            .is_some(),
+        "the other app's instance stays"
+    );
+    // Nothing of this app's left: disable says where it looked.
+    let r = run(&s, &["disable"]).await;
+    assert_eq!(r.code, 0, "{r:?}");
+    has(&r, "nothing to change");
+}
+
+/// Gateways as users install them. istioctl's (in istio-system, always seeded here) and the
+/// Helm chart's (istio-ingress): enable without -n and -l uses the one already serving the
+/// hosts, the Helm one; with none serving, it cannot tell and refuses, listing what to pass.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enable_finds_the_helm_gateway_that_serves_the_hosts_or_says_what_to_pass() {
+    let s = Cluster::gateway().await;
+    s.seed_helm_gateway().await;
+    s.advance_rollouts().await;
+    let file = example_yaml();
+    let args = ["enable", "-f", file.to_str().unwrap()];
+    let before = s.fingerprint().await;
+    let r = run(&s, &args).await;
+    assert_eq!(r.code, 2, "{r:?}");
+    for line in [
+        "several ingress gateways and none serves api.backend.com, web.backend.com",
+        "istio-ingress/istio-ingress (Helm gateway chart; pods istio=ingress): serves none of them; pass -n istio-ingress -l istio=ingress",
+        "istio-system/istio-ingressgateway (istioctl; pods istio=ingressgateway): serves none of them; pass -n istio-system -l istio=ingressgateway",
+    ] {
+        assert!(r.stderr.contains(line), "missing {line:?}: {r:?}");
+    }
+    assert_eq!(s.fingerprint().await, before, "nothing written");
+
+    // The Helm gateway's team already serves the hosts there.
+    s.seed(gateway(
+        "istio-ingress",
+        "public",
+        json!({ "istio": "ingress" }),
+        json!([http(&["*.backend.com"])]),
+    ))
+    .await;
+    let r = run(&s, &args).await;
+    assert_eq!(r.code, 0, "{r:?}");
+    has(
+        &r,
+        "gateway: istio-ingress/istio-ingress (Helm gateway chart; pods istio=ingress) already serves api.backend.com, web.backend.com",
+    );
+    has(
+        &r,
+        "gateway: using the existing Gateway istio-ingress/public",
+    );
+    let ef = s
+        .live(
+            "networking.istio.io/v1alpha3",
+            "envoyfilters",
+            "istio-ingress",
+            "kubectl-mesh",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        ef["spec"]["workloadSelector"]["labels"],
+        json!({ "istio": "ingress", "kubectl-mesh/filter": "kubectl-mesh" })
+    );
+    let helm = s
+        .live("apps/v1", "deployments", "istio-ingress", "istio-ingress")
+        .await
+        .unwrap();
+    let spec = &helm["spec"]["template"]["spec"];
+    assert_eq!(
+        spec["containers"][0]["image"], "auto",
+        "the injector's stays"
+    );
+    assert_eq!(
+        spec["containers"][0]["volumeMounts"][0]["mountPath"],
+        "/var/local/kubectl-mesh"
+    );
+    assert!(s
+        .live(
+            "apps/v1",
+            "deployments",
+            "istio-system",
+            "istio-ingressgateway"
+        )
+        .await
+        .unwrap()["spec"]["template"]["metadata"]["labels"]
+        .get("kubectl-mesh/filter")
+        .is_none());
+    s.advance_rollouts().await;
+    let r = run(&s, &["check"]).await;
+    assert_eq!(r.code, 0, "{r:?}");
+    has(
+        &r,
+        "kubectl-mesh instance kubectl-mesh is in namespace istio-ingress",
+    );
+    has(
+        &r,
+        "[ok]   Gateway istio-ingress/public serves api.backend.com, web.backend.com",
+    );
+    assert_eq!(run(&s, &["disable"]).await.code, 0);
+    assert!(s
+        .live(
+            "networking.istio.io/v1alpha3",
+            "envoyfilters",
+            "istio-ingress",
+            "kubectl-mesh"
+        )
+        .await
+        .is_none());
+}
+
+/// A Kubernetes Gateway API gateway (Gateway `public` of class istio in digimon, istiod's
+/// Deployment public-istio) whose listener admits every host: enable without flags uses it,
+/// binds the hosts with an HTTPRoute, and mounts the module into its pods; check reports the
+/// route and the listener; disable removes it all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enable_uses_a_gateway_api_gateway_with_an_http_route() {
+    let s = Cluster::gateway().await;
+    s.seed_gateway_api(json!({ "name": "http", "port": 80, "protocol": "HTTP" }))
+        .await;
+    s.advance_rollouts().await;
+    let file = example_yaml();
+    let r = run(&s, &["enable", "-f", file.to_str().unwrap()]).await;
+    assert_eq!(r.code, 0, "{r:?}");
+    has(&r, "gateway: digimon/public-istio (Gateway API Gateway public; pods gateway.networking.k8s.io/gateway-name=public) already serves api.backend.com, web.backend.com");
+    has(
+        &r,
+        "gateway: binding the hosts to the Gateway API Gateway digimon/public with an HTTPRoute",
+    );
+    let route = s
+        .live(
+            "gateway.networking.k8s.io/v1",
+            "httproutes",
+            "digimon",
+            "kubectl-mesh",
+        )
+        .await
+        .unwrap();
+    assert_eq!(route["spec"]["parentRefs"][0]["name"], "public");
+    assert_eq!(
+        route["spec"]["hostnames"],
+        json!(["api.backend.com", "web.backend.com"])
+    );
+    assert!(
+        s.live(NET, "virtualservices", "digimon", "kubectl-mesh")
+            .await
+            .is_none()
+            && s.live(NET, "gateways", "digimon", "kubectl-mesh")
+                .await
+                .is_none(),
+        "no Istio Gateway or VirtualService"
+    );
+    let gw = s
+        .live("apps/v1", "deployments", "digimon", "public-istio")
+        .await
+        .unwrap();
+    assert_eq!(
+        gw["spec"]["template"]["metadata"]["labels"]["kubectl-mesh/filter"],
+        "kubectl-mesh"
+    );
+    s.advance_rollouts().await;
+    let r = run(&s, &["check"]).await;
+    assert_eq!(r.code, 0, "{r:?}");
+    has(&r, "[ok]   anchor HTTPRoute digimon/kubectl-mesh binds api.backend.com, web.backend.com to Gateway digimon/public");
+    has(
+        &r,
+        "[ok]   Gateway digimon/public serves api.backend.com, web.backend.com",
+    );
+    has(&r, "[ok]   module mounted");
+    // Someone narrows the listener to another host: check says which hosts it no longer takes.
+    let path = "/apis/gateway.networking.k8s.io/v1/namespaces/digimon/gateways/public";
+    let patch = json!({ "spec": { "listeners": [
+        { "name": "http", "port": 80, "protocol": "HTTP", "hostname": "api.backend.com" },
+    ]}});
+    support::apiserver::request(
+        &s.client,
+        "PATCH",
+        path,
+        "application/merge-patch+json",
+        &patch,
+    )
+    .await
+    .unwrap();
+    let r = run(&s, &["check"]).await;
+    assert_eq!(r.code, 1, "{r:?}");
+    has(
+        &r,
+        "no HTTP listener of digimon/public admits web.backend.com",
+    );
+    let r = run(&s, &["disable"]).await;
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(s
+        .live(
+            "gateway.networking.k8s.io/v1",
+            "httproutes",
+            "digimon",
+            "kubectl-mesh"
+        )
+        .await
+        .is_none());
+    // A downloaded module through a WasmPlugin: targetRefs names the Gateway, no pod changes.
+    let deployment = s
+        .live("apps/v1", "deployments", "digimon", "public-istio")
+        .await
+        .unwrap();
+    let sha = "a".repeat(64);
+    let r = run(
+        &s,
+        &[
+            "enable",
+            "-f",
+            file.to_str().unwrap(),
+            "--api",
+            "wasmplugin",
+            "--module-url",
+            "https://modules.example/m.wasm",
+            "--module-sha256",
+            &sha,
+        ],
+    )
+    .await;
+    assert_eq!(r.code, 0, "{r:?}");
+    let plugin = s
+        .live(
+            "extensions.istio.io/v1alpha1",
+            "wasmplugins",
+            "digimon",
+            "kubectl-mesh",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        plugin["spec"]["targetRefs"],
+        json!([{ "group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "public" }])
+    );
+    assert_eq!(
+        s.live("apps/v1", "deployments", "digimon", "public-istio")
+            .await
+            .unwrap()["metadata"]["resourceVersion"],
+        deployment["metadata"]["resourceVersion"],
+        "no pod rolls: {r:?}"
+    );
+}

@@ -26,6 +26,34 @@ async fn enabled_gateway() -> (Setup, String) {
     (s, pod)
 }
 
+/// The filter as `enable` applied it: the EnvoyFilter's Wasm configuration (with the revision
+/// the filter reports), loaded from `dir` as the local Envoy's module.
+fn applied_filter(s: &Setup, dir: &std::path::Path) -> (Value, String) {
+    let ef = live(
+        s,
+        "apis/networking.istio.io/v1alpha3",
+        "envoyfilters",
+        "istio-system",
+        "kubectl-mesh",
+    )
+    .unwrap();
+    let text = ef["spec"]["configPatches"][0]["patch"]["value"]["typed_config"]["config"]
+        ["configuration"]["value"]
+        .as_str()
+        .unwrap();
+    let code = builder::local_code(&dir.join("mesh_filter.wasm").display().to_string());
+    let filter = builder::http_filter(builder::plugin_config_json(
+        text,
+        builder::FailPolicy::Reload,
+        code,
+    ));
+    let hash = ef["metadata"]["annotations"]["kubectl-mesh/config-hash"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    (filter, hash)
+}
+
 fn digimon_config() -> mesh_core::MeshConfig {
     kubectl_mesh::render::load_config(&example_yaml()).unwrap()
 }
@@ -84,13 +112,20 @@ async fn check_proves_the_filter_runs_and_counts_its_requests() {
     let (s, pod) = enabled_gateway().await;
     let dir = envoy::workdir();
     let ports = Ports::new();
-    let local = envoy::mesh(&digimon_config(), &dir, ports, envoy::upstream().await);
+    let mut local = envoy::mesh(&digimon_config(), &dir, ports, envoy::upstream().await);
+    let (filter, hash) = applied_filter(&s, &dir);
+    assert_eq!(local.http_filters[0]["name"], filter["name"]);
+    local.http_filters[0] = filter;
     let envoy = Envoy::start(&envoy::with_istio_stats(&local, ports, &[]), &dir, ports).await;
     traffic(&envoy).await;
     expose(&s, &pod, 15090, &envoy);
 
     let r = run(&s, &["check", "-n", "istio-system"]).await;
     assert_eq!(r.code, 0, "{r:?}");
+    has(
+        &r,
+        &format!("[ok]   pod {pod}: runs the applied config ({hash})"),
+    );
     has(
         &r,
         &format!("[ok]   pod {pod}: filter loaded and configured"),
@@ -117,13 +152,20 @@ async fn check_proves_the_filter_runs_and_counts_its_requests() {
     let r = run(&s, &["check", "-n", "istio-system", "-o", "json"]).await;
     assert_eq!(r.code, 0, "{r:?}");
     let v: Value = serde_json::from_str(&r.stdout).unwrap();
-    let loaded = v["checks"]
+    let proxy = v["categories"]
         .as_array()
         .unwrap()
         .iter()
-        .find(|c| c["name"] == format!("pod {pod}: filter loaded and configured"))
+        .find(|c| c["categoryName"] == "proxy")
         .unwrap_or_else(|| panic!("{r:?}"));
-    assert_eq!(loaded["status"], "pass");
+    let current = proxy["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "proxy.config-current")
+        .unwrap_or_else(|| panic!("{r:?}"));
+    assert_eq!(current["result"], "success", "{current}");
+    assert_eq!(current["group"], "Workload istio-ingressgateway");
 }
 
 /// Istio's inclusion list keeps `wasmcustom.*` through its `wasm` prefix, and only through it:
@@ -145,6 +187,51 @@ async fn istios_wasm_stats_prefix_is_what_keeps_the_counters() {
     let r = run(&s, &["check", "-n", "istio-system"]).await;
     assert_ne!(r.code, 0, "{r:?}");
     has(&r, &format!("[FAIL] pod {pod}: filter loaded"));
+}
+
+/// A proxy istiod has not yet pushed the applied object to runs the config before it: the
+/// revision it reports says so (a config edit restarts no pod, so the pod's age cannot).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxy_running_another_config_fails_until_it_runs_the_applied_one() {
+    let (s, pod) = enabled_gateway().await;
+    let dir = envoy::workdir();
+    let ports = Ports::new();
+    let mut local = envoy::mesh(&digimon_config(), &dir, ports, envoy::upstream().await);
+    let code = builder::local_code(&dir.join("mesh_filter.wasm").display().to_string());
+    let previous = digimon_config()
+        .to_filter_json_with_revision(mesh_core::Delivery::Upstream, "0123456789abcdef");
+    local.http_filters[0] = builder::http_filter(builder::plugin_config_json(
+        &previous,
+        builder::FailPolicy::Reload,
+        code,
+    ));
+    let (bootstrap, old) = envoy::with_file_lds(envoy::with_istio_stats(&local, ports, &[]), &dir);
+    envoy::write_lds(&dir, 1, &old);
+    let envoy = Envoy::start(&bootstrap, &dir, ports).await;
+    envoy
+        .wait_metric("mesh_filter_config_revision", 0x0123_4567_89ab)
+        .await;
+    expose(&s, &pod, 15090, &envoy);
+    let (applied, hash) = applied_filter(&s, &dir);
+    let r = run(&s, &["check", "-n", "istio-system"]).await;
+    assert_ne!(r.code, 0, "{r:?}");
+    has(
+        &r,
+        &format!("[FAIL] pod {pod}: runs the applied config ({hash})"),
+    );
+    has(&r, "the proxy runs another config (revision 0123456789ab)");
+    // istiod pushes the applied object: the same pod, now current.
+    local.http_filters[0] = applied;
+    let (_, new) = envoy::with_file_lds(envoy::with_istio_stats(&local, ports, &[]), &dir);
+    envoy::write_lds(&dir, 2, &new);
+    let want = u64::from_str_radix(&hash[..12], 16).unwrap();
+    envoy.wait_metric("mesh_filter_config_revision", want).await;
+    let r = run(&s, &["check", "-n", "istio-system"]).await;
+    assert_eq!(r.code, 0, "{r:?}");
+    has(
+        &r,
+        &format!("[ok]   pod {pod}: runs the applied config ({hash})"),
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -245,4 +332,69 @@ async fn an_unreadable_proxy_is_a_warning_naming_the_cause() {
     let r = run(&s, &["check", "-n", "istio-system"]).await;
     assert_eq!(r.code, 0, "{r:?}");
     has(&r, "cannot get resource \"pods/proxy\"");
+}
+
+/// `enable --wait` waits for the proof: the gateway Deployment rolls out, then its pod's proxy
+/// must report the filter loaded with the applied config. Until the pod's stats answer, the
+/// progress line says why; once a real Envoy running the applied filter answers behind the
+/// pod, the wait ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enable_wait_ends_when_the_proxy_runs_the_applied_config() {
+    let s = with_gateway().await;
+    let child = command(
+        &s.kubeconfig,
+        &gateway_enable_args(&["--wait", "--timeout", "30"]),
+    )
+    .spawn()
+    .unwrap();
+    // Once the binary has patched the gateway, play the rollout.
+    for _ in 0..200 {
+        let patched = live(
+            &s,
+            "apis/apps/v1",
+            "deployments",
+            "istio-system",
+            "istio-ingressgateway",
+        )
+        .is_some_and(|d| {
+            d["spec"]["template"]["metadata"]["labels"]["kubectl-mesh/filter"] == "kubectl-mesh"
+        });
+        if patched {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    s.emu.state().advance_rollouts();
+    let pods = pod_names(&s, "istio-system");
+    assert_eq!(pods.len(), 1, "{pods:?}");
+    // The wait reads the pod's stats, which do not answer yet.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let dir = envoy::workdir();
+    let ports = Ports::new();
+    let mut local = envoy::mesh(&digimon_config(), &dir, ports, envoy::upstream().await);
+    let (filter, hash) = applied_filter(&s, &dir);
+    local.http_filters[0] = filter;
+    let envoy = Envoy::start(&envoy::with_istio_stats(&local, ports, &[]), &dir, ports).await;
+    expose(&s, &pods[0], 15090, &envoy);
+    let out = tokio::time::timeout(std::time::Duration::from_secs(40), child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stdout}{stderr}");
+    let pod = &pods[0];
+    for line in [
+        format!("waiting: istio-ingressgateway: 1/1 pods running with istio-proxy, 0/1 run the applied config (pod {pod}: stats not readable"),
+        "waiting: istio-ingressgateway: 1/1 pods running with istio-proxy, 1/1 run the applied config".to_owned(),
+        "done: every selected pod runs the applied config".to_owned(),
+    ] {
+        assert!(stdout.contains(&line), "missing {line:?}:\n{stdout}");
+    }
+    assert_eq!(
+        envoy.metric("mesh_filter_config_revision").await,
+        Some(u64::from_str_radix(&hash[..12], 16).unwrap())
+    );
 }

@@ -287,7 +287,7 @@ fn run_reports_an_envoy_that_exits_before_listening_and_a_busy_port() {
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(
         err.contains(&format!(
             "false exited (exit status: 1) before listening on 127.0.0.1:{port}"

@@ -301,3 +301,103 @@ fn the_page_origin_is_the_only_one_granted() {
     let ok = send(&digimon::preflight(API_HOST, "Create", WEB_ORIGIN)).unwrap();
     assert_eq!(ok.header("access-control-allow-origin"), Some(WEB_ORIGIN));
 }
+
+/// A Kubernetes Gateway API gateway (Gateway `public` in digimon, class istio), shared with
+/// another team's HTTPRoute: kubectl-mesh anchors the hosts with an HTTPRoute (istiod binds no
+/// VirtualService to such a Gateway), the filter reaches the gateway's pods by their
+/// gateway-name label, and Istio's own routes answer as before. With a downloaded module the
+/// WasmPlugin names the Gateway by `targetRefs` and no pod is touched.
+#[test]
+fn a_gateway_api_gateway() {
+    use kubectl_mesh::render::Module;
+    use mesh_tests::istio::scenario::{istio_route_diffs, other_route, GATEWAY_API};
+    let setup = Setup::start().unwrap();
+    let sha = kubectl_mesh::module::sha256_hex(&mesh_tests::istio::scenario::module_bytes());
+    let remote = Module::Remote {
+        url: "https://modules.example/mesh_filter.wasm".into(),
+        sha256: sha,
+        pull: Default::default(),
+    };
+    for (api, module) in [
+        (Api::Envoyfilter, None),
+        (Api::Wasmplugin, None),
+        (Api::Wasmplugin, Some(remote)),
+    ] {
+        let mut s = Scenario::gateway(api);
+        s.gateway = GATEWAY_API;
+        s.extra = other_route("forecast.example", "weather", 6100);
+        let target_refs = module.is_some();
+        if let Some(m) = module {
+            s.module = m;
+        }
+        let r = s.render().unwrap();
+        let kinds: Vec<&str> = r
+            .objects
+            .iter()
+            .map(|o| o["kind"].as_str().unwrap())
+            .collect();
+        assert!(
+            kinds.contains(&"HTTPRoute")
+                && !kinds.contains(&"VirtualService")
+                && !kinds.contains(&"Gateway"),
+            "{kinds:?}"
+        );
+        let plugin = r.objects.iter().find(|o| o["kind"] == "WasmPlugin");
+        assert_eq!(
+            plugin.is_some_and(|p| p["spec"]["targetRefs"][0]["name"] == "public"),
+            target_refs,
+            "{plugin:?}"
+        );
+        assert_eq!(r.pod_labels.is_empty(), target_refs);
+        let name = format!("gateway-api-{api:?}-{target_refs}");
+        flow_ok(&setup, &s, &r, &name);
+        let before = setup.proxy(&s, None, &format!("{name}-before")).unwrap();
+        let after = setup.proxy(&s, Some(&r), &format!("{name}-after")).unwrap();
+        let cfg = kubectl_mesh::render::load_config(&s.config).unwrap();
+        let hosts = kubectl_mesh::istio::domains(&cfg);
+        let (n, diffs) = istio_route_diffs(&before, &after, &hosts).unwrap();
+        eprintln!(
+            "{name}: {n} requests on Istio's own routes, {} differ",
+            diffs.len()
+        );
+        assert!(n >= 10, "too few requests: {n}");
+        assert!(
+            diffs.is_empty(),
+            "Istio's own routes changed:\n{}",
+            diffs.join("\n")
+        );
+        // The other team's host still reaches its service.
+        let got = after
+            .send(
+                entry(Context::Gateway),
+                &Request::get("forecast.example", "/api/today"),
+            )
+            .unwrap();
+        assert_eq!(
+            got.header("x-upstream"),
+            Some("outbound|6100||weather.digimon.svc.cluster.local"),
+            "{got:?}"
+        );
+    }
+}
+
+/// The negative control: without the anchor HTTPRoute istiod builds no virtual host for the
+/// config's hosts on a Gateway API gateway that routes another team's host (alone, with no
+/// route at all, istiod's catch-all virtual host would take them), and the page fails.
+#[test]
+fn without_the_anchor_route_a_gateway_api_gateway_does_not_serve_the_hosts() {
+    use mesh_tests::istio::scenario::{other_route, GATEWAY_API};
+    let setup = Setup::start().unwrap();
+    let mut s = Scenario::gateway(Api::Envoyfilter);
+    s.gateway = GATEWAY_API;
+    s.extra = other_route("forecast.example", "weather", 6100);
+    let mut r = s.render().unwrap();
+    r.objects.retain(|o| o["kind"] != "HTTPRoute");
+    let p = setup.proxy(&s, Some(&r), "no-anchor").unwrap();
+    let e = page_flow(&p, s.context).unwrap_err().to_string();
+    // The filter answers the preflight itself; the call it routes finds no virtual host.
+    assert!(
+        e.starts_with("Create: HTTP 404"),
+        "Envoy's 404, no route: {e}"
+    );
+}

@@ -133,6 +133,11 @@ pub struct FilterConfig {
     pub delivery: Delivery,
     /// The config document.
     pub mesh: MeshConfig,
+    /// The digest kubectl-mesh gave this config and module (its objects'
+    /// `kubectl-mesh/config-hash`, hex): the filter reports it as a stat, so `kubectl mesh
+    /// check` can tell which config each proxy runs. Nothing else reads it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
 }
 
 fn default_namespace() -> String {
@@ -420,6 +425,17 @@ impl MeshConfig {
         FilterConfig {
             delivery,
             mesh: self.clone(),
+            revision: None,
+        }
+        .to_json()
+    }
+
+    /// [`MeshConfig::to_filter_json`] carrying `revision` (see [`FilterConfig::revision`]).
+    pub fn to_filter_json_with_revision(&self, delivery: Delivery, revision: &str) -> String {
+        FilterConfig {
+            delivery,
+            mesh: self.clone(),
+            revision: Some(revision.to_owned()),
         }
         .to_json()
     }
@@ -435,6 +451,7 @@ impl FilterConfig {
             return Ok(FilterConfig {
                 delivery: Delivery::Upstream,
                 mesh: read_json(text)?,
+                revision: None,
             });
         };
         // A repeated key: the last one counts, as in a JSON object.
@@ -457,13 +474,26 @@ impl FilterConfig {
                 message: e.message,
             })?,
         };
+        let revision = match take("revision") {
+            None => None,
+            Some(r) => Some(json::from_str(r).map_err(|e| LoadError::Shape {
+                path: "revision".to_owned(),
+                message: e.message,
+            })?),
+        };
         if let Some((key, _)) = members.first() {
             return Err(LoadError::Shape {
                 path: key.clone(),
-                message: format!("unknown field `{key}`, expected `delivery` or `mesh`"),
+                message: format!(
+                    "unknown field `{key}`, expected `delivery`, `mesh` or `revision`"
+                ),
             });
         }
-        Ok(FilterConfig { delivery, mesh })
+        Ok(FilterConfig {
+            delivery,
+            mesh,
+            revision,
+        })
     }
 
     /// The compact JSON form.

@@ -111,6 +111,8 @@ pub struct Engine {
     /// `notFound` was set and `notFoundHosts` is `all`: the filter also answers hosts the config does not list.
     own_all_hosts: bool,
     delivery: Delivery,
+    /// [`crate::revision_number`] of the config's revision, if it had one.
+    pub(crate) revision: Option<u64>,
 }
 
 impl Engine {
@@ -125,7 +127,13 @@ impl Engine {
             not_found,
             own_all_hosts,
             delivery,
+            revision: None,
         }
+    }
+
+    /// The config's revision as the filter reports it (`mesh_filter_config_revision`).
+    pub fn revision(&self) -> Option<u64> {
+        self.revision
     }
 
     /// Number of hosts and routes, for the "configured" log line.

@@ -52,6 +52,7 @@ impl RootContext for MeshRoot {
                     abi::INFO,
                     &format!("mesh-filter: configured {hosts} hosts, {routes} routes"),
                 );
+                metrics.revision(engine.revision());
                 self.engine = Some(Rc::new(engine));
                 metrics.configured(true);
                 true

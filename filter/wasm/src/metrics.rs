@@ -14,6 +14,7 @@ pub struct Metrics {
     redirect: u32,
     errors: u32,
     config_ok: u32,
+    revision: u32,
 }
 
 impl Metrics {
@@ -29,6 +30,7 @@ impl Metrics {
             redirect: c("mesh_filter_redirect"),
             errors: c("mesh_filter_host_errors"),
             config_ok: abi::define_gauge("mesh_filter_config_ok").unwrap_or(0),
+            revision: abi::define_gauge("mesh_filter_config_revision").unwrap_or(0),
         }
     }
 
@@ -63,6 +65,14 @@ impl Metrics {
     pub fn configured(&self, ok: bool) {
         if self.config_ok != 0 {
             let _ = abi::record(self.config_ok, u64::from(ok));
+        }
+    }
+
+    /// The revision of the configuration just accepted (0: it had none), which `kubectl mesh
+    /// check` compares with the applied object's `kubectl-mesh/config-hash`.
+    pub fn revision(&self, revision: Option<u64>) {
+        if self.revision != 0 {
+            let _ = abi::record(self.revision, revision.unwrap_or(0));
         }
     }
 

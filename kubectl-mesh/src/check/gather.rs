@@ -14,7 +14,7 @@ use serde_json::json;
 pub async fn gather(
     cluster: &Cluster,
     namespace: &str,
-    selector: &str,
+    name: &str,
     desired_hash: Option<String>,
     gateway: bool,
 ) -> Result<CheckInput, ClusterError> {
@@ -44,6 +44,10 @@ pub async fn gather(
     if input.namespace.is_none() {
         return Ok(input);
     }
+    if let Some(cp) = crate::ossm::read::control_plane(cluster, namespace).await? {
+        let membership = crate::ossm::read::membership(cluster, &cp, namespace).await?;
+        input.ossm = Some((cp, membership));
+    }
     if input.envoyfilter_served {
         input.managed.extend(
             cluster
@@ -63,6 +67,13 @@ pub async fn gather(
     input
         .managed
         .extend(cluster.list_managed("v1", "ConfigMap", namespace).await?);
+    // This instance's objects only (another `--name` may share the namespace).
+    let owned = crate::names::owned_names(name);
+    input.managed.retain(|o| {
+        o["metadata"]["name"]
+            .as_str()
+            .is_some_and(|n| owned.iter().any(|m| m == n))
+    });
     // Put the extension object (which carries the filter) before the route-only EnvoyFilter.
     input.managed.sort_by_key(|o| {
         o["kind"] == "EnvoyFilter"
@@ -70,7 +81,7 @@ pub async fn gather(
                 .as_str()
                 .is_some_and(|n| n.ends_with("-route"))
     });
-    for d in cluster.deployments(namespace, selector).await? {
+    for d in cluster.deployments(namespace, "").await? {
         let pods = cluster
             .pods(namespace, &crate::plan::pod_selector(&d))
             .await?;
@@ -80,21 +91,46 @@ pub async fn gather(
             proxies: Vec::new(),
         });
     }
-    if is_gateway(input.gateway, &input.managed) {
-        input.routing = gateway_routing(cluster, &input).await?;
+    if let Some(gateway) = filter_object(&input.managed).and_then(gateway_api_gateway) {
+        input.route = Some(route_routing(cluster, &input, &gateway).await?);
+    } else if is_gateway(input.gateway, &input.managed) {
+        let mut unread = Vec::new();
+        input.routing = gateway_routing(cluster, &input, &mut unread).await?;
+        input.unread.extend(unread);
     }
-    input.upstreams = upstreams(cluster, &input).await?;
+    let mut unread = Vec::new();
+    input.upstreams = upstreams(cluster, &input, &mut unread).await?;
+    input.unread.extend(unread);
     Ok(input)
+}
+
+/// Every object of a kind, in every namespace; a user who may not list them gets none, and the
+/// kind goes to `unread` (a warning says what was not checked).
+async fn list_everywhere(
+    cluster: &Cluster,
+    (api_version, kind): (&str, &str),
+    unread: &mut Vec<String>,
+) -> Result<Vec<serde_json::Value>, ClusterError> {
+    match cluster.list_all(api_version, kind).await {
+        Err(e) if e.code() == Some(403) => {
+            unread.push(format!("{kind}s"));
+            Ok(Vec::new())
+        }
+        other => other,
+    }
 }
 
 /// The applied config's service targets with their Services and the DestinationRules that
 /// cover them.
-async fn upstreams(cluster: &Cluster, input: &CheckInput) -> Result<Vec<Upstream>, ClusterError> {
+async fn upstreams(
+    cluster: &Cluster,
+    input: &CheckInput,
+    unread: &mut Vec<String>,
+) -> Result<Vec<Upstream>, ClusterError> {
     let Some(cfg) = filter_object(&input.managed).and_then(applied_config) else {
         return Ok(Vec::new());
     };
-    let (api_version, kind) = DESTINATION_RULE;
-    let rules = cluster.list_all(api_version, kind).await?;
+    let rules = list_everywhere(cluster, DESTINATION_RULE, unread).await?;
     let mut out = Vec::new();
     for (fqdn, port, http2) in service_targets(&cfg) {
         let mut parts = fqdn.split('.');
@@ -103,10 +139,15 @@ async fn upstreams(cluster: &Cluster, input: &CheckInput) -> Result<Vec<Upstream
             parts.next().unwrap_or_default(),
         );
         let stub = json!({ "apiVersion": "v1", "kind": "Service", "metadata": { "namespace": ns, "name": name } });
-        let service = cluster
-            .get_object(&stub)
-            .await?
-            .and_then(|v| serde_json::from_value(v).ok());
+        let service = match cluster.get_object(&stub).await {
+            Err(e) if e.code() == Some(403) => {
+                if !unread.iter().any(|k| k == "Services") {
+                    unread.push("Services".into());
+                }
+                continue;
+            }
+            other => other?.and_then(|v| serde_json::from_value(v).ok()),
+        };
         let destination_rules = rules
             .iter()
             .filter(|dr| {
@@ -156,6 +197,7 @@ async fn get(
 async fn gateway_routing(
     cluster: &Cluster,
     input: &CheckInput,
+    unread: &mut Vec<String>,
 ) -> Result<Option<GatewayRouting>, ClusterError> {
     let Some(name) = filter_object(&input.managed).and_then(|f| f["metadata"]["name"].as_str())
     else {
@@ -168,14 +210,72 @@ async fn gateway_routing(
         let live = get(cluster, GATEWAY, &g).await?;
         gateways.push((g, live));
     }
-    let (api_version, kind) = VIRTUAL_SERVICE;
     Ok(Some(GatewayRouting {
         anchor_ref,
         anchor,
         gateways,
-        virtual_services: cluster.list_all(api_version, kind).await?,
+        virtual_services: list_everywhere(cluster, VIRTUAL_SERVICE, unread).await?,
         extension_api: filter_object(&input.managed).is_some_and(|f| f["kind"] != "EnvoyFilter"),
     }))
+}
+
+/// The Gateway API Gateway a filter object is for: its `targetRefs`, or the gateway-name label
+/// it selects.
+fn gateway_api_gateway(filter: &serde_json::Value) -> Option<String> {
+    if let Some(name) = filter["spec"]["targetRefs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|r| r["kind"] == "Gateway")
+        .and_then(|r| r["name"].as_str())
+    {
+        return Some(name.to_owned());
+    }
+    super::workload::selector_of(filter)
+        .get(crate::names::GATEWAY_NAME_LABEL)
+        .cloned()
+}
+
+/// The anchor HTTPRoute (named like the filter object) and the Gateway, in the namespace.
+async fn route_routing(
+    cluster: &Cluster,
+    input: &CheckInput,
+    gateway: &str,
+) -> Result<super::routing::RouteRouting, ClusterError> {
+    let name = filter_object(&input.managed)
+        .and_then(|f| f["metadata"]["name"].as_str())
+        .unwrap_or_default();
+    let route_ref = format!("{}/{name}", input.namespace_name);
+    let gateway_ref = format!("{}/{gateway}", input.namespace_name);
+    Ok(super::routing::RouteRouting {
+        route: get(cluster, HTTP_ROUTE, &route_ref).await?,
+        gateway: get(cluster, K8S_GATEWAY, &gateway_ref).await?,
+        route_ref,
+        gateway_ref,
+    })
+}
+
+const HTTP_ROUTE: (&str, &str) = ("gateway.networking.k8s.io/v1", "HTTPRoute");
+const K8S_GATEWAY: (&str, &str) = ("gateway.networking.k8s.io/v1", "Gateway");
+
+/// One pod's istio-proxy stats through the API server's pod proxy: Envoy's port 15090, then
+/// istio-agent's 15020; the reasons when neither answers.
+pub async fn pod_stats(
+    cluster: &Cluster,
+    namespace: &str,
+    pod: &str,
+) -> Result<ProxyStats, String> {
+    let mut errors = Vec::new();
+    for port in [ENVOY_PROMETHEUS_PORT, AGENT_PROMETHEUS_PORT] {
+        match cluster
+            .pod_proxy_get(namespace, pod, port, PROMETHEUS_PATH)
+            .await
+        {
+            Ok(text) => return Ok(ProxyStats::parse(&text)),
+            Err(e) => errors.push(e.to_string()),
+        }
+    }
+    Err(errors.join("\n         then "))
 }
 
 /// Reads the Prometheus stats of every running pod with `istio-proxy` in the (already
@@ -193,24 +293,8 @@ pub async fn gather_proxy_stats(cluster: &Cluster, input: &mut CheckInput) {
             let Some(name) = pod.metadata.name.clone().filter(|_| running && proxied) else {
                 continue;
             };
-            let mut errors = Vec::new();
-            let mut stats = None;
-            for port in [ENVOY_PROMETHEUS_PORT, AGENT_PROMETHEUS_PORT] {
-                match cluster
-                    .pod_proxy_get(&namespace, &name, port, PROMETHEUS_PATH)
-                    .await
-                {
-                    Ok(text) => {
-                        stats = Some(ProxyStats::parse(&text));
-                        break;
-                    }
-                    Err(e) => errors.push(e.to_string()),
-                }
-            }
-            w.proxies.push(PodStats {
-                pod: name,
-                stats: stats.ok_or_else(|| errors.join("\n         then ")),
-            });
+            let stats = pod_stats(cluster, &namespace, &name).await;
+            w.proxies.push(PodStats { pod: name, stats });
         }
     }
 }

@@ -4,11 +4,12 @@ mod gather;
 pub mod proxy;
 pub mod routing;
 pub mod upstreams;
+mod workload;
 
-pub use gather::{gather, gather_proxy_stats};
+pub use gather::{gather, gather_proxy_stats, pod_stats};
 
+use crate::names::CONFIG_HASH_ANNOTATION;
 use crate::plan::{INJECTION_LABEL, MIN_KUBERNETES, REV_LABEL};
-use crate::render::CONFIG_HASH_ANNOTATION;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use proxy::PodStats;
@@ -19,28 +20,49 @@ use std::collections::BTreeMap;
 
 /// Outcome of one check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
 pub enum Status {
     /// Fine.
+    #[serde(rename = "success")]
     Pass,
     /// Works, but something deserves attention.
+    #[serde(rename = "warning")]
     Warn,
-    /// Broken; `check` exits non-zero.
+    /// Broken; `check` exits 1.
+    #[serde(rename = "error")]
     Fail,
 }
 
-/// One line of the checklist.
+/// One line of the checklist: data, so the text and the `-o json|yaml` forms say the same.
 #[derive(Debug, Clone, Serialize)]
 pub struct Check {
-    /// Heading it is printed under.
+    /// Stable identifier, `CATEGORY.CHECK` (`workload.module-mounted`): what scripts match on.
+    /// Several lines may share one (one per workload, pod or upstream).
+    pub id: &'static str,
+    /// The heading it is printed under (`Workload server`).
     pub group: String,
-    /// What was checked.
-    pub name: String,
+    /// What was checked, with its subject (`pod server-1: Wasm VM running`).
+    pub description: String,
     /// Result.
+    #[serde(rename = "result")]
     pub status: Status,
     /// What to do about a warning or failure.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hint: Option<String>,
+    /// A failure here stops the checklist: what follows could not be checked.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub fatal: bool,
+}
+
+impl Check {
+    /// The category: the id's part before the dot (`workload`).
+    pub fn category(&self) -> &'static str {
+        self.id.split_once('.').map_or(self.id, |(c, _)| c)
+    }
+
+    fn fatal(mut self) -> Check {
+        self.fatal = true;
+        self
+    }
 }
 
 /// A Deployment with its pods.
@@ -81,6 +103,12 @@ pub struct CheckInput {
     pub gateway: bool,
     /// Gateway context: the anchor VirtualService, its Gateway and every VirtualService.
     pub routing: Option<GatewayRouting>,
+    /// Kinds the user may not list in every namespace (what depends on them is not checked).
+    pub unread: Vec<String>,
+    /// OpenShift Service Mesh 2.x: its control plane and the namespace's membership.
+    pub ossm: Option<(crate::ossm::ControlPlane, crate::ossm::Membership)>,
+    /// A Gateway API gateway: the anchor HTTPRoute and its Gateway.
+    pub route: Option<routing::RouteRouting>,
     /// The services the applied config routes to.
     pub upstreams: Vec<upstreams::Upstream>,
 }
@@ -100,22 +128,33 @@ impl Default for CheckInput {
             workloads: Vec::new(),
             gateway: false,
             routing: None,
+            route: None,
+            ossm: None,
+            unread: Vec::new(),
             upstreams: Vec::new(),
         }
     }
 }
 
-fn check(group: &str, name: impl Into<String>, status: Status, hint: Option<String>) -> Check {
+fn check(
+    id: &'static str,
+    group: &str,
+    description: impl Into<String>,
+    status: Status,
+    hint: Option<String>,
+) -> Check {
     Check {
+        id,
         group: group.into(),
-        name: name.into(),
+        description: description.into(),
         status,
         hint,
+        fatal: false,
     }
 }
 
-fn pass(group: &str, name: impl Into<String>) -> Check {
-    check(group, name, Status::Pass, None)
+fn pass(id: &'static str, group: &str, description: impl Into<String>) -> Check {
+    check(id, group, description, Status::Pass, None)
 }
 
 /// Turns observations into the checklist.
@@ -124,29 +163,41 @@ pub fn evaluate(input: &CheckInput) -> Vec<Check> {
     let g = "Kubernetes API";
     match &input.version {
         Err(message) => {
-            out.push(check(
-                g,
-                format!("API reachable at {}", input.url),
-                Status::Fail,
-                Some(format!("{message}; check --kubeconfig and --context")),
-            ));
+            out.push(
+                check(
+                    "kubernetes-api.reachable",
+                    g,
+                    format!("API reachable at {}", input.url),
+                    Status::Fail,
+                    Some(format!("{message}; check --kubeconfig and --context")),
+                )
+                .fatal(),
+            );
             return out;
         }
         Ok(version) => {
-            out.push(pass(g, format!("API reachable at {}", input.url)));
+            out.push(pass(
+                "kubernetes-api.reachable",
+                g,
+                format!("API reachable at {}", input.url),
+            ));
             let (min_major, min_minor) = MIN_KUBERNETES;
+            let id = "kubernetes-api.version";
             out.push(match version {
                 Some(v) if *v >= MIN_KUBERNETES => pass(
+                    id,
                     g,
                     format!("server version {}.{} >= {min_major}.{min_minor}", v.0, v.1),
                 ),
                 Some(v) => check(
+                    id,
                     g,
                     format!("server version {}.{} >= {min_major}.{min_minor}", v.0, v.1),
                     Status::Fail,
                     Some("upgrade the cluster: Istio needs Kubernetes 1.16 or newer".into()),
                 ),
                 None => check(
+                    id,
                     g,
                     "server version readable",
                     Status::Warn,
@@ -158,6 +209,7 @@ pub fn evaluate(input: &CheckInput) -> Vec<Check> {
     let g = "Istio";
     out.push(if input.envoyfilter_served {
         pass(
+            "istio.envoyfilter-served",
             g,
             format!(
                 "EnvoyFilter installed (networking.istio.io {})",
@@ -166,6 +218,7 @@ pub fn evaluate(input: &CheckInput) -> Vec<Check> {
         )
     } else {
         check(
+            "istio.envoyfilter-served",
             g,
             "EnvoyFilter installed (networking.istio.io/v1alpha3)",
             Status::Fail,
@@ -176,6 +229,7 @@ pub fn evaluate(input: &CheckInput) -> Vec<Check> {
     });
     out.push(if input.extensions_versions.is_empty() {
         check(
+            "istio.extensions-served",
             g,
             "extensions.istio.io served",
             Status::Warn,
@@ -183,6 +237,7 @@ pub fn evaluate(input: &CheckInput) -> Vec<Check> {
         )
     } else {
         pass(
+            "istio.extensions-served",
             g,
             format!(
                 "extensions.istio.io served ({})",
@@ -194,26 +249,62 @@ pub fn evaluate(input: &CheckInput) -> Vec<Check> {
     let g = "Namespace";
     let ns = &input.namespace_name;
     let Some(namespace) = &input.namespace else {
-        out.push(check(
-            g,
-            format!("namespace {ns} exists"),
-            Status::Fail,
-            Some(format!(
-                "create it (kubectl create namespace {ns}) or pass -n"
-            )),
-        ));
+        out.push(
+            check(
+                "namespace.exists",
+                g,
+                format!("namespace {ns} exists"),
+                Status::Fail,
+                Some(format!(
+                    "create it (kubectl create namespace {ns}) or pass -n"
+                )),
+            )
+            .fatal(),
+        );
         return out;
     };
-    out.push(pass(g, format!("namespace {ns} exists")));
+    out.push(pass(
+        "namespace.exists",
+        g,
+        format!("namespace {ns} exists"),
+    ));
     // A gateway is not injected, so it needs no label; the applied filter says which it is.
-    if !is_gateway(input.gateway, &input.managed) {
+    if let Some((cp, membership)) = &input.ossm {
+        use crate::ossm::Membership;
+        let id = "namespace.mesh-member";
+        let description = format!(
+            "namespace {ns} is a member of OpenShift Service Mesh {}/{}",
+            cp.namespace, cp.name
+        );
+        out.push(match membership {
+            Membership::Member => pass(id, g, description),
+            Membership::Pending => check(
+                id,
+                g,
+                description,
+                Status::Warn,
+                Some("listed in the member roll, not configured yet by the operator: oc describe smmr default".into()),
+            ),
+            Membership::NotMember => check(
+                id,
+                g,
+                description,
+                Status::Fail,
+                Some(format!(
+                    "its istiod ignores this namespace; {}",
+                    crate::ossm::join_command(ns, cp)
+                )),
+            ),
+        });
+    } else if !is_gateway(input.gateway, &input.managed) {
         let labels = namespace.metadata.labels.clone().unwrap_or_default();
         let injected = labels.get(INJECTION_LABEL).is_some_and(|v| v == "enabled")
             || labels.contains_key(REV_LABEL);
         out.push(if injected {
-            pass(g, "sidecar injection enabled")
+            pass("namespace.injection", g, "sidecar injection enabled")
         } else {
             check(
+                "namespace.injection",
                 g,
                 "sidecar injection enabled",
                 Status::Fail,
@@ -230,6 +321,7 @@ pub fn evaluate(input: &CheckInput) -> Vec<Check> {
         .map(str::to_owned);
     out.push(match filter {
         Some(f) => pass(
+            "namespace.filter-object",
             g,
             format!(
                 "filter object {} {} present",
@@ -238,6 +330,7 @@ pub fn evaluate(input: &CheckInput) -> Vec<Check> {
             ),
         ),
         None => check(
+            "namespace.filter-object",
             g,
             "filter object present",
             Status::Fail,
@@ -245,10 +338,12 @@ pub fn evaluate(input: &CheckInput) -> Vec<Check> {
         ),
     });
     if let (Some(want), Some(have)) = (&input.desired_hash, &applied_hash) {
+        let id = "namespace.config-matches-file";
         out.push(if want == have {
-            pass(g, "applied config matches the given file")
+            pass(id, g, "applied config matches the given file")
         } else {
             check(
+                id,
                 g,
                 "applied config matches the given file",
                 Status::Warn,
@@ -256,19 +351,6 @@ pub fn evaluate(input: &CheckInput) -> Vec<Check> {
             )
         });
     }
-    let configmap_delivery = input.managed.iter().any(|o| o["kind"] == "ConfigMap");
-    let selector: BTreeMap<String, String> = filter
-        .map(|f| {
-            let s = &f["spec"];
-            let labels = if s["workloadSelector"]["labels"].is_object() {
-                &s["workloadSelector"]["labels"]
-            } else {
-                &s["selector"]["matchLabels"]
-            };
-            serde_json::from_value(labels.clone()).unwrap_or_default()
-        })
-        .unwrap_or_default();
-
     if let Some(routing) = &input.routing {
         let labels: Vec<BTreeMap<String, String>> = input
             .workloads
@@ -277,108 +359,20 @@ pub fn evaluate(input: &CheckInput) -> Vec<Check> {
             .collect();
         out.extend(routing::evaluate(routing, &labels));
     }
+    if let Some(route) = &input.route {
+        out.extend(routing::evaluate_route(route));
+    }
     out.extend(upstreams::evaluate(&input.upstreams));
-    if input.workloads.is_empty() {
+    for kind in &input.unread {
         out.push(check(
-            "Workloads",
-            "selected Deployments found",
-            Status::Fail,
-            Some("no Deployment matches --selector in this namespace".into()),
+            "kubernetes-api.list-everywhere",
+            "Kubernetes API",
+            format!("{kind} readable in every namespace"),
+            Status::Warn,
+            Some(format!("you may not read {kind} in every namespace, so what depends on them was not checked (VirtualServices sharing the config's hosts; the upstreams' Services and DestinationRules): docs/cluster.md lists the permissions")),
         ));
     }
-    for w in &input.workloads {
-        let name = w.deployment.metadata.name.clone().unwrap_or_default();
-        let g = format!("Workload {name}");
-        let g = g.as_str();
-        let template_annotations = crate::plan::template_annotations(&w.deployment);
-        let template_labels = crate::plan::template_labels(&w.deployment);
-        let with_proxy = w
-            .pods
-            .iter()
-            .filter(|p| {
-                p.spec
-                    .as_ref()
-                    .is_some_and(|s| crate::plan::proxy_container(s).is_some())
-            })
-            .count();
-        out.push(match (with_proxy, w.pods.len()) {
-            (_, 0) => check(
-                g,
-                "sidecar present",
-                Status::Warn,
-                Some("no pods yet (scaled to zero or starting)".into()),
-            ),
-            (a, b) if a == b => pass(g, format!("sidecar present ({a}/{b} pods)")),
-            (0, b) => check(
-                g,
-                format!("sidecar present (0/{b} pods)"),
-                Status::Fail,
-                Some(format!(
-                    "pods started before injection was enabled: wait for the rollout (enable --wait) or kubectl rollout restart deployment/{name}"
-                )),
-            ),
-            (a, b) => check(
-                g,
-                format!("sidecar present ({a}/{b} pods)"),
-                Status::Warn,
-                Some("a rollout is in progress; wait or run enable --wait".into()),
-            ),
-        });
-        if configmap_delivery {
-            // Look at the running pod, not the annotations: this proves the injector (or the
-            // gateway Deployment) really gave istio-proxy the volume.
-            let mounted = w
-                .pods
-                .iter()
-                .all(|p| p.spec.as_ref().is_some_and(crate::plan::mounts_module));
-            let hint = if template_annotations.contains_key(CONFIG_HASH_ANNOTATION) {
-                format!("pods started before the mount was set up: wait for the rollout (enable --wait) or kubectl rollout restart deployment/{name}")
-            } else {
-                "run kubectl mesh enable (it sets up the mount and rolls the pods)".to_owned()
-            };
-            out.push(if mounted && !w.pods.is_empty() {
-                pass(g, "module mounted")
-            } else {
-                check(g, "module mounted", Status::Fail, Some(hint))
-            });
-        }
-        let attached = !selector.is_empty()
-            && selector
-                .iter()
-                .all(|(k, v)| template_labels.get(k) == Some(v));
-        out.push(if attached {
-            pass(g, "filter attached (selector matches pod labels)")
-        } else {
-            check(g, "filter attached (selector matches pod labels)", Status::Fail, Some("the filter's selector does not match this workload; enable it with a matching --selector".into()))
-        });
-        // The template says what enable set; the pods say what is running.
-        let in_template = template_annotations.get(CONFIG_HASH_ANNOTATION);
-        let pods_current = w.pods.iter().all(|p| {
-            p.metadata
-                .annotations
-                .as_ref()
-                .and_then(|a| a.get(CONFIG_HASH_ANNOTATION))
-                == applied_hash.as_ref()
-        });
-        out.push(match (in_template, &applied_hash) {
-            (Some(t), Some(a)) if t == a && pods_current && !w.pods.is_empty() => pass(g, "config hash current"),
-            (Some(t), Some(a)) if t == a => check(
-                g,
-                "config hash current",
-                Status::Fail,
-                Some(format!("pods started before the last enable: wait for the rollout (enable --wait) or kubectl rollout restart deployment/{name}")),
-            ),
-            _ => check(
-                g,
-                "config hash current",
-                Status::Fail,
-                Some("the workload is not set up for the applied config: run kubectl mesh enable".into()),
-            ),
-        });
-        for p in &w.proxies {
-            out.extend(proxy::evaluate_pod(g, &name, p));
-        }
-    }
+    out.extend(workload::evaluate(input, filter, applied_hash.as_deref()));
     out
 }
 
@@ -417,7 +411,7 @@ pub fn to_text(checks: &[Check]) -> String {
             Status::Warn => "[warn]",
             Status::Fail => "[FAIL]",
         };
-        out.push_str(&format!("  {mark} {}\n", c.name));
+        out.push_str(&format!("  {mark} {}\n", c.description));
         if let Some(h) = &c.hint {
             out.push_str(&format!("         hint: {h}\n"));
         }
@@ -431,11 +425,38 @@ pub fn to_text(checks: &[Check]) -> String {
     out
 }
 
-/// JSON form: `{"ok": bool, "checks": [...]}`.
+/// The structured form, as `linkerd check -o json` shapes it: `success`, then the checks by
+/// category (`categoryName`), each with its stable `id`, `group`, `description`, `result`
+/// (`success`, `warning`, `error`), `hint` and `fatal`.
+pub fn to_value(checks: &[Check]) -> Value {
+    let mut categories: Vec<(&str, Vec<&Check>)> = Vec::new();
+    for c in checks {
+        match categories
+            .iter_mut()
+            .find(|(name, _)| *name == c.category())
+        {
+            Some((_, list)) => list.push(c),
+            None => categories.push((c.category(), vec![c])),
+        }
+    }
+    let categories: Vec<Value> = categories
+        .into_iter()
+        .map(|(name, checks)| serde_json::json!({ "categoryName": name, "checks": checks }))
+        .collect();
+    serde_json::json!({
+        "success": !checks.iter().any(|c| c.status == Status::Fail),
+        "categories": categories,
+    })
+}
+
+/// JSON form of [`to_value`].
 pub fn to_json(checks: &[Check]) -> String {
-    let ok = !checks.iter().any(|c| c.status == Status::Fail);
-    serde_json::to_string_pretty(&serde_json::json!({ "ok": ok, "checks": checks }))
-        .unwrap_or_default()
+    serde_json::to_string_pretty(&to_value(checks)).unwrap_or_default()
+}
+
+/// YAML form of [`to_value`].
+pub fn to_yaml(checks: &[Check]) -> String {
+    serde_yaml_ng::to_string(&to_value(checks)).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -452,7 +473,18 @@ mod tests {
         let checks = evaluate(&input);
         assert_eq!(checks.len(), 1);
         assert_eq!(checks[0].status, Status::Fail);
-        assert!(to_json(&checks).contains("\"ok\": false"));
+        assert!(checks[0].fatal);
+        let v = to_value(&checks);
+        assert_eq!(v["success"], false);
+        assert_eq!(v["categories"][0]["categoryName"], "kubernetes-api");
+        let c = &v["categories"][0]["checks"][0];
+        assert_eq!(
+            (c["id"].as_str(), c["result"].as_str(), c["fatal"].as_bool()),
+            (Some("kubernetes-api.reachable"), Some("error"), Some(true))
+        );
+        assert!(c["hint"].as_str().unwrap().contains("refused"), "{c}");
+        let y: serde_json::Value = serde_yaml_ng::from_str(&to_yaml(&checks)).unwrap();
+        assert_eq!(y, v, "the YAML form says the same");
     }
 
     #[test]
@@ -479,17 +511,18 @@ mod tests {
         let sidecar = evaluate(&base);
         assert!(sidecar
             .iter()
-            .any(|c| c.name == "sidecar injection enabled" && c.status == Status::Fail));
+            .any(|c| c.description == "sidecar injection enabled" && c.status == Status::Fail));
         let gateway = evaluate(&CheckInput {
             managed: vec![filter],
             ..base
         });
         assert!(!gateway
             .iter()
-            .any(|c| c.name == "sidecar injection enabled"));
+            .any(|c| c.description == "sidecar injection enabled"));
         assert!(gateway
             .iter()
-            .any(|c| c.name.starts_with("filter object EnvoyFilter") && c.status == Status::Pass));
+            .any(|c| c.description.starts_with("filter object EnvoyFilter")
+                && c.status == Status::Pass));
     }
 
     #[test]
@@ -508,13 +541,15 @@ mod tests {
         };
         let checks = evaluate(&input);
         let failed: Vec<&Check> = checks.iter().filter(|c| c.status == Status::Fail).collect();
-        assert!(failed.iter().any(|c| c.name.contains("1.15")));
+        assert!(failed.iter().any(|c| c.description.contains("1.15")));
         assert!(failed.iter().any(|c| c
             .hint
             .as_deref()
             .unwrap_or("")
             .starts_with("Istio is not installed")));
-        assert!(failed.iter().any(|c| c.name == "sidecar injection enabled"));
+        assert!(failed
+            .iter()
+            .any(|c| c.description == "sidecar injection enabled"));
         let text = to_text(&checks);
         assert!(
             text.contains("Kubernetes API\n") && text.contains("[FAIL]"),

@@ -20,6 +20,9 @@ pub const PROMETHEUS_PATH: &str = "stats/prometheus";
 
 /// 1 after an accepted configuration, 0 after a refused one; absent: the filter never loaded.
 pub const CONFIG_OK: &str = "mesh_filter_config_ok";
+/// The revision of the configuration the filter runs: the first 12 hex digits of the applied
+/// object's `kubectl-mesh/config-hash`, as a number (0: the configuration had none).
+pub const CONFIG_REVISION: &str = "mesh_filter_config_revision";
 /// Requests the filter forwarded (to an upstream, or inbound to the workload).
 pub const ROUTED: &str = "mesh_filter_routed";
 /// Requests for hosts the config does not own, left to Istio's routes.
@@ -95,15 +98,21 @@ pub struct PodStats {
     pub stats: Result<ProxyStats, String>,
 }
 
-/// The checks for one pod's proxy, in group `group`; `workload` names the Deployment for hints.
-pub fn evaluate_pod(group: &str, workload: &str, pod: &PodStats) -> Vec<Check> {
+/// The checks for one pod's proxy, in group `group`; `workload` names the Deployment for hints;
+/// `applied` is the applied filter object's config hash (which the proxy must report).
+pub fn evaluate_pod(
+    group: &str,
+    workload: &str,
+    pod: &PodStats,
+    applied: Option<&str>,
+) -> Vec<Check> {
     let p = &pod.pod;
     let logs = format!("kubectl logs {p} -c istio-proxy | grep mesh-filter");
     let stats = match &pod.stats {
         Ok(s) => s,
         Err(e) => {
             return vec![check(
-                group,
+                "proxy.stats-readable", group,
                 format!("pod {p}: proxy stats readable"),
                 Status::Warn,
                 Some(format!(
@@ -117,7 +126,7 @@ pub fn evaluate_pod(group: &str, workload: &str, pod: &PodStats) -> Vec<Check> {
     match stats.get(CONFIG_OK) {
         Some(0) => {
             out.push(check(
-                group,
+                "proxy.filter-loaded", group,
                 name,
                 Status::Fail,
                 Some(format!(
@@ -126,10 +135,13 @@ pub fn evaluate_pod(group: &str, workload: &str, pod: &PodStats) -> Vec<Check> {
             ));
             return out;
         }
-        Some(_) => out.push(pass(group, name)),
+        Some(_) => {
+            out.push(pass("proxy.filter-loaded", group, name));
+            out.extend(revision(group, p, stats, applied, &logs));
+        }
         None => {
             out.push(check(
-                group,
+                "proxy.filter-loaded", group,
                 name.replace("loaded and configured", "loaded"),
                 Status::Fail,
                 Some(format!(
@@ -143,22 +155,22 @@ pub fn evaluate_pod(group: &str, workload: &str, pod: &PodStats) -> Vec<Check> {
         stats.sum(|n| n.starts_with("envoy_wasm_") && n.ends_with("_vm_reload_failure"));
     out.push(match stats.get(V8_ACTIVE) {
         _ if reload_failures > 0 => check(
-            group,
+            "proxy.vm-running", group,
             format!("pod {p}: Wasm VM running"),
             Status::Fail,
             Some(format!(
                 "a Wasm VM failed and could not be reloaded ({reload_failures} failed reloads): `{logs}`"
             )),
         ),
-        Some(n) if n > 0 => pass(group, format!("pod {p}: Wasm VM running")),
+        Some(n) if n > 0 => pass("proxy.vm-running", group, format!("pod {p}: Wasm VM running")),
         Some(_) => check(
-            group,
+            "proxy.vm-running", group,
             format!("pod {p}: Wasm VM running"),
             Status::Fail,
             Some(format!("the proxy has no live V8 Wasm instance: `{logs}`")),
         ),
         None => check(
-            group,
+            "proxy.vm-running", group,
             format!("pod {p}: Wasm VM running"),
             Status::Warn,
             Some(format!("the proxy does not export {V8_ACTIVE}")),
@@ -188,11 +200,15 @@ pub fn evaluate_pod(group: &str, workload: &str, pod: &PodStats) -> Vec<Check> {
             "{routed} routed, {passed} passed through, {answered} answered by the filter{detail}"
         )
     };
-    out.push(pass(group, format!("pod {p}: requests: {summary}")));
+    out.push(pass(
+        "proxy.requests",
+        group,
+        format!("pod {p}: requests: {summary}"),
+    ));
     out.push(match stats.get(HOST_ERRORS).unwrap_or(0) {
-        0 => pass(group, format!("pod {p}: no failed host calls")),
+        0 => pass("proxy.host-calls", group, format!("pod {p}: no failed host calls")),
         n => check(
-            group,
+            "proxy.host-calls", group,
             format!("pod {p}: {n} failed host calls"),
             Status::Warn,
             Some(format!(
@@ -201,6 +217,40 @@ pub fn evaluate_pod(group: &str, workload: &str, pod: &PodStats) -> Vec<Check> {
         ),
     });
     out
+}
+
+/// Whether the proxy runs the applied config: the revision it reports against the applied
+/// object's hash. A config edit reaches running proxies (istiod pushes the changed object), so
+/// this is what says it arrived, not the pod's age.
+fn revision(
+    group: &str,
+    p: &str,
+    stats: &ProxyStats,
+    applied: Option<&str>,
+    logs: &str,
+) -> Option<Check> {
+    let want = applied.and_then(mesh_core::revision_number)?;
+    let applied = applied.unwrap_or_default();
+    let name = format!("pod {p}: runs the applied config ({applied})");
+    Some(match stats.get(CONFIG_REVISION) {
+        Some(have) if have == want => pass("proxy.config-current", group, name),
+        None | Some(0) => check(
+            "proxy.config-current",
+            group,
+            name,
+            Status::Warn,
+            Some("the proxy's filter reports no config revision (a module older than this kubectl-mesh): nothing proves which config it runs; kubectl mesh enable with this version delivers a module that does".into()),
+        ),
+        Some(have) => check(
+            "proxy.config-current",
+            group,
+            name,
+            Status::Fail,
+            Some(format!(
+                "the proxy runs another config (revision {have:012x}): istiod has not pushed the applied object yet (check --wait waits for it), or this proxy does not match it, or refused it (`{logs}`)"
+            )),
+        ),
+    })
 }
 
 #[cfg(test)]
@@ -212,6 +262,10 @@ mod tests {
     const REAL: &str = include_str!("../../tests/fixtures/envoy-1.40-istio-stats.prom");
 
     fn pod(stats: Result<ProxyStats, String>) -> Vec<Check> {
+        pod_at(stats, None)
+    }
+
+    fn pod_at(stats: Result<ProxyStats, String>, applied: Option<&str>) -> Vec<Check> {
         evaluate_pod(
             "Workload gw",
             "gw",
@@ -219,7 +273,45 @@ mod tests {
                 pod: "gw-1".into(),
                 stats,
             },
+            applied,
         )
+    }
+
+    #[test]
+    fn the_proxy_must_report_the_applied_revision() {
+        let with = |line: &str| Ok(ProxyStats::parse(&format!("{REAL}\n{line}\n")));
+        let current = |c: &Vec<Check>| {
+            c.iter()
+                .find(|c| c.id == "proxy.config-current")
+                .map(|c| (c.status, c.description.clone()))
+        };
+        // 0x6bc48c309c42 = 118491909758018.
+        let c = pod_at(
+            with("mesh_filter_config_revision{} 118491909758018"),
+            Some("6bc48c309c42bc41"),
+        );
+        assert_eq!(
+            current(&c),
+            Some((
+                Status::Pass,
+                "pod gw-1: runs the applied config (6bc48c309c42bc41)".into()
+            ))
+        );
+        let c = pod_at(
+            with("mesh_filter_config_revision{} 1"),
+            Some("6bc48c309c42bc41"),
+        );
+        let f = c.iter().find(|c| c.id == "proxy.config-current").unwrap();
+        assert_eq!(f.status, Status::Fail);
+        assert!(
+            f.hint.as_deref().unwrap().contains("revision 000000000001"),
+            "{f:?}"
+        );
+        // An older module reports none: a warning, not a pass.
+        let c = pod_at(Ok(ProxyStats::parse(REAL)), Some("6bc48c309c42bc41"));
+        assert_eq!(current(&c).map(|c| c.0), Some(Status::Warn));
+        // Nothing applied to compare with: no such check.
+        assert_eq!(current(&pod(Ok(ProxyStats::parse(REAL)))), None);
     }
 
     #[test]
@@ -243,7 +335,7 @@ mod tests {
             checks.iter().all(|c| c.status == Status::Pass),
             "{checks:#?}"
         );
-        let names: Vec<&str> = checks.iter().map(|c| c.name.as_str()).collect();
+        let names: Vec<&str> = checks.iter().map(|c| c.description.as_str()).collect();
         assert_eq!(
             names,
             [
@@ -284,7 +376,7 @@ mod tests {
         let c = pod(Ok(ProxyStats::parse(&errors)));
         assert!(c
             .iter()
-            .any(|c| c.name == "pod gw-1: 4 failed host calls" && c.status == Status::Warn));
+            .any(|c| c.description == "pod gw-1: 4 failed host calls" && c.status == Status::Warn));
 
         let crashed = REAL.replace(
             "envoy_wasm_kubectl_mesh_vm_reload_failure{} 0",
@@ -293,7 +385,7 @@ mod tests {
         let c = pod(Ok(ProxyStats::parse(&crashed)));
         assert!(c
             .iter()
-            .any(|c| c.name == "pod gw-1: Wasm VM running" && c.status == Status::Fail));
+            .any(|c| c.description == "pod gw-1: Wasm VM running" && c.status == Status::Fail));
 
         let c = pod(Err("503 connection refused".into()));
         assert_eq!((c.len(), c[0].status), (1, Status::Warn));

@@ -35,7 +35,7 @@ pub fn evaluate(r: &GatewayRouting, workload_labels: &[BTreeMap<String, String>]
     let anchor = &r.anchor_ref;
     let Some(vs) = &r.anchor else {
         out.push(check(
-            GROUP,
+            "gateway-routing.anchor", GROUP,
             format!("anchor VirtualService {anchor} present"),
             Status::Fail,
             Some("run kubectl mesh enable --envoy-context gateway again: without the anchor, istiod builds no virtual host for the config's hosts and the gateway answers them 404".into()),
@@ -51,6 +51,7 @@ pub fn evaluate(r: &GatewayRouting, workload_labels: &[BTreeMap<String, String>]
         .map(str::to_owned)
         .collect();
     out.push(pass(
+        "gateway-routing.anchor",
         GROUP,
         format!(
             "anchor VirtualService {anchor} binds {} to {}",
@@ -61,17 +62,21 @@ pub fn evaluate(r: &GatewayRouting, workload_labels: &[BTreeMap<String, String>]
     for (gref, live) in &r.gateways {
         let Some(g) = live else {
             out.push(check(
-                GROUP,
+                "gateway-routing.gateway-exists", GROUP,
                 format!("Gateway {gref} exists"),
                 Status::Fail,
                 Some(format!("the anchor binds the config's hosts to {gref}, which does not exist: run kubectl mesh enable again (without --gateway it finds a Gateway serving the hosts or creates one)")),
             ));
             continue;
         };
-        out.push(pass(GROUP, format!("Gateway {gref} exists")));
+        out.push(pass(
+            "gateway-routing.gateway-exists",
+            GROUP,
+            format!("Gateway {gref} exists"),
+        ));
         if !workload_labels.iter().all(|l| gateway::selects(g, l)) {
             out.push(check(
-                GROUP,
+                "gateway-routing.gateway-selects-pods", GROUP,
                 format!("Gateway {gref} selects the gateway pods"),
                 Status::Fail,
                 Some(format!("its spec.selector {} does not match the labels of the pods running the filter, so those pods never listen for the hosts: fix the selector, or enable with --gateway naming a Gateway of these pods", g["spec"]["selector"])),
@@ -83,10 +88,10 @@ pub fn evaluate(r: &GatewayRouting, workload_labels: &[BTreeMap<String, String>]
             .cloned()
             .collect();
         out.push(if unserved.is_empty() {
-            pass(GROUP, format!("Gateway {gref} serves {}", list(&hosts)))
+            pass("gateway-routing.gateway-serves-hosts", GROUP, format!("Gateway {gref} serves {}", list(&hosts)))
         } else {
             check(
-                GROUP,
+                "gateway-routing.gateway-serves-hosts", GROUP,
                 format!("Gateway {gref} serves {}", list(&hosts)),
                 Status::Fail,
                 Some(format!("no server of {gref} admits {} for a VirtualService in {namespace}, so the gateway answers them 404: add them to its servers' hosts (or {namespace}/HOST), or run enable without --gateway", list(&unserved))),
@@ -95,6 +100,7 @@ pub fn evaluate(r: &GatewayRouting, workload_labels: &[BTreeMap<String, String>]
         let overlaps = gateway::overlaps_on(&r.virtual_services, gref, &hosts, anchor);
         if overlaps.is_empty() {
             out.push(pass(
+                "gateway-routing.other-virtual-services",
                 GROUP,
                 format!("no other VirtualService routes these hosts on {gref}"),
             ));
@@ -114,7 +120,7 @@ pub fn evaluate(r: &GatewayRouting, workload_labels: &[BTreeMap<String, String>]
                 (true, false) => format!("{} no longer apply to them: istiod places a WasmPlugin/TrafficExtension before its CORS and fault filters, which then see the filter's route, not this VirtualService's (put CORS in the mesh config; --api envoyfilter keeps Istio's in force).", also.join(" and ")),
             };
             out.push(check(
-                GROUP,
+                "gateway-routing.other-virtual-services", GROUP,
                 format!("VirtualService {} also routes {} on {gref}", o.virtual_service, list(&o.hosts)),
                 Status::Warn,
                 Some(format!(
@@ -124,6 +130,118 @@ pub fn evaluate(r: &GatewayRouting, workload_labels: &[BTreeMap<String, String>]
                 )),
             ));
         }
+    }
+    out
+}
+
+/// A Gateway API gateway: the anchor HTTPRoute and the Gateway it attaches to.
+#[derive(Debug, Clone, Default)]
+pub struct RouteRouting {
+    /// `NAMESPACE/NAME` of the anchor HTTPRoute (named like the filter object).
+    pub route_ref: String,
+    /// The HTTPRoute, if it exists.
+    pub route: Option<Value>,
+    /// `NAMESPACE/NAME` of the Gateway the filter is for.
+    pub gateway_ref: String,
+    /// The Gateway, if it exists.
+    pub gateway: Option<Value>,
+}
+
+/// The checks of a Gateway API gateway: the anchor HTTPRoute, the Gateway, its listeners for
+/// the hosts, and istiod's verdict on the route when it has given one (its status).
+pub fn evaluate_route(r: &RouteRouting) -> Vec<Check> {
+    let mut out = Vec::new();
+    let (anchor, gref) = (&r.route_ref, &r.gateway_ref);
+    let Some(route) = &r.route else {
+        out.push(check(
+            "gateway-routing.anchor", GROUP,
+            format!("anchor HTTPRoute {anchor} present"),
+            Status::Fail,
+            Some("run kubectl mesh enable again: without the anchor, istiod builds no virtual host for the config's hosts on the Gateway API gateway and they get no route (404)".into()),
+        ));
+        return out;
+    };
+    let hosts: Vec<String> = route["spec"]["hostnames"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(str::to_owned)
+        .collect();
+    out.push(pass(
+        "gateway-routing.anchor",
+        GROUP,
+        format!(
+            "anchor HTTPRoute {anchor} binds {} to Gateway {gref}",
+            list(&hosts)
+        ),
+    ));
+    let Some(g) = &r.gateway else {
+        out.push(check(
+            "gateway-routing.gateway-exists", GROUP,
+            format!("Gateway {gref} exists"),
+            Status::Fail,
+            Some(format!("the filter is for the Gateway API Gateway {gref}, which does not exist: run kubectl mesh enable again (it finds the gateway that serves the hosts)")),
+        ));
+        return out;
+    };
+    out.push(pass(
+        "gateway-routing.gateway-exists",
+        GROUP,
+        format!("Gateway {gref} exists"),
+    ));
+    let namespace = route["metadata"]["namespace"].as_str().unwrap_or_default();
+    let served = crate::gateway_api::served_hosts(g, &hosts, namespace);
+    let unserved: Vec<String> = hosts
+        .iter()
+        .filter(|h| !served.contains(h))
+        .cloned()
+        .collect();
+    out.push(if unserved.is_empty() {
+        pass("gateway-routing.gateway-serves-hosts", GROUP, format!("Gateway {gref} serves {}", list(&hosts)))
+    } else {
+        check(
+            "gateway-routing.gateway-serves-hosts", GROUP,
+            format!("Gateway {gref} serves {}", list(&hosts)),
+            Status::Fail,
+            Some(format!("no HTTP listener of {gref} admits {} for a route in {namespace} (its hostname, or allowedRoutes): add a listener for them", list(&unserved))),
+        )
+    });
+    // istiod writes whether it accepted the route for each parent; absent until it has.
+    let refused: Vec<String> = route["status"]["parents"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|p| p["conditions"].as_array().into_iter().flatten())
+        .filter(|c| c["type"] == "Accepted" && c["status"] == "False")
+        .map(|c| {
+            format!(
+                "{}: {}",
+                c["reason"].as_str().unwrap_or_default(),
+                c["message"].as_str().unwrap_or_default()
+            )
+        })
+        .collect();
+    if !refused.is_empty() {
+        out.push(check(
+            "gateway-routing.route-accepted",
+            GROUP,
+            format!("istiod accepted HTTPRoute {anchor}"),
+            Status::Fail,
+            Some(format!(
+                "istiod did not attach it to the Gateway: {}",
+                refused.join("; ")
+            )),
+        ));
+    } else if route["status"]["parents"]
+        .as_array()
+        .is_some_and(|p| !p.is_empty())
+    {
+        out.push(pass(
+            "gateway-routing.route-accepted",
+            GROUP,
+            format!("istiod accepted HTTPRoute {anchor}"),
+        ));
     }
     out
 }
@@ -176,10 +294,10 @@ mod tests {
         let c = check(&routing(false, Some(json!(["*"])), vec![]));
         assert_eq!((c.len(), c[0].status), (1, Status::Fail));
         let c = check(&routing(true, None, vec![]));
-        assert!(c
-            .iter()
-            .any(|c| c.name == "Gateway istio-system/kubectl-mesh exists"
-                && c.status == Status::Fail));
+        assert!(c.iter().any(
+            |c| c.description == "Gateway istio-system/kubectl-mesh exists"
+                && c.status == Status::Fail
+        ));
         let c = check(&routing(true, Some(json!(["api.backend.com"])), vec![]));
         let f = c.iter().find(|c| c.status == Status::Fail).unwrap();
         assert!(
@@ -202,7 +320,7 @@ mod tests {
         let c = check(&routing(true, Some(json!(["*"])), vec![legacy]));
         let w: Vec<&Check> = c.iter().filter(|c| c.status == Status::Warn).collect();
         assert_eq!(w.len(), 1, "{c:#?}");
-        assert_eq!(w[0].name, "VirtualService digimon/legacy also routes api.backend.com on istio-system/kubectl-mesh");
+        assert_eq!(w[0].description, "VirtualService digimon/legacy also routes api.backend.com on istio-system/kubectl-mesh");
         let hint = w[0].hint.as_deref().unwrap();
         assert!(
             hint.contains("inserted first") && hint.contains("its corsPolicy still apply"),

@@ -145,6 +145,7 @@ pub fn evaluate(upstreams: &[Upstream]) -> Vec<Check> {
         let what = format!("{}:{}", u.fqdn, u.port);
         let Some(service) = &u.service else {
             out.push(check(
+                "upstreams.service-exists",
                 GROUP,
                 format!("{what}: Service exists"),
                 Status::Warn,
@@ -159,6 +160,7 @@ pub fn evaluate(upstreams: &[Upstream]) -> Vec<Check> {
             .is_some_and(|ports| ports.iter().any(|p| p.port == i32::from(u.port)));
         if !has_port {
             out.push(check(
+                "upstreams.service-port",
                 GROUP,
                 format!("{what}: Service has the port"),
                 Status::Warn,
@@ -177,14 +179,17 @@ pub fn evaluate(upstreams: &[Upstream]) -> Vec<Check> {
         );
         match (u.http2, protocol.as_deref().is_some_and(speaks_http2)) {
             (true, true) => out.push(pass(
+                "upstreams.protocol",
                 GROUP,
                 format!("{what} speaks HTTP/2 (the port is {known}; kubectl-mesh's patch changes nothing)"),
             )),
             (true, false) => out.push(pass(
+                "upstreams.protocol",
                 GROUP,
                 format!("{what} speaks HTTP/2 through kubectl-mesh's cluster patch (the port is {known}, so Istio alone would speak HTTP/1.1 from a gateway and the client's protocol from a sidecar)"),
             )),
             (false, _) => out.push(pass(
+                "upstreams.protocol",
                 GROUP,
                 format!("{what}: the port is {known}; kubectl-mesh leaves the protocol to Istio (a gRPC server behind a non-grpcWeb route needs `to.http2: true`)"),
             )),
@@ -201,6 +206,7 @@ pub fn evaluate(upstreams: &[Upstream]) -> Vec<Check> {
                 continue;
             }
             out.push(check(
+                "upstreams.destination-rule-kept",
                 GROUP,
                 format!(
                     "DestinationRule {} keeps its settings for {what}",
@@ -319,7 +325,8 @@ mod tests {
         };
         let c = evaluate(std::slice::from_ref(&up));
         assert!(
-            c[0].name.contains("through kubectl-mesh's cluster patch"),
+            c[0].description
+                .contains("through kubectl-mesh's cluster patch"),
             "{c:#?}"
         );
         assert_eq!(c[1].status, Status::Warn, "{c:#?}");
@@ -334,7 +341,7 @@ mod tests {
             ..up.clone()
         }]);
         assert_eq!(c.len(), 1);
-        assert!(c[0].name.contains("unknown to Istio"), "{c:#?}");
+        assert!(c[0].description.contains("unknown to Istio"), "{c:#?}");
         let c = evaluate(&[Upstream {
             service: None,
             ..up

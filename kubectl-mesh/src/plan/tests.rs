@@ -149,6 +149,7 @@ fn first_run_does_everything_second_run_nothing() {
         objects: vec![None; d.objects.len()],
         deployments: vec![deployment(BTreeMap::new())],
         managed: vec![],
+        ossm: false,
     };
     let plan = plan_enable(&d, "ns", "app=web", &obs, "t0").unwrap();
     assert_eq!(plan.len(), 1 + d.objects.len() + 1, "{plan:#?}");
@@ -166,6 +167,7 @@ fn existing_rev_label_is_kept_and_not_recorded() {
         objects: vec![None; d.objects.len()],
         deployments: vec![deployment(BTreeMap::new())],
         managed: vec![],
+        ossm: false,
     };
     let plan = plan_enable(&d, "ns", "app=web", &obs, "t0").unwrap();
     assert!(
@@ -184,6 +186,7 @@ fn injection_disabled_is_an_error() {
         objects: vec![None; d.objects.len()],
         deployments: vec![deployment(BTreeMap::new())],
         managed: vec![],
+        ossm: false,
     };
     assert!(matches!(
         plan_enable(&d, "ns", "app=web", &obs, "t0"),
@@ -199,6 +202,7 @@ fn restart_only_when_template_unchanged_but_label_new() {
         objects: d.objects.iter().cloned().map(Some).collect(),
         deployments: vec![set_up(&d)],
         managed: vec![],
+        ossm: false,
     };
     let plan = plan_enable(&d, "ns", "app=web", &obs, "2026-01-01T00:00:00Z").unwrap();
     let Action::PatchDeployment { patch, .. } = plan.last().unwrap() else {
@@ -220,10 +224,90 @@ fn changed_object_is_reapplied() {
         objects: vec![Some(d.objects[0].clone()), Some(stale)],
         deployments: vec![set_up(&d)],
         managed: vec![],
+        ossm: false,
     };
     let plan = plan_enable(&d, "ns", "app=web", &obs, "t").unwrap();
     assert_eq!(plan.len(), 1);
     assert!(matches!(&plan[0], Action::Apply { exists: true, .. }));
+}
+
+/// The digimon-like config with `max_age` as the CORS maxAge, rendered for the inbound sidecar
+/// with `module`.
+fn desired_config(max_age: u32, module: Module) -> Rendered {
+    let cfg = crate::render::parse_config(
+        "t.yaml",
+        &format!("apiVersion: kubectl-mesh/v1alpha1\nkind: MeshConfig\nhosts:\n- domains: ['*']\n  cors: {{allowOrigins: [{{exact: 'http://a'}}], maxAge: {max_age}}}\n  routes:\n  - to: {{service: web, port: 80}}\n"),
+    )
+    .unwrap();
+    let opts = crate::render::RenderOptions {
+        name: "kubectl-mesh".into(),
+        namespace: "ns".into(),
+        selector: BTreeMap::from([("app".into(), "web".into())]),
+        context: Context::SidecarInbound,
+        api: Api::Envoyfilter,
+        module,
+        gateway_deployment: "gw".into(),
+        gateway: Default::default(),
+        source: "t.yaml".into(),
+        istio_version: crate::render::NEWEST_ISTIO,
+    };
+    render(&cfg, &opts).unwrap()
+}
+
+#[test]
+fn a_config_edit_changes_the_filter_only_and_a_new_module_rolls_the_pods() {
+    let module = || Module::ConfigMap(vec![0, 97, 115, 109]);
+    let before = desired_config(60, module());
+    let obs = Observed {
+        namespace: namespace(&[(INJECTION_LABEL, "enabled")], &[]),
+        objects: before.objects.iter().cloned().map(Some).collect(),
+        deployments: vec![set_up(&before)],
+        managed: vec![],
+        ossm: false,
+    };
+    let edited = desired_config(1728, module());
+    let plan = plan_enable(&edited, "ns", "app=web", &obs, "t").unwrap();
+    let kinds: Vec<String> = plan.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        kinds,
+        ["EnvoyFilter ns/kubectl-mesh: update (server-side apply)"],
+        "the config reaches the proxies in the EnvoyFilter; the pods stay"
+    );
+    // Another module: the ConfigMap and the pods' template (they load it at start).
+    let rebuilt = desired_config(60, Module::ConfigMap(vec![0, 97, 115, 109, 1]));
+    let plan = plan_enable(&rebuilt, "ns", "app=web", &obs, "t").unwrap();
+    let Some(Action::PatchDeployment { patch, summary, .. }) = plan.last() else {
+        panic!("{plan:#?}")
+    };
+    assert!(summary.contains("pods roll"), "{summary}");
+    assert_eq!(
+        patch["spec"]["template"]["metadata"]["annotations"][MODULE_SHA_ANNOTATION],
+        crate::module::sha256_hex(&[0, 97, 115, 109, 1])
+    );
+    // A template an earlier version left with the config hash: removed, once.
+    let mut old = set_up(&before);
+    if let Some(m) = old.spec.template.metadata.as_mut() {
+        m.annotations
+            .get_or_insert_with(BTreeMap::new)
+            .insert(CONFIG_HASH_ANNOTATION.into(), "0123".into());
+    }
+    let obs = Observed {
+        deployments: vec![old],
+        ..obs
+    };
+    let plan = plan_enable(&before, "ns", "app=web", &obs, "t").unwrap();
+    let Some(Action::PatchDeployment { patch, .. }) = plan.last() else {
+        panic!("{plan:#?}")
+    };
+    assert_eq!(
+        patch["spec"]["template"]["metadata"]["annotations"],
+        json!({ CONFIG_HASH_ANNOTATION: null })
+    );
+    let obs = converge(&before, obs, &plan);
+    assert_eq!(
+        plan_enable(&before, "ns", "app=web", &obs, "t").unwrap(),
+        []
+    );
 }
 
 #[test]
@@ -237,6 +321,7 @@ fn foreign_user_volume_is_refused() {
             r#"[{"name":"certs"}]"#.to_owned(),
         )]))],
         managed: vec![],
+        ossm: false,
     };
     assert!(matches!(
         plan_enable(&d, "ns", "app=web", &obs, "t"),
@@ -252,6 +337,7 @@ fn no_matching_deployment_is_an_error() {
         objects: vec![None; 2],
         deployments: vec![],
         managed: vec![],
+        ossm: false,
     };
     let e = plan_enable(&d, "ns", "app=web", &obs, "t").unwrap_err();
     assert!(e.to_string().contains("app=web"), "{e}");
@@ -265,6 +351,7 @@ fn gateway_mount_is_patched_once() {
         objects: d.objects.iter().cloned().map(Some).collect(),
         deployments: vec![set_up(&d)],
         managed: vec![],
+        ossm: false,
     };
     let plan = plan_enable(&d, "ns", "istio=ingressgateway", &obs, "t").unwrap();
     assert_eq!(plan.len(), 1, "gateways get no namespace label: {plan:#?}");
@@ -295,6 +382,7 @@ fn switching_api_and_delivery_removes_what_is_no_longer_needed() {
         objects: vec![None; after.objects.len()],
         deployments: vec![set_up(&before)],
         managed,
+        ossm: false,
     };
     let plan = plan_enable(&after, "ns", "app=web", &obs, "t").unwrap();
     let kinds: Vec<String> = plan
@@ -329,7 +417,11 @@ fn switching_api_and_delivery_removes_what_is_no_longer_needed() {
         "no mount of the deleted ConfigMap: {ann}"
     );
     assert_eq!(ann[USER_VOLUME_MOUNT_ANNOTATION], Value::Null);
-    assert!(ann[CONFIG_HASH_ANNOTATION].is_string());
+    assert_eq!(
+        ann[MODULE_SHA_ANNOTATION],
+        Value::Null,
+        "no module to roll for: {ann}"
+    );
 }
 
 #[test]
@@ -349,7 +441,7 @@ fn disable_removes_only_what_was_added() {
             .get_or_insert_default()
             .insert("app".into(), "web".into());
     }
-    let plan = plan_disable(&ns, &d.objects, &[dep]);
+    let plan = plan_disable(&ns, &d.objects, &[dep], "kubectl-mesh");
     assert_eq!(plan.len(), 4, "{plan:#?}");
     assert!(matches!(&plan[0], Action::Delete { kind, .. } if kind == "EnvoyFilter"));
     assert!(matches!(&plan[1], Action::Delete { kind, .. } if kind == "ConfigMap"));
@@ -376,8 +468,52 @@ fn disable_removes_only_what_was_added() {
 
     // A namespace whose label the user set themselves keeps it.
     let users = namespace(&[(INJECTION_LABEL, "enabled")], &[]);
-    let plan = plan_disable(&users, &[], &[]);
+    let plan = plan_disable(&users, &[], &[], "kubectl-mesh");
     assert_eq!(plan, vec![]);
+}
+
+/// Two enables in one namespace (`--name a`, `--name b`): disabling one leaves the other's
+/// objects, Deployments and the injection label it still needs.
+#[test]
+fn disable_removes_one_instance_by_name() {
+    let a = desired(Context::SidecarInbound);
+    let mut b_objects = a.objects.clone();
+    for o in &mut b_objects {
+        let n = o["metadata"]["name"]
+            .as_str()
+            .unwrap()
+            .replace("kubectl-mesh", "other");
+        o["metadata"]["name"] = json!(n);
+    }
+    let ns = namespace(
+        &[(INJECTION_LABEL, "enabled")],
+        &[(ADDED_LABELS_ANNOTATION, INJECTION_LABEL)],
+    );
+    let mine = set_up(&a);
+    let mut theirs = set_up(&a);
+    theirs.metadata.name = Some("api".into());
+    if let Some(m) = theirs.spec.template.metadata.as_mut() {
+        m.labels = Some(BTreeMap::from([(FILTER_LABEL.into(), "other".into())]));
+    }
+    let untouched = deployment(BTreeMap::new());
+    let managed: Vec<Value> = a.objects.iter().chain(&b_objects).cloned().collect();
+    let plan = plan_disable(&ns, &managed, &[mine, theirs, untouched], "kubectl-mesh");
+    let lines: Vec<String> = plan.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        lines,
+        [
+            "EnvoyFilter ns/kubectl-mesh: delete",
+            "ConfigMap ns/kubectl-mesh-filter: delete",
+            "Deployment ns/web: remove kubectl-mesh annotations and mounts (pods roll)",
+        ],
+        "the other instance keeps its objects, its Deployment and the injection label"
+    );
+    // The last one out removes the label too.
+    let plan = plan_disable(&ns, &b_objects, &[], "other");
+    assert!(
+        matches!(plan.last(), Some(Action::PatchNamespace { .. })),
+        "{plan:#?}"
+    );
 }
 
 #[test]
@@ -420,4 +556,54 @@ fn native_sidecars_count_as_the_proxy() {
     };
     assert!(proxy_container(&init_only).is_none());
     assert!(!mounts_module(&init_only));
+}
+
+/// OpenShift Service Mesh 2.x ignores the namespace label: the pods ask for the sidecar by
+/// annotation, recorded so that disable removes it, and a pod that said no is not overridden.
+#[test]
+fn ossm_injects_by_pod_annotation_and_disable_removes_it() {
+    let d = desired(Context::SidecarInbound);
+    let obs = Observed {
+        namespace: namespace(&[], &[]),
+        objects: vec![None; d.objects.len()],
+        deployments: vec![deployment(BTreeMap::new())],
+        managed: vec![],
+        ossm: true,
+    };
+    let plan = plan_enable(&d, "ns", "app=web", &obs, "t").unwrap();
+    assert!(
+        !plan
+            .iter()
+            .any(|a| matches!(a, Action::PatchNamespace { .. })),
+        "no namespace label: {plan:#?}"
+    );
+    let Some(Action::PatchDeployment { patch, .. }) = plan.last() else {
+        panic!("{plan:#?}")
+    };
+    let ann = &patch["spec"]["template"]["metadata"]["annotations"];
+    assert_eq!(ann[INJECT_ANNOTATION], "true");
+    assert_eq!(ann[ADDED_ANNOTATIONS], INJECT_ANNOTATION);
+    let obs = converge(&d, obs, &plan);
+    assert_eq!(plan_enable(&d, "ns", "app=web", &obs, "t").unwrap(), []);
+    let undo = plan_disable(&obs.namespace, &d.objects, &obs.deployments, "kubectl-mesh");
+    let Some(Action::PatchDeployment { patch, .. }) = undo
+        .iter()
+        .find(|a| matches!(a, Action::PatchDeployment { .. }))
+    else {
+        panic!("{undo:#?}")
+    };
+    let removed = &patch["spec"]["template"]["metadata"]["annotations"];
+    assert_eq!(removed[INJECT_ANNOTATION], Value::Null);
+    assert!(removed.as_object().unwrap().contains_key(INJECT_ANNOTATION));
+    assert!(removed.as_object().unwrap().contains_key(ADDED_ANNOTATIONS));
+    // A workload that opted out keeps its choice.
+    let mut no = obs.clone();
+    no.deployments = vec![deployment(BTreeMap::from([(
+        INJECT_ANNOTATION.to_owned(),
+        "false".to_owned(),
+    )]))];
+    assert!(matches!(
+        plan_enable(&d, "ns", "app=web", &no, "t"),
+        Err(PlanError::PodInjectionDisabled(_))
+    ));
 }

@@ -1,6 +1,7 @@
 //! Unit tests of `render.rs`.
 
 use super::*;
+use k8s_openapi::api::core::v1::VolumeMount;
 
 fn cfg() -> MeshConfig {
     parse_config(

@@ -255,6 +255,35 @@ fn route(
         }
         _ => {}
     }
+    // What the user may do: everything but the writes `forbidden` lists, as RBAC would answer.
+    if parts.as_slice()
+        == [
+            "apis",
+            "authorization.k8s.io",
+            "v1",
+            "selfsubjectaccessreviews",
+        ]
+        && *method == Method::POST
+    {
+        let review: Value = serde_json::from_slice(body).unwrap_or_default();
+        let a = &review["spec"]["resourceAttributes"];
+        let resource = match a["subresource"].as_str() {
+            Some(sub) if !sub.is_empty() => {
+                format!("{}/{sub}", a["resource"].as_str().unwrap_or_default())
+            }
+            _ => a["resource"].as_str().unwrap_or_default().to_owned(),
+        };
+        let name = a["name"].as_str().unwrap_or_default();
+        let read = matches!(a["verb"].as_str(), Some("get" | "list" | "watch"));
+        let denied = !read
+            && st
+                .forbidden
+                .iter()
+                .any(|(p, n)| *p == resource && (n == "*" || n == name));
+        let mut answer = review.clone();
+        answer["status"] = json!({ "allowed": !denied });
+        return Ok(reply(201, &answer));
+    }
     // Split into group-version prefix and the rest.
     let (prefix, rest) = match parts.as_slice() {
         ["api", "v1", rest @ ..] => ("api/v1".to_owned(), rest),

@@ -13,7 +13,7 @@
 
 use super::TempDir;
 use http::Request;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -115,9 +115,12 @@ pub struct Cluster {
     /// Namespaces this test created and deletes at the end.
     owned: Vec<String>,
     /// Every namespace whose Deployments [`Cluster::advance_rollouts`] rolls out.
-    namespaces: Vec<String>,
+    pub(super) namespaces: Vec<String>,
     /// Held by gateway tests (see the module doc).
     _lock: Option<std::fs::File>,
+    /// The cluster lock ([`cluster_lock`]): shared by every test, exclusive for one that
+    /// changes what the whole cluster looks like (an OpenShift Service Mesh control plane).
+    _cluster: Option<std::fs::File>,
     /// Inject `istio-proxy` as a native sidecar (an init container with `restartPolicy:
     /// Always`), as Istio 1.27+ does on Kubernetes 1.33+.
     pub native_sidecars: bool,
@@ -125,10 +128,42 @@ pub struct Cluster {
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
+/// `target/kube/cluster.lock`, shared (every test) or exclusive (a test no other may see).
+async fn cluster_lock(exclusive: bool) -> std::fs::File {
+    let path = admin_kubeconfig().with_file_name("cluster.lock");
+    tokio::task::spawn_blocking(move || {
+        let file = std::fs::File::create(&path).unwrap();
+        let op = match exclusive {
+            true => rustix::fs::FlockOperation::LockExclusive,
+            false => rustix::fs::FlockOperation::LockShared,
+        };
+        rustix::fs::flock(&file, op).unwrap();
+        file
+    })
+    .await
+    .unwrap()
+}
+
 impl Cluster {
     /// A fresh namespace `digimon-PID-N` labelled `ns_labels`, with the digimon server and web
     /// Deployments, rolled out (pods running, no sidecars yet).
     pub async fn digimon(ns_labels: Value) -> Cluster {
+        let lock = cluster_lock(false).await;
+        let mut c = Cluster::digimon_unlocked(ns_labels).await;
+        c._cluster = Some(lock);
+        c
+    }
+
+    /// [`Cluster::digimon`] holding the cluster lock alone: no other test runs meanwhile, in any
+    /// process (for what every `enable` would see: an OpenShift Service Mesh control plane).
+    pub async fn digimon_alone(ns_labels: Value) -> Cluster {
+        let lock = cluster_lock(true).await;
+        let mut c = Cluster::digimon_unlocked(ns_labels).await;
+        c._cluster = Some(lock);
+        c
+    }
+
+    async fn digimon_unlocked(ns_labels: Value) -> Cluster {
         let admin = admin_kubeconfig();
         let client = client(&admin).await;
         let ns = loop {
@@ -157,11 +192,12 @@ impl Cluster {
     }
 
     /// For the gateway context: takes the lock every process shares (the plugin lists Istio
-    /// Gateways and VirtualServices in all namespaces), then resets `digimon`, `istio-system`
-    /// and `apps` (labels gone, their objects deleted) and seeds the digimon Deployments and
+    /// Gateways and VirtualServices in all namespaces), then resets [`GATEWAY_NAMESPACES`]
+    /// (labels gone, their objects deleted) and seeds the digimon Deployments and
     /// Istio's `istio-ingressgateway` (pods labelled `istio=ingressgateway`, running
     /// `istio-proxy`), rolled out.
     pub async fn gateway() -> Cluster {
+        let shared = cluster_lock(false).await;
         let admin = admin_kubeconfig();
         let lock_path = admin.with_file_name("gateway-tests.lock");
         let lock = tokio::task::spawn_blocking(move || {
@@ -172,10 +208,11 @@ impl Cluster {
         .await
         .unwrap();
         let client = client(&admin).await;
-        for ns in ["digimon", "istio-system", "apps"] {
+        for ns in GATEWAY_NAMESPACES {
             reset_namespace(&client, ns).await;
         }
-        let c = Cluster::new(client, &admin, "digimon".into(), Vec::new(), Some(lock));
+        let mut c = Cluster::new(client, &admin, "digimon".into(), Vec::new(), Some(lock));
+        c._cluster = Some(shared);
         c.seed_digimon().await;
         c.seed(super::deployment(
             "istio-system",
@@ -204,7 +241,7 @@ impl Cluster {
             .replace("namespace: default", &format!("namespace: {ns}"));
         std::fs::write(&kubeconfig, text).unwrap();
         let namespaces = if lock.is_some() {
-            vec!["digimon".into(), "istio-system".into(), "apps".into()]
+            GATEWAY_NAMESPACES.iter().map(|n| n.to_string()).collect()
         } else {
             owned.clone()
         };
@@ -216,8 +253,43 @@ impl Cluster {
             owned,
             namespaces,
             _lock: lock,
+            _cluster: None,
             native_sidecars: false,
         }
+    }
+
+    /// The Helm `gateway` chart's gateway, released as `istio-ingress` in istio-ingress: an
+    /// injected Deployment (its `istio-proxy` container is `image: auto`), pods labelled
+    /// istio=ingress, app=istio-ingress.
+    pub async fn seed_helm_gateway(&self) {
+        let mut d = super::deployment(
+            "istio-ingress",
+            "istio-ingress",
+            json!({ "istio": "ingress", "app": "istio-ingress" }),
+            json!([{ "name": "istio-proxy", "image": "auto" }]),
+        );
+        d["spec"]["template"]["metadata"]["labels"]["sidecar.istio.io/inject"] = json!("true");
+        self.seed(d).await;
+    }
+
+    /// A Gateway API gateway: Gateway `public` (class istio) in digimon with one HTTP listener,
+    /// and the Deployment istiod makes for it, `public-istio`, pods labelled with its name.
+    pub async fn seed_gateway_api(&self, listener: Value) {
+        self.seed(json!({
+            "apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+            "metadata": { "namespace": "digimon", "name": "public" },
+            "spec": { "gatewayClassName": "istio", "listeners": [listener] },
+        }))
+        .await;
+        let labels = json!({ "gateway.networking.k8s.io/gateway-name": "public" });
+        let mut d = super::deployment(
+            "digimon",
+            "public-istio",
+            labels,
+            json!([{ "name": "istio-proxy", "image": "auto" }]),
+        );
+        d["spec"]["template"]["metadata"]["labels"]["sidecar.istio.io/inject"] = json!("true");
+        self.seed(d).await;
     }
 
     async fn seed_digimon(&self) {
@@ -353,101 +425,11 @@ impl Cluster {
             .map(|p| p["metadata"]["name"].as_str().unwrap().to_owned())
             .collect()
     }
-
-    /// Finishes every Deployment's rollout in this test's namespaces, doing what the
-    /// Deployment controller, Istio's injection webhook and the kubelet would: the old pods go,
-    /// pods built from the template come (with `istio-proxy` and Istio's user volumes where the
-    /// namespace asks for injection), are marked Running, and the status catches up.
-    pub async fn advance_rollouts(&self) {
-        for ns in self.namespaces.clone() {
-            let Some(namespace) = self.live("v1", "namespaces", "", &ns).await else {
-                continue;
-            };
-            let labels = &namespace["metadata"]["labels"];
-            let injected =
-                labels["istio-injection"] == "enabled" || labels["istio.io/rev"].is_string();
-            for d in self.list("apps/v1", "deployments", &ns).await {
-                self.roll_out(&ns, &d, injected).await;
-            }
-        }
-    }
-
-    async fn roll_out(&self, ns: &str, d: &Value, injected: bool) {
-        let name = d["metadata"]["name"].as_str().unwrap();
-        let pods = collection_path("v1", "pods", ns);
-        let old = format!("{pods}?labelSelector=mesh-test%2Fdeployment%3D{name}");
-        request(
-            &self.client,
-            "DELETE",
-            &old,
-            "application/json",
-            &Value::Null,
-        )
-        .await
-        .unwrap_or_else(|e| panic!("deleting the pods of {ns}/{name}: {e:?}"));
-        let template = &d["spec"]["template"];
-        let replicas = d["spec"]["replicas"].as_i64().unwrap_or(1);
-        let generation = d["metadata"]["generation"].as_i64().unwrap_or(1);
-        let mut spec = template["spec"].clone();
-        let has_proxy = ["containers", "initContainers"].iter().any(|k| {
-            spec[*k]
-                .as_array()
-                .is_some_and(|c| c.iter().any(|c| c["name"] == "istio-proxy"))
-        });
-        if injected && !has_proxy {
-            inject(
-                &mut spec,
-                &template["metadata"]["annotations"],
-                self.native_sidecars,
-            );
-        }
-        for i in 0..replicas {
-            let mut labels = template["metadata"]["labels"].clone();
-            labels["mesh-test/deployment"] = json!(name);
-            let pod_name = format!("{name}-{generation}-{i}");
-            let pod = json!({
-                "apiVersion": "v1", "kind": "Pod",
-                "metadata": {
-                    "name": pod_name, "namespace": ns, "labels": labels,
-                    "annotations": template["metadata"]["annotations"].clone(),
-                },
-                "spec": spec,
-            });
-            request(&self.client, "POST", &pods, "application/json", &pod)
-                .await
-                .unwrap_or_else(|e| panic!("creating pod {ns}/{pod_name}: {e:?}\n{pod}"));
-            let status = json!({ "status": { "phase": "Running" } });
-            let path = format!("{pods}/{pod_name}/status");
-            request(
-                &self.client,
-                "PATCH",
-                &path,
-                "application/merge-patch+json",
-                &status,
-            )
-            .await
-            .unwrap_or_else(|e| panic!("marking {ns}/{pod_name} running: {e:?}"));
-        }
-        let status = json!({ "status": {
-            "observedGeneration": generation,
-            "replicas": replicas, "updatedReplicas": replicas,
-            "readyReplicas": replicas, "availableReplicas": replicas,
-        }});
-        let path = format!(
-            "{}/{name}/status",
-            collection_path("apps/v1", "deployments", ns)
-        );
-        request(
-            &self.client,
-            "PATCH",
-            &path,
-            "application/merge-patch+json",
-            &status,
-        )
-        .await
-        .unwrap_or_else(|e| panic!("rollout status of {ns}/{name}: {e:?}"));
-    }
 }
+
+/// The namespaces gateway tests use (reset first): the app's, istioctl's, the Helm chart's,
+/// another team's.
+pub const GATEWAY_NAMESPACES: [&str; 4] = ["digimon", "istio-system", "istio-ingress", "apps"];
 
 /// The kinds a test's namespaces hold: what kubectl-mesh writes and what tests seed.
 const KINDS: &[(&str, &str)] = &[
@@ -459,6 +441,8 @@ const KINDS: &[(&str, &str)] = &[
     ("networking.istio.io/v1", "virtualservices"),
     ("extensions.istio.io/v1alpha1", "wasmplugins"),
     ("extensions.istio.io/v1alpha1", "trafficextensions"),
+    ("gateway.networking.k8s.io/v1", "gateways"),
+    ("gateway.networking.k8s.io/v1", "httproutes"),
 ];
 
 fn rv(obj: &Value) -> String {
@@ -466,43 +450,6 @@ fn rv(obj: &Value) -> String {
         .as_str()
         .unwrap_or_default()
         .to_owned()
-}
-
-/// Istio's sidecar template, as far as kubectl-mesh relies on it: `istio-proxy` added (as a
-/// container, or as a native sidecar), and each key of the userVolume/userVolumeMount JSON
-/// objects becomes `name`, the value the rest.
-fn inject(spec: &mut Value, annotations: &Value, native: bool) {
-    let user = |key: &str| -> Vec<Value> {
-        let text = annotations[key].as_str().unwrap_or("{}");
-        serde_json::from_str::<Map<String, Value>>(text)
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(name, mut v)| {
-                v["name"] = json!(name);
-                v
-            })
-            .collect()
-    };
-    let mounts = user("sidecar.istio.io/userVolumeMount");
-    let volumes = user("sidecar.istio.io/userVolume");
-    let mut proxy =
-        json!({ "name": "istio-proxy", "image": "istio/proxyv2", "volumeMounts": mounts });
-    if native {
-        proxy["restartPolicy"] = json!("Always");
-        let mut init = spec["initContainers"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-        init.push(proxy);
-        spec["initContainers"] = json!(init);
-    } else if let Some(c) = spec["containers"].as_array_mut() {
-        c.push(proxy);
-    }
-    if !volumes.is_empty() {
-        let mut all = spec["volumes"].as_array().cloned().unwrap_or_default();
-        all.extend(volumes);
-        spec["volumes"] = json!(all);
-    }
 }
 
 /// Makes `ns` exist with no labels or annotations and none of [`KINDS`] in it.

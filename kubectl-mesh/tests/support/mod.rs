@@ -5,6 +5,8 @@
 
 pub mod apiserver;
 pub mod envoy;
+pub mod policy;
+pub mod rollout;
 
 use crate::emulator::Emulator;
 use serde_json::{json, Value};

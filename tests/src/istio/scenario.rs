@@ -64,7 +64,7 @@ pub struct GatewayInstall {
     pub namespace: &'static str,
     /// Its pods' selector label (what kubectl-mesh selects them by).
     pub label: (&'static str, &'static str),
-    /// Its pods' other labels.
+    /// Its pods' `app` label (`""`: none).
     pub app: &'static str,
     /// Its Deployment.
     pub deployment: &'static str,
@@ -86,6 +86,16 @@ pub const HELM_GATEWAY: GatewayInstall = GatewayInstall {
     label: ("istio", "ingress"),
     app: "istio-ingress",
     deployment: "istio-ingress",
+};
+
+/// A Kubernetes Gateway API gateway: Gateway `public` (class istio) in digimon, its pods
+/// labelled by istiod with the Gateway's name, its Service `public-istio` (istiod-gen's).
+pub const GATEWAY_API: GatewayInstall = GatewayInstall {
+    file: "gateway-api.yaml",
+    namespace: "digimon",
+    label: ("gateway.networking.k8s.io/gateway-name", "public"),
+    app: "",
+    deployment: "public-istio",
 };
 
 /// One proxy, one setup.
@@ -193,7 +203,7 @@ impl Scenario {
             _ => self.workload,
         };
         let mut labels = BTreeMap::from([(k.to_owned(), v.to_owned())]);
-        if self.context == Context::Gateway {
+        if self.context == Context::Gateway && !self.gateway.app.is_empty() {
             labels.insert("app".into(), self.gateway.app.into());
         }
         if let (true, Some(r)) = (self.rolled, rendered) {
@@ -617,6 +627,24 @@ pub fn istio_route_diffs(
         }
     }
     Ok((all.len(), diffs))
+}
+
+/// Another team's app on a Gateway API gateway: an HTTPRoute for `host` on Gateway `public`
+/// (digimon), routed to `service:port` there.
+pub fn other_route(host: &str, service: &str, port: u16) -> Vec<Value> {
+    vec![serde_json::json!({
+        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+        "metadata": { "name": "other", "namespace": "digimon" },
+        "spec": {
+            "parentRefs": [{ "name": "public" }],
+            "hostnames": [host],
+            "rules": [
+                { "matches": [{ "path": { "type": "PathPrefix", "value": "/api/" } }],
+                  "backendRefs": [{ "name": service, "port": port }] },
+                { "backendRefs": [{ "name": service, "port": port }] },
+            ],
+        },
+    })]
 }
 
 /// Another team's app on the same gateway: its own Gateway (selecting the gateway's pods by

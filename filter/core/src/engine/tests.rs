@@ -158,6 +158,34 @@ fn an_explicit_not_found_owns_every_host() {
 }
 
 #[test]
+fn the_revision_is_reported_as_a_number_and_optional() {
+    let mesh = json!({"apiVersion": "kubectl-mesh/v1alpha1", "kind": "MeshConfig",
+        "hosts": [{"domains": ["a.test"], "routes": [{"to": {"cluster": "c"}}]}]});
+    let with = |revision: serde_json::Value| json!({"delivery": "upstream", "mesh": mesh, "revision": revision});
+    let e = compile_json(&with(json!("6bc48c309c42bc41")).to_string()).unwrap();
+    assert_eq!(e.revision(), Some(0x6bc4_8c30_9c42));
+    assert_eq!(compile_json(&mesh.to_string()).unwrap().revision(), None);
+    // Not 12 hex digits: no number, and the config still loads.
+    let e = compile_json(&with(json!("v1")).to_string()).unwrap();
+    assert_eq!(e.revision(), None);
+    let e = compile_json(&with(json!(7)).to_string())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("revision"), "{e}");
+    assert_eq!(
+        crate::revision_number("ffffffffffffffff"),
+        Some(0xffff_ffff_ffff)
+    );
+    let text = serde_json::from_value::<crate::MeshConfig>(mesh.clone())
+        .unwrap()
+        .to_filter_json_with_revision(Delivery::Upstream, "0123456789abcdef");
+    assert_eq!(
+        compile_json(&text).unwrap().revision(),
+        Some(0x0123_4567_89ab)
+    );
+}
+
+#[test]
 fn local_delivery_never_names_an_upstream_and_marks_grpc_web() {
     let doc = json!({"delivery": "local", "mesh": {"apiVersion": "kubectl-mesh/v1alpha1", "kind": "MeshConfig",
         "hosts": [{"domains": ["api.test"], "routes": [

@@ -15,7 +15,8 @@ use super::dump::{Proxy, ProxyKind};
 use super::envoyfilter;
 use super::IstioError;
 use crate::envoy as builder;
-use crate::render::{Context, MODULE_DIR, MODULE_FILE};
+use crate::names::{MODULE_DIR, MODULE_FILE};
+use crate::options::Context;
 use serde_json::{json, Value};
 
 /// How many places each rendered patch changed, with the patch.
