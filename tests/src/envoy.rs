@@ -215,6 +215,20 @@ impl Envoy {
             .find_map(|l| l.strip_prefix(&format!("{name}: "))?.trim().parse().ok())
     }
 
+    /// A counter once it reaches `value`: the filter hands its request counters to Envoy on a
+    /// one-second tick, so a count shows up to a second after the request. `None` if it has
+    /// not after ten seconds (the last value read is in the panic message of a failed assert).
+    pub fn stat_reaching(&self, name: &str, value: u64) -> Option<u64> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let got = self.stat(name);
+            if got == Some(value) || Instant::now() > deadline {
+                return got;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// The process id, while it runs.
     pub fn pid(&self) -> Option<u32> {
         Some(self.process.pid())
