@@ -2,8 +2,8 @@
 //!
 //! `mesh-bench [--smoke] [--out FILE]`; `mesh-bench rerender` rewrites the report from the last
 //! run with the current `bench/reading.md`; `mesh-bench engine-loop CONFIG N` runs the core N
-//! times (valgrind counts its instructions); `compile`, `wasm-cost` and `bootstrap` are for
-//! studying one part by hand.
+//! times (valgrind counts its instructions); `compile`, `configure`, `wasm-cost` and `bootstrap`
+//! are for studying one part by hand.
 
 use mesh_bench::cost::{engine_loop, CountingAlloc};
 use mesh_bench::{report, run, Options};
@@ -38,6 +38,29 @@ fn main() -> anyhow::Result<()> {
                 t.elapsed() - compiled
             );
         }
+        return Ok(());
+    }
+    if args.first().map(String::as_str) == Some("configure") {
+        // Configure of the N-host config in wasmtime for one module (fastest of three, as a
+        // config push replaces the engine), and the linear memory after it.
+        let n = args.get(1).and_then(|n| n.parse().ok()).unwrap_or(1_700);
+        let module = mesh_bench::cost::load_module(std::path::Path::new(
+            args.get(2).map(String::as_str).unwrap_or_default(),
+        ))?;
+        let config = mesh_bench::cost::generated_config(n);
+        let c = mesh_bench::cost::wasm_cost(&module, &config, &[], 0)?;
+        let path = std::path::Path::new(args.get(2).map(String::as_str).unwrap_or_default());
+        let metered = mesh_bench::cost::load_metered_module(path)?;
+        let requests = mesh_bench::cost::generated_requests(n, 64);
+        let i = mesh_bench::cost::wasm_instructions(&metered, &config, &requests)?;
+        eprintln!(
+            "{n} hosts ({} KB of JSON): configure {:.1} ms, {:.1} M Wasm instructions; linear memory {} KiB; {:.0} Wasm instructions per request",
+            config.len() / 1000,
+            c.configure.as_secs_f64() * 1e3,
+            i.configure as f64 / 1e6,
+            c.memory_kib,
+            i.per_request
+        );
         return Ok(());
     }
     if args.first().map(String::as_str) == Some("wasm-cost") {
