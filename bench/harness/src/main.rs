@@ -28,12 +28,12 @@ fn main() -> anyhow::Result<()> {
             let t = std::time::Instant::now();
             let fc = mesh_core::FilterConfig::from_json(&config)?;
             let parsed = t.elapsed();
-            let engine = mesh_core::compile_for(&fc.mesh, fc.delivery)?;
+            let engine = mesh_core::compile::compile_owned(fc.mesh, fc.delivery)?;
             let compiled = t.elapsed();
-            drop(fc);
+            let hosts = engine.size().0;
+            drop(engine);
             eprintln!(
-                "{} hosts: parse {parsed:?}, compile {:?}, drop {:?}",
-                engine.size().0,
+                "{hosts} hosts: parse {parsed:?}, compile {:?}, drop the engine {:?}",
                 compiled - parsed,
                 t.elapsed() - compiled
             );
