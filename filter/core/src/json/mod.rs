@@ -43,29 +43,25 @@ pub(crate) enum Seg {
     Index(usize),
 }
 
-/// An error on its way out: segments are added innermost first, as each level returns.
+/// An error on its way out: segments are added innermost first, as each level returns. Boxed,
+/// so a `Result` of the reader is barely bigger than its value.
 #[derive(Debug)]
-pub(crate) struct Fail {
-    message: String,
-    path: Vec<Seg>,
-}
+pub(crate) struct Fail(Box<(String, Vec<Seg>)>);
 
 impl Fail {
     fn new(message: String) -> Self {
-        Fail {
-            message,
-            path: Vec::new(),
-        }
+        Fail(Box::new((message, Vec::new())))
     }
 
     fn at(mut self, seg: Seg) -> Self {
-        self.path.push(seg);
+        self.0 .1.push(seg);
         self
     }
 
     fn finish(self) -> JsonError {
+        let (message, path) = *self.0;
         let mut p = String::new();
-        for s in self.path.iter().rev() {
+        for s in path.iter().rev() {
             match s {
                 Seg::Key(k) if p.is_empty() => p.push_str(k),
                 Seg::Key(k) => {
@@ -83,7 +79,7 @@ impl Fail {
             p.push('.');
         }
         JsonError {
-            message: self.message,
+            message,
             path: Some(p),
         }
     }
@@ -135,7 +131,7 @@ pub(crate) fn envelope(text: &str) -> Option<Envelope<'_>> {
     };
     let mut first = true;
     whole(text, |r| match r.token()? {
-        read::Token::Object => r.members(|r, key| {
+        read::Token::Object => r.members(&mut |r, key| {
             if first && key != "mesh" && key != "delivery" {
                 return Err(r.syntax("not the envelope"));
             }
@@ -171,7 +167,7 @@ pub(crate) fn envelope(text: &str) -> Option<Envelope<'_>> {
 pub fn members(text: &str) -> Option<Vec<(String, &str)>> {
     let mut out = Vec::new();
     whole(text, |r| match r.token()? {
-        read::Token::Object => r.members(|r, key| {
+        read::Token::Object => r.members(&mut |r, key| {
             let value = r.skip()?;
             out.push((key.to_owned(), value.trim_start()));
             Ok(())

@@ -182,7 +182,7 @@ fn seq<'a, T>(
     match r.token()? {
         Token::Array => {
             let mut out = Vec::new();
-            r.elements(|r| {
+            r.elements(&mut |r| {
                 out.push(read(r)?);
                 Ok(())
             })?;
@@ -193,11 +193,12 @@ fn seq<'a, T>(
 }
 
 /// A JSON object of strings (a repeated key keeps the last value, as serde's map does).
+#[inline(never)]
 fn string_map(r: &mut Reader<'_>) -> Result<BTreeMap<String, String>> {
     match r.token()? {
         Token::Object => {
             let mut out = BTreeMap::new();
-            r.members(|r, key| {
+            r.members(&mut |r, key| {
                 out.insert(key.to_owned(), string(r)?);
                 Ok(())
             })?;
@@ -211,16 +212,17 @@ fn string_map(r: &mut Reader<'_>) -> Result<BTreeMap<String, String>> {
 fn object<'a>(
     r: &mut Reader<'a>,
     expected: &str,
-    member: impl FnMut(&mut Reader<'a>, &str) -> Result<()>,
+    mut member: impl FnMut(&mut Reader<'a>, &str) -> Result<()>,
 ) -> Result<()> {
     match r.token()? {
-        Token::Object => r.members(member),
+        Token::Object => r.members(&mut member),
         t => Err(invalid_type(&t, expected)),
     }
 }
 
 // --- the schema ---------------------------------------------------------------------------
 
+#[inline(never)]
 pub(super) fn delivery(r: &mut Reader<'_>) -> Result<Delivery> {
     match r.token()? {
         Token::Str(s) => match &*s {
@@ -235,6 +237,7 @@ pub(super) fn delivery(r: &mut Reader<'_>) -> Result<Delivery> {
     }
 }
 
+#[inline(never)]
 pub(super) fn mesh_config(r: &mut Reader<'_>) -> Result<MeshConfig> {
     let (mut api_version, mut kind, mut namespace, mut cluster_domain) = (None, None, None, None);
     let (mut hosts, mut host_matching, mut not_found) = (None, None, None);
@@ -259,6 +262,7 @@ pub(super) fn mesh_config(r: &mut Reader<'_>) -> Result<MeshConfig> {
     })
 }
 
+#[inline(never)]
 fn matching(r: &mut Reader<'_>) -> Result<HostMatching> {
     let (mut ignore_port, mut ignore_trailing_dot) = (None, None);
     object(r, "struct HostMatching", |r, key| match key {
@@ -272,6 +276,7 @@ fn matching(r: &mut Reader<'_>) -> Result<HostMatching> {
     })
 }
 
+#[inline(never)]
 fn host_config(r: &mut Reader<'_>) -> Result<HostConfig> {
     let (mut name, mut domains, mut cors) = (None, None, None);
     let (mut request_headers, mut response_headers, mut routes) = (None, None, None);
@@ -294,6 +299,7 @@ fn host_config(r: &mut Reader<'_>) -> Result<HostConfig> {
     })
 }
 
+#[inline(never)]
 fn route_config(r: &mut Reader<'_>) -> Result<RouteConfig> {
     let (mut name, mut matches, mut grpc_web, mut cors) = (None, None, None, None);
     let (mut request_headers, mut response_headers) = (None, None);
@@ -323,6 +329,7 @@ fn route_config(r: &mut Reader<'_>) -> Result<RouteConfig> {
     })
 }
 
+#[inline(never)]
 fn route_match(r: &mut Reader<'_>) -> Result<RouteMatch> {
     let (mut prefix, mut path, mut regex) = (None, None, None);
     let (mut methods, mut headers) = (None, None);
@@ -343,6 +350,7 @@ fn route_match(r: &mut Reader<'_>) -> Result<RouteMatch> {
     })
 }
 
+#[inline(never)]
 fn header_match(r: &mut Reader<'_>) -> Result<HeaderMatch> {
     let (mut name, mut exact, mut prefix) = (None, None, None);
     let (mut regex, mut present, mut invert) = (None, None, None);
@@ -365,6 +373,7 @@ fn header_match(r: &mut Reader<'_>) -> Result<HeaderMatch> {
     })
 }
 
+#[inline(never)]
 fn target(r: &mut Reader<'_>) -> Result<Target> {
     let (mut service, mut port, mut cluster) = (None, None, None);
     let (mut prefix_rewrite, mut host_rewrite) = (None, None);
@@ -385,6 +394,7 @@ fn target(r: &mut Reader<'_>) -> Result<Target> {
     })
 }
 
+#[inline(never)]
 fn direct_response(r: &mut Reader<'_>) -> Result<DirectResponse> {
     let (mut status, mut body, mut content_type) = (None, None, None);
     object(r, "struct DirectResponse", |r, key| match key {
@@ -400,6 +410,7 @@ fn direct_response(r: &mut Reader<'_>) -> Result<DirectResponse> {
     })
 }
 
+#[inline(never)]
 fn redirect(r: &mut Reader<'_>) -> Result<Redirect> {
     let (mut scheme, mut host, mut port, mut path) = (None, None, None, None);
     let (mut prefix_rewrite, mut status, mut strip_query) = (None, None, None);
@@ -424,6 +435,7 @@ fn redirect(r: &mut Reader<'_>) -> Result<Redirect> {
     })
 }
 
+#[inline(never)]
 fn cors_config(r: &mut Reader<'_>) -> Result<CorsConfig> {
     let (mut enabled, mut allow_origins, mut allow_methods) = (None, None, None);
     let (mut allow_headers, mut expose_headers) = (None, None);
@@ -449,6 +461,7 @@ fn cors_config(r: &mut Reader<'_>) -> Result<CorsConfig> {
     })
 }
 
+#[inline(never)]
 fn origin_match(r: &mut Reader<'_>) -> Result<OriginMatch> {
     let (mut exact, mut prefix, mut suffix) = (None, None, None);
     let (mut regex, mut any) = (None, None);
@@ -469,6 +482,7 @@ fn origin_match(r: &mut Reader<'_>) -> Result<OriginMatch> {
     })
 }
 
+#[inline(never)]
 fn header_rules(r: &mut Reader<'_>) -> Result<HeaderRules> {
     let (mut set, mut add, mut remove) = (None, None, None);
     object(r, "struct HeaderRules", |r, key| match key {
