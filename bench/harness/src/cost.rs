@@ -100,9 +100,14 @@ pub struct WasmCost {
     pub memory_kib: u64,
 }
 
-/// Loads a module into a fresh wasmtime engine.
+/// Loads a module into a fresh wasmtime engine (`MESH_BENCH_PERFMAP=1`: one that writes
+/// `/tmp/perf-PID.map`, so `perf report` names the module's functions).
 pub fn load_module(path: &Path) -> anyhow::Result<Module> {
-    let engine = WasmEngine::default();
+    let mut config = mesh_wasm_host::wasmtime::Config::new();
+    if std::env::var_os("MESH_BENCH_PERFMAP").is_some() {
+        config.profiler(mesh_wasm_host::wasmtime::ProfilingStrategy::PerfMap);
+    }
+    let engine = WasmEngine::new(&config)?;
     Module::from_file(&engine, path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }
 

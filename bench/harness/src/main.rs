@@ -2,8 +2,8 @@
 //!
 //! `mesh-bench [--smoke] [--out FILE]`; `mesh-bench rerender` rewrites the report from the last
 //! run with the current `bench/reading.md`; `mesh-bench engine-loop CONFIG N` runs the core N
-//! times (valgrind counts its instructions); `compile`, `configure`, `wasm-cost` and `bootstrap`
-//! are for studying one part by hand.
+//! times (valgrind counts its instructions); `compile`, `configure`, `callgrind`, `wasm-cost` and
+//! `bootstrap` are for studying one part by hand.
 
 use mesh_bench::cost::{engine_loop, CountingAlloc};
 use mesh_bench::{report, run, Options};
@@ -63,6 +63,20 @@ fn main() -> anyhow::Result<()> {
         );
         return Ok(());
     }
+    if args.first().map(String::as_str) == Some("callgrind") {
+        // Envoy's instructions per routed request of native, floor, probe and mesh (callgrind).
+        let n = args.get(1).and_then(|n| n.parse().ok()).unwrap_or(1_000);
+        let inputs = mesh_bench::run::inputs()?;
+        let upstream = mesh_bench::run::start_upstream(&inputs, Some("0"))?;
+        for (name, i) in mesh_bench::run::envoy_instructions(&inputs, upstream.port, Some("1"), n)?
+        {
+            eprintln!(
+                "{name}: {:.0} instructions per request (worker), {:.0} (all threads)",
+                i.worker, i.all
+            );
+        }
+        return Ok(());
+    }
     if args.first().map(String::as_str) == Some("wasm-cost") {
         // The digimon request's cost in wasmtime for one module (to compare builds by hand).
         let module = mesh_bench::cost::load_module(std::path::Path::new(
@@ -81,6 +95,14 @@ fn main() -> anyhow::Result<()> {
                 c.ns_per_request, c.host_calls
             );
         }
+        let path = std::path::Path::new(args.get(1).map(String::as_str).unwrap_or_default());
+        let metered = mesh_bench::cost::load_metered_module(path)?;
+        let i = mesh_bench::cost::wasm_instructions(
+            &metered,
+            &json,
+            &[mesh_bench::cost::digimon_request()],
+        )?;
+        eprintln!("{:.0} Wasm instructions per request", i.per_request);
         return Ok(());
     }
     if args.first().map(String::as_str) == Some("bootstrap") {
