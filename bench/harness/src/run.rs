@@ -455,7 +455,10 @@ pub fn envoy_instructions(
             Setup::Floor.name(),
             setups::local_envoy(Setup::Floor, inputs, upstream)?,
         ),
-        (PROBE, setups::probe_envoy(inputs, upstream)),
+        (
+            PROBE,
+            setups::probe_envoy(inputs, upstream, ("PUG", "ocev")),
+        ),
         (
             Setup::Mesh.name(),
             setups::local_envoy(Setup::Mesh, inputs, upstream)?,
@@ -466,8 +469,23 @@ pub fn envoy_instructions(
         let i = callgrind::per_request(&inputs.envoy, local, cpu, &routed, granted, n)?;
         out.push((name, i));
     }
+    // The probe without one part of its calls at a time: what each part costs.
+    let routed_ok = |r: &mesh_tests::client::Response| r.status == 200;
+    for (name, calls) in PROBE_PARTS {
+        let local = setups::probe_envoy(inputs, upstream, calls);
+        let i = callgrind::per_request(&inputs.envoy, local, cpu, &routed, routed_ok, n)?;
+        out.push((name, i));
+    }
     Ok(out)
 }
+
+/// Probe variants, each without one part of the filter's calls (or with one more): the
+/// difference from the whole probe is what that part costs Envoy.
+pub const PROBE_PARTS: [(&str, (&str, &str)); 3] = [
+    ("probe without the header read", ("UG", "ocev")),
+    ("probe without the CORS grant (3 sets, Vary)", ("PUG", "")),
+    ("probe with one more request header write", ("PUGG", "ocev")),
+];
 
 /// Starts the shared upstream (pinned to `cpu`).
 pub fn start_upstream(inputs: &Inputs, cpu: Option<&str>) -> anyhow::Result<Proc> {

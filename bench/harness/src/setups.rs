@@ -263,9 +263,13 @@ pub fn mesh_envoy(inputs: &Inputs, config_json: &str, upstream: u16) -> anyhow::
 
 /// The mesh filter's Envoy with the probe module in the filter's place: the same host calls for
 /// the routed gRPC-Web call (the digimon cluster, the CORS grant the digimon config gives), no
-/// logic. Envoy's work differs from the mesh setup's only by the filter's own code.
-pub fn probe_envoy(inputs: &Inputs, upstream: u16) -> LocalEnvoy {
-    let config = format!("{SERVER}\n{ORIGIN}\ncustom-header-1,grpc-status,grpc-message");
+/// logic. Envoy's work differs from the mesh setup's only by the filter's own code. `calls`:
+/// the request's and the response's calls (`bench/probe-filter`), `("PUG", "ocev")` for all.
+pub fn probe_envoy(inputs: &Inputs, upstream: u16, calls: (&str, &str)) -> LocalEnvoy {
+    let config = format!(
+        "{SERVER}\n{ORIGIN}\ncustom-header-1,grpc-status,grpc-message\n{}\n{}",
+        calls.0, calls.1
+    );
     let code = envoy::local_code(&inputs.probe_wasm.display().to_string());
     LocalEnvoy::mesh_with(
         vec![

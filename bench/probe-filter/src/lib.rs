@@ -4,7 +4,10 @@
 //! the filter. What Envoy spends on it is the cost of the filter's design with no logic at all;
 //! `make bench` counts it beside the floor and the filter.
 //!
-//! The plugin configuration is three lines: the cluster, the origin, the exposed headers. The code exists only for wasm32 (the
+//! The plugin configuration is three lines: the cluster, the origin, the exposed headers; two
+//! more lines may choose the calls, to price them one by one: the request's (`P` read the
+//! headers, `U` the routing header, `G` the gRPC-Web marker; default `PUG`) and the response's
+//! (`o` origin, `c` credentials, `e` exposed headers, `v` Vary; default `ocev`). The code exists only for wasm32 (the
 //! crate is empty natively, so workspace builds, lints and tests never link its imports).
 
 #[cfg(target_arch = "wasm32")]
@@ -40,8 +43,8 @@ mod probe {
     }
 
     thread_local! {
-        /// Cluster, origin, exposed headers.
-        static CONFIG: RefCell<[Vec<u8>; 3]> = RefCell::new(Default::default());
+        /// Cluster, origin, exposed headers, request calls, response calls.
+        static CONFIG: RefCell<[Vec<u8>; 5]> = RefCell::new(Default::default());
     }
 
     fn owned(ptr: *mut u8, len: usize) -> Vec<u8> {
@@ -87,7 +90,13 @@ mod probe {
         unsafe { proxy_get_buffer_bytes(7, 0, size, &mut ptr, &mut len) };
         let text = owned(ptr, len);
         let mut parts = text.split(|b| *b == b'\n').map(<[u8]>::to_vec);
-        CONFIG.with(|c| *c.borrow_mut() = [(); 3].map(|()| parts.next().unwrap_or_default()));
+        let mut config = [(); 5].map(|()| parts.next().unwrap_or_default());
+        for (at, default) in [(3, &b"PUG"[..]), (4, b"ocev")] {
+            if config[at].is_empty() {
+                config[at] = default.to_vec();
+            }
+        }
+        CONFIG.with(|c| *c.borrow_mut() = config);
         true
     }
 
