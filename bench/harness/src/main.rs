@@ -78,11 +78,15 @@ fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     if args.first().map(String::as_str) == Some("wasm-cost") {
-        // The digimon request's cost in wasmtime for one module (to compare builds by hand).
+        // The digimon request's cost in wasmtime for one module (to compare builds by hand),
+        // configured with the digimon config or the text of CONFIG_FILE.
         let module = mesh_bench::cost::load_module(std::path::Path::new(
             args.get(1).map(String::as_str).unwrap_or_default(),
         ))?;
-        let json = mesh_bench::run::inputs()?.mesh_json;
+        let json = match args.get(2) {
+            Some(file) => std::fs::read_to_string(file)?,
+            None => mesh_bench::run::inputs()?.mesh_json,
+        };
         for _ in 0..2 {
             let c = mesh_bench::cost::wasm_cost(
                 &module,
@@ -91,8 +95,8 @@ fn main() -> anyhow::Result<()> {
                 1_000_000,
             )?;
             eprintln!(
-                "{:.0} ns per request, {:.1} host calls",
-                c.ns_per_request, c.host_calls
+                "{:.0} ns per request, {:.1} host calls: {:?}",
+                c.ns_per_request, c.host_calls, c.calls_by_name
             );
         }
         let path = std::path::Path::new(args.get(1).map(String::as_str).unwrap_or_default());

@@ -6,8 +6,8 @@
 //!
 //! The plugin configuration is three lines: the cluster, the origin, the exposed headers; two
 //! more lines may choose the calls, to price them one by one: the request's (`P` read the
-//! headers, `U` the routing header, `G` the gRPC-Web marker; default `PUG`) and the response's
-//! (`o` origin, `c` credentials, `e` exposed headers, `v` Vary; default `ocev`). The code exists only for wasm32 (the
+//! headers, `U` the routing header, `G` the gRPC-Web marker; without the line `PUG`) and the
+//! response's (`o` origin, `c` credentials, `e` exposed headers, `v` Vary; without it `ocev`). The code exists only for wasm32 (the
 //! crate is empty natively, so workspace builds, lints and tests never link its imports).
 
 #[cfg(target_arch = "wasm32")]
@@ -69,6 +69,13 @@ mod probe {
         };
     }
 
+    fn add(map: u32, name: &str, value: &[u8]) {
+        // SAFETY: both slices are live for the call.
+        unsafe {
+            proxy_add_header_map_value(map, name.as_ptr(), name.len(), value.as_ptr(), value.len())
+        };
+    }
+
     #[no_mangle]
     pub extern "C" fn proxy_abi_version_0_2_1() {}
 
@@ -90,26 +97,30 @@ mod probe {
         unsafe { proxy_get_buffer_bytes(7, 0, size, &mut ptr, &mut len) };
         let text = owned(ptr, len);
         let mut parts = text.split(|b| *b == b'\n').map(<[u8]>::to_vec);
-        let mut config = [(); 5].map(|()| parts.next().unwrap_or_default());
-        for (at, default) in [(3, &b"PUG"[..]), (4, b"ocev")] {
-            if config[at].is_empty() {
-                config[at] = default.to_vec();
-            }
-        }
+        // An absent calls line means every call; a present one (even empty) lists them.
+        let defaults: [&[u8]; 5] = [b"", b"", b"", b"PUG", b"ocev"];
+        let config = defaults.map(|d| parts.next().unwrap_or_else(|| d.to_vec()));
         CONFIG.with(|c| *c.borrow_mut() = config);
         true
     }
 
     #[no_mangle]
     pub extern "C" fn proxy_on_request_headers(_context: u32, _n: usize, _eos: bool) -> u32 {
-        let (mut ptr, mut len) = (null_mut(), 0);
-        // SAFETY: valid out-parameters; map 0 is the request headers.
-        unsafe { proxy_get_header_map_pairs(0, &mut ptr, &mut len) };
-        drop(owned(ptr, len));
         CONFIG.with(|c| {
             let c = c.borrow();
-            set(0, "x-mesh-upstream", &c[0]);
-            set(0, "x-mesh-grpc-web", b"1");
+            for call in &c[3] {
+                match call {
+                    b'P' => {
+                        let (mut ptr, mut len) = (null_mut(), 0);
+                        // SAFETY: valid out-parameters; map 0 is the request headers.
+                        unsafe { proxy_get_header_map_pairs(0, &mut ptr, &mut len) };
+                        drop(owned(ptr, len));
+                    }
+                    b'U' => set(0, "x-mesh-upstream", &c[0]),
+                    b'G' => set(0, "x-mesh-grpc-web", b"1"),
+                    _ => {}
+                }
+            }
         });
         0
     }
@@ -118,15 +129,16 @@ mod probe {
     pub extern "C" fn proxy_on_response_headers(_context: u32, _n: usize, _eos: bool) -> u32 {
         CONFIG.with(|c| {
             let c = c.borrow();
-            set(2, "access-control-allow-origin", &c[1]);
-            set(2, "access-control-allow-credentials", b"true");
-            set(2, "access-control-expose-headers", &c[2]);
+            for call in &c[4] {
+                match call {
+                    b'o' => set(2, "access-control-allow-origin", &c[1]),
+                    b'c' => set(2, "access-control-allow-credentials", b"true"),
+                    b'e' => set(2, "access-control-expose-headers", &c[2]),
+                    b'v' => add(2, "vary", b"Origin"),
+                    _ => {}
+                }
+            }
         });
-        let (name, value) = ("vary", b"Origin");
-        // SAFETY: both slices are live for the call; map 2 is the response headers.
-        unsafe {
-            proxy_add_header_map_value(2, name.as_ptr(), name.len(), value.as_ptr(), value.len())
-        };
         0
     }
 }
