@@ -76,13 +76,13 @@ test-envoy: wasm envoy
 
 # Speed and memory live here, never in timed tests: every setup side by side in one run,
 # written to bench/README.md (mk/bench.mk has the pieces and the smoke run).
-bench: wasm noop-wasm envoy bench-tools
+bench: wasm noop-wasm probe-wasm envoy bench-tools
 	$(CARGO) run --profile perf --quiet -p mesh-bench
 
 lint: wasm-target
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --exclude mesh-filter --all-targets -- -D warnings
-	$(CARGO) clippy -p mesh-filter -p mesh-noop-filter -p mesh-crash-filter --target wasm32-wasip1 -- -D warnings
+	$(CARGO) clippy -p mesh-filter -p mesh-noop-filter -p mesh-probe-filter -p mesh-crash-filter --target wasm32-wasip1 -- -D warnings
 
 fmt:
 	$(CARGO) fmt --all

@@ -118,6 +118,15 @@ async fn check_proves_the_filter_runs_and_counts_its_requests() {
     local.http_filters[0] = filter;
     let envoy = Envoy::start(&envoy::with_istio_stats(&local, ports, &[]), &dir, ports).await;
     traffic(&envoy).await;
+    // The filter hands its counts to Envoy on its one-second tick (per worker VM).
+    for (counter, n) in [
+        ("mesh_filter_routed", 3),
+        ("mesh_filter_passed_through", 2),
+        ("mesh_filter_cors_preflight", 1),
+        ("mesh_filter_not_found", 1),
+    ] {
+        envoy.wait_metric(counter, n).await;
+    }
     expose(&s, &pod, 15090, &envoy);
 
     let r = run(&s, &["check", "-n", "istio-system"]).await;

@@ -6,6 +6,7 @@ use kubectl_mesh::envoy;
 use kubectl_mesh::verify::process;
 use serde_json::{json, Value};
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 /// Path of the Envoy binary: `$MESH_ENVOY`, else the Makefile's pinned virtualenv.
 pub use envoy_process::binary as envoy_binary;
@@ -150,6 +151,20 @@ impl Envoy {
     /// A counter or gauge from the admin `/stats` endpoint.
     pub fn stat(&self, name: &str) -> Option<u64> {
         self.process.stat(name)
+    }
+
+    /// A counter once it reaches `value`: the filter hands its request counters to Envoy on a
+    /// one-second tick, so a count shows up to a second after the request. `None` if it has
+    /// not after ten seconds (the last value read is in the panic message of a failed assert).
+    pub fn stat_reaching(&self, name: &str, value: u64) -> Option<u64> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let got = self.stat(name);
+            if got == Some(value) || Instant::now() > deadline {
+                return got;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// The process id, while it runs.

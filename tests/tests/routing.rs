@@ -116,9 +116,13 @@ fn unlisted_paths_get_the_default_404_and_unlisted_hosts_are_left_to_the_proxy()
         assert!(r.body.is_empty(), "{host}{path}: {r:?}");
     }
     assert_eq!(f.upstream_hits(), 0);
-    assert_eq!(f.envoy.stat("wasmcustom.mesh_filter_not_found"), Some(2));
     assert_eq!(
-        f.envoy.stat("wasmcustom.mesh_filter_passed_through"),
+        f.envoy.stat_reaching("wasmcustom.mesh_filter_not_found", 2),
+        Some(2)
+    );
+    assert_eq!(
+        f.envoy
+            .stat_reaching("wasmcustom.mesh_filter_passed_through", 2),
         Some(2)
     );
 }
@@ -289,10 +293,14 @@ fn direct_responses_redirects_and_the_custom_not_found() {
     assert_eq!((r.status, r.body.as_slice()), (418, &b"nothing here"[..]));
     assert_eq!(f.upstream_hits(), 0);
     assert_eq!(
-        f.envoy.stat("wasmcustom.mesh_filter_direct_response"),
+        f.envoy
+            .stat_reaching("wasmcustom.mesh_filter_direct_response", 1),
         Some(1)
     );
-    assert_eq!(f.envoy.stat("wasmcustom.mesh_filter_redirect"), Some(1));
+    assert_eq!(
+        f.envoy.stat_reaching("wasmcustom.mesh_filter_redirect", 1),
+        Some(1)
+    );
 }
 
 #[test]

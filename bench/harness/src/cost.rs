@@ -100,10 +100,67 @@ pub struct WasmCost {
     pub memory_kib: u64,
 }
 
-/// Loads a module into a fresh wasmtime engine.
+/// Loads a module into a fresh wasmtime engine (`MESH_BENCH_PERFMAP=1`: one that writes
+/// `/tmp/perf-PID.map`, so `perf report` names the module's functions).
 pub fn load_module(path: &Path) -> anyhow::Result<Module> {
-    let engine = WasmEngine::default();
+    let mut config = mesh_wasm_host::wasmtime::Config::new();
+    if std::env::var_os("MESH_BENCH_PERFMAP").is_some() {
+        config.profiler(mesh_wasm_host::wasmtime::ProfilingStrategy::PerfMap);
+    }
+    let engine = WasmEngine::new(&config)?;
     Module::from_file(&engine, path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}
+
+/// Loads a module into an engine that meters fuel, for [`wasm_instructions`].
+pub fn load_metered_module(path: &Path) -> anyhow::Result<Module> {
+    let mut config = mesh_wasm_host::wasmtime::Config::new();
+    config.consume_fuel(true);
+    let engine = WasmEngine::new(&config)?;
+    Module::from_file(&engine, path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}
+
+/// Wasm instructions the module runs (wasmtime fuel): repeatable regardless of the machine's
+/// load, unlike the times of [`wasm_cost`]. Host calls are not in them.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WasmInstructions {
+    /// One configure with `config` that replaces an engine compiled from it (a config push).
+    pub configure: u64,
+    /// Per request + response, averaged over the requests.
+    pub per_request: f64,
+}
+
+/// Counts [`WasmInstructions`] for `config` and one pass over `requests` (after a warm-up pass),
+/// with a module from [`load_metered_module`].
+pub fn wasm_instructions(
+    module: &Module,
+    config: &str,
+    requests: &[Vec<(String, String)>],
+) -> anyhow::Result<WasmInstructions> {
+    let mut f = Filter::with_module(module, &mesh_tests_small_config())?;
+    let fuel = |f: &Filter| {
+        f.fuel()
+            .ok_or_else(|| anyhow::anyhow!("the module's engine meters no fuel"))
+    };
+    anyhow::ensure!(f.configure(config)?, "the filter refused the config");
+    let before = fuel(&f)?;
+    anyhow::ensure!(f.configure(config)?, "the filter refused the config");
+    let configure = fuel(&f)? - before;
+    let response = [(":status", "200"), ("content-type", "application/grpc")];
+    let pass = |f: &mut Filter| -> anyhow::Result<()> {
+        for r in requests {
+            f.request(r)?;
+            f.response(&response)?;
+        }
+        f.finish()?;
+        Ok(())
+    };
+    pass(&mut f)?;
+    let before = fuel(&f)?;
+    pass(&mut f)?;
+    Ok(WasmInstructions {
+        configure,
+        per_request: (fuel(&f)? - before) as f64 / requests.len().max(1) as f64,
+    })
 }
 
 /// Configures `module` with `config` and sends `requests` (cycled, `n` in all, after a warm-up

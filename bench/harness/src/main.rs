@@ -2,8 +2,8 @@
 //!
 //! `mesh-bench [--smoke] [--out FILE]`; `mesh-bench rerender` rewrites the report from the last
 //! run with the current `bench/reading.md`; `mesh-bench engine-loop CONFIG N` runs the core N
-//! times (valgrind counts its instructions); `compile`, `wasm-cost` and `bootstrap` are for
-//! studying one part by hand.
+//! times (valgrind counts its instructions); `compile`, `configure`, `callgrind`, `wasm-cost` and
+//! `bootstrap` are for studying one part by hand.
 
 use mesh_bench::cost::{engine_loop, CountingAlloc};
 use mesh_bench::{report, run, Options};
@@ -28,24 +28,65 @@ fn main() -> anyhow::Result<()> {
             let t = std::time::Instant::now();
             let fc = mesh_core::FilterConfig::from_json(&config)?;
             let parsed = t.elapsed();
-            let engine = mesh_core::compile_for(&fc.mesh, fc.delivery)?;
+            let engine = mesh_core::compile::compile_owned(fc.mesh, fc.delivery)?;
             let compiled = t.elapsed();
-            drop(fc);
+            let hosts = engine.size().0;
+            drop(engine);
             eprintln!(
-                "{} hosts: parse {parsed:?}, compile {:?}, drop {:?}",
-                engine.size().0,
+                "{hosts} hosts: parse {parsed:?}, compile {:?}, drop the engine {:?}",
                 compiled - parsed,
                 t.elapsed() - compiled
             );
         }
         return Ok(());
     }
+    if args.first().map(String::as_str) == Some("configure") {
+        // Configure of the N-host config in wasmtime for one module (fastest of three, as a
+        // config push replaces the engine), and the linear memory after it.
+        let n = args.get(1).and_then(|n| n.parse().ok()).unwrap_or(1_700);
+        let module = mesh_bench::cost::load_module(std::path::Path::new(
+            args.get(2).map(String::as_str).unwrap_or_default(),
+        ))?;
+        let config = mesh_bench::cost::generated_config(n);
+        let c = mesh_bench::cost::wasm_cost(&module, &config, &[], 0)?;
+        let path = std::path::Path::new(args.get(2).map(String::as_str).unwrap_or_default());
+        let metered = mesh_bench::cost::load_metered_module(path)?;
+        let requests = mesh_bench::cost::generated_requests(n, 64);
+        let i = mesh_bench::cost::wasm_instructions(&metered, &config, &requests)?;
+        eprintln!(
+            "{n} hosts ({} KB of JSON): configure {:.1} ms, {:.1} M Wasm instructions; linear memory {} KiB; {:.0} Wasm instructions per request",
+            config.len() / 1000,
+            c.configure.as_secs_f64() * 1e3,
+            i.configure as f64 / 1e6,
+            c.memory_kib,
+            i.per_request
+        );
+        return Ok(());
+    }
+    if args.first().map(String::as_str) == Some("callgrind") {
+        // Envoy's instructions per routed request of native, floor, probe and mesh (callgrind).
+        let n = args.get(1).and_then(|n| n.parse().ok()).unwrap_or(1_000);
+        let inputs = mesh_bench::run::inputs()?;
+        let upstream = mesh_bench::run::start_upstream(&inputs, Some("0"))?;
+        for (name, i) in mesh_bench::run::envoy_instructions(&inputs, upstream.port, Some("1"), n)?
+        {
+            eprintln!(
+                "{name}: {:.0} instructions per request (worker), {:.0} (all threads)",
+                i.worker, i.all
+            );
+        }
+        return Ok(());
+    }
     if args.first().map(String::as_str) == Some("wasm-cost") {
-        // The digimon request's cost in wasmtime for one module (to compare builds by hand).
+        // The digimon request's cost in wasmtime for one module (to compare builds by hand),
+        // configured with the digimon config or the text of CONFIG_FILE.
         let module = mesh_bench::cost::load_module(std::path::Path::new(
             args.get(1).map(String::as_str).unwrap_or_default(),
         ))?;
-        let json = mesh_bench::run::inputs()?.mesh_json;
+        let json = match args.get(2) {
+            Some(file) => std::fs::read_to_string(file)?,
+            None => mesh_bench::run::inputs()?.mesh_json,
+        };
         for _ in 0..2 {
             let c = mesh_bench::cost::wasm_cost(
                 &module,
@@ -54,10 +95,18 @@ fn main() -> anyhow::Result<()> {
                 1_000_000,
             )?;
             eprintln!(
-                "{:.0} ns per request, {:.1} host calls",
-                c.ns_per_request, c.host_calls
+                "{:.0} ns per request, {:.1} host calls: {:?}",
+                c.ns_per_request, c.host_calls, c.calls_by_name
             );
         }
+        let path = std::path::Path::new(args.get(1).map(String::as_str).unwrap_or_default());
+        let metered = mesh_bench::cost::load_metered_module(path)?;
+        let i = mesh_bench::cost::wasm_instructions(
+            &metered,
+            &json,
+            &[mesh_bench::cost::digimon_request()],
+        )?;
+        eprintln!("{:.0} Wasm instructions per request", i.per_request);
         return Ok(());
     }
     if args.first().map(String::as_str) == Some("bootstrap") {

@@ -4,114 +4,11 @@
 use crate::load::{median, pct};
 use crate::run::Results;
 use crate::setups::Setup;
+use crate::targets::{
+    cpu_per_request, deployable, earlier_targets, envoy_instructions, paired_ratio, rss, targets,
+};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-
-/// Median over the rounds of `a`'s throughput over `b`'s in the same round (0 without runs):
-/// per-round ratios cancel what the machine did during that round.
-fn paired_ratio(r: &Results, a: Setup, b: Setup) -> f64 {
-    let (Some(x), Some(y)) = (r.wrk.get(a.name()), r.wrk.get(b.name())) else {
-        return 0.0;
-    };
-    median(
-        &x.iter()
-            .zip(y)
-            .map(|(x, y)| x.rps / y.rps.max(1e-9))
-            .collect::<Vec<_>>(),
-    )
-}
-
-/// Median Envoy CPU per request (µs) of `s` over the rounds.
-fn cpu_per_request(r: &Results, s: Setup) -> f64 {
-    median(
-        &r.wrk
-            .get(s.name())
-            .map(|v| v.iter().map(|w| w.cpu_us).collect::<Vec<_>>())
-            .unwrap_or_default(),
-    )
-}
-
-/// The issue's targets, measured in this run: (target, measured, met).
-pub fn targets(r: &Results) -> Vec<(String, String, bool)> {
-    let ratio = |a, b| paired_ratio(r, a, b);
-    let seq = |s: Setup, p: f64| {
-        let mut v = r
-            .sequential
-            .get(&(s.name(), r.kinds.first().copied().unwrap_or_default()))
-            .cloned()
-            .unwrap_or_default();
-        pct(&mut v, p)
-    };
-    let own = r.digimon_wasm.0.ns_per_request - r.digimon_wasm.1.ns_per_request;
-    let own_scale: Vec<f64> = r
-        .scale
-        .iter()
-        .map(|s| (s.mesh.ns_per_request - s.noop.ns_per_request) / 1e3)
-        .collect();
-    let flat = own_scale
-        .iter()
-        .map(|x| format!("{x:.2}"))
-        .collect::<Vec<_>>()
-        .join(" / ");
-    let max_own = own_scale.iter().copied().fold(0.0f64, f64::max);
-    let largest = r.scale.last();
-    let configure = largest.map_or(0.0, |s| s.mesh.configure.as_secs_f64() * 1e3);
-    let p50_added = seq(Setup::Mesh, 0.5) - seq(Setup::Floor, 0.5);
-    let p99_added = seq(Setup::Mesh, 0.99) - seq(Setup::Native, 0.99);
-    let (m_floor, m_lua) = (
-        ratio(Setup::Mesh, Setup::Floor),
-        ratio(Setup::Mesh, Setup::Lua),
-    );
-    vec![
-        (
-            "throughput at 16 connections >= 0.95x the no-op floor".into(),
-            format!("{m_floor:.2}x"),
-            m_floor >= 0.95,
-        ),
-        (
-            "throughput at 16 connections >= 1.10x Lua".into(),
-            format!("{m_lua:.2}x"),
-            m_lua >= 1.10,
-        ),
-        (
-            "p50 added over the floor <= 10 µs (routed request, sequential)".into(),
-            format!("{p50_added:.0} µs"),
-            p50_added <= 10.0,
-        ),
-        (
-            "p99 added over native <= 50 µs (routed request, sequential)".into(),
-            format!("{p99_added:.0} µs"),
-            p99_added <= 50.0,
-        ),
-        (
-            "filter's own work <= 2 µs per request (wasmtime, mesh minus no-op)".into(),
-            format!("{:.2} µs (digimon)", own / 1e3),
-            own / 1e3 <= 2.0,
-        ),
-        (
-            format!(
-                "... flat from {} to {} hosts",
-                r.scale.first().map_or(0, |s| s.hosts),
-                largest.map_or(0, |s| s.hosts)
-            ),
-            format!("{flat} µs"),
-            max_own <= 2.0,
-        ),
-        (
-            format!(
-                "{} hosts configure in < 50 ms (wasmtime)",
-                largest.map_or(0, |s| s.hosts)
-            ),
-            format!("{configure:.1} ms"),
-            configure < 50.0,
-        ),
-        (
-            "mesh_filter.wasm < 250 KB".into(),
-            format!("{:.0} KB", r.module_bytes.0 as f64 / 1e3),
-            r.module_bytes.0 < 250_000,
-        ),
-    ]
-}
 
 fn yes(b: bool) -> &'static str {
     if b {
@@ -130,6 +27,88 @@ pub fn values(r: &Results) -> BTreeMap<String, String> {
     for (i, (_, m, _)) in targets(r).iter().enumerate() {
         put(&format!("target{i}"), m.clone());
     }
+    for (i, (_, m, _)) in earlier_targets(r).iter().enumerate() {
+        put(&format!("earlier{i}"), m.clone());
+    }
+    for (k, name) in [
+        ("native", Setup::Native.name()),
+        ("floor", Setup::Floor.name()),
+        ("probe", crate::run::PROBE),
+        ("mesh", Setup::Mesh.name()),
+    ] {
+        if let Some(i) = envoy_instructions(r, name) {
+            put(&format!("instr_{k}"), format!("{i:.0}"));
+        }
+    }
+    if let (Some(m), Some(p), Some(f), Some(n)) = (
+        envoy_instructions(r, Setup::Mesh.name()),
+        envoy_instructions(r, crate::run::PROBE),
+        envoy_instructions(r, Setup::Floor.name()),
+        envoy_instructions(r, Setup::Native.name()),
+    ) {
+        put("instr_mesh_floor", format!("{:.0}", m - f));
+        put("instr_probe_floor", format!("{:.0}", p - f));
+        put("instr_mesh_probe", format!("{:.0}", m - p));
+        put("instr_floor_native", format!("{:.0}", f - n));
+        for (k, (name, _)) in ["part_read", "part_grant", "part_write"]
+            .iter()
+            .zip(crate::run::PROBE_PARTS)
+        {
+            if let Some(v) = envoy_instructions(r, name) {
+                put(k, format!("{:.0}", (v - p).abs()));
+            }
+        }
+        // Instructions per µs of Envoy CPU, from the floor's two measures of the same work.
+        let per_us = (f - n)
+            / (cpu_per_request(r, Setup::Floor) - cpu_per_request(r, Setup::Native)).max(1e-9);
+        put("instr_per_us", format!("{per_us:.0}"));
+        put(
+            "instr_probe_floor_us",
+            format!("{:.1}", (p - f) / per_us.max(1e-9)),
+        );
+        put(
+            "instr_mesh_floor_us",
+            format!("{:.1}", (m - f) / per_us.max(1e-9)),
+        );
+    }
+    for w in r
+        .options
+        .as_ref()
+        .map(|o| o.workers.clone())
+        .unwrap_or_default()
+    {
+        for (k, s) in [
+            ("native", Setup::Native),
+            ("floor", Setup::Floor),
+            ("mesh", Setup::Mesh),
+        ] {
+            if let Some((_, m)) = r.memory.iter().find(|(x, m)| *x == s && m.workers == w) {
+                put(&format!("rss_{k}_{w}"), format!("{:.1}", m.rss_mib));
+                put(&format!("live_{k}_{w}"), format!("{:.1}", m.allocated_mib));
+                put(&format!("heap_{k}_{w}"), format!("{:.1}", m.heap_mib));
+            }
+        }
+        if let (Some(m), Some(f)) = (rss(r, Setup::Mesh, w), rss(r, Setup::Floor, w)) {
+            put(&format!("rss_over_{w}"), format!("{:.1}", m - f));
+        }
+    }
+    if let Some(s) = deployable(r) {
+        put("dep_hosts", s.hosts.to_string());
+        put(
+            "dep_configure_ms",
+            format!("{:.1}", s.mesh.configure.as_secs_f64() * 1e3),
+        );
+        put(
+            "dep_configure_minstr",
+            format!("{:.0}", s.instructions.configure as f64 / 1e6),
+        );
+        put(
+            "dep_memory_mib",
+            format!("{:.1}", s.mesh.memory_kib as f64 / 1024.0),
+        );
+        put("dep_json_mb", format!("{:.1}", s.config_bytes as f64 / 1e6));
+    }
+    put("probe_kb", format!("{:.0}", r.module_bytes.2 as f64 / 1e3));
     let cpu = |s| cpu_per_request(r, s);
     let ratio = |a, b| paired_ratio(r, a, b);
     for (k, s) in [
@@ -281,13 +260,26 @@ pub fn markdown(r: &Results, date: &str, machine: &str, reading: &str) -> anyhow
     }
     writeln!(
         o,
-        "- Modules: `mesh_filter.wasm` {} bytes, no-op filter {} bytes\n",
-        r.module_bytes.0, r.module_bytes.1
+        "- Modules: `mesh_filter.wasm` {} bytes, no-op filter {} bytes, probe {} bytes",
+        r.module_bytes.0, r.module_bytes.1, r.module_bytes.2
+    )?;
+    writeln!(
+        o,
+        "- Load average (1, 5, 15 min) of the machine, shared with other work: {} when the run started, {} when it ended. Other work moves the times and throughputs, not the instruction counts.\n",
+        r.load[0], r.load[1]
     )?;
 
-    writeln!(o, "## Targets (issue 11)\n")?;
+    writeln!(o, "## Targets (issue 21)\n")?;
     writeln!(o, "| target | this run | met |\n|---|---:|:---:|")?;
     for (t, m, ok) in targets(r) {
+        writeln!(o, "| {t} | {m} | {} |", yes(ok))?;
+    }
+    writeln!(
+        o,
+        "\nEarlier targets (issue 11) that the ones above do not restate:\n"
+    )?;
+    writeln!(o, "| target | this run | met |\n|---|---:|:---:|")?;
+    for (t, m, ok) in earlier_targets(r) {
         writeln!(o, "| {t} | {m} | {} |", yes(ok))?;
     }
 
@@ -322,6 +314,60 @@ pub fn markdown(r: &Results, date: &str, machine: &str, reading: &str) -> anyhow
                 .get(s.name())
                 .map_or(0.0, |d| d.as_secs_f64() * 1e3)
         )?;
+    }
+
+    if !r.envoy_instructions.is_empty() {
+        writeln!(
+            o,
+            "\n## Envoy's instructions per request (callgrind)\n\nThe routed gRPC-Web POST with an Origin, {} sequential requests on one connection per setup, Envoy under `valgrind --tool=callgrind` with counting switched on for those requests only; the worker thread's instructions (the main thread's timers left out). Repeatable to a fraction of a percent on a loaded machine. The probe is `bench/probe-filter`: the mesh filter's host calls for this request (read the headers, set the routing header and the gRPC-Web marker, the CORS grant and `Vary` on the response) with no logic, in the mesh setup's Envoy.\n",
+            opts.callgrind_requests
+        )?;
+        writeln!(o, "The last rows take one part of the probe's calls away (or add one): their difference from the whole probe is what that part costs Envoy.\n")?;
+        writeln!(o, "| setup | instructions per request | over native | over the floor | against the whole probe |\n|---|---:|---:|---:|---:|")?;
+        let base = |name: &str| envoy_instructions(r, name).unwrap_or(0.0);
+        for (name, i) in &r.envoy_instructions {
+            writeln!(
+                o,
+                "| {name} | {:.0} | {:+.0} | {:+.0} | {:+.0} |",
+                i.worker,
+                i.worker - base(Setup::Native.name()),
+                i.worker - base(Setup::Floor.name()),
+                i.worker - base(crate::run::PROBE)
+            )?;
+        }
+    }
+
+    if !r.memory.is_empty() {
+        writeln!(
+            o,
+            "\n## Memory per proxy\n\nEach setup started alone with 1, 2 and 8 workers (each worker runs its own Wasm VM), a second of wrk from 32 connections so every worker serves, then its RSS and, from the admin `/memory` endpoint, the live heap (`allocated`) and the heap the allocator holds (`heap_size`). The digimon config.\n"
+        )?;
+        writeln!(o, "| workers | native RSS (MiB) | floor RSS | mesh RSS | mesh over the floor | budget (8 MiB per worker) | live heap native / floor / mesh | heap held native / floor / mesh |\n|---:|---:|---:|---:|---:|---:|---:|---:|")?;
+        for w in &opts.workers {
+            let row = |s: Setup| {
+                r.memory
+                    .iter()
+                    .find(|(x, m)| *x == s && m.workers == *w)
+                    .map(|(_, m)| *m)
+                    .unwrap_or_default()
+            };
+            let (n, f, m) = (row(Setup::Native), row(Setup::Floor), row(Setup::Mesh));
+            writeln!(
+                o,
+                "| {w} | {:.1} | {:.1} | {:.1} | {:+.1} | {} | {:.1} / {:.1} / {:.1} | {:.0} / {:.0} / {:.0} |",
+                n.rss_mib,
+                f.rss_mib,
+                m.rss_mib,
+                m.rss_mib - f.rss_mib,
+                8 * w,
+                n.allocated_mib,
+                f.allocated_mib,
+                m.allocated_mib,
+                n.heap_mib,
+                f.heap_mib,
+                m.heap_mib
+            )?;
+        }
     }
 
     writeln!(
@@ -425,22 +471,24 @@ pub fn markdown(r: &Results, date: &str, machine: &str, reading: &str) -> anyhow
     )?;
     writeln!(
         o,
-        "| hosts | config JSON (KB) | on_configure, wasmtime (ms) | compile natively (ms) | linear memory after configure (KiB) | own work per request, wasmtime (µs) | host calls per request | core natively (ns) | Envoy start to first routed answer (ms) | Envoy RSS (MiB) | Envoy routed p50 (µs) |"
+        "| hosts | config JSON (KB) | on_configure, wasmtime (ms) | on_configure, Wasm instructions (M) | compile natively (ms) | linear memory after configure (KiB) | own work per request, wasmtime (µs) | Wasm instructions per request | host calls per request | core natively (ns) | Envoy start to first routed answer (ms) | Envoy RSS (MiB) | Envoy routed p50 (µs) |"
     )?;
     writeln!(
         o,
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     )?;
     for s in &r.scale {
         writeln!(
             o,
-            "| {} | {:.0} | {:.1} | {:.1} | {} | {:.2} | {:.1} | {:.0} | {:.0} | {:.1} | {:.0} |",
+            "| {} | {:.0} | {:.1} | {:.0} | {:.1} | {} | {:.2} | {:.0} | {:.1} | {:.0} | {:.0} | {:.1} | {:.0} |",
             s.hosts,
             s.config_bytes as f64 / 1e3,
             s.mesh.configure.as_secs_f64() * 1e3,
+            s.instructions.configure as f64 / 1e6,
             s.native.compile.as_secs_f64() * 1e3,
             s.mesh.memory_kib,
             (s.mesh.ns_per_request - s.noop.ns_per_request) / 1e3,
+            s.instructions.per_request,
             s.mesh.host_calls,
             s.native.ns,
             s.envoy.startup.as_secs_f64() * 1e3,

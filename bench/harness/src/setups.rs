@@ -63,6 +63,8 @@ pub struct Inputs {
     pub mesh_wasm: PathBuf,
     /// The no-op filter module.
     pub noop_wasm: PathBuf,
+    /// The probe module (the mesh filter's host calls without its logic).
+    pub probe_wasm: PathBuf,
     /// The mesh config (filter JSON) under test.
     pub mesh_json: String,
 }
@@ -259,6 +261,26 @@ pub fn mesh_envoy(inputs: &Inputs, config_json: &str, upstream: u16) -> anyhow::
     Ok(LocalEnvoy::mesh(&cfg, code, loopback(0), clusters))
 }
 
+/// The mesh filter's Envoy with the probe module in the filter's place: the same host calls for
+/// the routed gRPC-Web call (the digimon cluster, the CORS grant the digimon config gives), no
+/// logic. Envoy's work differs from the mesh setup's only by the filter's own code. `calls`:
+/// the request's and the response's calls (`bench/probe-filter`), `("PUG", "ocev")` for all.
+pub fn probe_envoy(inputs: &Inputs, upstream: u16, calls: (&str, &str)) -> LocalEnvoy {
+    let config = format!(
+        "{SERVER}\n{ORIGIN}\ncustom-header-1,grpc-status,grpc-message\n{}\n{}",
+        calls.0, calls.1
+    );
+    let code = envoy::local_code(&inputs.probe_wasm.display().to_string());
+    LocalEnvoy::mesh_with(
+        vec![
+            envoy::http_filter(envoy::plugin_config_json(&config, envoy::FailPolicy::Reload, code)),
+            envoy::grpc_web_filter(),
+        ],
+        loopback(0),
+        clusters(upstream),
+    )
+}
+
 /// The shared upstream: an Envoy answering every request itself over HTTP/1.1 or HTTP/2 with a
 /// gRPC-shaped 200, so its cost is small and the same for every setup.
 pub fn upstream_envoy() -> LocalEnvoy {
@@ -287,13 +309,46 @@ pub struct Proc {
     dir: PathBuf,
 }
 
+/// How an Envoy of the bench is started.
+#[derive(Debug, Clone, Default)]
+pub struct Launch {
+    /// Pin it to this CPU (`taskset -c`).
+    pub cpu: Option<String>,
+    /// Worker threads (`--concurrency`); 0 means one.
+    pub workers: usize,
+    /// A command Envoy runs under (valgrind), with its arguments.
+    pub under: Vec<String>,
+    /// How long it may take to serve (default 60 s).
+    pub ready_within: Option<Duration>,
+}
+
+impl Launch {
+    /// One worker, pinned to `cpu` when given.
+    pub fn pinned(cpu: Option<&str>) -> Self {
+        Launch {
+            cpu: cpu.map(str::to_owned),
+            ..Launch::default()
+        }
+    }
+}
+
 impl Proc {
     /// Starts Envoy with one worker (pinned to `cpu` when given) and waits until `probe` gets an
     /// answer below 500 through the listener: the filter is then configured and serving.
     pub fn start(
         envoy_bin: &Path,
-        mut local: LocalEnvoy,
+        local: LocalEnvoy,
         cpu: Option<&str>,
+        probe: &Request,
+    ) -> anyhow::Result<Proc> {
+        Proc::launch(envoy_bin, local, &Launch::pinned(cpu), probe)
+    }
+
+    /// [`Proc::start`] as `how` says.
+    pub fn launch(
+        envoy_bin: &Path,
+        mut local: LocalEnvoy,
+        how: &Launch,
         probe: &Request,
     ) -> anyhow::Result<Proc> {
         static SEQ: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
@@ -308,11 +363,16 @@ impl Proc {
         local.admin = Some(loopback(admin_port));
         let cfg = dir.join("envoy.json");
         std::fs::write(&cfg, serde_json::to_string(&local.bootstrap())?)?;
-        let mut cmd = match cpu {
-            Some(c) => {
-                let mut t = Command::new("taskset");
-                t.args(["-c", c]).arg(envoy_bin);
-                t
+        let mut argv: Vec<String> = Vec::new();
+        if let Some(c) = &how.cpu {
+            argv.extend(["taskset".to_owned(), "-c".to_owned(), c.clone()]);
+        }
+        argv.extend(how.under.iter().cloned());
+        let mut cmd = match argv.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(envoy_bin);
+                c
             }
             None => Command::new(envoy_bin),
         };
@@ -322,7 +382,7 @@ impl Proc {
             .arg(&cfg)
             .args([
                 "--concurrency",
-                "1",
+                &how.workers.max(1).to_string(),
                 "--disable-hot-restart",
                 "-l",
                 "warning",
@@ -331,7 +391,7 @@ impl Proc {
             .arg(dir.join("envoy.log"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("stderr.log"))?)
             .spawn()?;
         let mut p = Proc {
             child,
@@ -340,7 +400,8 @@ impl Proc {
             startup: Duration::ZERO,
             dir,
         };
-        while started.elapsed() < Duration::from_secs(60) {
+        let within = how.ready_within.unwrap_or(Duration::from_secs(60));
+        while started.elapsed() < within {
             if let Some(status) = p.child.try_wait()? {
                 anyhow::bail!("Envoy exited with {status}; log:\n{}", p.log());
             }
@@ -352,7 +413,32 @@ impl Proc {
             }
             std::thread::sleep(Duration::from_millis(2));
         }
-        anyhow::bail!("Envoy not serving after 60 s; log:\n{}", p.log())
+        anyhow::bail!("Envoy not serving after {within:?}; log:\n{}", p.log())
+    }
+
+    /// A directory of this Envoy's own files (valgrind writes its counts there).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Live heap and what the heap holds from the OS (MiB), from the admin `/memory`
+    /// endpoint: `allocated` is what Envoy (and V8) use; the rest of RSS is mostly free memory
+    /// the allocator keeps.
+    pub fn heap_mib(&self) -> Option<(f64, f64)> {
+        let r = Request::get("admin", "/memory")
+            .send(self.admin_port)
+            .ok()?;
+        let v: Value = serde_json::from_slice(&r.body).ok()?;
+        let mib = |k: &str| {
+            v.get(k)
+                .and_then(|x| {
+                    x.as_str()
+                        .and_then(|s| s.parse::<f64>().ok())
+                        .or(x.as_f64())
+                })
+                .map(|b| b / 1048576.0)
+        };
+        Some((mib("allocated")?, mib("heap_size")?))
     }
 
     /// The process id.
@@ -384,9 +470,14 @@ impl Proc {
             .unwrap_or(0)
     }
 
-    /// Envoy's log so far.
+    /// Envoy's log so far (and what it, or the tool it runs under, wrote to stderr).
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("envoy.log")).unwrap_or_default()
+        let log = std::fs::read_to_string(self.dir.join("envoy.log")).unwrap_or_default();
+        let stderr = std::fs::read_to_string(self.dir.join("stderr.log")).unwrap_or_default();
+        match stderr.trim().is_empty() {
+            true => log,
+            false => format!("{log}\nstderr:\n{stderr}"),
+        }
     }
 }
 

@@ -1,22 +1,27 @@
 //! Validation and compilation: a [`MeshConfig`] becomes an [`Engine`], or an error naming the field.
 //!
 //! This is the one validator: the filter runs it in `on_configure`, the plugin runs it natively
-//! before rendering anything.
+//! before rendering anything. It consumes the document, so the compiled routes take over its
+//! strings instead of copying them, and what every route of a host shares (the host's header
+//! rules, its CORS policy) is compiled once and shared: configuring a large config in the
+//! filter is mostly reading it.
 
 use crate::bytes_regex::ByteRegex;
 use crate::config::{
-    Delivery, DirectResponse, FilterConfig, HeaderMatch, LoadError, MeshConfig, NotFoundHosts,
-    RouteConfig, Target, API_VERSION, KIND,
+    CorsConfig, Delivery, DirectResponse, FilterConfig, HeaderMatch, LoadError, MeshConfig,
+    NotFoundHosts, RouteConfig, Target, API_VERSION, KIND,
 };
 use crate::cors::CorsPolicy;
 use crate::engine::Engine;
 use crate::headers::HeaderOps;
+use crate::host::Fnv;
 use crate::host::HostTable;
 use crate::router::{
     Action, HeaderCond, HeaderTest, LocalBody, PathMatch, RedirectSpec, Route, Router, VirtualHost,
 };
 use crate::upstream::{istio_cluster, service_fqdn};
 use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
 use std::sync::Arc;
 
 /// A config that cannot be used. `path` names the field, `reason` says what to change.
@@ -105,7 +110,7 @@ impl std::fmt::Display for At<'_> {
 /// compiles it: what the filter does in `on_configure`.
 pub fn compile_json(text: &str) -> Result<Engine, ConfigError> {
     let fc = FilterConfig::from_json(text)?;
-    let mut engine = compile_for(&fc.mesh, fc.delivery)?;
+    let mut engine = compile_owned(fc.mesh, fc.delivery)?;
     engine.revision = fc.revision.as_deref().and_then(revision_number);
     Ok(engine)
 }
@@ -127,6 +132,11 @@ pub fn compile(cfg: &MeshConfig) -> Result<Engine, ConfigError> {
 
 /// Validates and compiles a config for `delivery`.
 pub fn compile_for(cfg: &MeshConfig, delivery: Delivery) -> Result<Engine, ConfigError> {
+    compile_owned(cfg.clone(), delivery)
+}
+
+/// Validates and compiles a config for `delivery`, taking its strings over.
+pub fn compile_owned(cfg: MeshConfig, delivery: Delivery) -> Result<Engine, ConfigError> {
     if cfg.api_version != API_VERSION {
         return Err(invalid(
             "apiVersion",
@@ -167,8 +177,9 @@ pub fn compile_for(cfg: &MeshConfig, delivery: Delivery) -> Result<Engine, Confi
         table: HostTable::new(cfg.host_matching),
         hosts: Vec::with_capacity(cfg.hosts.len()),
     };
-    let mut names = Clusters::default();
-    for (hi, host) in cfg.hosts.iter().enumerate() {
+    let mut names = Clusters::new(&cfg.namespace, &cfg.cluster_domain);
+    let empty = Arc::new(HeaderOps::default());
+    for (hi, host) in cfg.hosts.into_iter().enumerate() {
         let hosts = At::top("hosts");
         let hp = hosts.index(hi);
         if host.domains.is_empty() {
@@ -183,36 +194,43 @@ pub fn compile_for(cfg: &MeshConfig, delivery: Delivery) -> Result<Engine, Confi
         if host.routes.is_empty() {
             return Err(invalid(hp.field("routes"), "list at least one route"));
         }
+        let shared = |ops: HeaderOps| match ops.is_empty() {
+            true => empty.clone(),
+            false => Arc::new(ops),
+        };
         let host_req = HeaderOps::compile(&host.request_headers)
+            .map(shared)
             .map_err(|e| invalid(hp.field("requestHeaders"), e))?;
         let host_resp = HeaderOps::compile(&host.response_headers)
+            .map(shared)
             .map_err(|e| invalid(hp.field("responseHeaders"), e))?;
         if let Some(c) = &host.cors {
             // Check the host policy on its own too, so its errors name the host's field.
             CorsPolicy::compile(None, Some(c), false).map_err(|e| invalid(hp.field("cors"), e))?;
         }
+        let mut shared_cors = HostCors::new(host.cors.as_ref());
         let mut routes = Vec::with_capacity(host.routes.len());
-        for (ri, r) in host.routes.iter().enumerate() {
+        for (ri, r) in host.routes.into_iter().enumerate() {
             let routes_at = hp.field("routes");
             let rp = routes_at.index(ri);
             routes.push(compile_route(
-                cfg,
-                host.cors.as_ref(),
                 r,
                 &rp,
-                [host_req.clone(), host_resp.clone()],
+                &mut shared_cors,
+                [&host_req, &host_resp],
+                &shared,
                 &mut names,
             )?);
         }
         let name = host
             .name
-            .clone()
-            .or_else(|| host.domains.first().cloned())
+            .or_else(|| host.domains.into_iter().next())
             .unwrap_or_default();
         router.hosts.push(VirtualHost { name, routes });
     }
     // Without `notFound`, Envoy's own "no route" answer: 404, no body, no content type.
-    let not_found = match &cfg.not_found {
+    let own_all_hosts = cfg.not_found.is_some() && cfg.not_found_hosts == NotFoundHosts::All;
+    let not_found = match cfg.not_found {
         Some(d) => local_body(d, &At::top("notFound"))?,
         None => LocalBody {
             status: 404,
@@ -220,24 +238,70 @@ pub fn compile_for(cfg: &MeshConfig, delivery: Delivery) -> Result<Engine, Confi
             content_type: None,
         },
     };
-    let own_all_hosts = cfg.not_found.is_some() && cfg.not_found_hosts == NotFoundHosts::All;
     Ok(Engine::new(router, not_found, own_all_hosts, delivery))
 }
 
-fn compile_route<'a>(
-    cfg: &MeshConfig,
-    host_cors: Option<&crate::config::CorsConfig>,
-    r: &'a RouteConfig,
+/// A host's CORS policy as its routes without one of their own get it: compiled once per
+/// gRPC-Web flag and shared.
+struct HostCors<'h> {
+    host: Option<&'h CorsConfig>,
+    /// By `grpc_web`: not compiled yet, or the compiled (maybe absent) policy.
+    compiled: [Option<Option<Arc<CorsPolicy>>>; 2],
+}
+
+impl<'h> HostCors<'h> {
+    fn new(host: Option<&'h CorsConfig>) -> Self {
+        HostCors {
+            host,
+            compiled: [None, None],
+        }
+    }
+
+    /// The effective policy of a route with `own` policy (merged over the host's).
+    fn of(
+        &mut self,
+        own: Option<&CorsConfig>,
+        grpc_web: bool,
+    ) -> Result<Option<Arc<CorsPolicy>>, crate::cors::CorsError> {
+        if own.is_some() {
+            return Ok(CorsPolicy::compile(own, self.host, grpc_web)?.map(Arc::new));
+        }
+        let slot = &mut self.compiled[usize::from(grpc_web)];
+        if let Some(p) = slot {
+            return Ok(p.clone());
+        }
+        let p = CorsPolicy::compile(None, self.host, grpc_web)?.map(Arc::new);
+        *slot = Some(p.clone());
+        Ok(p)
+    }
+}
+
+fn compile_route(
+    r: RouteConfig,
     rp: &At<'_>,
-    [host_req, host_resp]: [HeaderOps; 2],
-    names: &mut Clusters<'a>,
+    host_cors: &mut HostCors<'_>,
+    [host_req, host_resp]: [&Arc<HeaderOps>; 2],
+    shared: &impl Fn(HeaderOps) -> Arc<HeaderOps>,
+    names: &mut Clusters,
 ) -> Result<Route, ConfigError> {
-    let m = &r.matches;
-    let path = match (&m.prefix, &m.path, &m.regex) {
+    let RouteConfig {
+        name,
+        matches: m,
+        grpc_web,
+        cors,
+        request_headers,
+        response_headers,
+        to,
+        direct_response,
+        redirect,
+    } = r;
+    let path = match (m.prefix, m.path, m.regex) {
         (None, None, None) => PathMatch::Prefix("/".to_owned()),
         (Some(p), None, None) => PathMatch::Prefix(abs_path(p, &rp.field("match.prefix"))?),
         (None, Some(p), None) => PathMatch::Exact(abs_path(p, &rp.field("match.path"))?),
-        (None, None, Some(re)) => PathMatch::Regex(full_regex(re, &rp.field("match.regex"))?),
+        (None, None, Some(re)) => {
+            PathMatch::Regex(Box::new(full_regex(&re, &rp.field("match.regex"))?))
+        }
         _ => {
             return Err(invalid(
                 rp.field("match"),
@@ -259,26 +323,22 @@ fn compile_route<'a>(
     }
     let headers = m
         .headers
-        .iter()
+        .into_iter()
         .enumerate()
         .map(|(i, h)| header_cond(h, &rp.field("match.headers").index(i)))
         .collect::<Result<Vec<_>, _>>()?;
-    let actions = [
-        r.to.is_some(),
-        r.direct_response.is_some(),
-        r.redirect.is_some(),
-    ];
+    let actions = [to.is_some(), direct_response.is_some(), redirect.is_some()];
     if actions.iter().filter(|a| **a).count() != 1 {
         return Err(invalid(
             rp,
             "give exactly one action: to, directResponse or redirect",
         ));
     }
-    let action = if let Some(t) = &r.to {
-        forward(cfg, t, &rp.field("to"), names)?
-    } else if let Some(d) = &r.direct_response {
+    let action = if let Some(t) = to {
+        forward(t, &rp.field("to"), names)?
+    } else if let Some(d) = direct_response {
         Action::Direct(local_body(d, &rp.field("directResponse"))?)
-    } else if let Some(rd) = &r.redirect {
+    } else if let Some(rd) = redirect {
         let p = rp.field("redirect");
         let status = rd.status.unwrap_or(301);
         if ![301, 302, 303, 307, 308].contains(&status) {
@@ -298,67 +358,110 @@ fn compile_route<'a>(
         if let Some(h) = &rd.host {
             check_host(h, &p.field("host"))?;
         }
-        if let Some(x) = &rd.path {
-            abs_path(x, &p.field("path"))?;
-        }
-        if let Some(x) = &rd.prefix_rewrite {
-            abs_path(x, &p.field("prefixRewrite"))?;
-            if !matches!(path, PathMatch::Prefix(_)) || rd.path.is_some() {
-                return Err(invalid(
-                    p.field("prefixRewrite"),
-                    "needs a prefix match and no redirect.path",
-                ));
+        let path_rewrite = match rd.path {
+            Some(x) => Some(abs_path(x, &p.field("path"))?),
+            None => None,
+        };
+        let prefix_rewrite = match rd.prefix_rewrite {
+            Some(x) => {
+                let x = abs_path(x, &p.field("prefixRewrite"))?;
+                if !matches!(path, PathMatch::Prefix(_)) || path_rewrite.is_some() {
+                    return Err(invalid(
+                        p.field("prefixRewrite"),
+                        "needs a prefix match and no redirect.path",
+                    ));
+                }
+                Some(x)
             }
-        }
-        Action::Redirect(RedirectSpec {
-            scheme: rd.scheme.clone(),
-            host: rd.host.clone(),
+            None => None,
+        };
+        Action::Redirect(Box::new(RedirectSpec {
+            scheme: rd.scheme,
+            host: rd.host,
             port: rd.port,
-            path: rd.path.clone(),
-            prefix_rewrite: rd.prefix_rewrite.clone(),
+            path: path_rewrite,
+            prefix_rewrite,
             status,
             strip_query: rd.strip_query,
-        })
+        }))
     } else {
         return Err(invalid(
             rp,
             "give exactly one action: to, directResponse or redirect",
         ));
     };
-    let cors = CorsPolicy::compile(r.cors.as_ref(), host_cors, r.grpc_web)
+    let cors = host_cors
+        .of(cors.as_ref(), grpc_web)
         .map_err(|e| invalid(rp.field("cors"), e))?;
-    let req = HeaderOps::compile(&r.request_headers)
-        .map_err(|e| invalid(rp.field("requestHeaders"), e))?;
-    let resp = HeaderOps::compile(&r.response_headers)
+    let req =
+        HeaderOps::compile(&request_headers).map_err(|e| invalid(rp.field("requestHeaders"), e))?;
+    let resp = HeaderOps::compile(&response_headers)
         .map_err(|e| invalid(rp.field("responseHeaders"), e))?;
     Ok(Route {
-        name: r.name.clone().unwrap_or_default(),
+        name: name.unwrap_or_default(),
         path,
-        methods: m.methods.clone(),
+        methods: m.methods,
         headers,
         action,
-        grpc_web: r.grpc_web,
+        grpc_web,
         cors,
-        request_ops: [host_req, req],
-        response_ops: [host_resp, resp],
+        request_ops: [host_req.clone(), shared(req)],
+        response_ops: [host_resp.clone(), shared(resp)],
     })
 }
 
+/// Names by key, hashed with FNV (the keys are the config's own).
+type Names<V> = HashMap<Box<str>, V, BuildHasherDefault<Fnv>>;
+
 /// Cluster names built once per distinct target and shared by every route that uses it
 /// (configure time at 10,000 hosts is mostly allocation).
-#[derive(Default)]
-struct Clusters<'a> {
-    services: HashMap<(&'a str, u16), Arc<str>>,
-    raw: HashMap<&'a str, Arc<str>>,
+struct Clusters {
+    namespace: String,
+    cluster_domain: String,
+    /// By service, then port.
+    services: Names<Vec<(u16, Arc<str>)>>,
+    raw: Names<Arc<str>>,
 }
 
-fn forward<'a>(
-    cfg: &MeshConfig,
-    t: &'a Target,
-    p: &At<'_>,
-    names: &mut Clusters<'a>,
-) -> Result<Action, ConfigError> {
-    let cluster = match (&t.service, t.port, &t.cluster) {
+impl Clusters {
+    fn new(namespace: &str, cluster_domain: &str) -> Self {
+        Clusters {
+            namespace: namespace.to_owned(),
+            cluster_domain: cluster_domain.to_owned(),
+            services: HashMap::default(),
+            raw: HashMap::default(),
+        }
+    }
+
+    fn service(&mut self, svc: &str, port: u16) -> Arc<str> {
+        let ports = match self.services.get_mut(svc) {
+            Some(ports) => ports,
+            None => self.services.entry(svc.into()).or_default(),
+        };
+        if let Some((_, name)) = ports.iter().find(|(p, _)| *p == port) {
+            return name.clone();
+        }
+        let name: Arc<str> = istio_cluster(
+            &service_fqdn(svc, &self.namespace, &self.cluster_domain),
+            port,
+        )
+        .into();
+        ports.push((port, name.clone()));
+        name
+    }
+
+    fn raw(&mut self, cluster: String) -> Arc<str> {
+        if let Some(name) = self.raw.get(cluster.as_str()) {
+            return name.clone();
+        }
+        let name: Arc<str> = cluster.as_str().into();
+        self.raw.insert(cluster.into_boxed_str(), name.clone());
+        name
+    }
+}
+
+fn forward(t: Target, p: &At<'_>, names: &mut Clusters) -> Result<Action, ConfigError> {
+    let cluster = match (t.service, t.port, t.cluster) {
         (Some(svc), Some(port), None) => {
             if svc.is_empty() || !svc.trim_end_matches('.').split('.').all(is_dns_label) {
                 return Err(invalid(
@@ -369,17 +472,7 @@ fn forward<'a>(
             if port == 0 {
                 return Err(invalid(p.field("port"), "port must be 1-65535"));
             }
-            names
-                .services
-                .entry((svc.as_str(), port))
-                .or_insert_with(|| {
-                    istio_cluster(
-                        &service_fqdn(svc, &cfg.namespace, &cfg.cluster_domain),
-                        port,
-                    )
-                    .into()
-                })
-                .clone()
+            names.service(&svc, port)
         }
         (None, None, Some(c)) => {
             if c.is_empty() || c.bytes().any(|b| b.is_ascii_control() || b == b' ') {
@@ -388,11 +481,7 @@ fn forward<'a>(
                     "cluster name must be non-empty, without spaces or control characters",
                 ));
             }
-            names
-                .raw
-                .entry(c.as_str())
-                .or_insert_with(|| c.as_str().into())
-                .clone()
+            names.raw(c)
         }
         (Some(_), None, None) => {
             return Err(invalid(
@@ -402,20 +491,21 @@ fn forward<'a>(
         }
         _ => return Err(invalid(p, "give either service and port, or cluster")),
     };
-    if let Some(x) = &t.prefix_rewrite {
-        abs_path(x, &p.field("prefixRewrite"))?;
-    }
+    let prefix_rewrite = match t.prefix_rewrite {
+        Some(x) => Some(abs_path(x, &p.field("prefixRewrite"))?),
+        None => None,
+    };
     if let Some(h) = &t.host_rewrite {
         check_host(h, &p.field("hostRewrite"))?;
     }
     Ok(Action::Forward {
         cluster,
-        prefix_rewrite: t.prefix_rewrite.clone(),
-        host_rewrite: t.host_rewrite.clone(),
+        prefix_rewrite,
+        host_rewrite: t.host_rewrite,
     })
 }
 
-fn header_cond(h: &HeaderMatch, p: &At<'_>) -> Result<HeaderCond, ConfigError> {
+fn header_cond(h: HeaderMatch, p: &At<'_>) -> Result<HeaderCond, ConfigError> {
     if h.name.is_empty()
         || !h
             .name
@@ -427,10 +517,12 @@ fn header_cond(h: &HeaderMatch, p: &At<'_>) -> Result<HeaderCond, ConfigError> {
             format!("`{}` is not a header name", h.name),
         ));
     }
-    let test = match (&h.exact, &h.prefix, &h.regex, h.present) {
-        (Some(v), None, None, None) => HeaderTest::Exact(v.as_bytes().to_vec()),
-        (None, Some(v), None, None) => HeaderTest::Prefix(v.as_bytes().to_vec()),
-        (None, None, Some(r), None) => HeaderTest::Regex(full_regex(r, &p.field("regex"))?),
+    let test = match (h.exact, h.prefix, h.regex, h.present) {
+        (Some(v), None, None, None) => HeaderTest::Exact(v.into_bytes()),
+        (None, Some(v), None, None) => HeaderTest::Prefix(v.into_bytes()),
+        (None, None, Some(r), None) => {
+            HeaderTest::Regex(Box::new(full_regex(&r, &p.field("regex"))?))
+        }
         (None, None, None, Some(b)) => HeaderTest::Present(b),
         _ => {
             return Err(invalid(
@@ -439,14 +531,16 @@ fn header_cond(h: &HeaderMatch, p: &At<'_>) -> Result<HeaderCond, ConfigError> {
             ))
         }
     };
+    let mut name = h.name;
+    name.make_ascii_lowercase();
     Ok(HeaderCond {
-        name: h.name.to_ascii_lowercase(),
+        name,
         test,
         invert: h.invert,
     })
 }
 
-fn local_body(d: &DirectResponse, p: &At<'_>) -> Result<LocalBody, ConfigError> {
+fn local_body(d: DirectResponse, p: &At<'_>) -> Result<LocalBody, ConfigError> {
     if !(200..=599).contains(&d.status) {
         return Err(invalid(
             p.field("status"),
@@ -461,26 +555,26 @@ fn local_body(d: &DirectResponse, p: &At<'_>) -> Result<LocalBody, ConfigError> 
             ));
         }
     }
-    let content_type = match (&d.content_type, d.body.is_empty()) {
-        (Some(ct), _) => Some(ct.clone()),
+    let content_type = match (d.content_type, d.body.is_empty()) {
+        (Some(ct), _) => Some(ct),
         (None, false) => Some("text/plain".to_owned()),
         (None, true) => None,
     };
     Ok(LocalBody {
         status: d.status,
-        body: d.body.as_bytes().to_vec(),
+        body: d.body.into_bytes(),
         content_type,
     })
 }
 
-fn abs_path(p: &str, field: &At<'_>) -> Result<String, ConfigError> {
+fn abs_path(p: String, field: &At<'_>) -> Result<String, ConfigError> {
     if !p.starts_with('/') || p.bytes().any(|b| b.is_ascii_control() || b == b' ') {
         return Err(invalid(
             field,
             format!("`{p}` must start with `/` and have no spaces or control characters"),
         ));
     }
-    Ok(p.to_owned())
+    Ok(p)
 }
 
 /// Whole-input, byte-wise regex: like Envoy's RE2 on paths and header values, `.` matches any

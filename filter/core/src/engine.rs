@@ -266,7 +266,7 @@ impl Engine {
                 }
                 // Like Envoy's router: header rules see the request as received, then the
                 // rewrites record what they replaced in x-envoy-original-path/-host.
-                let keep = route.response_ops.iter().any(HeaderOps::uses_request);
+                let keep = route.response_ops.iter().any(|o| o.uses_request());
                 let mut upstream_path = None;
                 if let Some(rw) = prefix_rewrite {
                     route.rewrite_path(path, rw, &mut buf);

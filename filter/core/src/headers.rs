@@ -166,6 +166,9 @@ pub struct HeaderOps {
 impl HeaderOps {
     /// Validates and compiles config rules.
     pub fn compile(rules: &HeaderRules) -> Result<Self, HeaderError> {
+        if rules.is_empty() {
+            return Ok(HeaderOps::default());
+        }
         let name = |n: &str| -> Result<String, HeaderError> {
             if n.is_empty() || !n.bytes().all(is_tchar) {
                 return Err(HeaderError::BadName(n.to_owned()));

@@ -18,11 +18,52 @@ pub trait RequestHeaders {
 
 /// A zero-copy view of a proxy-wasm header map: a little-endian `u32` count, then a (name
 /// length, value length) `u32` pair per header, then each name and value followed by a NUL.
+///
+/// The one pass that checks the encoding also notes where the first value of each name in
+/// [`KNOWN`] is, so the engine's reads of those (every request's) cost no scan; other names
+/// (header conditions) scan the map.
 #[derive(Debug, Clone, Copy)]
 pub struct Pairs<'a> {
     count: usize,
     sizes: &'a [u8],
     data: &'a [u8],
+    /// Per [`KNOWN`] name, the first value as (start, end) in `data`.
+    known: [Option<(u32, u32)>; KNOWN.len()],
+}
+
+/// The names every request reads: routing, CORS, redirects and the filter's reserved headers.
+const KNOWN: [&str; 9] = [
+    ":authority",
+    ":path",
+    ":method",
+    ":scheme",
+    "origin",
+    crate::upstream::UPSTREAM_HEADER,
+    crate::upstream::GRPC_WEB_HEADER,
+    "access-control-request-method",
+    "access-control-request-headers",
+];
+
+/// The index of `name` in [`KNOWN`] (ASCII case-insensitive, as every lookup compares): the
+/// length and one byte pick the only candidate, one comparison confirms it (this runs for every
+/// header of every request).
+fn known(name: &[u8]) -> Option<usize> {
+    let byte = |i: usize| name.get(i).map_or(0, u8::to_ascii_lowercase);
+    let candidate = match (name.len(), byte(1)) {
+        (10, b'a') => 0,
+        (5, _) => 1,
+        (7, b'm') => 2,
+        (7, b's') => 3,
+        (6, _) => 4,
+        (15, _) if byte(7) == b'u' => 5,
+        (15, _) => 6,
+        (29, _) => 7,
+        (30, _) => 8,
+        _ => return None,
+    };
+    // Envoy hands names lower-case, as they are here: compare exactly first.
+    let k = KNOWN.get(candidate)?.as_bytes();
+    (k == name || k.eq_ignore_ascii_case(name)).then_some(candidate)
 }
 
 /// The host's header map bytes are not in the proxy-wasm map encoding.
@@ -38,12 +79,14 @@ fn u32_at(bytes: &[u8], at: usize) -> Option<usize> {
 impl<'a> Pairs<'a> {
     /// Checks the encoding once, so iteration never has to fail.
     pub fn parse(bytes: &'a [u8]) -> Result<Self, MalformedPairs> {
+        let mut pairs = Pairs {
+            count: 0,
+            sizes: &[],
+            data: &[],
+            known: [None; KNOWN.len()],
+        };
         if bytes.is_empty() {
-            return Ok(Pairs {
-                count: 0,
-                sizes: &[],
-                data: &[],
-            });
+            return Ok(pairs);
         }
         let count = u32_at(bytes, 0).ok_or(MalformedPairs)?;
         let sizes_end = count
@@ -52,20 +95,32 @@ impl<'a> Pairs<'a> {
             .ok_or(MalformedPairs)?;
         let sizes = bytes.get(4..sizes_end).ok_or(MalformedPairs)?;
         let data = bytes.get(sizes_end..).ok_or(MalformedPairs)?;
-        let mut need = 0usize;
+        // Offsets fit in u32: the whole map is at most u32::MAX bytes (its lengths are u32).
+        let offset = |n: usize| u32::try_from(n).map_err(|_| MalformedPairs);
+        let mut at = 0usize;
         for i in 0..count {
             let k = u32_at(sizes, i * 8).ok_or(MalformedPairs)?;
             let v = u32_at(sizes, i * 8 + 4).ok_or(MalformedPairs)?;
-            need = need
-                .checked_add(k)
-                .and_then(|n| n.checked_add(v))
-                .and_then(|n| n.checked_add(2))
-                .ok_or(MalformedPairs)?;
+            let value_at = at.checked_add(k).ok_or(MalformedPairs)? + 1;
+            let end = value_at.checked_add(v).ok_or(MalformedPairs)?;
+            if end >= data.len() {
+                return Err(MalformedPairs);
+            }
+            if let Some(slot) = data
+                .get(at..at + k)
+                .and_then(known)
+                .and_then(|j| pairs.known.get_mut(j))
+            {
+                if slot.is_none() {
+                    *slot = Some((offset(value_at)?, offset(end)?));
+                }
+            }
+            at = end + 1;
         }
-        if need > data.len() {
-            return Err(MalformedPairs);
-        }
-        Ok(Pairs { count, sizes, data })
+        pairs.count = count;
+        pairs.sizes = sizes;
+        pairs.data = data;
+        Ok(pairs)
     }
 
     /// Every (name, value) pair in order.
@@ -98,6 +153,16 @@ impl RequestHeaders for Pairs<'_> {
         self.iter()
             .filter(move |(k, _)| k.eq_ignore_ascii_case(name.as_bytes()))
             .map(|(_, v)| v)
+    }
+
+    fn first<'s>(&'s self, name: &'s str) -> Option<&'s [u8]> {
+        match known(name.as_bytes()).and_then(|i| self.known.get(i)) {
+            Some(slot) => {
+                let (start, end) = (*slot)?;
+                self.data.get(start as usize..end as usize)
+            }
+            None => self.values(name).next(),
+        }
     }
 }
 
@@ -172,7 +237,51 @@ mod tests {
         );
         assert_eq!(pairs.first("empty"), Some(&b""[..]));
         assert_eq!(pairs.first("absent"), None);
+        assert_eq!(pairs.first(":path"), None);
         assert!(Pairs::parse(&[]).unwrap().is_empty());
+    }
+
+    #[test]
+    fn every_known_name_is_found_and_nothing_else() {
+        for (i, k) in KNOWN.iter().enumerate() {
+            assert_eq!(known(k.as_bytes()), Some(i), "{k}");
+            assert_eq!(known(k.to_ascii_uppercase().as_bytes()), Some(i), "{k}");
+        }
+        for other in [
+            "",
+            ":",
+            "user-agent",
+            "x-grpc-web",
+            ":status",
+            "x-mesh-upstreaM2",
+        ] {
+            assert_eq!(known(other.as_bytes()), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn known_names_read_like_a_scan() {
+        let list = HeaderList::from_pairs([
+            ("X-Other", "1"),
+            (":Authority", "first.test"),
+            ("origin", ""),
+            (":authority", "second.test"),
+            ("ORIGIN", "later"),
+            ("x-mesh-upstream", "c"),
+        ]);
+        let bytes = list.to_pairs_bytes();
+        let pairs = Pairs::parse(&bytes).unwrap();
+        for name in KNOWN
+            .iter()
+            .copied()
+            .chain(["x-other", "X-OTHER", "absent", ""])
+        {
+            let scanned = pairs.values(name).next();
+            assert_eq!(pairs.first(name), scanned, "{name}");
+            assert_eq!(pairs.first(name), list.first(name), "{name}");
+        }
+        assert_eq!(pairs.first(":AUTHORITY"), Some(&b"first.test"[..]));
+        assert_eq!(pairs.first("origin"), Some(&b""[..]));
     }
 
     #[test]

@@ -6,6 +6,7 @@ use crate::cors::CorsPolicy;
 use crate::headers::HeaderOps;
 use crate::host::{strip_port, HostTable};
 use crate::request::RequestHeaders;
+use std::sync::Arc;
 
 /// How a route compares the path (always without the query string). No `match`: prefix `/`.
 #[derive(Debug, Clone)]
@@ -14,8 +15,8 @@ pub enum PathMatch {
     Prefix(String),
     /// Equal.
     Exact(String),
-    /// Whole-path regular expression, compiled once.
-    Regex(ByteRegex),
+    /// Whole-path regular expression, compiled once (boxed: most routes have none).
+    Regex(Box<ByteRegex>),
 }
 
 /// A compiled header condition.
@@ -37,7 +38,7 @@ pub enum HeaderTest {
     /// Starts with.
     Prefix(Vec<u8>),
     /// Whole value matches.
-    Regex(ByteRegex),
+    Regex(Box<ByteRegex>),
     /// Present (`true`) or absent (`false`).
     Present(bool),
 }
@@ -186,7 +187,7 @@ pub enum Action {
     /// Forward to an Envoy cluster.
     Forward {
         /// Cluster name set in the upstream header (shared by the routes with the same target).
-        cluster: std::sync::Arc<str>,
+        cluster: Arc<str>,
         /// Replacement for the matched prefix (or whole path).
         prefix_rewrite: Option<String>,
         /// Replacement authority.
@@ -194,8 +195,8 @@ pub enum Action {
     },
     /// Answer locally.
     Direct(LocalBody),
-    /// Answer with a redirect.
-    Redirect(RedirectSpec),
+    /// Answer with a redirect (boxed: the biggest and rarest action).
+    Redirect(Box<RedirectSpec>),
 }
 
 /// A compiled route.
@@ -213,12 +214,13 @@ pub struct Route {
     pub action: Action,
     /// A gRPC-Web route: marked for the `grpc_web` filter placed after the filter.
     pub grpc_web: bool,
-    /// Effective CORS policy (host merged with route).
-    pub cors: Option<CorsPolicy>,
-    /// Request header changes: host's then route's.
-    pub request_ops: [HeaderOps; 2],
-    /// Response header changes: host's then route's.
-    pub response_ops: [HeaderOps; 2],
+    /// Effective CORS policy (host merged with route), shared by the host's routes that have
+    /// none of their own.
+    pub cors: Option<Arc<CorsPolicy>>,
+    /// Request header changes: host's (shared by its routes) then route's.
+    pub request_ops: [Arc<HeaderOps>; 2],
+    /// Response header changes: host's (shared by its routes) then route's.
+    pub response_ops: [Arc<HeaderOps>; 2],
 }
 
 impl Route {

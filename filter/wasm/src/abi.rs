@@ -1,11 +1,11 @@
-//! Direct proxy-wasm ABI calls for the host calls on the request path, returning every status.
+//! The proxy-wasm ABI 0.2.1 host calls the filter makes, returning every status, and the ABI's
+//! values (map and buffer ids, actions, log levels).
 //!
-//! The SDK's `hostcalls` wrappers `panic!` on any status but Ok/NotFound (and read it into a Rust
-//! enum, which is undefined for an unknown code); with `panic = "abort"` that kills the VM. These
-//! declare the same imports returning the raw `u32`, so a failing host call becomes an error for
-//! one request. This is the crate's only unsafe code: pointer/length pairs handed to the host,
-//! and taking ownership of buffers the host allocated through the SDK's exported allocator.
-#![allow(unsafe_code, clashing_extern_declarations)]
+//! Every import returns the raw `u32` status, so a failing host call becomes an error for one
+//! request, never a trap. Unsafe code lives here and in [`crate::exports`]: pointer/length pairs
+//! handed to the host, and taking ownership of buffers the host allocated through the module's
+//! exported allocator.
+#![allow(unsafe_code)]
 
 use std::ptr::{null, null_mut};
 
@@ -13,6 +13,18 @@ use std::ptr::{null, null_mut};
 const OK: u32 = 0;
 /// `Status::NotFound`.
 const NOT_FOUND: u32 = 1;
+
+/// `MapType::HttpRequestHeaders`.
+pub const REQUEST_HEADERS: u32 = 0;
+/// `MapType::HttpResponseHeaders`.
+pub const RESPONSE_HEADERS: u32 = 2;
+/// `BufferType::PluginConfiguration`.
+pub const PLUGIN_CONFIGURATION: u32 = 7;
+
+/// `Action::Continue`: the next filter runs.
+pub const CONTINUE: u32 = 0;
+/// `Action::Pause`: stop iteration (the filter answered locally).
+pub const PAUSE: u32 = 1;
 
 #[link(wasm_import_module = "env")]
 extern "C" {
@@ -54,10 +66,11 @@ extern "C" {
     fn proxy_define_metric(kind: u32, name: *const u8, name_len: usize, out_id: *mut u32) -> u32;
     fn proxy_increment_metric(id: u32, offset: i64) -> u32;
     fn proxy_record_metric(id: u32, value: u64) -> u32;
+    fn proxy_set_tick_period_milliseconds(period: u32) -> u32;
 }
 
 /// Takes ownership of a host-allocated buffer (allocated by `proxy_on_memory_allocate`, which
-/// returns a boxed slice of exactly `len` bytes).
+/// returns a boxed slice of exactly `len` bytes; see [`crate::exports`]).
 fn owned(ptr: *mut u8, len: usize) -> Vec<u8> {
     if ptr.is_null() {
         return Vec::new();
@@ -180,6 +193,12 @@ pub fn record(id: u32, value: u64) -> Result<(), u32> {
 pub fn increment(id: u32, offset: i64) -> Result<(), u32> {
     // SAFETY: plain values.
     status(unsafe { proxy_increment_metric(id, offset) })
+}
+
+/// Asks the host to call `proxy_on_tick` on the current root context every `period_ms`.
+pub fn set_tick_period(period_ms: u32) -> Result<(), u32> {
+    // SAFETY: a plain value.
+    status(unsafe { proxy_set_tick_period_milliseconds(period_ms) })
 }
 
 fn status(s: u32) -> Result<(), u32> {

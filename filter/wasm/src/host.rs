@@ -5,18 +5,35 @@
 
 use crate::abi;
 use mesh_core::{HeaderMap, LocalReply};
-use proxy_wasm::types::{BufferType, MapType};
+
+/// Which header map of the stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Map {
+    /// The request headers.
+    Request,
+    /// The response headers.
+    Response,
+}
+
+impl Map {
+    fn id(self) -> u32 {
+        match self {
+            Map::Request => abi::REQUEST_HEADERS,
+            Map::Response => abi::RESPONSE_HEADERS,
+        }
+    }
+}
 
 /// A host call that failed, with the proxy-wasm status code the host returned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum HostError {
     /// Reading or changing a header map failed.
-    #[error("header {op} on {map:?} failed with status {status}")]
+    #[error("header {op} on the {map:?} headers failed with status {status}")]
     Header {
         /// What was attempted.
         op: &'static str,
         /// Which map.
-        map: MapType,
+        map: Map,
         /// The host's status code.
         status: u32,
     },
@@ -37,7 +54,7 @@ pub enum HostError {
 }
 
 /// A header map of the current stream (request or response headers).
-pub struct HostHeaders(pub MapType);
+pub struct HostHeaders(pub Map);
 
 impl HostHeaders {
     fn err(&self, op: &'static str) -> impl Fn(u32) -> HostError + '_ {
@@ -47,25 +64,23 @@ impl HostHeaders {
             status,
         }
     }
-}
 
-impl HostHeaders {
     /// Every header of the map, in one host call (the engine reads the request from this).
     pub fn pairs(&self) -> Result<Vec<u8>, HostError> {
-        abi::get_header_pairs(self.0 as u32).map_err(self.err("get pairs"))
+        abi::get_header_pairs(self.0.id()).map_err(self.err("get pairs"))
     }
 }
 
 impl HeaderMap for HostHeaders {
     type Error = HostError;
     fn set(&mut self, name: &str, value: &[u8]) -> Result<(), HostError> {
-        abi::replace_header(self.0 as u32, name, value).map_err(self.err("set"))
+        abi::replace_header(self.0.id(), name, value).map_err(self.err("set"))
     }
     fn add(&mut self, name: &str, value: &[u8]) -> Result<(), HostError> {
-        abi::add_header(self.0 as u32, name, value).map_err(self.err("add"))
+        abi::add_header(self.0.id(), name, value).map_err(self.err("add"))
     }
     fn remove(&mut self, name: &str) -> Result<(), HostError> {
-        abi::remove_header(self.0 as u32, name).map_err(self.err("remove"))
+        abi::remove_header(self.0.id(), name).map_err(self.err("remove"))
     }
 }
 
@@ -81,5 +96,5 @@ pub fn send_reply(reply: &LocalReply) -> Result<(), HostError> {
 
 /// The plugin configuration bytes (empty when none is set).
 pub fn plugin_configuration() -> Result<Vec<u8>, HostError> {
-    abi::get_buffer(BufferType::PluginConfiguration as u32).map_err(HostError::Configuration)
+    abi::get_buffer(abi::PLUGIN_CONFIGURATION).map_err(HostError::Configuration)
 }

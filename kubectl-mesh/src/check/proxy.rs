@@ -6,7 +6,9 @@
 //! prefix; verified with Envoy 1.40), and Istio's bootstrap always keeps them: its stats
 //! inclusion list has the prefix `wasm`, which `wasmcustom.` starts with (a required prefix in
 //! istio-agent's bootstrap, and present in the gateway dump in ../shared/fixtures/istio;
-//! `tests/proxy_stats.rs` runs real Envoy with that `stats_config`).
+//! `tests/proxy_stats.rs` runs real Envoy with that `stats_config`). The request counters reach
+//! the stats on the filter's one-second tick (`filter/wasm/src/metrics.rs`), the configuration
+//! gauge and failed host calls at once.
 
 use super::{check, pass, Check, Status};
 use std::collections::BTreeMap;

@@ -232,6 +232,7 @@ fn route_level_settings(dr: &Value, what: &str) -> Vec<Check> {
     let hashed = !dr["spec"]["trafficPolicy"]["loadBalancer"]["consistentHash"].is_null();
     if hashed {
         out.push(check(
+            "upstreams.consistent-hash",
             GROUP,
             format!("DestinationRule {name}'s consistent hashing applies to {what}"),
             Status::Warn,
@@ -243,6 +244,7 @@ fn route_level_settings(dr: &Value, what: &str) -> Vec<Check> {
         .is_some_and(|s| !s.is_empty())
     {
         out.push(pass(
+            "upstreams.subsets",
             GROUP,
             format!("DestinationRule {name} has subsets: the config's routes to {what} go to the whole service, not a subset (a VirtualService route chooses subsets)"),
         ));
@@ -366,10 +368,13 @@ mod tests {
         let c = evaluate(&[up]);
         assert!(
             c.iter()
-                .any(|c| c.status == Status::Warn && c.name.contains("consistent hashing")),
+                .any(|c| c.status == Status::Warn && c.description.contains("consistent hashing")),
             "{c:#?}"
         );
-        assert!(c.iter().any(|c| c.name.contains("subsets")), "{c:#?}");
+        assert!(
+            c.iter().any(|c| c.description.contains("subsets")),
+            "{c:#?}"
+        );
     }
 
     #[test]

@@ -131,20 +131,23 @@ fn compiled() -> anyhow::Result<&'static Compiled> {
         .map_err(|e| anyhow!("{e}"))
 }
 
-/// The filter's exports the harness calls.
+/// The filter's exports the harness calls. As in proxy-wasm-cpp-host (Envoy's host), only
+/// memory, configure and the header callbacks are required: a callback the module does not
+/// export is skipped (bodies and trailers continue, `on_done` counts as done).
 struct Exports {
-    context_create: TypedFunc<(u32, u32), ()>,
-    vm_start: TypedFunc<(u32, u32), u32>,
+    context_create: Option<TypedFunc<(u32, u32), ()>>,
+    vm_start: Option<TypedFunc<(u32, u32), u32>>,
     configure: TypedFunc<(u32, u32), u32>,
+    tick: Option<TypedFunc<u32, ()>>,
     request_headers: TypedFunc<(u32, u32, u32), u32>,
-    request_body: TypedFunc<(u32, u32, u32), u32>,
-    request_trailers: TypedFunc<(u32, u32), u32>,
+    request_body: Option<TypedFunc<(u32, u32, u32), u32>>,
+    request_trailers: Option<TypedFunc<(u32, u32), u32>>,
     response_headers: TypedFunc<(u32, u32, u32), u32>,
-    response_body: TypedFunc<(u32, u32, u32), u32>,
-    response_trailers: TypedFunc<(u32, u32), u32>,
-    done: TypedFunc<u32, u32>,
-    log: TypedFunc<u32, ()>,
-    delete: TypedFunc<u32, ()>,
+    response_body: Option<TypedFunc<(u32, u32, u32), u32>>,
+    response_trailers: Option<TypedFunc<(u32, u32), u32>>,
+    done: Option<TypedFunc<u32, u32>>,
+    log: Option<TypedFunc<u32, ()>>,
+    delete: Option<TypedFunc<u32, ()>>,
 }
 
 /// One filter VM: one root context configured with a plugin configuration, and HTTP streams.
@@ -202,6 +205,9 @@ impl Filter {
         let mut linker = Linker::new(engine);
         host::add_to_linker(&mut linker)?;
         let mut store = Store::new(engine, HostState::new());
+        // An engine with fuel metering counts every Wasm instruction the filter runs (see
+        // `Filter::fuel`); without it this fails and nothing is counted.
+        let _ = store.set_fuel(u64::MAX);
         host::stub_unimplemented(&mut linker, &mut store, module)?;
         let instance = linker
             .instantiate(&mut store, module)
@@ -224,14 +230,16 @@ impl Filter {
         }
         let root = f.root;
         f.store.data_mut().contexts.push(root);
-        let create = f.exports.context_create.clone();
-        f.guard("proxy_on_context_create(root)", |s| {
-            create.call(s, (root, 0))
-        })?;
-        let start = f.exports.vm_start.clone();
-        let vm_ok = f.guard("proxy_on_vm_start", |s| start.call(s, (root, 0)))?;
-        if vm_ok == 0 {
-            return Err(anyhow!("proxy_on_vm_start returned false").into());
+        if let Some(create) = f.exports.context_create.clone() {
+            f.guard("proxy_on_context_create(root)", |s| {
+                create.call(s, (root, 0))
+            })?;
+        }
+        if let Some(start) = f.exports.vm_start.clone() {
+            let vm_ok = f.guard("proxy_on_vm_start", |s| start.call(s, (root, 0)))?;
+            if vm_ok == 0 {
+                return Err(anyhow!("proxy_on_vm_start returned false").into());
+            }
         }
         if !f.configure(config_json)? {
             return Err(HarnessError::Rejected {
@@ -283,8 +291,10 @@ impl Filter {
             st.maps.insert(MapType::HttpRequestHeaders as u32, headers);
             st.contexts.push(id);
         }
-        let (root, create) = (self.root, self.exports.context_create.clone());
-        self.guard("proxy_on_context_create", |s| create.call(s, (id, root)))?;
+        if let Some(create) = self.exports.context_create.clone() {
+            let root = self.root;
+            self.guard("proxy_on_context_create", |s| create.call(s, (id, root)))?;
+        }
         self.stream = Some(id);
         let f = self.exports.request_headers.clone();
         let raw = self.guard("proxy_on_request_headers", |s| {
@@ -401,9 +411,15 @@ impl Filter {
             self.exports.log.clone(),
             self.exports.delete.clone(),
         );
-        self.guard("proxy_on_done", |s| done.call(s, id))?;
-        self.guard("proxy_on_log", |s| log.call(s, id))?;
-        self.guard("proxy_on_delete", |s| delete.call(s, id))?;
+        if let Some(done) = done {
+            self.guard("proxy_on_done", |s| done.call(s, id))?;
+        }
+        if let Some(log) = log {
+            self.guard("proxy_on_log", |s| log.call(s, id))?;
+        }
+        if let Some(delete) = delete {
+            self.guard("proxy_on_delete", |s| delete.call(s, id))?;
+        }
         self.store.data_mut().contexts.retain(|c| *c != id);
         Ok(())
     }
@@ -472,9 +488,33 @@ impl Filter {
         self.store.data().guest_allocations
     }
 
+    /// Wasm instructions the module has run so far (wasmtime's fuel: one unit per instruction,
+    /// repeatable regardless of load), when its engine meters fuel (`Config::consume_fuel`).
+    pub fn fuel(&self) -> Option<u64> {
+        self.store.get_fuel().ok().map(|left| u64::MAX - left)
+    }
+
     /// The tick period the filter asked for (0: none).
     pub fn tick_period_ms(&self) -> u32 {
         self.store.data().tick_period_ms
+    }
+
+    /// Fires the root context's timer once (`proxy_on_tick`), as the host does every tick
+    /// period; an error when the module asked for no tick or does not export the callback.
+    pub fn tick(&mut self) -> Result<(), HarnessError> {
+        let Some(tick) = self.exports.tick.clone() else {
+            return Err(anyhow!("the module does not export proxy_on_tick").into());
+        };
+        if self.tick_period_ms() == 0 {
+            return Err(anyhow!("the module asked for no tick period").into());
+        }
+        let root = self.root;
+        self.guard("proxy_on_tick", |s| tick.call(s, root))
+    }
+
+    /// The stream callbacks the module exports (the host skips the others).
+    pub fn exported_callbacks(&self) -> Vec<&'static str> {
+        self.exports.names()
     }
 
     /// Which module this filter runs (`$MESH_WASM` or the default build output).
@@ -492,12 +532,15 @@ impl Filter {
     fn body_call(
         &mut self,
         call: &str,
-        f: TypedFunc<(u32, u32, u32), u32>,
+        f: Option<TypedFunc<(u32, u32, u32), u32>>,
         buffer: BufferType,
         body: &[u8],
         end_of_stream: bool,
     ) -> Result<Action, HarnessError> {
         let id = self.open_stream()?;
+        let Some(f) = f else {
+            return Ok(Action::Continue);
+        };
         let len = u32::try_from(body.len()).context("body too large")?;
         self.store
             .data_mut()
@@ -510,11 +553,14 @@ impl Filter {
     fn trailers_call<K: AsRef<[u8]>, V: AsRef<[u8]>>(
         &mut self,
         call: &str,
-        f: TypedFunc<(u32, u32), u32>,
+        f: Option<TypedFunc<(u32, u32), u32>>,
         map: MapType,
         trailers: &[(K, V)],
     ) -> Result<Action, HarnessError> {
         let id = self.open_stream()?;
+        let Some(f) = f else {
+            return Ok(Action::Continue);
+        };
         let n = u32::try_from(trailers.len()).context("too many trailers")?;
         self.store
             .data_mut()
@@ -571,20 +617,55 @@ impl Exports {
                     .map_err(|e| anyhow::Error::from(e).context(format!("export `{}`", $name)))?
             };
         }
+        // Optional, but when exported it must have the ABI's signature.
+        macro_rules! opt {
+            ($name:literal) => {
+                match instance.get_export(&mut *store, $name) {
+                    None => None,
+                    Some(_) => Some(f!($name)),
+                }
+            };
+        }
         Ok(Exports {
-            context_create: f!("proxy_on_context_create"),
-            vm_start: f!("proxy_on_vm_start"),
+            context_create: opt!("proxy_on_context_create"),
+            vm_start: opt!("proxy_on_vm_start"),
             configure: f!("proxy_on_configure"),
+            tick: opt!("proxy_on_tick"),
             request_headers: f!("proxy_on_request_headers"),
-            request_body: f!("proxy_on_request_body"),
-            request_trailers: f!("proxy_on_request_trailers"),
+            request_body: opt!("proxy_on_request_body"),
+            request_trailers: opt!("proxy_on_request_trailers"),
             response_headers: f!("proxy_on_response_headers"),
-            response_body: f!("proxy_on_response_body"),
-            response_trailers: f!("proxy_on_response_trailers"),
-            done: f!("proxy_on_done"),
-            log: f!("proxy_on_log"),
-            delete: f!("proxy_on_delete"),
+            response_body: opt!("proxy_on_response_body"),
+            response_trailers: opt!("proxy_on_response_trailers"),
+            done: opt!("proxy_on_done"),
+            log: opt!("proxy_on_log"),
+            delete: opt!("proxy_on_delete"),
         })
+    }
+
+    /// The names of the callbacks the module exports, in the ABI's order.
+    fn names(&self) -> Vec<&'static str> {
+        [
+            ("proxy_on_context_create", self.context_create.is_some()),
+            ("proxy_on_vm_start", self.vm_start.is_some()),
+            ("proxy_on_configure", true),
+            ("proxy_on_tick", self.tick.is_some()),
+            ("proxy_on_request_headers", true),
+            ("proxy_on_request_body", self.request_body.is_some()),
+            ("proxy_on_request_trailers", self.request_trailers.is_some()),
+            ("proxy_on_response_headers", true),
+            ("proxy_on_response_body", self.response_body.is_some()),
+            (
+                "proxy_on_response_trailers",
+                self.response_trailers.is_some(),
+            ),
+            ("proxy_on_done", self.done.is_some()),
+            ("proxy_on_log", self.log.is_some()),
+            ("proxy_on_delete", self.delete.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(n, present)| present.then_some(n))
+        .collect()
     }
 }
 

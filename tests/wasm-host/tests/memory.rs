@@ -101,6 +101,7 @@ fn linear_memory_does_not_grow_per_request() {
         f.host_calls() - calls_before
     );
     assert_eq!(f.metric("mesh_filter_host_errors"), Some(0));
+    f.tick().unwrap();
     let total = (WARMUP + REQUESTS) as u64;
     let per_kind = total / 7;
     assert!(f.metric("mesh_filter_routed").unwrap() >= 3 * per_kind);

@@ -1,17 +1,19 @@
-//! A small JSON reader for the config schema's serde types, recording the field path of the
-//! first error (`hosts[0].routes[1].to.port`).
+//! The filter's JSON reader: the config schema ([`crate::config`]) read straight from the text,
+//! with the field path of the first error (`hosts[0].routes[1].to.port`).
 //!
-//! It replaces serde_json + serde_path_to_error on the filter's configure path: the same derived
-//! types and the same messages for shape errors, in a fraction of the module size (no float
-//! formatting, one monomorphization of the schema), and without an intermediate JSON tree.
-//! Only the filter's input goes through it; the plugin still writes JSON with serde_json.
+//! It is written out by hand rather than derived: no serde code in the module (the derived
+//! deserializers were the biggest part of it after the SDK and std), no visitor per field, and
+//! the path is built only when an error unwinds, so the configure path of a large config is
+//! mostly the allocation of its strings. Errors are worded as serde words them for the same
+//! document (the plugin reads YAML through serde; tests compare the two on the same documents),
+//! and the field lists are checked against serde's in the tests, so a field added to the schema
+//! and not here fails them. The plugin still writes JSON with serde_json.
 
-mod de;
 mod read;
+mod schema;
 
+use crate::config::{Delivery, MeshConfig};
 use read::Reader;
-use serde::de as serde_de;
-use serde::Deserialize;
 use std::fmt;
 
 /// Deepest nesting accepted (the schema needs 6; this bounds recursion on hostile input).
@@ -22,7 +24,7 @@ const MAX_DEPTH: usize = 64;
 pub struct JsonError {
     /// What went wrong, worded as serde words it.
     pub message: String,
-    /// The field path (`.` for the document itself); set where the error is first seen.
+    /// The field path (`.` for the document itself).
     pub path: Option<String>,
 }
 
@@ -34,116 +36,155 @@ impl fmt::Display for JsonError {
 
 impl std::error::Error for JsonError {}
 
-impl serde_de::Error for JsonError {
-    fn custom<T: fmt::Display>(msg: T) -> Self {
-        JsonError {
-            message: msg.to_string(),
-            path: None,
-        }
-    }
-
-    fn invalid_type(unexp: serde_de::Unexpected<'_>, exp: &dyn serde_de::Expected) -> Self {
-        serde_de::Error::custom(format_args!(
-            "invalid type: {}, expected {exp}",
-            describe(&unexp)
-        ))
-    }
-
-    fn invalid_value(unexp: serde_de::Unexpected<'_>, exp: &dyn serde_de::Expected) -> Self {
-        serde_de::Error::custom(format_args!(
-            "invalid value: {}, expected {exp}",
-            describe(&unexp)
-        ))
-    }
-}
-
-/// serde's wording of an unexpected value, with JSON's `null` for serde's "unit value" (as
-/// serde_json says it). Written out here because serde's own `Display` formats floats, which
-/// no field of the schema takes, and float formatting is a sizeable part of a small module.
-fn describe(u: &serde_de::Unexpected<'_>) -> String {
-    use serde_de::Unexpected as U;
-    match u {
-        U::Bool(b) => format!("boolean `{b}`"),
-        U::Unsigned(n) => format!("integer `{n}`"),
-        U::Signed(n) => format!("integer `{n}`"),
-        U::Float(_) => "floating point".to_owned(),
-        U::Char(c) => format!("character `{c}`"),
-        U::Str(s) => format!("string {s:?}"),
-        U::Bytes(_) => "byte array".to_owned(),
-        U::Unit => "null".to_owned(),
-        U::Option => "Option value".to_owned(),
-        U::NewtypeStruct => "newtype struct".to_owned(),
-        U::Seq => "sequence".to_owned(),
-        U::Map => "map".to_owned(),
-        U::Enum => "enum".to_owned(),
-        U::UnitVariant => "unit variant".to_owned(),
-        U::NewtypeVariant => "newtype variant".to_owned(),
-        U::TupleVariant => "tuple variant".to_owned(),
-        U::StructVariant => "struct variant".to_owned(),
-        U::Other(o) => (*o).to_owned(),
-    }
-}
-
+/// One step of a field path.
 #[derive(Debug, Clone)]
-pub(crate) enum Seg<'de> {
-    /// Borrowed from the input unless the key had escapes: rendered only on error.
-    Key(std::borrow::Cow<'de, str>),
+pub(crate) enum Seg {
+    Key(String),
     Index(usize),
 }
 
-/// Reads a `T` from the whole of `text`.
-pub fn from_str<'de, T: Deserialize<'de>>(text: &'de str) -> Result<T, JsonError> {
-    let mut de = Reader {
-        text: text.as_bytes(),
-        src: text,
-        at: 0,
-        path: Vec::new(),
-        depth: 0,
-    };
-    let value = T::deserialize(&mut de).map_err(|e| de.locate(e))?;
-    de.ws();
-    if de.at < de.text.len() {
-        return Err(de.locate(de.syntax("trailing characters")));
+/// An error on its way out: segments are added innermost first, as each level returns. Boxed,
+/// so a `Result` of the reader is barely bigger than its value.
+#[derive(Debug)]
+pub(crate) struct Fail(Box<(String, Vec<Seg>)>);
+
+impl Fail {
+    fn new(message: String) -> Self {
+        Fail(Box::new((message, Vec::new())))
+    }
+
+    fn at(mut self, seg: Seg) -> Self {
+        self.0 .1.push(seg);
+        self
+    }
+
+    fn finish(self) -> JsonError {
+        let (message, path) = *self.0;
+        let mut p = String::new();
+        for s in path.iter().rev() {
+            match s {
+                Seg::Key(k) if p.is_empty() => p.push_str(k),
+                Seg::Key(k) => {
+                    p.push('.');
+                    p.push_str(k);
+                }
+                Seg::Index(i) => {
+                    p.push('[');
+                    p.push_str(&i.to_string());
+                    p.push(']');
+                }
+            }
+        }
+        if p.is_empty() {
+            p.push('.');
+        }
+        JsonError {
+            message,
+            path: Some(p),
+        }
+    }
+}
+
+/// Reads one value of the whole of `text` with `read`; trailing text is an error.
+fn whole<'a, T>(
+    text: &'a str,
+    read: impl FnOnce(&mut Reader<'a>) -> Result<T, Fail>,
+) -> Result<T, JsonError> {
+    let mut r = Reader::new(text);
+    let value = read(&mut r).map_err(Fail::finish)?;
+    if !r.at_end() {
+        return Err(r.syntax("trailing characters").finish());
     }
     Ok(value)
+}
+
+/// A [`MeshConfig`] from the whole of `text`.
+pub fn mesh_config(text: &str) -> Result<MeshConfig, JsonError> {
+    whole(text, schema::mesh_config)
+}
+
+/// A [`Delivery`] (`"upstream"` or `"local"`) from the whole of `text`.
+pub fn delivery(text: &str) -> Result<Delivery, JsonError> {
+    whole(text, schema::delivery)
+}
+
+/// A JSON string from the whole of `text` (the envelope's `revision`).
+pub fn string(text: &str) -> Result<String, JsonError> {
+    whole(text, schema::string)
+}
+
+/// The filter's envelope (`{"delivery": ..., "mesh": {...}, "revision": ...}`) read in one pass.
+pub(crate) struct Envelope<'a> {
+    /// The last `mesh` member, read.
+    pub(crate) mesh: Option<Result<MeshConfig, JsonError>>,
+    /// The last `delivery` member's text.
+    pub(crate) delivery: Option<&'a str>,
+    /// The last `revision` member's text.
+    pub(crate) revision: Option<&'a str>,
+    /// The first other member's key.
+    pub(crate) unknown: Option<String>,
+}
+
+/// What `render` hands the filter, read in one pass: a JSON object whose first key is `delivery`
+/// or `mesh`, `mesh` read where it stands (a later one replaces an earlier one, as in a JSON
+/// object). `None` for any other text, or one that is not valid JSON: the caller then splits
+/// the members first ([`members`]), which gives the same answer for every document but reads
+/// the text twice.
+pub(crate) fn envelope(text: &str) -> Option<Envelope<'_>> {
+    let mut env = Envelope {
+        mesh: None,
+        delivery: None,
+        revision: None,
+        unknown: None,
+    };
+    let mut first = true;
+    whole(text, |r| match r.token()? {
+        read::Token::Object => r.members(&mut |r, key| {
+            if first && key != "mesh" && key != "delivery" {
+                return Err(r.syntax("not the envelope"));
+            }
+            first = false;
+            match key {
+                "mesh" => {
+                    let start = r.position();
+                    env.mesh = Some(match schema::mesh_config(r) {
+                        Ok(m) => Ok(m),
+                        Err(e) => {
+                            r.rewind(start);
+                            r.skip()?;
+                            Err(e.finish())
+                        }
+                    });
+                }
+                "delivery" => env.delivery = Some(r.skip()?),
+                "revision" => env.revision = Some(r.skip()?),
+                other => {
+                    r.skip()?;
+                    env.unknown.get_or_insert_with(|| other.to_owned());
+                }
+            }
+            Ok(())
+        }),
+        _ => Err(r.syntax("not an object")),
+    })
+    .ok()?;
+    Some(env)
 }
 
 /// The top-level object's members as (key, raw JSON text of the value), in order; `None` when
 /// `text` is not a JSON object.
 pub fn members(text: &str) -> Option<Vec<(String, &str)>> {
-    let mut de = Reader {
-        text: text.as_bytes(),
-        src: text,
-        at: 0,
-        path: Vec::new(),
-        depth: 0,
-    };
-    de.ws();
-    de.eat(b'{').ok()?;
     let mut out = Vec::new();
-    de.ws();
-    if de.peek() == Some(b'}') {
-        de.at += 1;
-    } else {
-        loop {
-            de.ws();
-            let key = de.string().ok()?.into_owned();
-            de.ws();
-            de.eat(b':').ok()?;
-            de.ws();
-            let start = de.at;
-            de.skip().ok()?;
-            out.push((key, text.get(start..de.at)?));
-            de.ws();
-            match de.next() {
-                Some(b',') => continue,
-                Some(b'}') => break,
-                _ => return None,
-            }
-        }
-    }
-    de.ws();
-    (de.at == de.text.len()).then_some(out)
+    whole(text, |r| match r.token()? {
+        read::Token::Object => r.members(&mut |r, key| {
+            let value = r.skip()?;
+            out.push((key.to_owned(), value.trim_start()));
+            Ok(())
+        }),
+        _ => Err(r.syntax("not an object")),
+    })
+    .ok()?;
+    Some(out)
 }
 
 #[cfg(test)]

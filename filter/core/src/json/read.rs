@@ -1,49 +1,51 @@
-//! The lexical half of the reader: whitespace, strings, numbers, skipping a value, and where
-//! an error happened.
+//! The lexical half of the reader: whitespace, strings, numbers, objects and arrays, skipping a
+//! value, and errors that collect their field path on the way out.
 
-use super::{JsonError, Seg, MAX_DEPTH};
-use serde::de;
+use super::{Fail, Seg, MAX_DEPTH};
+use std::borrow::Cow;
 
-pub(super) struct Reader<'de> {
-    pub(super) text: &'de [u8],
-    pub(super) src: &'de str,
-    pub(super) at: usize,
-    pub(super) path: Vec<Seg<'de>>,
-    pub(super) depth: usize,
+/// The start of the next value, read without knowing the type it becomes: scalars whole,
+/// objects and arrays only their opening bracket.
+pub(super) enum Token<'a> {
+    Str(Cow<'a, str>),
+    /// `{` consumed.
+    Object,
+    /// `[` consumed.
+    Array,
+    Bool(bool),
+    Null,
+    U64(u64),
+    I64(i64),
+    /// A number with a fraction or out of range (no field of the schema takes one).
+    Float(&'a str),
 }
 
-impl<'de> Reader<'de> {
-    /// Stamps the current path on an error that has none yet.
-    pub(super) fn locate(&self, mut e: JsonError) -> JsonError {
-        if e.path.is_none() {
-            let mut p = String::new();
-            for s in &self.path {
-                match s {
-                    Seg::Key(k) if p.is_empty() => p.push_str(k),
-                    Seg::Key(k) => {
-                        p.push('.');
-                        p.push_str(k);
-                    }
-                    Seg::Index(i) => p.push_str(&format!("[{i}]")),
-                }
-            }
-            if p.is_empty() {
-                p.push('.');
-            }
-            e.path = Some(p);
+pub(super) struct Reader<'a> {
+    text: &'a [u8],
+    src: &'a str,
+    at: usize,
+    depth: usize,
+}
+
+impl<'a> Reader<'a> {
+    pub(super) fn new(src: &'a str) -> Self {
+        Reader {
+            text: src.as_bytes(),
+            src,
+            at: 0,
+            depth: 0,
         }
-        e
     }
 
-    pub(super) fn syntax(&self, what: &str) -> JsonError {
-        de::Error::custom(format_args!("{what} at byte {}", self.at))
+    pub(super) fn syntax(&self, what: &str) -> Fail {
+        Fail::new(format!("{what} at byte {}", self.at))
     }
 
     pub(super) fn peek(&self) -> Option<u8> {
         self.text.get(self.at).copied()
     }
 
-    pub(super) fn next(&mut self) -> Option<u8> {
+    fn next(&mut self) -> Option<u8> {
         let b = self.peek()?;
         self.at += 1;
         Some(b)
@@ -55,14 +57,14 @@ impl<'de> Reader<'de> {
         }
     }
 
-    pub(super) fn eat(&mut self, b: u8) -> Result<(), JsonError> {
+    fn eat(&mut self, b: u8) -> Result<(), Fail> {
         match self.next() {
             Some(x) if x == b => Ok(()),
             _ => Err(self.syntax(&format!("expected `{}`", char::from(b)))),
         }
     }
 
-    pub(super) fn literal(&mut self, word: &[u8]) -> Result<(), JsonError> {
+    fn literal(&mut self, word: &[u8]) -> Result<(), Fail> {
         match self.text.get(self.at..self.at + word.len()) {
             Some(w) if w == word => {
                 self.at += word.len();
@@ -72,16 +74,149 @@ impl<'de> Reader<'de> {
         }
     }
 
-    pub(super) fn enter(&mut self) -> Result<(), JsonError> {
+    fn enter(&mut self) -> Result<(), Fail> {
         self.depth += 1;
         if self.depth > MAX_DEPTH {
             return Err(self.syntax("nesting too deep"));
         }
+        self.at += 1;
+        Ok(())
+    }
+
+    /// Where the reader is (to come back to with [`Reader::rewind`]).
+    pub(super) fn position(&mut self) -> (usize, usize) {
+        self.ws();
+        (self.at, self.depth)
+    }
+
+    /// Goes back to a [`Reader::position`].
+    pub(super) fn rewind(&mut self, (at, depth): (usize, usize)) {
+        self.at = at;
+        self.depth = depth;
+    }
+
+    /// True when only whitespace is left.
+    pub(super) fn at_end(&mut self) -> bool {
+        self.ws();
+        self.at >= self.text.len()
+    }
+
+    /// The next value's start (see [`Token`]).
+    pub(super) fn token(&mut self) -> Result<Token<'a>, Fail> {
+        self.ws();
+        Ok(match self.peek() {
+            Some(b'"') => Token::Str(self.string()?),
+            Some(b'{') => {
+                self.enter()?;
+                Token::Object
+            }
+            Some(b'[') => {
+                self.enter()?;
+                Token::Array
+            }
+            Some(b't') => {
+                self.literal(b"true")?;
+                Token::Bool(true)
+            }
+            Some(b'f') => {
+                self.literal(b"false")?;
+                Token::Bool(false)
+            }
+            Some(b'n') => {
+                self.literal(b"null")?;
+                Token::Null
+            }
+            Some(b'-' | b'0'..=b'9') => {
+                let n = self.number()?;
+                match (n.parse::<u64>(), n.parse::<i64>()) {
+                    (Ok(u), _) => Token::U64(u),
+                    (_, Ok(i)) => Token::I64(i),
+                    _ => Token::Float(n),
+                }
+            }
+            Some(_) => return Err(self.syntax("expected value")),
+            None => return Err(self.syntax("EOF while parsing a value")),
+        })
+    }
+
+    /// True (and `null` consumed) when the next value is `null`.
+    pub(super) fn null(&mut self) -> Result<bool, Fail> {
+        self.ws();
+        if self.peek() == Some(b'n') {
+            self.literal(b"null")?;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// The members of an object whose `{` was consumed: `f` reads each value; an error in it
+    /// gets the key on its path. (`dyn`: one loop for every struct keeps the module small.)
+    pub(super) fn members(
+        &mut self,
+        f: &mut dyn FnMut(&mut Self, &str) -> Result<(), Fail>,
+    ) -> Result<(), Fail> {
+        self.ws();
+        if self.peek() == Some(b'}') {
+            self.at += 1;
+            self.depth -= 1;
+            return Ok(());
+        }
+        loop {
+            self.ws();
+            if self.peek() != Some(b'"') {
+                return Err(self.syntax("key must be a string"));
+            }
+            let key = self.string()?;
+            self.ws();
+            self.eat(b':')
+                .and_then(|()| f(self, &key))
+                .map_err(|e| e.at(Seg::Key(key.to_string())))?;
+            self.ws();
+            match self.peek() {
+                Some(b',') => self.at += 1,
+                Some(b'}') => {
+                    self.at += 1;
+                    break;
+                }
+                _ => return Err(self.syntax("expected `,` or `}`")),
+            }
+        }
+        self.depth -= 1;
+        Ok(())
+    }
+
+    /// The elements of an array whose `[` was consumed: `f` reads each; an error in it gets the
+    /// index on its path.
+    pub(super) fn elements(
+        &mut self,
+        f: &mut dyn FnMut(&mut Self) -> Result<(), Fail>,
+    ) -> Result<(), Fail> {
+        self.ws();
+        if self.peek() == Some(b']') {
+            self.at += 1;
+            self.depth -= 1;
+            return Ok(());
+        }
+        let mut index = 0;
+        loop {
+            f(self).map_err(|e| e.at(Seg::Index(index)))?;
+            index += 1;
+            self.ws();
+            match self.peek() {
+                Some(b',') => self.at += 1,
+                Some(b']') => {
+                    self.at += 1;
+                    break;
+                }
+                _ => return Err(self.syntax("expected `,` or `]`")),
+            }
+        }
+        self.depth -= 1;
         Ok(())
     }
 
     /// A string (the opening quote is next), borrowed when it has no escapes.
-    pub(super) fn string(&mut self) -> Result<std::borrow::Cow<'de, str>, JsonError> {
+    pub(super) fn string(&mut self) -> Result<Cow<'a, str>, Fail> {
         self.eat(b'"')?;
         let start = self.at;
         // Most strings have no escapes: find the end in one scan and borrow.
@@ -94,7 +229,7 @@ impl<'de> Reader<'de> {
             Some(b'"') => {
                 let s = self.src.get(start..self.at).unwrap_or_default();
                 self.at += 1;
-                return Ok(std::borrow::Cow::Borrowed(s));
+                return Ok(Cow::Borrowed(s));
             }
             Some(b'\\') => {}
             Some(_) => return Err(self.syntax("control character in string")),
@@ -127,11 +262,11 @@ impl<'de> Reader<'de> {
             }
         }
         String::from_utf8(out)
-            .map(std::borrow::Cow::Owned)
+            .map(Cow::Owned)
             .map_err(|_| self.syntax("invalid UTF-8 in string"))
     }
 
-    pub(super) fn hex4(&mut self) -> Result<u32, JsonError> {
+    fn hex4(&mut self) -> Result<u32, Fail> {
         let digits = self.text.get(self.at..self.at + 4).unwrap_or_default();
         let text = std::str::from_utf8(digits).unwrap_or_default();
         let v = match (text.len(), u32::from_str_radix(text, 16)) {
@@ -142,7 +277,7 @@ impl<'de> Reader<'de> {
         Ok(v)
     }
 
-    pub(super) fn unicode_escape(&mut self) -> Result<char, JsonError> {
+    fn unicode_escape(&mut self) -> Result<char, Fail> {
         let hi = self.hex4()?;
         let code = if (0xD800..0xDC00).contains(&hi) {
             if self.next() != Some(b'\\') || self.next() != Some(b'u') {
@@ -160,7 +295,7 @@ impl<'de> Reader<'de> {
     }
 
     /// A number's text (validated as JSON's grammar).
-    pub(super) fn number(&mut self) -> Result<&'de str, JsonError> {
+    fn number(&mut self) -> Result<&'a str, Fail> {
         let start = self.at;
         if self.peek() == Some(b'-') {
             self.at += 1;
@@ -193,45 +328,15 @@ impl<'de> Reader<'de> {
         Ok(self.src.get(start..self.at).unwrap_or_default())
     }
 
-    /// Skips one value.
-    pub(super) fn skip(&mut self) -> Result<(), JsonError> {
+    /// Skips one value, returning its text.
+    pub(super) fn skip(&mut self) -> Result<&'a str, Fail> {
         self.ws();
-        match self.peek() {
-            Some(b'"') => self.string().map(drop),
-            Some(b'{' | b'[') => {
-                self.enter()?;
-                let close = if self.next() == Some(b'{') {
-                    b'}'
-                } else {
-                    b']'
-                };
-                self.ws();
-                if self.peek() == Some(close) {
-                    self.at += 1;
-                } else {
-                    loop {
-                        self.ws();
-                        if close == b'}' {
-                            self.string()?;
-                            self.ws();
-                            self.eat(b':')?;
-                        }
-                        self.skip()?;
-                        self.ws();
-                        match self.next() {
-                            Some(b',') => continue,
-                            Some(c) if c == close => break,
-                            _ => return Err(self.syntax("expected `,` or a closing bracket")),
-                        }
-                    }
-                }
-                self.depth -= 1;
-                Ok(())
-            }
-            Some(b't') => self.literal(b"true"),
-            Some(b'f') => self.literal(b"false"),
-            Some(b'n') => self.literal(b"null"),
-            _ => self.number().map(drop),
+        let start = self.at;
+        match self.token()? {
+            Token::Object => self.members(&mut |r, _| r.skip().map(drop))?,
+            Token::Array => self.elements(&mut |r| r.skip().map(drop))?,
+            _ => {}
         }
+        Ok(self.src.get(start..self.at).unwrap_or_default())
     }
 }
