@@ -273,7 +273,11 @@ pub fn probe_envoy(inputs: &Inputs, upstream: u16, calls: (&str, &str)) -> Local
     let code = envoy::local_code(&inputs.probe_wasm.display().to_string());
     LocalEnvoy::mesh_with(
         vec![
-            envoy::http_filter(envoy::plugin_config_json(&config, envoy::FailPolicy::Reload, code)),
+            envoy::http_filter(envoy::plugin_config_json(
+                &config,
+                envoy::FailPolicy::Reload,
+                code,
+            )),
             envoy::grpc_web_filter(),
         ],
         loopback(0),
