@@ -102,7 +102,7 @@ fn a_rejected_reconfiguration_keeps_the_previous_routes() {
     assert_forward(&r, "two");
     // Counters are defined once per VM and keep counting across configurations.
     f.tick().unwrap();
-    assert_eq!(f.metrics().len(), 8, "{:?}", f.metrics());
+    assert_eq!(f.metrics().len(), 9, "{:?}", f.metrics());
     assert_eq!(f.metric("mesh_filter_config_ok"), Some(1));
     assert_eq!(f.metric("mesh_filter_routed"), Some(2));
 }
