@@ -15,17 +15,24 @@ use std::path::Path;
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
     /// No usable kubeconfig.
-    #[error("cannot load the kubeconfig: {0}\n  fix: pass --kubeconfig FILE or set KUBECONFIG, and --context NAME if needed")]
-    Config(String),
+    #[error("cannot load the kubeconfig{from}\n  fix: pass --kubeconfig FILE or set KUBECONFIG, and --context NAME if needed")]
+    Config {
+        /// ` FILE` when a file was named, else empty.
+        from: String,
+        /// What kube's loader said.
+        #[source]
+        source: BoxError,
+    },
     /// The API server did not answer.
-    #[error("cannot reach the Kubernetes API at {url} ({what}): {message}\n  fix: check that the cluster is up and that --kubeconfig/--context point at it")]
+    #[error("cannot reach the Kubernetes API at {url} ({what})\n  fix: check that the cluster is up and that --kubeconfig/--context point at it")]
     Unreachable {
         /// Server URL from the kubeconfig.
         url: String,
         /// What was being done.
         what: String,
-        /// The transport error.
-        message: String,
+        /// The transport error, with its causes (a refused connection, a TLS failure).
+        #[source]
+        source: kube::Error,
     },
     /// The API server refused the request.
     #[error("{what}: the API server answered {code} {reason}: {message}")]
@@ -52,6 +59,9 @@ pub enum ClusterError {
         source: http::Error,
     },
 }
+
+/// A cause of any type, kept for the error chain.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 impl ClusterError {
     /// HTTP status for API errors.
@@ -134,13 +144,18 @@ pub async fn connect(
     };
     let config = match kubeconfig {
         Some(path) => {
-            let kc = Kubeconfig::read_from(path)
-                .map_err(|e| ClusterError::Config(format!("{}: {e}", path.display())))?;
+            let kc = Kubeconfig::read_from(path).map_err(|e| ClusterError::Config {
+                from: format!(" {}", path.display()),
+                source: e.into(),
+            })?;
             Config::from_custom_kubeconfig(kc, &options).await
         }
         None => Config::from_kubeconfig(&options).await,
     }
-    .map_err(|e| ClusterError::Config(e.to_string()))?;
+    .map_err(|e| ClusterError::Config {
+        from: String::new(),
+        source: e.into(),
+    })?;
     let mut config = config;
     // kube waits forever for an answer by default; a hung API server must end in an error
     // (and a report of what was applied) rather than a hung kubectl.
@@ -149,8 +164,12 @@ pub async fn connect(
     let mut probe = config.clone();
     probe.default_retry = false;
     probe.read_timeout = Some(std::time::Duration::from_secs(10));
-    let client = Client::try_from(config).map_err(|e| ClusterError::Config(e.to_string()))?;
-    let probe = Client::try_from(probe).map_err(|e| ClusterError::Config(e.to_string()))?;
+    let config_error = |e: kube::Error| ClusterError::Config {
+        from: String::new(),
+        source: e.into(),
+    };
+    let client = Client::try_from(config).map_err(config_error)?;
+    let probe = Client::try_from(probe).map_err(config_error)?;
     Ok(Cluster { client, probe, url })
 }
 
@@ -166,7 +185,7 @@ impl Cluster {
             other => ClusterError::Unreachable {
                 url: self.url.clone(),
                 what: what.into(),
-                message: other.to_string(),
+                source: other,
             },
         }
     }
