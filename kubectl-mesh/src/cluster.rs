@@ -46,6 +46,9 @@ pub enum ClusterError {
         /// The server's message.
         message: String,
     },
+    /// The server's answer could not be turned back into JSON (a bug).
+    #[error(transparent)]
+    Answer(#[from] crate::output::SerializeError),
     /// A rendered object lacks apiVersion/kind/name (a bug in render).
     #[error("object without apiVersion, kind or metadata.name: {0}")]
     BadObject(String),
@@ -131,6 +134,12 @@ fn with_kind(mut obj: Value, api_version: &str, kind: &str) -> Value {
         obj["kind"] = Value::from(kind);
     }
     obj
+}
+
+/// The server's answer as JSON, with its apiVersion and kind.
+fn answer(o: &impl serde::Serialize, api_version: &str, kind: &str) -> Result<Value, ClusterError> {
+    let v = crate::output::value("the API server's answer", o)?;
+    Ok(with_kind(v, api_version, kind))
 }
 
 /// Connects using `--kubeconfig`/`KUBECONFIG`/`~/.kube/config` and `--context`, like kubectl.
@@ -294,14 +303,8 @@ impl Cluster {
             &Patch::Merge(patch),
         )
         .await
-        .map(|o| {
-            with_kind(
-                serde_json::to_value(o).unwrap_or_default(),
-                "v1",
-                "Namespace",
-            )
-        })
         .map_err(|e| self.err(format!("patching namespace {name}"), e))
+        .and_then(|o| answer(&o, "v1", "Namespace"))
     }
 
     fn dynamic(&self, api_version: &str, kind: &str, ns: &str) -> Api<DynamicObject> {
@@ -339,8 +342,8 @@ impl Cluster {
         self.dynamic(&av, &kind, &ns)
             .patch(&name, &params, &Patch::Apply(obj))
             .await
-            .map(|o| with_kind(serde_json::to_value(o).unwrap_or_default(), &av, &kind))
             .map_err(|e| self.err(format!("applying {kind} {ns}/{name}"), e))
+            .and_then(|o| answer(&o, &av, &kind))
     }
 
     /// Objects of a kind labelled as ours; an uninstalled kind lists as empty.
@@ -530,14 +533,8 @@ impl Cluster {
             &Patch::Strategic(patch),
         )
         .await
-        .map(|o| {
-            with_kind(
-                serde_json::to_value(o).unwrap_or_default(),
-                "apps/v1",
-                "Deployment",
-            )
-        })
         .map_err(|e| self.err(format!("patching Deployment {ns}/{name}"), e))
+        .and_then(|o| answer(&o, "apps/v1", "Deployment"))
     }
 
     /// Pods matching a label selector.

@@ -1,7 +1,39 @@
 //! The command's standard output with every write checked: the first failure (a full disk, a
 //! closed pipe) is kept, later writes are refused, and `main` reports it and exits non-zero.
 
+use serde::Serialize;
+use serde_json::Value;
 use std::io::{self, Write};
+
+/// Something kubectl-mesh built could not be serialized. Values and derived structs with string
+/// keys always serialize, so this is a bug; it is reported, never printed as empty output.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "cannot serialize {what}\n  this is a bug in kubectl-mesh: please report it with the command"
+)]
+pub struct SerializeError {
+    /// What was being serialized.
+    pub what: &'static str,
+    /// serde's error.
+    #[source]
+    pub source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+/// `v` as a YAML document.
+pub fn yaml(what: &'static str, v: &impl Serialize) -> Result<String, SerializeError> {
+    serde_yaml_ng::to_string(v).map_err(|e| SerializeError {
+        what,
+        source: e.into(),
+    })
+}
+
+/// `v` as a JSON value.
+pub fn value(what: &'static str, v: &impl Serialize) -> Result<Value, SerializeError> {
+    serde_json::to_value(v).map_err(|e| SerializeError {
+        what,
+        source: e.into(),
+    })
+}
 
 /// A writer that remembers its first error. Commands write through `let _ = writeln!(...)`
 /// where a failed line must not stop the work (an `enable` half done); the failure is not lost:
