@@ -401,6 +401,9 @@ pub enum CliError {
     /// A malformed flag value.
     #[error("{0}")]
     Usage(String),
+    /// Serializing the output failed (a bug).
+    #[error(transparent)]
+    Serialize(#[from] crate::output::SerializeError),
 }
 
 impl From<EnableError> for CliError {

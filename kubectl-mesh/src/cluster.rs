@@ -15,17 +15,24 @@ use std::path::Path;
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
     /// No usable kubeconfig.
-    #[error("cannot load the kubeconfig: {0}\n  fix: pass --kubeconfig FILE or set KUBECONFIG, and --context NAME if needed")]
-    Config(String),
+    #[error("cannot load the kubeconfig{from}\n  fix: pass --kubeconfig FILE or set KUBECONFIG, and --context NAME if needed")]
+    Config {
+        /// ` FILE` when a file was named, else empty.
+        from: String,
+        /// What kube's loader said.
+        #[source]
+        source: BoxError,
+    },
     /// The API server did not answer.
-    #[error("cannot reach the Kubernetes API at {url} ({what}): {message}\n  fix: check that the cluster is up and that --kubeconfig/--context point at it")]
+    #[error("cannot reach the Kubernetes API at {url} ({what})\n  fix: check that the cluster is up and that --kubeconfig/--context point at it")]
     Unreachable {
         /// Server URL from the kubeconfig.
         url: String,
         /// What was being done.
         what: String,
-        /// The transport error.
-        message: String,
+        /// The transport error, with its causes (a refused connection, a TLS failure).
+        #[source]
+        source: kube::Error,
     },
     /// The API server refused the request.
     #[error("{what}: the API server answered {code} {reason}: {message}")]
@@ -39,6 +46,9 @@ pub enum ClusterError {
         /// The server's message.
         message: String,
     },
+    /// The server's answer could not be turned back into JSON (a bug).
+    #[error(transparent)]
+    Answer(#[from] crate::output::SerializeError),
     /// A rendered object lacks apiVersion/kind/name (a bug in render).
     #[error("object without apiVersion, kind or metadata.name: {0}")]
     BadObject(String),
@@ -52,6 +62,9 @@ pub enum ClusterError {
         source: http::Error,
     },
 }
+
+/// A cause of any type, kept for the error chain.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 impl ClusterError {
     /// HTTP status for API errors.
@@ -123,6 +136,12 @@ fn with_kind(mut obj: Value, api_version: &str, kind: &str) -> Value {
     obj
 }
 
+/// The server's answer as JSON, with its apiVersion and kind.
+fn answer(o: &impl serde::Serialize, api_version: &str, kind: &str) -> Result<Value, ClusterError> {
+    let v = crate::output::value("the API server's answer", o)?;
+    Ok(with_kind(v, api_version, kind))
+}
+
 /// Connects using `--kubeconfig`/`KUBECONFIG`/`~/.kube/config` and `--context`, like kubectl.
 pub async fn connect(
     kubeconfig: Option<&Path>,
@@ -134,13 +153,18 @@ pub async fn connect(
     };
     let config = match kubeconfig {
         Some(path) => {
-            let kc = Kubeconfig::read_from(path)
-                .map_err(|e| ClusterError::Config(format!("{}: {e}", path.display())))?;
+            let kc = Kubeconfig::read_from(path).map_err(|e| ClusterError::Config {
+                from: format!(" {}", path.display()),
+                source: e.into(),
+            })?;
             Config::from_custom_kubeconfig(kc, &options).await
         }
         None => Config::from_kubeconfig(&options).await,
     }
-    .map_err(|e| ClusterError::Config(e.to_string()))?;
+    .map_err(|e| ClusterError::Config {
+        from: String::new(),
+        source: e.into(),
+    })?;
     let mut config = config;
     // kube waits forever for an answer by default; a hung API server must end in an error
     // (and a report of what was applied) rather than a hung kubectl.
@@ -149,8 +173,12 @@ pub async fn connect(
     let mut probe = config.clone();
     probe.default_retry = false;
     probe.read_timeout = Some(std::time::Duration::from_secs(10));
-    let client = Client::try_from(config).map_err(|e| ClusterError::Config(e.to_string()))?;
-    let probe = Client::try_from(probe).map_err(|e| ClusterError::Config(e.to_string()))?;
+    let config_error = |e: kube::Error| ClusterError::Config {
+        from: String::new(),
+        source: e.into(),
+    };
+    let client = Client::try_from(config).map_err(config_error)?;
+    let probe = Client::try_from(probe).map_err(config_error)?;
     Ok(Cluster { client, probe, url })
 }
 
@@ -166,7 +194,7 @@ impl Cluster {
             other => ClusterError::Unreachable {
                 url: self.url.clone(),
                 what: what.into(),
-                message: other.to_string(),
+                source: other,
             },
         }
     }
@@ -275,14 +303,8 @@ impl Cluster {
             &Patch::Merge(patch),
         )
         .await
-        .map(|o| {
-            with_kind(
-                serde_json::to_value(o).unwrap_or_default(),
-                "v1",
-                "Namespace",
-            )
-        })
         .map_err(|e| self.err(format!("patching namespace {name}"), e))
+        .and_then(|o| answer(&o, "v1", "Namespace"))
     }
 
     fn dynamic(&self, api_version: &str, kind: &str, ns: &str) -> Api<DynamicObject> {
@@ -320,8 +342,8 @@ impl Cluster {
         self.dynamic(&av, &kind, &ns)
             .patch(&name, &params, &Patch::Apply(obj))
             .await
-            .map(|o| with_kind(serde_json::to_value(o).unwrap_or_default(), &av, &kind))
             .map_err(|e| self.err(format!("applying {kind} {ns}/{name}"), e))
+            .and_then(|o| answer(&o, &av, &kind))
     }
 
     /// Objects of a kind labelled as ours; an uninstalled kind lists as empty.
@@ -511,14 +533,8 @@ impl Cluster {
             &Patch::Strategic(patch),
         )
         .await
-        .map(|o| {
-            with_kind(
-                serde_json::to_value(o).unwrap_or_default(),
-                "apps/v1",
-                "Deployment",
-            )
-        })
         .map_err(|e| self.err(format!("patching Deployment {ns}/{name}"), e))
+        .and_then(|o| answer(&o, "apps/v1", "Deployment"))
     }
 
     /// Pods matching a label selector.

@@ -3,6 +3,8 @@
 use clap::Parser;
 use kubectl_mesh::cli::{init_logging, Cli, Outcome, EXIT_CHECKS_FAILED, EXIT_ERROR};
 use kubectl_mesh::commands::{complete, run};
+use kubectl_mesh::error_chain::error_chain;
+use kubectl_mesh::output::Checked;
 use std::process::ExitCode;
 
 fn main() -> anyhow::Result<ExitCode> {
@@ -22,16 +24,23 @@ fn main() -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let mut stdout = std::io::stdout().lock();
-    match runtime.block_on(run(cli, &mut stdout)) {
-        Ok(Outcome::Success) => Ok(ExitCode::SUCCESS),
-        Ok(Outcome::ChecksFailed) => Ok(ExitCode::from(EXIT_CHECKS_FAILED)),
-        Ok(Outcome::CouldNotRun) => Ok(ExitCode::from(EXIT_ERROR)),
-        Ok(Outcome::Exit(code)) => Ok(ExitCode::from(code)),
+    // Every write to stdout is checked: a full disk or a closed pipe ends in an error.
+    let mut stdout = Checked::new(std::io::stdout().lock());
+    let result = runtime.block_on(run(cli, &mut stdout));
+    let written = stdout.finish();
+    let code = match result {
+        Ok(Outcome::Success) => ExitCode::SUCCESS,
+        Ok(Outcome::ChecksFailed) => ExitCode::from(EXIT_CHECKS_FAILED),
+        Ok(Outcome::CouldNotRun) => ExitCode::from(EXIT_ERROR),
+        Ok(Outcome::Exit(code)) => ExitCode::from(code),
         Err(e) => {
-            drop(stdout);
-            eprintln!("error: {}", anyhow::Error::from(e));
-            Ok(ExitCode::from(EXIT_ERROR))
+            eprintln!("error: {}", error_chain(&e));
+            ExitCode::from(EXIT_ERROR)
         }
+    };
+    if let Err(e) = written {
+        eprintln!("error: cannot write the output to stdout: {e}\n  fix: redirect it to a file with room, or read all of it");
+        return Ok(ExitCode::from(EXIT_ERROR));
     }
+    Ok(code)
 }

@@ -429,7 +429,7 @@ pub fn plan_enable(
         }
         let mut template = json!({ "metadata": metadata });
         if let (true, Some(spec)) = (mount_missing, &desired.gateway_pod_spec) {
-            template["spec"] = serde_json::to_value(spec).unwrap_or_default();
+            template["spec"] = spec.clone();
         }
         if mount_stale {
             template["spec"] = unmount_patch();

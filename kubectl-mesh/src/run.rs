@@ -14,6 +14,9 @@ use std::path::{Path, PathBuf};
 /// Why `run` could not start Envoy. Each message says what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
+    /// Serializing the bootstrap failed (a bug).
+    #[error(transparent)]
+    Serialize(#[from] crate::output::SerializeError),
     /// The config is invalid, or the build has no module.
     #[error(transparent)]
     Render(#[from] RenderError),
@@ -268,7 +271,7 @@ pub async fn run(opts: &RunOptions, out: &mut impl Write) -> Result<u8, RunError
     };
     let dir = wasm.parent().map(Path::to_path_buf).unwrap_or_default();
     let config = bootstrap(&cfg, &wasm.to_string_lossy(), opts.port, &upstreams);
-    let yaml = serde_yaml_ng::to_string(&config).unwrap_or_default();
+    let yaml = crate::output::yaml("the Envoy bootstrap", &config)?;
     if opts.print_config {
         let _ = write!(out, "{yaml}");
         return Ok(0);

@@ -385,3 +385,72 @@ fn exit_codes_and_structured_version() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("[FAIL] API reachable"));
 }
+
+/// Output that cannot be written is an error: `render`, `import-envoy`, `migrate` and `run
+/// --print-config` into a full device (/dev/full) and into a pipe whose reader is gone exit 2
+/// and say so, instead of exiting 0 with the output lost.
+#[test]
+fn output_that_cannot_be_written_exits_non_zero() {
+    let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/digimon");
+    let dir = std::env::temp_dir().join(format!("mesh-cli-write-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let commands: Vec<Vec<std::ffi::OsString>> = vec![
+        vec!["render".into(), "-f".into(), example_yaml().into()],
+        vec![
+            "import-envoy".into(),
+            "-f".into(),
+            shared.join("standalone-envoy/envoy.yaml").into(),
+        ],
+        vec![
+            "migrate".into(),
+            "-f".into(),
+            shared.join("k8s-1.15").into(),
+        ],
+        vec![
+            "run".into(),
+            "--print-config".into(),
+            "--upstream".into(),
+            "server:6000=127.0.0.1:9".into(),
+            "--upstream".into(),
+            "web:8060=127.0.0.1:9".into(),
+            "-f".into(),
+            example_yaml().into(),
+        ],
+    ];
+    assert!(Path::new("/dev/full").exists(), "/dev/full is needed");
+    for args in &commands {
+        // Written fine, for reference: the command works and prints something.
+        let ok = std::process::Command::new(BIN)
+            .args(args)
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        assert!(
+            ok.status.success() && !ok.stdout.is_empty(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&ok.stderr)
+        );
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap();
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        for (what, stdout) in [("/dev/full", full.into()), ("a closed pipe", writer.into())] {
+            let out = std::process::Command::new(BIN)
+                .args(args)
+                .current_dir(&dir)
+                .stdout::<std::process::Stdio>(stdout)
+                .stderr(std::process::Stdio::piped())
+                .output()
+                .unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{args:?} into {what}: {stderr}");
+            assert!(
+                stderr.contains("cannot write the output to stdout"),
+                "{args:?} into {what}: {stderr}"
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -259,6 +259,29 @@ async fn dropped_connection_mid_way_is_reported_and_rerun_finishes() {
     assert!(r.stdout.contains("applying 1 changes"), "{r:?}");
 }
 
+/// `--wait` that cannot read the pods after every change was applied says so (not "nothing
+/// was changed"), with the transport's cause.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_wait_after_applying_says_everything_was_applied() {
+    let s = digimon(json!({})).await;
+    s.emu.state().drop_reads.push("pods".into());
+    let r = run(&s, &enable_args(&["--wait=rollout", "--timeout", "5"])).await;
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(
+        r.stderr
+            .contains("every change was applied, but --wait could not follow the rollout"),
+        "{r:?}"
+    );
+    assert!(!r.stderr.contains("nothing was changed"), "{r:?}");
+    assert!(r.stderr.contains("caused by: "), "{r:?}");
+    assert!(
+        server_annotations(&s)
+            .get("kubectl-mesh/module-sha256")
+            .is_some(),
+        "the changes were applied"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn answer_lost_after_the_server_acted_is_reported_as_unknown_and_rerun_confirms() {
     let s = digimon(json!({})).await;
@@ -416,6 +439,11 @@ async fn unreachable_api_is_named() {
         r.stderr.contains(&format!(
             "cannot reach the Kubernetes API at https://127.0.0.1:{port}"
         )),
+        "{r:?}"
+    );
+    // The transport's own cause reaches the user, not only kube's "client error (Connect)".
+    assert!(
+        r.stderr.contains("caused by: ") && r.stderr.contains("Connection refused"),
         "{r:?}"
     );
     let r = run(&s, &["check"]).await;

@@ -210,7 +210,7 @@ fn golden_files_match() {
     let mut golden = Golden::new();
     for case in CASES {
         let (opts, r) = rendered(case);
-        let text = render::render_text(&r, &opts, false);
+        let text = render::render_text(&r, &opts, false).unwrap();
         let path = manifest()
             .join("tests/golden")
             .join(format!("{}.yaml", case.golden));
@@ -223,7 +223,8 @@ fn golden_files_match() {
 fn json_output_is_a_list_of_the_same_objects() {
     for case in CASES {
         let (opts, r) = rendered(case);
-        let list: Value = serde_json::from_str(&render::render_text(&r, &opts, true)).unwrap();
+        let list: Value =
+            serde_json::from_str(&render::render_text(&r, &opts, true).unwrap()).unwrap();
         assert_eq!(list["kind"], "List");
         let items = list["items"].as_array().unwrap();
         let patches = !r.pod_labels.is_empty() || r.gateway_pod_spec.is_some();

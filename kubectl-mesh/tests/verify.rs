@@ -93,7 +93,7 @@ fn a_hand_broken_mesh_config_is_reported_field_by_field_with_exit_1() {
     let host = &mut cfg.hosts[0];
     host.cors.as_mut().unwrap().max_age = Some(1_728_001);
     host.routes[0].to.as_mut().unwrap().port = Some(6001);
-    let broken = temp("broken.yaml", &kubectl_mesh::import::to_yaml(&cfg));
+    let broken = temp("broken.yaml", &kubectl_mesh::import::to_yaml(&cfg).unwrap());
     let out = verify(&["-f", path(&envoy), "--config", path(&broken)]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}");

@@ -76,7 +76,8 @@ async fn wait_waits_for_the_proxies_after_the_rollout() {
         "{r:?}"
     );
     assert!(
-        r.stderr.contains("timed out after 2s waiting: server: 1/1"),
+        r.stderr
+            .contains("every change was applied, but --wait timed out after 2s: server: 1/1"),
         "{r:?}"
     );
 }

@@ -28,7 +28,7 @@ pub async fn gather(
     match cluster.version().await {
         Ok(info) => input.version = Ok(parse_version(&info)),
         Err(e @ ClusterError::Unreachable { .. }) => {
-            input.version = Err(e.to_string());
+            input.version = Err(crate::error_chain::error_chain(&e));
             return Ok(input);
         }
         Err(e) => return Err(e),

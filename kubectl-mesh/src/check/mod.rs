@@ -451,12 +451,12 @@ pub fn to_value(checks: &[Check]) -> Value {
 
 /// JSON form of [`to_value`].
 pub fn to_json(checks: &[Check]) -> String {
-    serde_json::to_string_pretty(&to_value(checks)).unwrap_or_default()
+    format!("{:#}", to_value(checks))
 }
 
 /// YAML form of [`to_value`].
-pub fn to_yaml(checks: &[Check]) -> String {
-    serde_yaml_ng::to_string(&to_value(checks)).unwrap_or_default()
+pub fn to_yaml(checks: &[Check]) -> Result<String, crate::output::SerializeError> {
+    crate::output::yaml("the checklist", &to_value(checks))
 }
 
 #[cfg(test)]
@@ -483,7 +483,7 @@ mod tests {
             (Some("kubernetes-api.reachable"), Some("error"), Some(true))
         );
         assert!(c["hint"].as_str().unwrap().contains("refused"), "{c}");
-        let y: serde_json::Value = serde_yaml_ng::from_str(&to_yaml(&checks)).unwrap();
+        let y: serde_json::Value = serde_yaml_ng::from_str(&to_yaml(&checks).unwrap()).unwrap();
         assert_eq!(y, v, "the YAML form says the same");
     }
 

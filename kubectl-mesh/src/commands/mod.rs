@@ -15,6 +15,7 @@ use crate::delivery::Pull;
 use crate::enable;
 use crate::import;
 use crate::migrate;
+use crate::output::SerializeError;
 use crate::render::{self, GatewayOptions, RenderError};
 use crate::verify;
 use clap::CommandFactory;
@@ -58,7 +59,7 @@ pub fn version(cli: &Cli, out: &mut impl Write) -> Result<Outcome, CliError> {
                 "sha256": format!("sha256:{s}"), "size": module.len(),
             })),
         });
-        let _ = write!(out, "{}", structured(&v, format));
+        let _ = write!(out, "{}", structured(&v, format)?);
         return Ok(Outcome::Success);
     }
     let digest = match sha {
@@ -87,7 +88,7 @@ pub fn render(cli: &Cli, args: &FilterArgs, out: &mut impl Write) -> Result<Outc
     let _ = write!(
         out,
         "{}",
-        render::render_text(&rendered, &loaded.opts, cli.output == Some(Output::Json))
+        render::render_text(&rendered, &loaded.opts, cli.output == Some(Output::Json))?
     );
     Ok(Outcome::Success)
 }
@@ -207,7 +208,7 @@ pub async fn module(
             crate::oci::push::push(&opts, module, &mut buf).await?;
         }
     }
-    let _ = out.write_all(&reformat(&buf, cli.output));
+    let _ = out.write_all(&reformat(&buf, cli.output)?);
     Ok(Outcome::Success)
 }
 
@@ -239,7 +240,7 @@ pub async fn verify(
     };
     let mut buf = Vec::new();
     let same = verify::run(&opts, cluster.as_ref(), &mut buf).await;
-    let _ = out.write_all(&reformat(&buf, cli.output));
+    let _ = out.write_all(&reformat(&buf, cli.output)?);
     Ok(match same? {
         true => Outcome::Success,
         false => Outcome::ChecksFailed,
@@ -247,34 +248,39 @@ pub async fn verify(
 }
 
 /// `value` as `-o yaml|json` prints it.
-pub fn structured(value: &Value, format: Output) -> String {
+pub fn structured(value: &Value, format: Output) -> Result<String, SerializeError> {
     match format {
-        Output::Json => serde_json::to_string_pretty(value).unwrap_or_default() + "\n",
-        Output::Yaml => serde_yaml_ng::to_string(value).unwrap_or_default(),
+        Output::Json => Ok(format!("{value:#}\n")),
+        Output::Yaml => crate::output::yaml("the output", value),
     }
 }
 
 /// Objects as `kubectl get -o yaml|json` prints several: YAML documents, or one `v1` `List`.
-pub fn print_objects(objects: &[Value], format: Output, out: &mut impl Write) {
+pub fn print_objects(
+    objects: &[Value],
+    format: Output,
+    out: &mut impl Write,
+) -> Result<(), SerializeError> {
     let text = match format {
         Output::Json => render::to_json(objects) + "\n",
-        Output::Yaml => render::to_yaml(objects),
+        Output::Yaml => render::to_yaml(objects)?,
     };
     let _ = write!(out, "{text}");
+    Ok(())
 }
 
 /// What a command printed as JSON (with `-o`), in the format asked for: `-o yaml` gets the same
 /// data as YAML documents. Text (no `-o`) and anything that is not JSON pass unchanged.
-fn reformat(printed: &[u8], format: Option<Output>) -> Vec<u8> {
+fn reformat(printed: &[u8], format: Option<Output>) -> Result<Vec<u8>, SerializeError> {
     if format != Some(Output::Yaml) {
-        return printed.to_vec();
+        return Ok(printed.to_vec());
     }
     let docs: Result<Vec<Value>, _> = serde_json::Deserializer::from_slice(printed)
         .into_iter::<Value>()
         .collect();
     match docs {
-        Ok(docs) if !docs.is_empty() => render::to_yaml(&docs).into_bytes(),
-        _ => printed.to_vec(),
+        Ok(docs) if !docs.is_empty() => Ok(render::to_yaml(&docs)?.into_bytes()),
+        _ => Ok(printed.to_vec()),
     }
 }
 

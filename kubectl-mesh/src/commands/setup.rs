@@ -37,7 +37,7 @@ pub async fn enable(
         }
         Some(format) => {
             let objects = enable::run(&cluster, loaded, settings, &mut std::io::stderr()).await?;
-            print_objects(&objects, format, out);
+            print_objects(&objects, format, out)?;
         }
     }
     Ok(Outcome::Success)
@@ -113,7 +113,7 @@ pub async fn check(cli: &Cli, args: &CheckArgs, out: &mut impl Write) -> Result<
     };
     let text = match cli.output {
         Some(Output::Json) => check::to_json(&checks) + "\n",
-        Some(Output::Yaml) => check::to_yaml(&checks),
+        Some(Output::Yaml) => check::to_yaml(&checks)?,
         None => check::to_text(&checks),
     };
     let _ = write!(out, "{text}");
@@ -146,7 +146,7 @@ pub async fn disable(
     )
     .await?;
     if let Some(format) = cli.output {
-        print_objects(&objects, format, out);
+        print_objects(&objects, format, out)?;
     }
     Ok(Outcome::Success)
 }

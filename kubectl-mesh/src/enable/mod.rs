@@ -61,8 +61,15 @@ pub enum EnableError {
         action: String,
     },
     /// `--wait` ran out of time.
-    #[error("timed out after {0}s waiting: {1}\n  fix: inspect with kubectl get pods and kubectl mesh check")]
+    #[error("every change was applied, but --wait timed out after {0}s: {1}\n  fix: inspect with kubectl get pods and kubectl mesh check")]
     Timeout(u64, String),
+    /// Every change was applied, then `--wait` could not read the cluster.
+    #[error("every change was applied, but --wait could not follow the rollout: {cause}\n  fix: follow it with kubectl mesh check --wait")]
+    WaitFailed {
+        /// What reading the cluster said.
+        #[source]
+        cause: ClusterError,
+    },
 }
 
 fn unknown_list(item: &Option<String>) -> String {
@@ -170,36 +177,56 @@ pub async fn run(
             objects
         }
     };
-    if let Some((mut what, timeout)) = settings.wait {
-        if what == wait::WaitFor::Filter {
-            let proxy = access::Need {
-                verb: "get",
-                group: String::new(),
-                resource: "pods/proxy".into(),
-                namespace: opts.namespace.clone(),
-                name: String::new(),
-            };
-            if !access::missing(cluster, &[proxy]).await?.is_empty() {
-                let _ = writeln!(
+    if let Some((what, timeout)) = settings.wait {
+        // Everything is applied now: a failed read is not "nothing was changed".
+        let hash = &rendered.config_hash;
+        let waited = wait_for(cluster, opts, hash, &selector, what, timeout, out);
+        match waited.await {
+            Err(EnableError::Read(cause)) => return Err(EnableError::WaitFailed { cause }),
+            other => other?,
+        }
+    }
+    Ok(objects)
+}
+
+/// `--wait` after the changes: the rollout, then (when the user may read the proxies' stats)
+/// each pod's proof that it runs the applied config.
+async fn wait_for(
+    cluster: &Cluster,
+    opts: &crate::options::RenderOptions,
+    config_hash: &str,
+    selector: &str,
+    mut what: wait::WaitFor,
+    timeout: Duration,
+    out: &mut dyn Write,
+) -> Result<(), EnableError> {
+    if what == wait::WaitFor::Filter {
+        let proxy = access::Need {
+            verb: "get",
+            group: String::new(),
+            resource: "pods/proxy".into(),
+            namespace: opts.namespace.clone(),
+            name: String::new(),
+        };
+        if !access::missing(cluster, &[proxy]).await?.is_empty() {
+            let _ = writeln!(
                     out,
                     "note: you may not get pods/proxy in {}: --wait cannot read the proxies' stats, so it waits for the rollout only",
                     opts.namespace
                 );
-                what = wait::WaitFor::Rollout;
-            }
+            what = wait::WaitFor::Rollout;
         }
-        wait::wait(
-            cluster,
-            &opts.namespace,
-            &selector,
-            &rendered.config_hash,
-            what,
-            timeout,
-            out,
-        )
-        .await?;
     }
-    Ok(objects)
+    wait::wait(
+        cluster,
+        &opts.namespace,
+        selector,
+        config_hash,
+        what,
+        timeout,
+        out,
+    )
+    .await
 }
 
 /// Fails, listing them, when the user lacks any of `needs` (see [`access`]).

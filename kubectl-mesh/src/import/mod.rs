@@ -27,6 +27,9 @@ use std::path::PathBuf;
 /// Why an import failed. Messages name the file and what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
+    /// Serializing the imported config failed (a bug).
+    #[error(transparent)]
+    Serialize(#[from] crate::output::SerializeError),
     /// A file could not be read.
     #[error("cannot read {file}: {source}")]
     Read {
@@ -261,7 +264,7 @@ pub fn import_source(src: &Source<'_>) -> Result<Imported, ImportError> {
         not_found_hosts: Default::default(),
     };
     // The same validation `render` and the filter run.
-    let text = to_yaml(&config);
+    let text = to_yaml(&config)?;
     let config = crate::render::parse_config(envoy_file, &text).map_err(ImportError::Invalid)?;
     Ok(Imported {
         config,
@@ -276,8 +279,8 @@ pub fn import_source(src: &Source<'_>) -> Result<Imported, ImportError> {
 }
 
 /// The YAML form of a config.
-pub fn to_yaml(config: &MeshConfig) -> String {
-    serde_yaml_ng::to_string(config).unwrap_or_default()
+pub fn to_yaml(config: &MeshConfig) -> Result<String, crate::output::SerializeError> {
+    crate::output::yaml("the imported config", config)
 }
 
 fn read(path: &PathBuf) -> Result<(String, String), ImportError> {
@@ -337,7 +340,10 @@ pub fn run(opts: &Options, out: &mut impl Write, err: &mut impl Write) -> Result
         return Err(ImportError::Strict(lost));
     }
     let body = if opts.json {
-        serde_json::to_string_pretty(&imported.config).unwrap_or_default() + "\n"
+        format!(
+            "{:#}\n",
+            crate::output::value("the imported config", &imported.config)?
+        )
     } else {
         format!(
             "# kubectl mesh import-envoy -f {file}{}: {lost} thing(s) not carried, listed on stderr\n{}",
@@ -345,7 +351,7 @@ pub fn run(opts: &Options, out: &mut impl Write, err: &mut impl Write) -> Result
                 .as_ref()
                 .map(|p| format!(" --ingress {}", p.display()))
                 .unwrap_or_default(),
-            to_yaml(&imported.config)
+            to_yaml(&imported.config)?
         )
     };
     let _ = write!(out, "{body}");

@@ -74,11 +74,7 @@ pub async fn push(opts: &PushOptions, module: &[u8], out: &mut impl Write) -> Re
             "pinned": pinned.to_string(),
             "module": { "sha256": module_sha, "size": module.len() },
         });
-        let _ = writeln!(
-            out,
-            "{}",
-            serde_json::to_string_pretty(&v).unwrap_or_default()
-        );
+        let _ = writeln!(out, "{v:#}");
     } else {
         let _ = writeln!(
             out,
@@ -98,11 +94,7 @@ pub fn print_digests(module: &[u8], json: bool, out: &mut impl Write) {
     let image = Artifact::new(module).digest();
     if json {
         let v = serde_json::json!({ "module": format!("sha256:{sha}"), "image": image, "size": module.len() });
-        let _ = writeln!(
-            out,
-            "{}",
-            serde_json::to_string_pretty(&v).unwrap_or_default()
-        );
+        let _ = writeln!(out, "{v:#}");
     } else {
         let _ = writeln!(
             out,

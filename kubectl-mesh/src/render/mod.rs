@@ -19,7 +19,6 @@ pub use config::{
 pub use text::{render_text, to_json, to_yaml};
 pub use workload::{deployment_patch, parse_user_volumes};
 
-use k8s_openapi::api::core::v1::PodSpec;
 use mesh_core::MeshConfig;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -33,6 +32,9 @@ const SERVER_ADDED: usize = 16 * 1024;
 /// Why rendering failed. Each message says what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum RenderError {
+    /// Serializing what render built failed (a bug).
+    #[error(transparent)]
+    Serialize(#[from] crate::output::SerializeError),
     /// The config file could not be read.
     #[error("cannot read {file}: {source}")]
     Read {
@@ -120,7 +122,7 @@ pub struct Rendered {
     /// Labels every selected Deployment's pod template gets ([`FILTER_LABEL`]).
     pub pod_labels: BTreeMap<String, String>,
     /// For the gateway: the pod-spec part of the Deployment patch (volume + mount).
-    pub gateway_pod_spec: Option<PodSpec>,
+    pub gateway_pod_spec: Option<Value>,
     /// The gateway context: the objects go with a gateway Deployment, not injected sidecars.
     pub gateway: bool,
     /// Digest of config + module, also in [`CONFIG_HASH_ANNOTATION`].
@@ -153,7 +155,7 @@ pub fn render(cfg: &MeshConfig, opts: &RenderOptions) -> Result<Rendered, Render
     // the filter objects and reaches running proxies, so editing it restarts nothing.
     let mut pod_annotations = BTreeMap::new();
     let mut gateway_pod_spec = None;
-    if let Some(m) = workload::mount(opts, sidecar) {
+    if let Some(m) = workload::mount(opts, sidecar)? {
         objects.push(m.configmap);
         pod_annotations.extend(m.annotations);
         gateway_pod_spec = m.gateway_pod_spec;
@@ -223,7 +225,8 @@ fn check_sizes(
     objects: &[Value],
 ) -> Result<(), RenderError> {
     for o in objects.iter().filter(|o| o["kind"] != "ConfigMap") {
-        let size = serde_json::to_vec(o).map(|v| v.len()).unwrap_or_default();
+        // A Value's Display is its compact JSON and cannot fail.
+        let size = o.to_string().len();
         if size + SERVER_ADDED > OBJECT_LIMIT {
             return Err(RenderError::ObjectTooLarge {
                 file: opts.source.clone(),

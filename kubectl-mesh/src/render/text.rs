@@ -4,25 +4,31 @@
 use super::workload::deployment_patch;
 use super::Rendered;
 use crate::options::{Api, RenderOptions};
+use crate::output::SerializeError;
 use serde_json::{json, Value};
 
 /// Objects as `kubectl get -o yaml` would print several: `---`-separated documents.
-pub fn to_yaml(objects: &[Value]) -> String {
-    objects
+pub fn to_yaml(objects: &[Value]) -> Result<String, SerializeError> {
+    let docs = objects
         .iter()
-        .map(|o| serde_yaml_ng::to_string(o).unwrap_or_default())
-        .collect::<Vec<_>>()
-        .join("---\n")
+        .map(|o| crate::output::yaml("an object", o))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(docs.join("---\n"))
 }
 
 /// Objects as one `v1` `List`, as `kubectl get -o json` prints several.
 pub fn to_json(objects: &[Value]) -> String {
     let list = json!({ "apiVersion": "v1", "kind": "List", "items": objects });
-    serde_json::to_string_pretty(&list).unwrap_or_default()
+    // A Value's pretty Display cannot fail.
+    format!("{list:#}")
 }
 
 /// What `kubectl mesh render` prints: the objects plus, as comments, the workload changes.
-pub fn render_text(r: &Rendered, opts: &RenderOptions, json_output: bool) -> String {
+pub fn render_text(
+    r: &Rendered,
+    opts: &RenderOptions,
+    json_output: bool,
+) -> Result<String, SerializeError> {
     let mut objects = r.objects.clone();
     let patches =
         !r.pod_labels.is_empty() || !r.pod_annotations.is_empty() || r.gateway_pod_spec.is_some();
@@ -34,7 +40,7 @@ pub fn render_text(r: &Rendered, opts: &RenderOptions, json_output: bool) -> Str
         ));
     }
     if json_output {
-        return to_json(&objects) + "\n";
+        return Ok(to_json(&objects) + "\n");
     }
     let (major, minor) = opts.istio_version;
     let mut out = format!(
@@ -71,5 +77,5 @@ pub fn render_text(r: &Rendered, opts: &RenderOptions, json_output: bool) -> Str
         }
     }
     out.push_str("---\n");
-    out + &to_yaml(&objects)
+    Ok(out + &to_yaml(&objects)?)
 }

@@ -9,6 +9,7 @@ use crate::names::{
     PROXY_CONTAINER, USER_VOLUME_ANNOTATION, USER_VOLUME_MOUNT_ANNOTATION, VOLUME_NAME,
 };
 use crate::options::RenderOptions;
+use crate::output::{value, SerializeError};
 use k8s_openapi::api::core::v1::{
     ConfigMap, ConfigMapVolumeSource, Container, PodSpec, Volume, VolumeMount,
 };
@@ -25,15 +26,15 @@ pub struct Mount {
     /// Pod template annotations: the module's sha, and for sidecars Istio's user-volume
     /// annotations.
     pub annotations: BTreeMap<String, String>,
-    /// A gateway: the pod-spec part of its Deployment patch (volume and mount).
-    pub gateway_pod_spec: Option<PodSpec>,
+    /// A gateway: the pod-spec part of its Deployment patch (volume and mount), as JSON.
+    pub gateway_pod_spec: Option<Value>,
 }
 
 /// The ConfigMap and the mount of `bytes` for `opts`; `None` for a module istio-agent
 /// downloads.
-pub fn mount(opts: &RenderOptions, sidecar: bool) -> Option<Mount> {
+pub fn mount(opts: &RenderOptions, sidecar: bool) -> Result<Option<Mount>, SerializeError> {
     let Module::ConfigMap(bytes) = &opts.module else {
-        return None;
+        return Ok(None);
     };
     let cm = ConfigMap {
         metadata: ObjectMeta {
@@ -82,16 +83,16 @@ pub fn mount(opts: &RenderOptions, sidecar: bool) -> Option<Mount> {
         // `- name: KEY` followed by the value, so the name is the key and not repeated.
         annotations.insert(
             USER_VOLUME_ANNOTATION.to_owned(),
-            user_volume_json(serde_json::to_value(&volume).unwrap_or_default()),
+            user_volume_json(value("the module's volume", &volume)?),
         );
         annotations.insert(
             USER_VOLUME_MOUNT_ANNOTATION.to_owned(),
-            user_volume_json(serde_json::to_value(&mount).unwrap_or_default()),
+            user_volume_json(value("the module's volume mount", &mount)?),
         );
     } else {
         // Gateways are not injected as sidecars are, so the user-volume annotations are
         // ignored there: the gateway Deployment itself gets the volume and the mount.
-        gateway_pod_spec = Some(PodSpec {
+        let spec = PodSpec {
             volumes: Some(vec![volume]),
             containers: vec![Container {
                 name: PROXY_CONTAINER.to_owned(),
@@ -99,13 +100,14 @@ pub fn mount(opts: &RenderOptions, sidecar: bool) -> Option<Mount> {
                 ..Default::default()
             }],
             ..Default::default()
-        });
+        };
+        gateway_pod_spec = Some(value("the gateway's pod spec", &spec)?);
     }
-    Some(Mount {
-        configmap: serde_json::to_value(&cm).unwrap_or_default(),
+    Ok(Some(Mount {
+        configmap: value("the module's ConfigMap", &cm)?,
         annotations,
         gateway_pod_spec,
-    })
+    }))
 }
 
 /// `{"NAME": {...rest}}`: the userVolume/userVolumeMount annotation form for one item.
@@ -141,7 +143,7 @@ pub fn deployment_patch(name: &str, namespace: &str, r: &Rendered) -> Value {
         template["metadata"]["annotations"] = json!(r.pod_annotations);
     }
     if let Some(spec) = &r.gateway_pod_spec {
-        template["spec"] = serde_json::to_value(spec).unwrap_or_default();
+        template["spec"] = spec.clone();
     }
     json!({
         "apiVersion": "apps/v1",

@@ -111,7 +111,12 @@ impl EchoUpstream {
             if let Ok(mut l) = self.log.lock() {
                 l.push(got.clone());
             }
-            let body = serde_json::to_vec(&got).unwrap_or_default();
+            // Strings and numbers only: it serializes; if it ever did not, the test sees a 500.
+            let Ok(body) = serde_json::to_vec(&got) else {
+                let _ = conn
+                    .write_all(b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\n\r\n");
+                return;
+            };
             let head = format!(
                 "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nx-upstream: {}\r\ncontent-length: {}\r\n\r\n",
                 self.name,

@@ -160,7 +160,7 @@ impl Envoy {
         };
         std::fs::create_dir_all(&dir).map_err(write_err(&dir))?;
         let config = dir.join("envoy.json");
-        let text = serde_json::to_string_pretty(bootstrap).unwrap_or_default();
+        let text = format!("{bootstrap:#}");
         std::fs::write(&config, text).map_err(write_err(&config))?;
         let child = Command::new(binary)
             .arg("-c")

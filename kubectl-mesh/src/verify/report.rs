@@ -63,11 +63,7 @@ pub fn to_json(r: &Report) -> Value {
 /// Prints `r` as text or JSON.
 pub fn print(r: &Report, opts: &Options, out: &mut impl Write) {
     if opts.json {
-        let _ = writeln!(
-            out,
-            "{}",
-            serde_json::to_string_pretty(&to_json(r)).unwrap_or_default()
-        );
+        let _ = writeln!(out, "{:#}", to_json(r));
         return;
     }
     let _ = writeln!(
@@ -147,11 +143,7 @@ pub fn print_proxy(r: &ProxyReport, opts: &Options, out: &mut impl Write) {
             "missingClusters": r.missing_clusters,
             "configHosts": r.config_hosts.iter().map(answer_json).collect::<Vec<_>>(),
         });
-        let _ = writeln!(
-            out,
-            "{}",
-            serde_json::to_string_pretty(&v).unwrap_or_default()
-        );
+        let _ = writeln!(out, "{v:#}");
         return;
     }
     let _ = writeln!(

@@ -48,6 +48,7 @@ impl Emulator {
             objects: BTreeMap::new(),
             forbidden: Vec::new(),
             drop_connection: Vec::new(),
+            drop_reads: Vec::new(),
             drop_response: Vec::new(),
             log: Vec::new(),
             managers: BTreeMap::new(),
@@ -345,6 +346,9 @@ fn route(
         .and_then(|gv| gv.split_once('/'))
         .map(|(g, _)| g)
         .unwrap_or("");
+    if *method == Method::GET && st.drop_reads.contains(&plural) {
+        return Err(Dropped);
+    }
     if *method != Method::GET {
         let target = name.clone().unwrap_or_default();
         let matches = |list: &[(String, String)]| {

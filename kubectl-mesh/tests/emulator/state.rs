@@ -92,6 +92,8 @@ pub struct State {
     pub forbidden: Vec<(String, String)>,
     /// Writes to these `(plural, name or "*")` get the connection closed without an answer.
     pub drop_connection: Vec<(String, String)>,
+    /// Reads (GETs, lists included) of these plurals get the connection closed.
+    pub drop_reads: Vec<String>,
     /// Writes to these `(plural, name or "*")` are carried out, then the connection is closed
     /// before the answer (the client cannot know whether they happened).
     pub drop_response: Vec<(String, String)>,
