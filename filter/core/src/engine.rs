@@ -76,6 +76,16 @@ pub enum RequestOutcome {
     Reply(LocalReply),
 }
 
+/// The stat value of a revision: its first 12 hex digits as a number (48 bits, which a
+/// Prometheus sample, a float, holds exactly); `None` when it does not start with 12 hex digits.
+pub fn revision_number(revision: &str) -> Option<u64> {
+    let digits = revision.get(..12)?;
+    match digits.bytes().all(|b| b.is_ascii_hexdigit()) {
+        true => u64::from_str_radix(digits, 16).ok(),
+        false => None,
+    }
+}
+
 /// The compiled config, ready for requests. Build it with [`crate::compile`].
 #[derive(Debug, Clone)]
 pub struct Engine {
@@ -84,7 +94,7 @@ pub struct Engine {
     /// `notFound` was set and `notFoundHosts` is `all`: the filter also answers hosts the config does not list.
     own_all_hosts: bool,
     delivery: Delivery,
-    /// [`crate::revision_number`] of the config's revision, if it had one.
+    /// [`revision_number`] of the config's revision, if it had one.
     pub(crate) revision: Option<u64>,
 }
 
