@@ -12,6 +12,8 @@ use crate::config::{
     NotFoundHosts, RouteConfig, Target, API_VERSION, KIND,
 };
 use crate::cors::CorsPolicy;
+// Defined beside the engine's revision; also kept at this path.
+pub use crate::engine::revision_number;
 use crate::engine::Engine;
 use crate::headers::HeaderOps;
 use crate::host::Fnv;
@@ -113,16 +115,6 @@ pub fn compile_json(text: &str) -> Result<Engine, ConfigError> {
     let mut engine = compile_owned(fc.mesh, fc.delivery)?;
     engine.revision = fc.revision.as_deref().and_then(revision_number);
     Ok(engine)
-}
-
-/// The stat value of a revision: its first 12 hex digits as a number (48 bits, which a
-/// Prometheus sample, a float, holds exactly); `None` when it does not start with 12 hex digits.
-pub fn revision_number(revision: &str) -> Option<u64> {
-    let digits = revision.get(..12)?;
-    match digits.bytes().all(|b| b.is_ascii_hexdigit()) {
-        true => u64::from_str_radix(digits, 16).ok(),
-        false => None,
-    }
 }
 
 /// Validates and compiles a config for upstream delivery (gateway, sidecar-outbound).

@@ -9,8 +9,7 @@
 
 use crate::bytes_regex::ByteRegex;
 use crate::config::{CorsConfig, OriginMatch};
-use crate::engine::HeaderMap;
-use crate::request::HeaderList;
+use crate::request::{HeaderList, HeaderMap};
 
 /// Request headers a gRPC-Web client sends.
 pub const GRPC_WEB_ALLOW_HEADERS: &[&str] = &[

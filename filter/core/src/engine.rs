@@ -8,38 +8,11 @@
 use crate::config::Delivery;
 use crate::cors::CorsPolicy;
 use crate::headers::{HeaderOps, Vars};
+// Defined beside the request views (cors.rs writes through it too); also kept at this path.
+pub use crate::request::HeaderMap;
 use crate::request::{HeaderList, RequestHeaders};
 use crate::router::{Action, LocalBody, RedirectSpec, Route, Router};
 use crate::upstream::{GRPC_WEB_HEADER, RESERVED_HEADERS, UPSTREAM_HEADER};
-
-/// Changes to a header map. Names are lower-case.
-pub trait HeaderMap {
-    /// Error of the underlying host (never produced by in-memory maps).
-    type Error;
-    /// Replaces all values of `name`.
-    fn set(&mut self, name: &str, value: &[u8]) -> Result<(), Self::Error>;
-    /// Appends a value.
-    fn add(&mut self, name: &str, value: &[u8]) -> Result<(), Self::Error>;
-    /// Removes all values of `name`.
-    fn remove(&mut self, name: &str) -> Result<(), Self::Error>;
-}
-
-impl HeaderMap for HeaderList {
-    type Error = std::convert::Infallible;
-    fn set(&mut self, name: &str, value: &[u8]) -> Result<(), Self::Error> {
-        self.0.retain(|(k, _)| k != name);
-        self.0.push((name.to_owned(), value.to_vec()));
-        Ok(())
-    }
-    fn add(&mut self, name: &str, value: &[u8]) -> Result<(), Self::Error> {
-        self.0.push((name.to_owned(), value.to_vec()));
-        Ok(())
-    }
-    fn remove(&mut self, name: &str) -> Result<(), Self::Error> {
-        self.0.retain(|(k, _)| k != name);
-        Ok(())
-    }
-}
 
 /// Why the filter answered locally (for metrics and logs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,6 +76,16 @@ pub enum RequestOutcome {
     Reply(LocalReply),
 }
 
+/// The stat value of a revision: its first 12 hex digits as a number (48 bits, which a
+/// Prometheus sample, a float, holds exactly); `None` when it does not start with 12 hex digits.
+pub fn revision_number(revision: &str) -> Option<u64> {
+    let digits = revision.get(..12)?;
+    match digits.bytes().all(|b| b.is_ascii_hexdigit()) {
+        true => u64::from_str_radix(digits, 16).ok(),
+        false => None,
+    }
+}
+
 /// The compiled config, ready for requests. Build it with [`crate::compile`].
 #[derive(Debug, Clone)]
 pub struct Engine {
@@ -111,7 +94,7 @@ pub struct Engine {
     /// `notFound` was set and `notFoundHosts` is `all`: the filter also answers hosts the config does not list.
     own_all_hosts: bool,
     delivery: Delivery,
-    /// [`crate::revision_number`] of the config's revision, if it had one.
+    /// [`revision_number`] of the config's revision, if it had one.
     pub(crate) revision: Option<u64>,
 }
 

@@ -14,8 +14,8 @@ pub mod request;
 pub mod router;
 pub mod upstream;
 
-pub use compile::{compile, compile_for, compile_json, revision_number, ConfigError};
+pub use compile::{compile, compile_for, compile_json, ConfigError};
 pub use config::{Delivery, FilterConfig, HostMatching, MeshConfig, API_VERSION, KIND};
-pub use engine::{Engine, HeaderMap, LocalReply, ReplyKind, RequestOutcome, RequestState};
-pub use request::{HeaderList, Pairs, RequestHeaders};
+pub use engine::{revision_number, Engine, LocalReply, ReplyKind, RequestOutcome, RequestState};
+pub use request::{HeaderList, HeaderMap, Pairs, RequestHeaders};
 pub use upstream::{GRPC_WEB_HEADER, RESERVED_HEADERS, UPSTREAM_HEADER};

@@ -1,5 +1,6 @@
 //! Read-only views of a request's headers: the proxy-wasm serialized map the host hands over in
-//! one call, and the in-memory [`HeaderList`] that tests and local replies use.
+//! one call, and the in-memory [`HeaderList`] that tests and local replies use; and
+//! [`HeaderMap`], the changes the engine and CORS write to a header map.
 //!
 //! The engine reads every request header it needs from one snapshot, so a request costs one
 //! host call for reading, however many conditions the config has, and reading allocates nothing.
@@ -212,6 +213,35 @@ impl RequestHeaders for HeaderList {
             .iter()
             .filter(move |(k, _)| k.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_slice())
+    }
+}
+
+/// Changes to a header map. Names are lower-case.
+pub trait HeaderMap {
+    /// Error of the underlying host (never produced by in-memory maps).
+    type Error;
+    /// Replaces all values of `name`.
+    fn set(&mut self, name: &str, value: &[u8]) -> Result<(), Self::Error>;
+    /// Appends a value.
+    fn add(&mut self, name: &str, value: &[u8]) -> Result<(), Self::Error>;
+    /// Removes all values of `name`.
+    fn remove(&mut self, name: &str) -> Result<(), Self::Error>;
+}
+
+impl HeaderMap for HeaderList {
+    type Error = std::convert::Infallible;
+    fn set(&mut self, name: &str, value: &[u8]) -> Result<(), Self::Error> {
+        self.0.retain(|(k, _)| k != name);
+        self.0.push((name.to_owned(), value.to_vec()));
+        Ok(())
+    }
+    fn add(&mut self, name: &str, value: &[u8]) -> Result<(), Self::Error> {
+        self.0.push((name.to_owned(), value.to_vec()));
+        Ok(())
+    }
+    fn remove(&mut self, name: &str) -> Result<(), Self::Error> {
+        self.0.retain(|(k, _)| k != name);
+        Ok(())
     }
 }
 

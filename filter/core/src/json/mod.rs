@@ -8,7 +8,12 @@
 //! document (the plugin reads YAML through serde; tests compare the two on the same documents),
 //! and the field lists are checked against serde's in the tests, so a field added to the schema
 //! and not here fails them. The plugin still writes JSON with serde_json.
+//!
+//! `read.rs` lexes, `schema.rs` reads the schema's types, and `load.rs` holds the loaders that
+//! call them, `MeshConfig::from_json` and `FilterConfig::from_json` (inherent methods kept
+//! here, so that config.rs, the schema, depends on no other module).
 
+mod load;
 mod read;
 mod schema;
 
