@@ -80,6 +80,7 @@ bench: wasm noop-wasm probe-wasm envoy bench-tools
 	$(CARGO) run --profile perf --quiet -p mesh-bench
 
 lint: wasm-target
+	scripts/check-docs
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --exclude mesh-filter --all-targets -- -D warnings
 	$(CARGO) clippy -p mesh-filter -p mesh-noop-filter -p mesh-probe-filter -p mesh-crash-filter --target wasm32-wasip1 -- -D warnings
