@@ -3,7 +3,7 @@
 //!
 //! istiod matches the regex against the proxy's `ISTIO_VERSION` (e.g. `1.20.3`, `1.24.0-rc.1`);
 //! a proxy without one matches no gated patch. The facts and their sources are in
-//! `kubectl-mesh/data/README.md`.
+//! `kubectl-mesh/data/istio-proxy/README.md`.
 
 /// A proxy feature that appeared in some patch release of one or more minor lines and is in
 /// every later minor line.
