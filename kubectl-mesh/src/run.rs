@@ -237,7 +237,24 @@ pub fn write_module() -> Result<PathBuf, RunError> {
         source,
     })?;
     let wasm = dir.join(render::MODULE_FILE);
-    write(&wasm, module)?;
+    // Another run (or verify) may be starting an Envoy on this file right now: never truncate
+    // it in place. Keep it when it already holds the module, else write a private file and
+    // rename it over the old one (atomic), so a reader sees the old module or the new one.
+    if std::fs::read(&wasm).is_ok_and(|b| b == module) {
+        return Ok(wasm);
+    }
+    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = dir.join(format!(
+        "{}.{}-{n}.tmp",
+        render::MODULE_FILE,
+        std::process::id()
+    ));
+    write(&tmp, module)?;
+    std::fs::rename(&tmp, &wasm).map_err(|source| RunError::Write {
+        file: wasm.display().to_string(),
+        source,
+    })?;
     Ok(wasm)
 }
 
