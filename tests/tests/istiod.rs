@@ -5,7 +5,8 @@
 //! gRPC server and the web service. See tests/istio/README.md.
 
 use kubectl_mesh::render::{Api, Context};
-use mesh_tests::istio::scenario::{istio_route_diffs, page_flow, Scenario, Setup};
+use mesh_tests::istio::checks::{istio_route_diffs, page_flow};
+use mesh_tests::istio::scenario::{Scenario, Setup};
 
 /// The config's hosts work (the page's flow), and every request Istio's own routes served
 /// before kubectl-mesh gets the same answer after, also with the reserved headers spoofed.

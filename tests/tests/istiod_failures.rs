@@ -5,9 +5,8 @@
 
 use kubectl_mesh::render::{self, Api, Context, Module};
 use mesh_tests::client::Request;
-use mesh_tests::istio::scenario::{
-    crash_module, entry, http_filters, other_app, page_flow, Scenario, Setup,
-};
+use mesh_tests::istio::checks::{entry, http_filters, other_app, page_flow};
+use mesh_tests::istio::scenario::{crash_module, Scenario, Setup};
 use serde_json::Value;
 
 const STRIP_LUA: &str = "kubectl-mesh-strip";

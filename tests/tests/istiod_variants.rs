@@ -6,8 +6,9 @@
 use kubectl_mesh::render::{Api, Context};
 use mesh_tests::client::Request;
 use mesh_tests::digimon::{self, API_HOST, WEB_ORIGIN};
+use mesh_tests::istio::checks::{entry, page_flow};
 use mesh_tests::istio::generated::Dump;
-use mesh_tests::istio::scenario::{entry, page_flow, Scenario, Setup, HELM_GATEWAY};
+use mesh_tests::istio::scenario::{Scenario, Setup, HELM_GATEWAY};
 use serde_json::{json, Value};
 
 fn flow_ok(setup: &Setup, s: &Scenario, rendered: &kubectl_mesh::render::Rendered, name: &str) {
@@ -310,7 +311,8 @@ fn the_page_origin_is_the_only_one_granted() {
 #[test]
 fn a_gateway_api_gateway() {
     use kubectl_mesh::render::Module;
-    use mesh_tests::istio::scenario::{istio_route_diffs, other_route, GATEWAY_API};
+    use mesh_tests::istio::checks::{istio_route_diffs, other_route};
+    use mesh_tests::istio::scenario::GATEWAY_API;
     let setup = Setup::start().unwrap();
     let sha = kubectl_mesh::module::sha256_hex(&mesh_tests::istio::scenario::module_bytes());
     let remote = Module::Remote {
@@ -386,7 +388,8 @@ fn a_gateway_api_gateway() {
 /// route at all, istiod's catch-all virtual host would take them), and the page fails.
 #[test]
 fn without_the_anchor_route_a_gateway_api_gateway_does_not_serve_the_hosts() {
-    use mesh_tests::istio::scenario::{other_route, GATEWAY_API};
+    use mesh_tests::istio::checks::other_route;
+    use mesh_tests::istio::scenario::GATEWAY_API;
     let setup = Setup::start().unwrap();
     let mut s = Scenario::gateway(Api::Envoyfilter);
     s.gateway = GATEWAY_API;

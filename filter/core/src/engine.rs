@@ -430,4 +430,6 @@ fn apply_ops<H: HeaderMap>(
 }
 
 #[cfg(test)]
+mod local_tests;
+#[cfg(test)]
 mod tests;

@@ -19,14 +19,15 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 mod limits;
 mod merge;
+mod objects;
 mod pod_proxy;
 mod state;
 
-use limits::too_large;
 use merge::merge;
+use objects::{create, selects, stale, store};
 use pod_proxy::{pod_proxy, pod_proxy_target};
+use state::Resource;
 pub use state::State;
-use state::{finish_create, Collection, Resource};
 
 /// A running emulator.
 pub struct Emulator {
@@ -565,68 +566,4 @@ fn route(
             format!("{method} not allowed on {path}"),
         )),
     }
-}
-
-/// 409 when the body names a resourceVersion other than the live one (optimistic concurrency).
-fn stale(body: &Value, live: &Value, plural: &str, group: &str, name: &str) -> Option<Reply> {
-    let want = body["metadata"]["resourceVersion"].as_str()?;
-    (live["metadata"]["resourceVersion"].as_str() != Some(want)).then(|| {
-        status(409, "Conflict", format!(
-            "Operation cannot be fulfilled on {plural}.{group} \"{name}\": the object has been modified; please apply your changes to the latest version and try again"
-        ))
-    })
-}
-
-/// Stores an update: new resourceVersion, and a new generation when the spec changed.
-/// Stores a new object: resourceVersion, uid, generation, then 201.
-fn create(st: &mut State, key: Collection, ns: &str, name: &str, mut obj: Value) -> Reply {
-    let rv = st.next_rv();
-    finish_create(&mut obj, &rv);
-    if let Some(refused) = too_large(&obj) {
-        return refused;
-    }
-    st.objects
-        .entry(key)
-        .or_default()
-        .insert(format!("{ns}/{name}"), obj.clone());
-    reply(201, &obj)
-}
-
-fn store(
-    st: &mut State,
-    key: Collection,
-    ns: &str,
-    name: &str,
-    live: Value,
-    mut next: Value,
-) -> Reply {
-    if let Some(refused) = too_large(&next) {
-        return refused;
-    }
-    next["metadata"]["resourceVersion"] = live["metadata"]["resourceVersion"].clone();
-    next["metadata"]["generation"] = live["metadata"]["generation"].clone();
-    if next == live {
-        return reply(200, &live);
-    }
-    if next["spec"] != live["spec"] {
-        next["metadata"]["generation"] =
-            json!(live["metadata"]["generation"].as_i64().unwrap_or(1) + 1);
-    }
-    next["metadata"]["resourceVersion"] = json!(st.next_rv());
-    st.objects
-        .entry(key)
-        .or_default()
-        .insert(format!("{ns}/{name}"), next.clone());
-    reply(200, &next)
-}
-
-/// `a=b,c` selectors (equality and existence), as the API server filters lists.
-fn selects(selector: &str, labels: &Value) -> bool {
-    selector
-        .split(',')
-        .filter(|s| !s.is_empty())
-        .all(|term| match term.split_once('=') {
-            Some((k, v)) => labels[k.trim_end_matches('=')] == json!(v),
-            None => labels[term].is_string(),
-        })
 }

@@ -5,6 +5,7 @@
 //! --proxy-dump` runs), re-exported here under their old names.
 
 pub mod agent;
+pub mod checks;
 pub mod clusters;
 pub mod generated;
 pub mod istiod;

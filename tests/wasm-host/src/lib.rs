@@ -6,7 +6,9 @@
 //! guest trap is an error of the call that caused it: nothing fails silently.
 
 pub mod abi;
+mod exports;
 mod host;
+mod observe;
 mod types;
 
 pub use types::{
@@ -19,10 +21,11 @@ pub use wasmtime;
 
 use abi::{Action, BufferType, LogLevel, MapType};
 use anyhow::{anyhow, bail, Context as _};
+use exports::Exports;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
-use wasmtime::{Engine, Instance, Linker, Memory, Module, Store, TypedFunc};
+use wasmtime::{Engine, Linker, Memory, Module, Store, TypedFunc};
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::WasiCtxBuilder;
@@ -129,25 +132,6 @@ fn compiled() -> anyhow::Result<&'static Compiled> {
         })
         .as_ref()
         .map_err(|e| anyhow!("{e}"))
-}
-
-/// The filter's exports the harness calls. As in proxy-wasm-cpp-host (Envoy's host), only
-/// memory, configure and the header callbacks are required: a callback the module does not
-/// export is skipped (bodies and trailers continue, `on_done` counts as done).
-struct Exports {
-    context_create: Option<TypedFunc<(u32, u32), ()>>,
-    vm_start: Option<TypedFunc<(u32, u32), u32>>,
-    configure: TypedFunc<(u32, u32), u32>,
-    tick: Option<TypedFunc<u32, ()>>,
-    request_headers: TypedFunc<(u32, u32, u32), u32>,
-    request_body: Option<TypedFunc<(u32, u32, u32), u32>>,
-    request_trailers: Option<TypedFunc<(u32, u32), u32>>,
-    response_headers: TypedFunc<(u32, u32, u32), u32>,
-    response_body: Option<TypedFunc<(u32, u32, u32), u32>>,
-    response_trailers: Option<TypedFunc<(u32, u32), u32>>,
-    done: Option<TypedFunc<u32, u32>>,
-    log: Option<TypedFunc<u32, ()>>,
-    delete: Option<TypedFunc<u32, ()>>,
 }
 
 /// One filter VM: one root context configured with a plugin configuration, and HTTP streams.
@@ -437,68 +421,6 @@ impl Filter {
         self.stream = None;
     }
 
-    /// Everything the filter logged so far.
-    pub fn logs(&self) -> &[LogEntry] {
-        &self.store.data().logs
-    }
-
-    /// Forgets the logs collected so far.
-    pub fn clear_logs(&mut self) {
-        self.store.data_mut().logs.clear();
-    }
-
-    /// The value of a metric the filter defined, by name.
-    pub fn metric(&self, name: &str) -> Option<u64> {
-        self.store
-            .data()
-            .metrics
-            .iter()
-            .find(|m| m.name == name)
-            .map(|m| m.value)
-    }
-
-    /// Every metric the filter defined.
-    pub fn metrics(&self) -> &[Metric] {
-        &self.store.data().metrics
-    }
-
-    /// Size of the module's linear memory in 64 KiB pages.
-    pub fn memory_pages(&self) -> u64 {
-        self.memory.size(&self.store)
-    }
-
-    /// What the guest wrote to stdout and stderr.
-    pub fn guest_output(&self) -> String {
-        String::from_utf8_lossy(&self.store.data().output.contents()).into_owned()
-    }
-
-    /// Number of host calls the guest made so far.
-    pub fn host_calls(&self) -> u64 {
-        self.store.data().host_calls
-    }
-
-    /// Host calls so far by import name (`proxy_get_header_map_pairs`, ...), in first-call order.
-    pub fn host_call_counts(&self) -> &[(&'static str, u64)] {
-        &self.store.data().call_counts
-    }
-
-    /// How many buffers the host had the guest allocate so far (every value handed over, such
-    /// as the header map or the plugin configuration, costs one call back into the guest).
-    pub fn guest_allocations(&self) -> u64 {
-        self.store.data().guest_allocations
-    }
-
-    /// Wasm instructions the module has run so far (wasmtime's fuel: one unit per instruction,
-    /// repeatable regardless of load), when its engine meters fuel (`Config::consume_fuel`).
-    pub fn fuel(&self) -> Option<u64> {
-        self.store.get_fuel().ok().map(|left| u64::MAX - left)
-    }
-
-    /// The tick period the filter asked for (0: none).
-    pub fn tick_period_ms(&self) -> u32 {
-        self.store.data().tick_period_ms
-    }
-
     /// Fires the root context's timer once (`proxy_on_tick`), as the host does every tick
     /// period; an error when the module asked for no tick or does not export the callback.
     pub fn tick(&mut self) -> Result<(), HarnessError> {
@@ -605,67 +527,6 @@ impl Filter {
                 })
             }
         }
-    }
-}
-
-impl Exports {
-    fn get(instance: &Instance, store: &mut Store<HostState>) -> anyhow::Result<Self> {
-        macro_rules! f {
-            ($name:literal) => {
-                instance
-                    .get_typed_func(&mut *store, $name)
-                    .map_err(|e| anyhow::Error::from(e).context(format!("export `{}`", $name)))?
-            };
-        }
-        // Optional, but when exported it must have the ABI's signature.
-        macro_rules! opt {
-            ($name:literal) => {
-                match instance.get_export(&mut *store, $name) {
-                    None => None,
-                    Some(_) => Some(f!($name)),
-                }
-            };
-        }
-        Ok(Exports {
-            context_create: opt!("proxy_on_context_create"),
-            vm_start: opt!("proxy_on_vm_start"),
-            configure: f!("proxy_on_configure"),
-            tick: opt!("proxy_on_tick"),
-            request_headers: f!("proxy_on_request_headers"),
-            request_body: opt!("proxy_on_request_body"),
-            request_trailers: opt!("proxy_on_request_trailers"),
-            response_headers: f!("proxy_on_response_headers"),
-            response_body: opt!("proxy_on_response_body"),
-            response_trailers: opt!("proxy_on_response_trailers"),
-            done: opt!("proxy_on_done"),
-            log: opt!("proxy_on_log"),
-            delete: opt!("proxy_on_delete"),
-        })
-    }
-
-    /// The names of the callbacks the module exports, in the ABI's order.
-    fn names(&self) -> Vec<&'static str> {
-        [
-            ("proxy_on_context_create", self.context_create.is_some()),
-            ("proxy_on_vm_start", self.vm_start.is_some()),
-            ("proxy_on_configure", true),
-            ("proxy_on_tick", self.tick.is_some()),
-            ("proxy_on_request_headers", true),
-            ("proxy_on_request_body", self.request_body.is_some()),
-            ("proxy_on_request_trailers", self.request_trailers.is_some()),
-            ("proxy_on_response_headers", true),
-            ("proxy_on_response_body", self.response_body.is_some()),
-            (
-                "proxy_on_response_trailers",
-                self.response_trailers.is_some(),
-            ),
-            ("proxy_on_done", self.done.is_some()),
-            ("proxy_on_log", self.log.is_some()),
-            ("proxy_on_delete", self.delete.is_some()),
-        ]
-        .into_iter()
-        .filter_map(|(n, present)| present.then_some(n))
-        .collect()
     }
 }
 
