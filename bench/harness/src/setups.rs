@@ -92,12 +92,15 @@ fn not_found_route() -> Value {
     json!({"match": {"prefix": "/"}, "direct_response": {"status": 404, "body": {"inline_string": NOT_FOUND_BODY}}})
 }
 
-/// The digimon routing as a native route table: both hosts, CORS on api, 404 elsewhere.
+/// The digimon routing as a native route table: both hosts, CORS on api, 404 elsewhere. Its
+/// routes retry as every route istiod makes does (as the filter's routing route does), so the
+/// setups differ by the filter, not by a retry policy only one of them has.
 fn native_routes() -> Value {
+    let retry = envoy::istio_default_retry_policy();
     json!({"name": "native", "virtual_hosts": [
         {"name": "api", "domains": ["api.backend.com"], "typed_per_filter_config": {"envoy.filters.http.cors": native_cors()},
-         "routes": [{"match": {"prefix": "/digimon.Digimon/"}, "route": {"cluster": SERVER, "timeout": "0s"}}, not_found_route()]},
-        {"name": "web", "domains": ["web.backend.com"], "routes": [{"match": {"prefix": "/"}, "route": {"cluster": WEB, "timeout": "0s"}}]},
+         "routes": [{"match": {"prefix": "/digimon.Digimon/"}, "route": {"cluster": SERVER, "timeout": "0s", "retry_policy": retry}}, not_found_route()]},
+        {"name": "web", "domains": ["web.backend.com"], "routes": [{"match": {"prefix": "/"}, "route": {"cluster": WEB, "timeout": "0s", "retry_policy": retry}}]},
         {"name": "other", "domains": ["*"], "routes": [{"match": {"prefix": "/"}, "direct_response": {"status": 404}}]}
     ]})
 }
