@@ -29,9 +29,10 @@ pub const ROUTE_NAME: &str = "kubectl-mesh-upstream";
 /// What Envoy does with the filter when its VM fails (a trap or an abort inside the module).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FailPolicy {
-    /// `failure_policy: FAIL_RELOAD` (Envoy 1.34+, istio-proxy 1.26+): the next request gets a
-    /// fresh VM, so the filter comes back by itself; while a reload is backing off (1 s at
-    /// first) requests are answered 503, as with a closed filter.
+    /// `failure_policy: FAIL_RELOAD` (Envoy 1.33+, istio-proxy 1.25+, as `proxy_version.rs`
+    /// gates it): the next request gets a fresh VM, so the filter comes back by itself; while
+    /// a reload is backing off (1 s at first) requests are answered 503, as with a closed
+    /// filter.
     Reload,
     /// `fail_open: true`, for Envoys without `failure_policy`: the filter is skipped until the
     /// proxy restarts.
