@@ -70,6 +70,7 @@ TEST_TARGETS := test-unit test-envoy
 
 test-unit:
 	$(LOGGED) $(TEST_LOG_DIR)/unit.log $(CARGO) test --workspace --exclude mesh-filter --lib --bins
+	$(LOGGED) $(TEST_LOG_DIR)/unit.log $(CARGO) test -p mesh-tests --test layout
 
 test-envoy: wasm envoy
 	$(LOGGED) $(TEST_LOG_DIR)/envoy.log $(CARGO) test -p mesh-tests --test routing
