@@ -24,6 +24,16 @@ pub struct GatewayRouting {
 
 const GROUP: &str = "Gateway routing";
 
+/// A JSON array's strings (anything else skipped).
+fn strings(v: &Value) -> Vec<String> {
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(str::to_owned)
+        .collect()
+}
+
 fn list(items: &[String]) -> String {
     items.join(", ")
 }
@@ -43,13 +53,7 @@ pub fn evaluate(r: &GatewayRouting, workload_labels: &[BTreeMap<String, String>]
         return out;
     };
     let namespace = vs["metadata"]["namespace"].as_str().unwrap_or_default();
-    let hosts: Vec<String> = vs["spec"]["hosts"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .map(str::to_owned)
-        .collect();
+    let hosts = strings(&vs["spec"]["hosts"]);
     out.push(pass(
         "gateway-routing.anchor",
         GROUP,
@@ -161,13 +165,7 @@ pub fn evaluate_route(r: &RouteRouting) -> Vec<Check> {
         ));
         return out;
     };
-    let hosts: Vec<String> = route["spec"]["hostnames"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .map(str::to_owned)
-        .collect();
+    let hosts = strings(&route["spec"]["hostnames"]);
     out.push(pass(
         "gateway-routing.anchor",
         GROUP,

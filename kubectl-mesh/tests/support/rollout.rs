@@ -4,7 +4,7 @@
 
 #![allow(dead_code)]
 
-use super::apiserver::{collection_path, request, Cluster};
+use super::apiserver::{collection_path, request, ApiError, Cluster};
 use serde_json::{json, Map, Value};
 
 impl Cluster {
@@ -75,35 +75,32 @@ impl Cluster {
                 .await
                 .unwrap_or_else(|e| panic!("creating pod {ns}/{pod_name}: {e:?}\n{pod}"));
             let status = json!({ "status": { "phase": "Running" } });
-            let path = format!("{pods}/{pod_name}/status");
-            request(
-                &self.client,
-                "PATCH",
-                &path,
-                "application/merge-patch+json",
-                &status,
-            )
-            .await
-            .unwrap_or_else(|e| panic!("marking {ns}/{pod_name} running: {e:?}"));
+            self.patch_status(&format!("{pods}/{pod_name}"), &status)
+                .await
+                .unwrap_or_else(|e| panic!("marking {ns}/{pod_name} running: {e:?}"));
         }
         let status = json!({ "status": {
             "observedGeneration": generation,
             "replicas": replicas, "updatedReplicas": replicas,
             "readyReplicas": replicas, "availableReplicas": replicas,
         }});
-        let path = format!(
-            "{}/{name}/status",
-            collection_path("apps/v1", "deployments", ns)
-        );
+        let deployment = format!("{}/{name}", collection_path("apps/v1", "deployments", ns));
+        self.patch_status(&deployment, &status)
+            .await
+            .unwrap_or_else(|e| panic!("rollout status of {ns}/{name}: {e:?}"));
+    }
+
+    /// A merge patch of `object`'s status subresource, as the controllers write it.
+    async fn patch_status(&self, object: &str, status: &Value) -> Result<Value, ApiError> {
+        let path = format!("{object}/status");
         request(
             &self.client,
             "PATCH",
             &path,
             "application/merge-patch+json",
-            &status,
+            status,
         )
         .await
-        .unwrap_or_else(|e| panic!("rollout status of {ns}/{name}: {e:?}"));
     }
 }
 
